@@ -81,13 +81,11 @@ def neg(vector: np.ndarray, ring_bits: int) -> np.ndarray:
 
 
 def to_signed(vector: np.ndarray, ring_bits: int) -> np.ndarray:
-    """Map Z_2^k to the signed range [-2^(k-1), 2^(k-1)) as int64."""
-    signed = vector.astype(np.int64)
-    if ring_bits == 64:
-        return vector.view(np.int64).copy()
-    half = 1 << (ring_bits - 1)
-    signed[signed >= half] -= 1 << ring_bits
-    return signed
+    """Map Z_2^k to the signed range [-2^(k-1), 2^(k-1)) as int64 (sign extension)."""
+    _check_bits(ring_bits)
+    shift = 64 - ring_bits
+    widened = np.asarray(vector).astype(np.uint64) << np.uint64(shift)
+    return widened.view(np.int64) >> np.int64(shift)
 
 
 def from_signed(values: np.ndarray, ring_bits: int) -> np.ndarray:

@@ -1,0 +1,164 @@
+"""The ``securefl`` command: run a federation, and the tools around it.
+
+    securefl run --protocol secret-sharing --clients 10 --rounds 20 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from securefl.errors import SecureFLError
+from securefl.protocols.catalog import make_protocol, protocol_names
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `securefl run: error: ...` and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; found {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1); found {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1); found {value}")
+    return value
+
+
+def _add_run(subparsers: Any) -> None:
+    run = subparsers.add_parser("run", help="train FedAvg on the embedded digits data through a protocol")
+    run.add_argument("--protocol", default="secret-sharing", choices=protocol_names(),
+                     help="aggregation protocol (plaintext is the insecure baseline)")
+    run.add_argument("--clients", type=_positive_int, default=10)
+    run.add_argument("--rounds", type=_positive_int, default=20)
+    run.add_argument("--local-epochs", type=_positive_int, default=None,
+                     help="local epochs per round (default: the FedAvg default)")
+    run.add_argument("--dropout", type=_probability, default=0.0,
+                     help="probability that a sampled client drops out, at a random protocol phase")
+    run.add_argument("--partition", choices=("iid", "dirichlet"), default="iid")
+    run.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (with --partition dirichlet)")
+    run.add_argument("--mu", type=float, default=0.0, help="FedProx proximal coefficient")
+    run.add_argument("--aggregators", type=_positive_int, default=None, help="secret-sharing: number of aggregators")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from securefl.fl.fedavg import FedAvg, FedAvgConfig
+
+    protocol = make_protocol(args.protocol, aggregators=args.aggregators)
+    options: dict[str, Any] = dict(
+        clients=args.clients, rounds=args.rounds, dropout=args.dropout, partition=args.partition,
+        alpha=args.alpha, mu=args.mu, seed=args.seed,
+    )
+    if args.local_epochs is not None:
+        options["local_epochs"] = args.local_epochs
+    config = FedAvgConfig(**options)
+    bar = tqdm(total=config.rounds, desc=protocol.name, unit="round", disable=args.quiet, file=sys.stderr)
+
+    def progress(record: Any) -> None:
+        bar.set_postfix(accuracy=f"{record.accuracy:.3f}", refresh=False)
+        bar.update(1)
+
+    history = FedAvg(protocol, config).run(progress=progress)
+    bar.close()
+    summary = summarize(protocol, config, history)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def summarize(protocol: Any, config: Any, history: Any) -> dict[str, Any]:
+    """The figures of one run, as printed by ``securefl run --json``."""
+    completed = [r for r in history.records if not r.aborted]
+
+    def mean(attribute: str) -> float:
+        values = [getattr(r, attribute) for r in completed]
+        return float(sum(values) / len(values)) if values else 0.0
+
+    return {
+        "protocol": protocol.name,
+        "description": protocol.describe(),
+        "secure": bool(protocol.secure),
+        "rounds": config.rounds,
+        "clients": config.clients,
+        "dropout": config.dropout,
+        "seed": config.seed,
+        "final_accuracy": history.final_accuracy,
+        "bytes_up_per_client_per_round": mean("bytes_up_per_client"),
+        "bytes_down_per_client_per_round": mean("bytes_down_per_client"),
+        "seconds_per_round": mean("seconds"),
+        "client_seconds_per_round": mean("client_seconds"),
+        "server_seconds_per_round": mean("server_seconds"),
+        "rounds_aborted": sum(1 for r in history.records if r.aborted),
+        "dropouts": sum(r.dropped for r in history.records),
+        "server_saw_individual_updates": any(r.server_saw_individual_updates for r in completed),
+        "history": history.to_dict(),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    rows = [
+        ("protocol", summary["description"]),
+        ("secure", "yes" if summary["secure"] else "NO (insecure baseline)"),
+        ("clients x rounds", f"{summary['clients']} x {summary['rounds']}"),
+        ("final test accuracy", f"{summary['final_accuracy']:.4f}"),
+        ("upload per client per round", f"{summary['bytes_up_per_client_per_round']:,.0f} B"),
+        ("download per client per round", f"{summary['bytes_down_per_client_per_round']:,.0f} B"),
+        ("seconds per round", f"{summary['seconds_per_round']:.3f}"),
+        ("dropouts / aborted rounds", f"{summary['dropouts']} / {summary['rounds_aborted']}"),
+        ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="securefl", description="Privacy-preserving federated learning.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(subparsers)
+    try:
+        from securefl.privacy.cli import register as register_privacy
+    except ImportError:  # pragma: no cover - the privacy package is part of the install
+        register_privacy = None
+    if register_privacy is not None:
+        register_privacy(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SecureFLError as error:
+        print(f"securefl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""X25519 key agreement with domain-separated HKDF, Ed25519 signatures, and ``context``.
+
+Agreement:  key = HKDF-SHA256(ikm = X25519(a, B), salt = none,
+                              info = context("securefl/agree/v1", label, session, round,
+                                             party_low, party_high, public_low, public_high))
+with the two party ids sorted and the two public keys sorted (bytewise), so both
+sides derive the same key and a key from one (label, session, round, pair) is
+independent of every other (RFC 5869 section 3.2; RFC 7748 section 6.1).
+Threat model: a man in the middle can substitute public keys unless they are
+authenticated (e.g. signed with ``SigningKey``); low-order peer points, which
+force an all-zero shared secret, are rejected (RFC 7748 section 6.1).
+
+``context`` is the canonical, unambiguous encoding every module reuses for
+HKDF info, AEAD associated data and PRG labels:
+    u16(field count) || per field: tag (1 byte) || u32(body length) || body
+with tag 0x01 bytes, 0x02 UTF-8 text, 0x03 unsigned 64-bit integer (8 bytes
+big-endian). Distinct field lists always encode to distinct strings.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from securefl.errors import ConfigurationError, InvalidMessage
+
+__all__ = [
+    "PUBLIC_KEY_BYTES",
+    "PRIVATE_KEY_BYTES",
+    "SIGNATURE_BYTES",
+    "KeyPair",
+    "SigningKey",
+    "agree",
+    "context",
+    "hkdf",
+    "verify_signature",
+]
+
+PUBLIC_KEY_BYTES = 32
+PRIVATE_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+_AGREE_INFO = "securefl/agree/v1"
+_MAX_HKDF_BYTES = 255 * 32  # RFC 5869: L <= 255 * HashLen
+_TAG_BYTES = b"\x01"
+_TAG_TEXT = b"\x02"
+_TAG_INT = b"\x03"
+_BAD_SIGNATURE = "signature verification failed"
+
+
+def _describe_length(value: object) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"{len(value)} bytes"
+    return type(value).__name__
+
+
+def context(*fields: bytes | str | int) -> bytes:
+    """Canonical length-prefixed encoding of ``fields`` (see the module docstring).
+
+    Bytes, text and integers carry distinct tags, so b"1", "1" and 1 never collide,
+    and every field is length-prefixed, so no two field lists share an encoding.
+    """
+    if len(fields) > 0xFFFF:
+        raise ConfigurationError(f"context takes at most 65535 fields; found {len(fields)}")
+    parts = [len(fields).to_bytes(2, "big")]
+    for index, field in enumerate(fields):
+        if isinstance(field, bool):
+            raise ConfigurationError(f"context field {index} is a bool; pass an int or bytes explicitly")
+        if isinstance(field, int):
+            if not 0 <= field < 2**64:
+                raise ConfigurationError(f"context field {index} must be an integer in [0, 2^64); found {field}")
+            tag, body = _TAG_INT, field.to_bytes(8, "big")
+        elif isinstance(field, str):
+            try:
+                body = field.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ConfigurationError(f"context field {index} is not encodable as UTF-8: {field!r}") from error
+            tag = _TAG_TEXT
+        elif isinstance(field, (bytes, bytearray, memoryview)):
+            tag, body = _TAG_BYTES, bytes(field)
+        else:
+            raise ConfigurationError(
+                f"context field {index} must be bytes, str or int; found {type(field).__name__}"
+            )
+        if len(body) >= 2**32:
+            raise ConfigurationError(f"context field {index} is too long ({len(body)} bytes)")
+        parts.append(tag + len(body).to_bytes(4, "big") + body)
+    return b"".join(parts)
+
+
+def hkdf(secret: bytes, *, info: bytes, length: int = 32) -> bytes:
+    """HKDF-SHA256 (RFC 5869) with no salt: ``length`` bytes of key bound to ``info``.
+
+    ``secret`` must already be a high-entropy key (a DH output or a random seed);
+    ``info`` should come from :func:`context` so each use has its own domain.
+    """
+    if not isinstance(secret, (bytes, bytearray)) or len(secret) == 0:
+        raise ConfigurationError(f"HKDF secret must be non-empty bytes; found {_describe_length(secret)}")
+    if not isinstance(info, (bytes, bytearray)):
+        raise ConfigurationError(f"HKDF info must be bytes; found {type(info).__name__}")
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= _MAX_HKDF_BYTES:
+        raise ConfigurationError(f"HKDF length must be in 1..{_MAX_HKDF_BYTES}; found {length!r}")
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=bytes(info)).derive(bytes(secret))
+
+
+class KeyPair:
+    """An X25519 key pair: a 32-byte private scalar and its 32-byte public point.
+
+    Build with :meth:`generate` (OS CSPRNG) or :meth:`from_private_bytes`.
+    Immutable; ``repr`` shows only the public key.
+    """
+
+    __slots__ = ("_private", "_public_bytes")
+
+    def __init__(self, private_key: X25519PrivateKey) -> None:
+        if not isinstance(private_key, X25519PrivateKey):
+            raise ConfigurationError(
+                f"KeyPair wraps an X25519PrivateKey; found {type(private_key).__name__} "
+                "(use KeyPair.generate() or KeyPair.from_private_bytes())"
+            )
+        object.__setattr__(self, "_private", private_key)
+        object.__setattr__(self, "_public_bytes", private_key.public_key().public_bytes_raw())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("KeyPair is immutable")
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        """A fresh key pair from the OS CSPRNG."""
+        return cls.from_private_bytes(os.urandom(PRIVATE_KEY_BYTES))
+
+    @classmethod
+    def from_private_bytes(cls, data: bytes) -> KeyPair:
+        """Load a raw 32-byte X25519 private key (clamped per RFC 7748 on use)."""
+        if not isinstance(data, (bytes, bytearray)) or len(data) != PRIVATE_KEY_BYTES:
+            raise ConfigurationError(
+                f"X25519 private key must be {PRIVATE_KEY_BYTES} bytes; found {_describe_length(data)}"
+            )
+        return cls(X25519PrivateKey.from_private_bytes(bytes(data)))
+
+    @property
+    def public_bytes(self) -> bytes:
+        """The raw 32-byte public key (u-coordinate, RFC 7748)."""
+        return self._public_bytes
+
+    @property
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private key. Handle as a secret."""
+        return self._private.private_bytes_raw()
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        """The raw X25519 shared secret with ``peer_public``; prefer :func:`agree`, which adds HKDF.
+
+        Raises ``InvalidMessage`` if the peer key is not 32 bytes or is a low-order point.
+        """
+        if not isinstance(peer_public, (bytes, bytearray)) or len(peer_public) != PUBLIC_KEY_BYTES:
+            raise InvalidMessage(
+                f"peer public key must be {PUBLIC_KEY_BYTES} bytes; found {_describe_length(peer_public)}"
+            )
+        try:
+            return self._private.exchange(X25519PublicKey.from_public_bytes(bytes(peer_public)))
+        except ValueError as error:
+            raise InvalidMessage("peer public key is a low-order point (all-zero shared secret)") from error
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyPair):
+            return NotImplemented
+        return self._public_bytes == other._public_bytes
+
+    def __hash__(self) -> int:
+        return hash(self._public_bytes)
+
+    def __repr__(self) -> str:
+        return f"KeyPair(public={self._public_bytes.hex()})"
+
+
+def _check_party(party: object, index: int) -> str:
+    if not isinstance(party, str) or not party:
+        raise ConfigurationError(f"party id {index} must be a non-empty str; found {party!r}")
+    return party
+
+
+def agree(
+    private: KeyPair,
+    peer_public: bytes,
+    *,
+    label: str,
+    session: bytes,
+    round: int,
+    parties: tuple[str, str],
+    length: int = 32,
+) -> bytes:
+    """X25519 then HKDF-SHA256: a key both parties derive, bound to label, session, round and pair.
+
+    info = context("securefl/agree/v1", label, session, round, sorted party ids...,
+    sorted public keys...). Changing any field gives an independent key.
+    Raises ``InvalidMessage`` for a peer key that is not 32 bytes or is low-order.
+    """
+    if not isinstance(private, KeyPair):
+        raise ConfigurationError(f"private must be a KeyPair; found {type(private).__name__}")
+    if not isinstance(label, str) or not label:
+        raise ConfigurationError(f"label must be a non-empty str; found {label!r}")
+    if not isinstance(session, (bytes, bytearray)):
+        raise ConfigurationError(f"session must be bytes; found {type(session).__name__}")
+    if isinstance(round, bool) or not isinstance(round, int) or not 0 <= round < 2**64:
+        raise ConfigurationError(f"round must be an integer in [0, 2^64); found {round!r}")
+    if not isinstance(parties, tuple) or len(parties) != 2:
+        raise ConfigurationError(f"parties must be a tuple of two party ids; found {parties!r}")
+    first, second = _check_party(parties[0], 0), _check_party(parties[1], 1)
+    if first == second:
+        raise ConfigurationError(f"the two party ids must differ; found {first!r} twice")
+    shared = private.exchange(peer_public)
+    public_low, public_high = sorted((private.public_bytes, bytes(peer_public)))
+    party_low, party_high = sorted((first, second))
+    info = context(_AGREE_INFO, label, bytes(session), round, party_low, party_high, public_low, public_high)
+    return hkdf(shared, info=info, length=length)
+
+
+class SigningKey:
+    """An Ed25519 signing key (RFC 8032). ``repr`` shows only the public key."""
+
+    __slots__ = ("_private", "_public_bytes")
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        if not isinstance(private_key, Ed25519PrivateKey):
+            raise ConfigurationError(
+                f"SigningKey wraps an Ed25519PrivateKey; found {type(private_key).__name__} "
+                "(use SigningKey.generate() or SigningKey.from_private_bytes())"
+            )
+        object.__setattr__(self, "_private", private_key)
+        object.__setattr__(self, "_public_bytes", private_key.public_key().public_bytes_raw())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SigningKey is immutable")
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A fresh signing key from the OS CSPRNG."""
+        return cls.from_private_bytes(os.urandom(PRIVATE_KEY_BYTES))
+
+    @classmethod
+    def from_private_bytes(cls, data: bytes) -> SigningKey:
+        """Load a raw 32-byte Ed25519 private key (seed)."""
+        if not isinstance(data, (bytes, bytearray)) or len(data) != PRIVATE_KEY_BYTES:
+            raise ConfigurationError(
+                f"Ed25519 private key must be {PRIVATE_KEY_BYTES} bytes; found {_describe_length(data)}"
+            )
+        return cls(Ed25519PrivateKey.from_private_bytes(bytes(data)))
+
+    @property
+    def public_bytes(self) -> bytes:
+        """The raw 32-byte verification key."""
+        return self._public_bytes
+
+    @property
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private seed. Handle as a secret."""
+        return self._private.private_bytes_raw()
+
+    def sign(self, data: bytes) -> bytes:
+        """A 64-byte deterministic Ed25519 signature over ``data``."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ConfigurationError(f"data to sign must be bytes; found {type(data).__name__}")
+        return self._private.sign(bytes(data))
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public={self._public_bytes.hex()})"
+
+
+def verify_signature(public: bytes, signature: bytes, data: bytes) -> None:
+    """Check an Ed25519 signature; any failure raises ``InvalidMessage`` with one uniform message.
+
+    Wrong key or signature lengths, an undecodable key and a bad signature are
+    indistinguishable to the caller on purpose.
+    """
+    if (
+        not isinstance(public, (bytes, bytearray))
+        or len(public) != PUBLIC_KEY_BYTES
+        or not isinstance(signature, (bytes, bytearray))
+        or len(signature) != SIGNATURE_BYTES
+        or not isinstance(data, (bytes, bytearray, memoryview))
+    ):
+        raise InvalidMessage(_BAD_SIGNATURE)
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes(public)).verify(bytes(signature), bytes(data))
+    except (InvalidSignature, ValueError) as error:
+        raise InvalidMessage(_BAD_SIGNATURE) from error

@@ -1,0 +1,470 @@
+"""t-of-n Shamir secret sharing of byte strings over the prime field F_p, p = 2^256 + 297.
+
+A secret of L >= 32 bytes is cut into ceil(L/32) big-endian chunks; chunk c
+(an integer < 2^256 < p) becomes the constant term of a fresh polynomial
+
+    f_c(X) = c + a_1 X + ... + a_{t-1} X^{t-1}   (mod p),  a_j uniform in F_p,
+
+and share x (x = 1..n) holds (x, L, f_c(x) for every chunk). Any t shares give
+f_c(0) = sum_i lambda_i f_c(x_i) with the Lagrange coefficients at zero
+lambda_i = prod_{j != i} x_j / (x_j - x_i); any t-1 shares are jointly uniform
+and independent of the secret (Shamir 1979, "How to share a secret").
+
+p = 2^256 + 297 is the smallest prime above 2^256, so every 32-byte chunk is a
+field element and the code is injective. Threat model: shares are *not*
+authenticated -- a wrong share silently yields a wrong secret. Protocols must
+carry shares inside AEAD (``securefl.crypto.aead``) and check what the secret
+is used for (e.g. re-derive a public key).
+
+Speed: polynomials are evaluated by Horner's rule on gmpy2 integers with lazy
+reduction, and many polynomials at once by Kronecker packing (all polynomials'
+j-th coefficients laid side by side in one big integer, with slots wide enough
+that nothing carries across); Lagrange coefficients use one modular inversion
+per x-set (Montgomery's batch-inversion trick) and are cached per x-set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import gmpy2
+from gmpy2 import mpz
+
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort
+
+__all__ = [
+    "PRIME",
+    "CHUNK_BYTES",
+    "ELEMENT_BYTES",
+    "MIN_SECRET_BYTES",
+    "MAX_SECRET_BYTES",
+    "MAX_SHARES",
+    "Share",
+    "split",
+    "split_many",
+    "reconstruct",
+    "reconstruct_many",
+    "split_elements",
+    "reconstruct_elements",
+    "lagrange_coefficients",
+]
+
+PRIME = 2**256 + 297
+"""The field modulus: the smallest prime above 2^256 (checked by gmpy2.is_prime in the tests)."""
+CHUNK_BYTES = 32
+"""Secret bytes per field element."""
+ELEMENT_BYTES = 33
+"""Bytes per field element on the wire (big-endian, fixed width; p > 2^256)."""
+MIN_SECRET_BYTES = 32
+MAX_SECRET_BYTES = 65535
+MAX_SHARES = 65535
+_HEADER_BYTES = 4  # 2-byte x, 2-byte secret length
+_EXTRA_SAMPLE_BYTES = 32  # reduce a value 256 bits wider than p: statistical distance < 2^-256
+
+
+def _element_count(secret_length: int) -> int:
+    return -(-secret_length // CHUNK_BYTES)
+
+
+def _chunk_lengths(secret_length: int) -> list[int]:
+    full, rest = divmod(secret_length, CHUNK_BYTES)
+    return [CHUNK_BYTES] * full + ([rest] if rest else [])
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, repr=False, slots=True)
+class Share:
+    """One party's share of a byte secret: the point x and f_c(x) for every 32-byte chunk c.
+
+    Wire form (``to_bytes``): x (2 bytes) || secret_length (2 bytes) || each value
+    in 33 bytes, all big-endian; 4 + 33 * ceil(L / 32) bytes in all.
+    """
+
+    x: int
+    secret_length: int
+    values: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.x) or not 1 <= self.x <= MAX_SHARES:
+            raise InvalidMessage(f"share x must be an integer in 1..{MAX_SHARES}; found {self.x!r}")
+        if not _is_int(self.secret_length) or not MIN_SECRET_BYTES <= self.secret_length <= MAX_SECRET_BYTES:
+            raise InvalidMessage(
+                f"share secret_length must be in {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES}; "
+                f"found {self.secret_length!r}"
+            )
+        if not isinstance(self.values, tuple):
+            raise InvalidMessage(f"share values must be a tuple; found {type(self.values).__name__}")
+        expected = _element_count(self.secret_length)
+        if len(self.values) != expected:
+            raise InvalidMessage(
+                f"share for a {self.secret_length}-byte secret needs {expected} values; "
+                f"found {len(self.values)}"
+            )
+        for index, value in enumerate(self.values):
+            if not _is_int(value) or not 0 <= value < PRIME:
+                raise InvalidMessage(f"share value {index} is not a field element below p")
+
+    def __repr__(self) -> str:  # never print share values
+        return f"Share(x={self.x}, secret_length={self.secret_length}, values=<{len(self.values)} hidden>)"
+
+    def to_bytes(self) -> bytes:
+        """Canonical fixed-width encoding (see the class docstring)."""
+        return b"".join(
+            [
+                self.x.to_bytes(2, "big"),
+                self.secret_length.to_bytes(2, "big"),
+                *(int(value).to_bytes(ELEMENT_BYTES, "big") for value in self.values),
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Share:
+        """Parse and validate a share; any malformed field raises ``InvalidMessage``."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidMessage(f"share must be bytes; found {type(data).__name__}")
+        data = bytes(data)
+        if len(data) < _HEADER_BYTES:
+            raise InvalidMessage(f"share of {len(data)} bytes is shorter than its {_HEADER_BYTES}-byte header")
+        x = int.from_bytes(data[0:2], "big")
+        secret_length = int.from_bytes(data[2:4], "big")
+        if x == 0:
+            raise InvalidMessage("share x=0 is not an evaluation point; x must be in 1..65535")
+        if secret_length < MIN_SECRET_BYTES:
+            raise InvalidMessage(
+                f"share claims a {secret_length}-byte secret; secrets have at least {MIN_SECRET_BYTES} bytes"
+            )
+        count = _element_count(secret_length)
+        expected = _HEADER_BYTES + ELEMENT_BYTES * count
+        if len(data) != expected:
+            raise InvalidMessage(
+                f"share for a {secret_length}-byte secret must be {expected} bytes; found {len(data)}"
+            )
+        values = tuple(
+            int.from_bytes(data[offset : offset + ELEMENT_BYTES], "big")
+            for offset in range(_HEADER_BYTES, expected, ELEMENT_BYTES)
+        )
+        for index, value in enumerate(values):
+            if value >= PRIME:
+                raise InvalidMessage(f"share value {index} is not below the field prime")
+        return cls(x=x, secret_length=secret_length, values=values)
+
+
+def _trusted_share(x: int, secret_length: int, values: tuple[int, ...]) -> Share:
+    """A Share built from values this module just computed: skips re-validation (a hot path)."""
+    share = object.__new__(Share)
+    object.__setattr__(share, "x", x)
+    object.__setattr__(share, "secret_length", secret_length)
+    object.__setattr__(share, "values", values)
+    return share
+
+
+# ---------------------------------------------------------------------------
+# parameter checks
+
+
+def _check_prime(prime: int) -> None:
+    if not _is_int(prime) or prime < 3 or not _is_prime(prime):
+        raise ConfigurationError(f"prime must be an odd prime; found {prime!r}")
+
+
+@lru_cache(maxsize=16)
+def _is_prime(candidate: int) -> bool:
+    return bool(gmpy2.is_prime(candidate, 64))
+
+
+def _check_threshold(threshold: int) -> None:
+    if not _is_int(threshold) or not 1 <= threshold <= MAX_SHARES:
+        raise ConfigurationError(f"threshold must be an integer in 1..{MAX_SHARES}; found {threshold!r}")
+
+
+def _check_parameters(threshold: int, shares: int, prime: int) -> None:
+    _check_threshold(threshold)
+    if not _is_int(shares) or not threshold <= shares <= MAX_SHARES:
+        raise ConfigurationError(
+            f"shares must be an integer with threshold ({threshold}) <= shares <= {MAX_SHARES}; "
+            f"found {shares!r}"
+        )
+    if shares >= prime:
+        raise ConfigurationError(f"shares ({shares}) must be below the prime ({prime}): x runs over 1..shares")
+
+
+def _check_secret(secret: bytes) -> None:
+    if not isinstance(secret, (bytes, bytearray)):
+        raise ConfigurationError(f"secret must be bytes; found {type(secret).__name__}")
+    if not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
+        raise ConfigurationError(
+            f"secret must be {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes; found {len(secret)}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# field-level core
+
+
+def _random_field_elements(count: int, prime: int) -> list[int]:
+    """``count`` elements of F_p from the OS CSPRNG (bias < 2^-256 by reducing a wider value)."""
+    width = (prime.bit_length() + 7) // 8 + _EXTRA_SAMPLE_BYTES
+    raw = os.urandom(width * count)
+    return [int.from_bytes(raw[offset : offset + width], "big") % prime for offset in range(0, width * count, width)]
+
+
+def _evaluate(polynomials: Sequence[Sequence[int]], xs: Sequence[int], prime: int) -> list[list[int]]:
+    """rows[i][k] = polynomial k (coefficients low to high, all the same degree) at xs[i], mod p.
+
+    Kronecker packing: the j-th coefficients of all polynomials sit in fixed-width
+    slots of one integer C_j, and Horner's rule on the C_j with a small integer x
+    evaluates every polynomial at once. Coefficients are < p and x <= x_max, so a
+    slot never exceeds (p-1) * t * x_max^(t-1) and no carry crosses a slot.
+    """
+    count = len(polynomials)
+    terms = len(polynomials[0])
+    x_max = max(xs)
+    slot_bits = prime.bit_length() + terms.bit_length() + (terms - 1) * x_max.bit_length() + 1
+    slot_bytes = (slot_bits + 7) // 8
+    packed = [
+        mpz.from_bytes(b"".join([poly[j].to_bytes(slot_bytes, "little") for poly in polynomials]), "little")
+        for j in reversed(range(terms))
+    ]
+    leading, rest = packed[0], packed[1:]
+    total_bytes = slot_bytes * count
+    rows = []
+    for x in xs:
+        x = mpz(x)
+        accumulator = leading
+        for coefficient in rest:
+            accumulator = accumulator * x + coefficient
+        raw = accumulator.to_bytes(total_bytes, "little")
+        rows.append(
+            [
+                int.from_bytes(raw[offset : offset + slot_bytes], "little") % prime
+                for offset in range(0, total_bytes, slot_bytes)
+            ]
+        )
+    return rows
+
+
+def _split_elements_with(
+    values: Sequence[int], higher: Sequence[Sequence[int]], shares: int, prime: int
+) -> list[list[int]]:
+    polynomials = [[value, *coefficients] for value, coefficients in zip(values, higher)]
+    return _evaluate(polynomials, range(1, shares + 1), prime)
+
+
+def split_elements(
+    values: Sequence[int], *, threshold: int, shares: int, prime: int = PRIME
+) -> list[tuple[int, ...]]:
+    """Shamir-share field elements: ``result[i][k]`` = f_k(i + 1), f_k(0) = values[k].
+
+    Each f_k has degree threshold - 1 with coefficients drawn from the OS CSPRNG.
+    Low-level: ``prime`` may be any prime above ``shares`` (tests use small fields).
+    """
+    _check_prime(prime)
+    _check_parameters(threshold, shares, prime)
+    for index, value in enumerate(values):
+        if not _is_int(value) or not 0 <= value < prime:
+            raise ConfigurationError(f"value {index} must be an integer in [0, {prime}); found {value!r}")
+    if not values:
+        return [() for _ in range(shares)]
+    randomness = _random_field_elements(len(values) * (threshold - 1), prime)
+    higher = [randomness[k * (threshold - 1) : (k + 1) * (threshold - 1)] for k in range(len(values))]
+    return [tuple(row) for row in _split_elements_with(values, higher, shares, prime)]
+
+
+@lru_cache(maxsize=256)
+def _lagrange_at_zero(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
+    # lambda_i = X / (x_i * d_i) with X = prod_j x_j, d_i = prod_{j != i} (x_j - x_i).
+    # Invert every e_i = x_i * d_i with one inversion (Montgomery's trick).
+    denominators = []
+    for i, x_i in enumerate(xs):
+        product = x_i
+        for j, x_j in enumerate(xs):
+            if j != i:
+                product *= x_j - x_i
+        denominators.append(mpz(product % prime))
+    numerator = mpz(1)
+    for x in xs:
+        numerator = numerator * x % prime
+    prefix = [mpz(1)]
+    for denominator in denominators:
+        prefix.append(prefix[-1] * denominator % prime)
+    inverse = gmpy2.invert(prefix[-1], prime)
+    coefficients = [mpz(0)] * len(xs)
+    for i in reversed(range(len(xs))):
+        coefficients[i] = numerator * inverse * prefix[i] % prime
+        inverse = inverse * denominators[i] % prime
+    return tuple(int(c) for c in coefficients)
+
+
+def _check_points(xs: Sequence[int], prime: int) -> tuple[int, ...]:
+    seen: set[int] = set()
+    for x in xs:
+        if not _is_int(x) or not 1 <= x < prime:
+            raise InvalidMessage(f"share x must be an integer in 1..{prime - 1}; found {x!r}")
+        if x in seen:
+            raise InvalidMessage(f"duplicate share x={x}")
+        seen.add(x)
+    return tuple(xs)
+
+
+def lagrange_coefficients(xs: Sequence[int], prime: int = PRIME) -> list[int]:
+    """Lagrange coefficients at zero: lambda_i = prod_{j != i} x_j / (x_j - x_i) mod p.
+
+    f(0) = sum_i lambda_i f(x_i) for every f of degree < len(xs). One modular
+    inversion per call; results are cached per (xs, prime) since x-sets repeat.
+    """
+    _check_prime(prime)
+    if len(xs) == 0:
+        raise ConfigurationError("lagrange_coefficients needs at least one point")
+    return list(_lagrange_at_zero(_check_points(xs, prime), prime))
+
+
+def _combine(coefficients: Sequence[int], rows: Sequence[Sequence[int]], width: int, prime: int) -> list[int]:
+    return [sum(c * row[k] for c, row in zip(coefficients, rows)) % prime for k in range(width)]
+
+
+def reconstruct_elements(xs: Sequence[int], rows: Sequence[Sequence[int]], *, prime: int = PRIME) -> list[int]:
+    """Interpolate at zero through every given point: ``result[k]`` = sum_i lambda_i rows[i][k].
+
+    ``rows[i]`` holds the values at ``xs[i]``; all rows have the same width.
+    Correct when the polynomials have degree < len(xs).
+    """
+    coefficients = lagrange_coefficients(xs, prime)
+    if len(rows) != len(xs):
+        raise InvalidMessage(f"{len(xs)} points but {len(rows)} rows of values")
+    width = len(rows[0])
+    for x, row in zip(xs, rows):
+        if len(row) != width:
+            raise InvalidMessage(f"share x={x} has {len(row)} values; expected {width}")
+        for value in row:
+            if not _is_int(value) or not 0 <= value < prime:
+                raise InvalidMessage(f"share x={x} holds a value that is not a field element below {prime}")
+    return _combine(coefficients, rows, width, prime)
+
+
+# ---------------------------------------------------------------------------
+# byte secrets
+
+
+def _chunks(secret: bytes) -> list[int]:
+    return [int.from_bytes(secret[offset : offset + CHUNK_BYTES], "big") for offset in range(0, len(secret), CHUNK_BYTES)]
+
+
+def _share_secrets(
+    secrets: Sequence[bytes],
+    *,
+    threshold: int,
+    shares: int,
+    higher_coefficients: Sequence[Sequence[int]] | None = None,
+) -> list[list[Share]]:
+    """Shares of every secret; ``higher_coefficients`` (one list of t-1 per chunk, all
+    secrets' chunks in order) is for known-answer vectors only -- None means the OS CSPRNG."""
+    _check_parameters(threshold, shares, PRIME)
+    for secret in secrets:
+        _check_secret(secret)
+    elements: list[int] = []
+    for secret in secrets:
+        elements.extend(_chunks(secret))
+    if not elements:
+        return []
+    if higher_coefficients is None:
+        randomness = _random_field_elements(len(elements) * (threshold - 1), PRIME)
+        higher_coefficients = [
+            randomness[k * (threshold - 1) : (k + 1) * (threshold - 1)] for k in range(len(elements))
+        ]
+    elif len(higher_coefficients) != len(elements) or any(
+        len(coefficients) != threshold - 1 or not all(_is_int(c) and 0 <= c < PRIME for c in coefficients)
+        for coefficients in higher_coefficients
+    ):
+        raise ConfigurationError(f"need {len(elements)} lists of {threshold - 1} field elements")
+    rows = _split_elements_with(elements, higher_coefficients, shares, PRIME)
+    result = []
+    start = 0
+    for secret in secrets:
+        stop = start + _element_count(len(secret))
+        result.append(
+            [_trusted_share(x, len(secret), tuple(row[start:stop])) for x, row in enumerate(rows, 1)]
+        )
+        start = stop
+    return result
+
+
+def split(secret: bytes, *, threshold: int, shares: int) -> list[Share]:
+    """Split ``secret`` (>= 32 bytes) into ``shares`` shares, any ``threshold`` of which recover it.
+
+    Returns the shares for x = 1..shares in order. Any threshold - 1 of them are
+    uniformly distributed whatever the secret. Randomness: the OS CSPRNG.
+    """
+    return _share_secrets([secret], threshold=threshold, shares=shares)[0]
+
+
+def split_many(secrets: Sequence[bytes], *, threshold: int, shares: int) -> list[list[Share]]:
+    """``split`` for many secrets at once (one packed evaluation); ``result[k]`` shares ``secrets[k]``."""
+    if isinstance(secrets, (bytes, bytearray)):
+        raise ConfigurationError("split_many takes a sequence of secrets, not one bytes object")
+    return _share_secrets(list(secrets), threshold=threshold, shares=shares)
+
+
+def _select(shares: Sequence[Share], threshold: int) -> list[Share]:
+    """Validate a share set and return the first ``threshold`` shares."""
+    if isinstance(shares, (bytes, bytearray, Share)):
+        raise InvalidMessage(f"expected a sequence of shares; found {type(shares).__name__}")
+    shares = list(shares)
+    seen: set[int] = set()
+    secret_length = None
+    for share in shares:
+        if not isinstance(share, Share):
+            raise InvalidMessage(f"expected Share objects; found {type(share).__name__}")
+        if share.x in seen:
+            raise InvalidMessage(f"duplicate share x={share.x}")
+        seen.add(share.x)
+        if secret_length is None:
+            secret_length = share.secret_length
+        elif share.secret_length != secret_length:
+            raise InvalidMessage(
+                f"share x={share.x} is for a {share.secret_length}-byte secret; expected {secret_length}"
+            )
+    if len(shares) < threshold:
+        raise ProtocolAbort(f"need {threshold} shares, got {len(shares)}")
+    return shares[:threshold]
+
+
+def _decode(elements: Sequence[int], secret_length: int) -> bytes:
+    parts = []
+    for value, length in zip(elements, _chunk_lengths(secret_length)):
+        if value >> (8 * length):
+            raise InvalidMessage("shares are inconsistent: a reconstructed chunk is out of range")
+        parts.append(int(value).to_bytes(length, "big"))
+    return b"".join(parts)
+
+
+def reconstruct(shares: Sequence[Share], *, threshold: int) -> bytes:
+    """Recover the secret from the first ``threshold`` of ``shares`` (Lagrange interpolation at 0).
+
+    Duplicate x or mixed secret lengths raise ``InvalidMessage``; fewer than
+    ``threshold`` shares raise ``ProtocolAbort``. Shares beyond the first
+    ``threshold`` are validated but not used, so they are not cross-checked.
+    """
+    return reconstruct_many([shares], threshold=threshold)[0]
+
+
+def reconstruct_many(share_lists: Sequence[Sequence[Share]], *, threshold: int) -> list[bytes]:
+    """``reconstruct`` for many secrets; Lagrange coefficients are computed once per x-set."""
+    _check_threshold(threshold)
+    selected = [_select(shares, threshold) for shares in share_lists]
+    coefficients_by_xs: dict[tuple[int, ...], tuple[int, ...]] = {}
+    secrets = []
+    for chosen in selected:
+        xs = tuple(share.x for share in chosen)
+        coefficients = coefficients_by_xs.get(xs)
+        if coefficients is None:
+            coefficients = coefficients_by_xs[xs] = _lagrange_at_zero(xs, PRIME)
+        secret_length = chosen[0].secret_length
+        elements = _combine(coefficients, [share.values for share in chosen], len(chosen[0].values), PRIME)
+        secrets.append(_decode(elements, secret_length))
+    return secrets

@@ -1,0 +1,7 @@
+"""Protocol configurations; each makes the sans-I/O engines of one aggregation."""
+
+from securefl.protocols.base import Protocol
+from securefl.protocols.plaintext import Plaintext
+from securefl.protocols.secret_sharing import SecretSharing
+
+__all__ = ["Protocol", "Plaintext", "SecretSharing"]

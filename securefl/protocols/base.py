@@ -1,0 +1,370 @@
+"""Sans-I/O protocol engines: typed messages in, typed messages out.
+
+A protocol object is a configuration. ``Protocol.setup`` makes one client
+engine per client, one server engine and any helper parties the protocol
+needs (extra aggregators, a decryptor). Engines consume and produce
+:class:`Message` objects; they never open sockets, sleep, spawn processes or
+read clocks, so the same code runs in a unit test, the in-process simulator
+and a networked driver.
+
+Every message has a canonical byte encoding (msgpack of the kind tag and the
+fields in declaration order; ring vectors packed at ceil(k/8) bytes per
+coordinate), so byte counts are real and the server's inputs are exactly the
+bytes of its transcript. ``Message.from_bytes`` validates the kind and every
+field's type before any engine sees the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
+
+import msgpack
+import numpy as np
+
+from securefl import ring
+from securefl.encoding import Encoding
+from securefl.errors import ConfigurationError, InvalidMessage
+
+__all__ = [
+    "SERVER",
+    "SESSION_BYTES",
+    "Message",
+    "RingVector",
+    "decode_message",
+    "client_id",
+    "client_index",
+    "expect",
+    "Engine",
+    "ClientEngine",
+    "ServerEngine",
+    "Parties",
+    "RingAggregate",
+    "Protocol",
+]
+
+SERVER = "server"
+SESSION_BYTES = 16
+_CLIENT_PREFIX = "client/"
+_RING_VECTOR_EXT = 1
+
+
+def client_id(index: int) -> str:
+    """The party id of client ``index`` (0-based)."""
+    return f"{_CLIENT_PREFIX}{int(index)}"
+
+
+def client_index(party: str) -> int:
+    """Inverse of :func:`client_id`; ``InvalidMessage`` for anything else."""
+    if not isinstance(party, str) or not party.startswith(_CLIENT_PREFIX):
+        raise InvalidMessage(f"{party!r} is not a client id")
+    digits = party[len(_CLIENT_PREFIX) :]
+    if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+        raise InvalidMessage(f"{party!r} is not a client id")
+    return int(digits)
+
+
+class RingVector(np.ndarray):
+    """Type marker for message fields holding a vector of Z_2^k.
+
+    Fields annotated ``RingVector`` carry a plain numpy array of the ring
+    dtype; on the wire it is (k, packed coordinates), k taken from the
+    message's ``ring_bits`` field when it has one.
+    """
+
+
+_ANNOTATION_CACHE: dict[type, list[tuple[str, Any]]] = {}
+_REGISTRY: dict[str, type["Message"]] = {}
+
+
+def _fields_of(cls: type) -> list[tuple[str, Any]]:
+    cached = _ANNOTATION_CACHE.get(cls)
+    if cached is None:
+        hints = typing.get_type_hints(cls)
+        cached = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+        _ANNOTATION_CACHE[cls] = cached
+    return cached
+
+
+def _to_wire(value: Any, annotation: Any, ring_bits: int | None) -> Any:
+    if annotation is RingVector:
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
+            raise InvalidMessage(f"expected a 1-D unsigned ring vector; found {type(value).__name__}")
+        bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
+        return msgpack.ExtType(_RING_VECTOR_EXT, bytes([bits]) + ring.pack(value, bits))
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        return [_to_wire(v, item, ring_bits) for v in value]
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        return {k: _to_wire(value[k], value_type, ring_bits) for k in sorted(value)}
+    return value
+
+
+class _WireVector(typing.NamedTuple):
+    ring_bits: int
+    vector: np.ndarray
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != _RING_VECTOR_EXT or len(data) < 1:
+        raise InvalidMessage(f"unknown extension type {code}")
+    if not 1 <= data[0] <= ring.MAX_RING_BITS:
+        raise InvalidMessage(f"ring vector declares {data[0]} bits; expected 1..64")
+    return _WireVector(data[0], ring.unpack(data[1:], data[0]))
+
+
+def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int]) -> Any:
+    """Validate a decoded wire value against a field annotation; return the typed value."""
+    if annotation is RingVector:
+        if not isinstance(value, _WireVector):
+            raise InvalidMessage(f"{path}: expected a ring vector")
+        bits_seen.add(value.ring_bits)
+        return value.vector
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InvalidMessage(f"{path}: expected a sequence; found {type(value).__name__}")
+        item = typing.get_args(annotation)[0]
+        return tuple(_check_type(v, item, f"{path}[{i}]", bits_seen) for i, v in enumerate(value))
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        if not isinstance(value, dict):
+            raise InvalidMessage(f"{path}: expected a map; found {type(value).__name__}")
+        return {
+            _check_type(k, key_type, f"{path} key", bits_seen): _check_type(
+                v, value_type, f"{path}[{k!r}]", bits_seen
+            )
+            for k, v in value.items()
+        }
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidMessage(f"{path}: expected an integer; found {type(value).__name__}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise InvalidMessage(f"{path}: expected a boolean; found {type(value).__name__}")
+        return value
+    if annotation in (bytes, str, float):
+        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, annotation):
+            raise InvalidMessage(f"{path}: expected {annotation.__name__}; found {type(value).__name__}")
+        return value
+    raise InvalidMessage(f"{path}: unsupported field type {annotation!r}")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Message:
+    """Header every message carries; subclasses add typed body fields.
+
+    ``session`` (16 random bytes) and ``round`` bind a message to one
+    aggregation; ``phase`` names the protocol phase it belongs to; ``sender``
+    and ``recipient`` are party ids ("server", "client/3", "aggregator/0").
+    """
+
+    KIND: ClassVar[str] = ""
+
+    session: bytes
+    round: int
+    phase: str
+    sender: str
+    recipient: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("KIND")
+        if kind:
+            if kind in _REGISTRY and _REGISTRY[kind] is not cls:
+                raise ConfigurationError(f"message kind {kind!r} registered twice")
+            _REGISTRY[kind] = cls
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding: msgpack([KIND, field values in declaration order]).
+
+        Ring vectors are packed at ``self.ring_bits`` bits when the message
+        has that field, else at their dtype's width.
+        """
+        ring_bits = getattr(self, "ring_bits", None)
+        values = [_to_wire(getattr(self, name), annotation, ring_bits) for name, annotation in _fields_of(type(self))]
+        return msgpack.packb([self.KIND, values], use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Message":
+        message = decode_message(data)
+        if not isinstance(message, cls):
+            raise InvalidMessage(f"expected a {cls.KIND or cls.__name__} message; found {message.KIND}")
+        return message
+
+    def vectors(self) -> Iterator[np.ndarray]:
+        """Every ring vector this message carries (for audits and byte accounting)."""
+        for name, annotation in _fields_of(type(self)):
+            value = getattr(self, name)
+            if annotation is RingVector:
+                yield value
+            elif typing.get_origin(annotation) in (tuple, dict):
+                items = value.values() if isinstance(value, dict) else value
+                for item in items:
+                    if isinstance(item, np.ndarray):
+                        yield item
+
+
+def decode_message(data: bytes) -> Message:
+    """Parse and type-check any registered message; ``InvalidMessage`` on anything malformed."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidMessage(f"a message must be bytes; found {type(data).__name__}")
+    try:
+        decoded = msgpack.unpackb(bytes(data), raw=False, ext_hook=_ext_hook, strict_map_key=False)
+    except InvalidMessage:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise InvalidMessage(f"undecodable message: {exc}") from None
+    if not (isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], str) and isinstance(decoded[1], list)):
+        raise InvalidMessage("a message must be [kind, fields]")
+    kind, values = decoded
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise InvalidMessage(f"unknown message kind {kind!r}")
+    fields = _fields_of(cls)
+    if len(values) != len(fields):
+        raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(fields)}")
+    bits_seen: set[int] = set()
+    typed = {
+        name: _check_type(value, annotation, f"{kind}.{name}", bits_seen)
+        for (name, annotation), value in zip(fields, values)
+    }
+    declared = typed.get("ring_bits")
+    if declared is not None and bits_seen - {declared}:
+        raise InvalidMessage(f"{kind} declares ring_bits={declared} but carries vectors of {sorted(bits_seen)} bits")
+    if len(typed["session"]) != SESSION_BYTES:
+        raise InvalidMessage(f"session id must be {SESSION_BYTES} bytes; found {len(typed['session'])}")
+    return cls(**typed)
+
+
+def expect(
+    message: Message,
+    kind: type[Message] | tuple[type[Message], ...],
+    *,
+    session: bytes,
+    round: int,
+    phase: str,
+    recipient: str,
+    senders: Iterable[str] | None = None,
+) -> None:
+    """Check a message's type and header against what the engine expects now."""
+    if not isinstance(message, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InvalidMessage(f"expected {names}; found {type(message).__name__}")
+    if message.session != session:
+        raise InvalidMessage("message belongs to another session")
+    if message.round != round:
+        raise InvalidMessage(f"message is for round {message.round}; this is round {round}")
+    if message.phase != phase:
+        raise InvalidMessage(f"message is for phase {message.phase!r}; expected {phase!r}")
+    if message.recipient != recipient:
+        raise InvalidMessage(f"message is addressed to {message.recipient!r}, not {recipient!r}")
+    if senders is not None and message.sender not in senders:
+        raise InvalidMessage(f"unexpected sender {message.sender!r}")
+
+
+class Engine(ABC):
+    """One party's protocol state machine."""
+
+    party: str
+
+    @abstractmethod
+    def handle(self, message: Message) -> list[Message]:
+        """Consume one inbound message; return the messages to send in reply."""
+
+
+class ClientEngine(Engine):
+    """A client: holds one encoded input vector and answers the server."""
+
+    @abstractmethod
+    def provide_input(self, vector: np.ndarray) -> None:
+        """Hand the client its encoded ring vector (before the phase that needs it)."""
+
+
+@dataclass(frozen=True)
+class RingAggregate:
+    """The exact ring sum of the included clients' vectors."""
+
+    total: np.ndarray
+    included: tuple[int, ...]
+
+
+class ServerEngine(Engine):
+    """The server drives the phases and produces the aggregate."""
+
+    @abstractmethod
+    def begin_phase(self, phase: str) -> list[Message]:
+        """Messages that open ``phase`` (requests to clients or helpers)."""
+
+    @abstractmethod
+    def end_phase(self, phase: str) -> None:
+        """Close ``phase`` with whatever arrived; ``ProtocolAbort`` if it cannot go on."""
+
+    @abstractmethod
+    def result(self) -> RingAggregate:
+        """The aggregate, once the last phase has ended."""
+
+
+@dataclass
+class Parties:
+    """Every engine of one protocol run, by party id."""
+
+    server: ServerEngine
+    clients: list[ClientEngine]
+    helpers: list[Engine] = dataclasses.field(default_factory=list)
+
+    def by_id(self) -> dict[str, Engine]:
+        engines: dict[str, Engine] = {self.server.party: self.server}
+        for engine in [*self.clients, *self.helpers]:
+            engines[engine.party] = engine
+        return engines
+
+
+class Protocol(ABC):
+    """A protocol configuration: makes the engines of one aggregation.
+
+    ``phases`` are the names the simulator's ``dropouts`` refer to;
+    ``secure`` is False only for the insecure plaintext baseline.
+    """
+
+    name: ClassVar[str]
+    secure: ClassVar[bool] = True
+    phases: tuple[str, ...]
+    encoding: Encoding
+
+    @abstractmethod
+    def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
+        """Create the engines for ``clients`` clients and ring vectors of ``vector_length``."""
+
+    def describe(self) -> str:
+        """One line naming the protocol and its parameters."""
+        return self.name
+
+    def check_clients(self, clients: int) -> None:
+        if isinstance(clients, bool) or not isinstance(clients, (int, np.integer)) or clients < 1:
+            raise ConfigurationError(f"clients must be a positive integer; found {clients!r}")
+        self.encoding.check_clients(int(clients))
+
+
+def check_vector(vector: np.ndarray, *, length: int, ring_bits: int, what: str = "input") -> np.ndarray:
+    """Validate an encoded ring vector handed to an engine."""
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1:
+        raise ConfigurationError(f"{what} must be a 1-D numpy array")
+    if vector.dtype != ring.ring_dtype(ring_bits):
+        raise ConfigurationError(f"{what} has dtype {vector.dtype}; expected {ring.ring_dtype(ring_bits)}")
+    if vector.size != length:
+        raise ConfigurationError(f"{what} has {vector.size} coordinates; expected {length}")
+    return vector
+
+
+def unique_senders(messages: Sequence[Message]) -> list[str]:
+    """Sender ids in arrival order, without repeats."""
+    return list(dict.fromkeys(m.sender for m in messages))

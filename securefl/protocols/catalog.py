@@ -1,0 +1,41 @@
+"""Protocols by command-line name, with the options each one takes."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from securefl.encoding import Encoding
+from securefl.errors import ConfigurationError
+from securefl.protocols.base import Protocol
+
+__all__ = ["PROTOCOLS", "make_protocol", "protocol_names"]
+
+
+def _plaintext(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.plaintext import Plaintext
+
+    return Plaintext(encoding=encoding)
+
+
+def _secret_sharing(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.secret_sharing import SecretSharing
+
+    return SecretSharing(aggregators=options.get("aggregators") or 2, encoding=encoding)
+
+
+PROTOCOLS: dict[str, Callable[[Encoding, dict[str, Any]], Protocol]] = {
+    "plaintext": _plaintext,
+    "secret-sharing": _secret_sharing,
+}
+
+
+def protocol_names() -> list[str]:
+    return list(PROTOCOLS)
+
+
+def make_protocol(name: str, *, encoding: Encoding | None = None, **options: Any) -> Protocol:
+    """Build the protocol called ``name`` (as on the command line)."""
+    factory = PROTOCOLS.get(name)
+    if factory is None:
+        raise ConfigurationError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
+    return factory(encoding or Encoding(), options)

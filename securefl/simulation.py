@@ -230,21 +230,22 @@ def server_saw_individual_updates(result: AggregationResult, updates: Sequence[n
     counts as revealing client i when the correlation is >= 0.9 and it
     matches client i better than it matches the aggregate of the included
     clients (which the server is meant to learn); an aggregate of one client
-    is that client's update.
+    is that client's update. The aggregate the server computes is examined
+    too, since the server holds it.
     """
     vectors = _check_updates(updates)
     length = vectors[0].size
     aggregate = np.sum([vectors[i] for i in result.included], axis=0) if result.included else None
-    for entry in result.transcript:
-        for carried in decode_message(entry.payload).vectors():
-            if carried.size < length:
-                continue
-            seen = ring.to_signed(carried[:length], result.ring_bits).astype(np.float64)
-            if not np.isfinite(seen).all() or seen.std() == 0:
-                continue
-            explained = _correlation(seen, aggregate) if aggregate is not None else 0.0
-            for vector in vectors:
-                similarity = _correlation(seen, vector)
-                if similarity >= _READABLE_CORRELATION and (len(result.included) <= 1 or similarity > explained):
-                    return True
+    seen_vectors = [v for entry in result.transcript for v in decode_message(entry.payload).vectors()]
+    for carried in [*seen_vectors, result.ring_sum]:
+        if carried.size < length:
+            continue
+        seen = ring.to_signed(carried[:length], result.ring_bits).astype(np.float64)
+        if seen.std() == 0:
+            continue
+        explained = _correlation(seen, aggregate) if aggregate is not None else 0.0
+        for vector in vectors:
+            similarity = _correlation(seen, vector)
+            if similarity >= _READABLE_CORRELATION and (len(result.included) <= 1 or similarity > explained):
+                return True
     return False

@@ -1,0 +1,59 @@
+"""Small PyTorch models for the embedded datasets.
+
+Initialisation is a pure function of the seed: parameters are drawn from a
+local ``torch.Generator`` (PyTorch's default ``nn.Linear`` scheme,
+Kaiming-uniform weights with a = sqrt(5) and U(-1/sqrt(fan_in),
+1/sqrt(fan_in)) biases), so making a model never reads or advances the global
+torch RNG.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from securefl.errors import ConfigurationError
+
+__all__ = ["MLP", "make_model"]
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer; found {value!r}")
+    return int(value)
+
+
+class MLP(nn.Module):
+    """inputs -> hidden (ReLU) -> classes logits."""
+
+    def __init__(self, *, inputs: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.hidden = nn.utils.skip_init(nn.Linear, inputs, hidden)
+        self.output = nn.utils.skip_init(nn.Linear, hidden, classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(torch.relu(self.hidden(features)))
+
+
+def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        bound = 1.0 / math.sqrt(layer.in_features)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def make_model(*, hidden: int = 64, seed: int, inputs: int = 64, classes: int = 10) -> MLP:
+    """An MLP (inputs -> hidden -> classes) whose float32 parameters depend only on ``seed``."""
+    inputs = _check_positive_int("inputs", inputs)
+    hidden = _check_positive_int("hidden", hidden)
+    classes = _check_positive_int("classes", classes)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigurationError(f"seed must be a non-negative integer; found {seed!r}")
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    model = MLP(inputs=inputs, hidden=hidden, classes=classes)
+    _init_linear(model.hidden, generator)
+    _init_linear(model.output, generator)
+    return model

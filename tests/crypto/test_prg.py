@@ -1,0 +1,98 @@
+"""securefl.crypto.prg: known answers (re-derived by hand), uniformity, domain separation."""
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from scipy import stats
+
+from securefl.crypto import prg
+from securefl.errors import ConfigurationError
+from tests.vectors import load_vectors
+
+PRG_CASES = load_vectors("prg")
+WORD_BYTES = {8: 1, 16: 2, 20: 4, 32: 4, 64: 8}
+SEED = bytes(range(32))
+
+
+def expand_by_hand(seed: bytes, label: bytes, length: int, ring_bits: int) -> list[int]:
+    """The construction of protocols/crypto.md, straight from `cryptography`, no numpy."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"securefl/prg/v1" + label).derive(seed)
+    width = WORD_BYTES[ring_bits]
+    stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update(bytes(width * length))
+    return [int.from_bytes(stream[i * width : (i + 1) * width], "little") % (1 << ring_bits) for i in range(length)]
+
+
+@pytest.mark.parametrize("case", PRG_CASES, ids=[case["comment"] for case in PRG_CASES])
+def test_known_answer(case):
+    seed, label = bytes.fromhex(case["seed"]), bytes.fromhex(case["label"])
+
+    vector = prg.expand(seed, label, case["length"], case["ring_bits"])
+
+    assert vector.dtype == np.dtype(f"uint{8 * WORD_BYTES[case['ring_bits']]}")
+    assert [int(v) for v in vector] == case["expected"]
+
+
+@pytest.mark.parametrize("case", PRG_CASES, ids=[case["comment"] for case in PRG_CASES])
+def test_vector_matches_independent_derivation(case):
+    seed, label = bytes.fromhex(case["seed"]), bytes.fromhex(case["label"])
+
+    assert expand_by_hand(seed, label, case["length"], case["ring_bits"]) == case["expected"]
+
+
+def test_vectors_cover_every_ring_width():
+    assert {case["ring_bits"] for case in PRG_CASES} >= {8, 16, 20, 32, 64}
+
+
+def test_uniform_bytes_for_8_bit_ring():
+    vector = prg.expand(SEED, b"uniformity/8", 256 * 400, 8)
+
+    counts = np.bincount(vector, minlength=256)
+
+    assert stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_20_bit_ring_low_and_high_bits_uniform_and_in_range():
+    vector = prg.expand(SEED, b"uniformity/20", 1 << 16, 20)
+
+    assert int(vector.max()) < 1 << 20
+    low_nibble = np.bincount(vector & 0xF, minlength=16)
+    top_nibble = np.bincount(vector >> 16, minlength=16)
+    assert stats.chisquare(low_nibble).pvalue > 1e-4
+    assert stats.chisquare(top_nibble).pvalue > 1e-4
+    for bit in range(20):
+        ones = int(((vector >> bit) & 1).sum())
+        assert stats.binomtest(ones, vector.size).pvalue > 1e-4, bit
+
+
+def test_deterministic_and_prefix_stable():
+    first = prg.expand(SEED, b"label", 100, 32)
+
+    np.testing.assert_array_equal(first, prg.expand(SEED, b"label", 100, 32))
+    np.testing.assert_array_equal(first[:10], prg.expand(SEED, b"label", 10, 32))
+
+
+@pytest.mark.parametrize(
+    "other_seed, other_label",
+    [(SEED, b"label2"), (SEED, b""), (bytes(31) + b"\x01", b"label"), (SEED[::-1], b"label")],
+)
+def test_different_seed_or_label_gives_unrelated_vector(other_seed, other_label):
+    base = prg.expand(SEED, b"label", 64, 32)
+
+    other = prg.expand(other_seed, other_label, 64, 32)
+
+    assert np.count_nonzero(base == other) < 4
+
+
+@pytest.mark.parametrize("length", [0, 31, 33, 64])
+def test_wrong_seed_length_refused(length):
+    with pytest.raises(ConfigurationError, match=f"found {length}"):
+        prg.expand(bytes(length), b"label", 4, 32)
+
+
+def test_non_bytes_label_and_negative_length_refused():
+    with pytest.raises(ConfigurationError, match="label must be bytes"):
+        prg.expand(SEED, "label", 4, 32)
+    with pytest.raises(ConfigurationError, match="found -1"):
+        prg.expand(SEED, b"label", -1, 32)

@@ -57,6 +57,8 @@ def _add_run(subparsers: Any) -> None:
     run.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (with --partition dirichlet)")
     run.add_argument("--mu", type=float, default=0.0, help="FedProx proximal coefficient")
     run.add_argument("--aggregators", type=_positive_int, default=None, help="secret-sharing: number of aggregators")
+    run.add_argument("--neighbors", type=_positive_int, default=None,
+                     help="secagg+: neighbours per client in the sparse communication graph")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from securefl.fl.fedavg import FedAvg, FedAvgConfig
 
-    protocol = make_protocol(args.protocol, aggregators=args.aggregators)
+    protocol = make_protocol(args.protocol, aggregators=args.aggregators, neighbors=args.neighbors)
     options: dict[str, Any] = dict(
         clients=args.clients, rounds=args.rounds, dropout=args.dropout, partition=args.partition,
         alpha=args.alpha, mu=args.mu, seed=args.seed,

@@ -20,6 +20,7 @@ __all__ = [
     "add",
     "sub",
     "neg",
+    "accumulate",
     "to_signed",
     "from_signed",
     "packed_size",
@@ -73,6 +74,21 @@ def sub(accumulator: np.ndarray, term: np.ndarray, ring_bits: int) -> np.ndarray
     return reduce(accumulator, ring_bits)
 
 
+_CHUNK_BYTES = 1 << 18  # 256 KiB
+
+
+def accumulate(accumulator: np.ndarray, terms: "list[np.ndarray]", ring_bits: int) -> np.ndarray:
+    """accumulator += sum of ``terms`` (mod 2^k), chunk by chunk so the partial sum stays in cache."""
+    if not terms:
+        return accumulator
+    step = max(1, _CHUNK_BYTES // accumulator.dtype.itemsize)
+    for start in range(0, accumulator.size, step):
+        window = accumulator[start : start + step]
+        for term in terms:
+            np.add(window, term[start : start + step], out=window)
+    return reduce(accumulator, ring_bits)
+
+
 def neg(vector: np.ndarray, ring_bits: int) -> np.ndarray:
     """-vector (mod 2^k), as a new array."""
     out = np.zeros_like(vector)
@@ -99,18 +115,30 @@ def packed_size(length: int, ring_bits: int) -> int:
     return length * ((ring_bits + 7) // 8)
 
 
-def pack(vector: np.ndarray, ring_bits: int) -> bytes:
-    """Canonical little-endian packing, ceil(k/8) bytes per coordinate."""
+def pack_buffer(vector: np.ndarray, ring_bits: int) -> bytes | memoryview:
+    """Canonical little-endian packing, ceil(k/8) bytes per coordinate.
+
+    Returns a zero-copy buffer over ``vector`` when the coordinate width is
+    the dtype's width (8/16/32/64-bit rings on little-endian hosts).
+    """
     dtype = ring_dtype(ring_bits).newbyteorder("<")
     vector = np.ascontiguousarray(vector, dtype=dtype)
     width = (ring_bits + 7) // 8
     if width == dtype.itemsize:
-        return vector.tobytes()
+        return memoryview(vector).cast("B")
     return vector.view(np.uint8).reshape(-1, dtype.itemsize)[:, :width].tobytes()
 
 
-def unpack(data: bytes, ring_bits: int, length: int | None = None) -> np.ndarray:
-    """Inverse of :func:`pack`; checks the length and that every value is < 2^k."""
+def pack(vector: np.ndarray, ring_bits: int) -> bytes:
+    """:func:`pack_buffer` as ``bytes``."""
+    return bytes(pack_buffer(vector, ring_bits))
+
+
+def unpack(data: bytes | memoryview, ring_bits: int, length: int | None = None) -> np.ndarray:
+    """Inverse of :func:`pack`; checks the length and that every value is < 2^k.
+
+    For byte-aligned rings the result is a read-only view of ``data`` (no copy).
+    """
     dtype = ring_dtype(ring_bits)
     width = (ring_bits + 7) // 8
     if len(data) % width:
@@ -122,7 +150,9 @@ def unpack(data: bytes, ring_bits: int, length: int | None = None) -> np.ndarray
         raise InvalidMessage(f"ring vector has {count} coordinates; expected {length}")
     raw = np.frombuffer(data, dtype=np.uint8)
     if width == dtype.itemsize:
-        vector = raw.view(dtype.newbyteorder("<")).astype(dtype, copy=True)
+        vector = raw.view(dtype.newbyteorder("<"))
+        if not vector.dtype.isnative:  # pragma: no cover - big-endian hosts
+            vector = vector.astype(dtype)
     else:
         wide = np.zeros((count, dtype.itemsize), dtype=np.uint8)
         wide[:, :width] = raw.reshape(count, width)

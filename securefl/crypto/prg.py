@@ -12,6 +12,8 @@ same key. Security rests on AES as a PRF and HKDF as a KDF.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from securefl.errors import ConfigurationError
 from securefl.ring import reduce, ring_dtype
 
-__all__ = ["SEED_BYTES", "expand", "keystream_bytes"]
+__all__ = ["SEED_BYTES", "expand", "keystream_bytes", "Expander", "accumulate"]
 
 SEED_BYTES = 32
 _PRG_INFO = b"securefl/prg/v1"
@@ -47,6 +49,10 @@ def _stream_key(seed: bytes, label: bytes) -> bytes:
     return kdf.derive(bytes(seed))
 
 
+def _encryptor(seed: bytes, label: bytes):
+    return Cipher(algorithms.AES(_stream_key(seed, label)), modes.CTR(_ZERO_COUNTER)).encryptor()
+
+
 def keystream_bytes(seed: bytes, label: bytes, nbytes: int) -> np.ndarray:
     """``nbytes`` of keystream as a uint8 array (written in place, no extra copy)."""
     if nbytes < 0:
@@ -69,3 +75,71 @@ def expand(seed: bytes, label: bytes, length: int, ring_bits: int) -> np.ndarray
     if not vector.dtype.isnative:  # pragma: no cover - big-endian hosts
         vector = vector.astype(dtype)
     return reduce(vector, ring_bits)
+
+
+class Expander:
+    """Repeated expansions of one length into a reused buffer (no fresh pages per call).
+
+    ``expand`` returns a view that the next call overwrites: add it into an
+    accumulator before expanding again. Same output as :func:`expand`.
+    """
+
+    def __init__(self, length: int, ring_bits: int) -> None:
+        if length < 0:
+            raise ConfigurationError(f"vector length must be >= 0; found {length}")
+        self._dtype = ring_dtype(ring_bits)
+        self._ring_bits = ring_bits
+        self._length = length
+        self._nbytes = length * self._dtype.itemsize
+        self._buffer = np.empty(self._nbytes + _BLOCK - 1, dtype=np.uint8)
+
+    def expand(self, seed: bytes, label: bytes) -> np.ndarray:
+        encryptor = Cipher(algorithms.AES(_stream_key(seed, label)), modes.CTR(_ZERO_COUNTER)).encryptor()
+        encryptor.update_into(_zero_input(self._nbytes), self._buffer)
+        vector = self._buffer[: self._nbytes].view(self._dtype.newbyteorder("<"))
+        return reduce(vector, self._ring_bits)
+
+
+_CHUNK_BYTES = 1 << 18  # 256 KiB: a chunk and its scratch stay in the L2 cache
+
+
+def accumulate(
+    out: np.ndarray,
+    streams: Sequence[tuple[bytes, bytes]],
+    ring_bits: int,
+    *,
+    subtract: bool = False,
+    start_from: np.ndarray | None = None,
+) -> np.ndarray:
+    """out +/-= sum over (seed, label) of expand(seed, label) (mod 2^k), in place.
+
+    With ``start_from``, ``out`` is first overwritten by it (so
+    ``out = start_from +/- masks`` costs no separate copy pass).
+
+    Equal to adding each :func:`expand` output in turn, but computed chunk by
+    chunk: every stream's keystream for a chunk is written to a small scratch
+    buffer and folded into ``out`` while both are in cache, so the cost stays
+    close to that of the AES-CTR keystream itself.
+    """
+    dtype = ring_dtype(ring_bits)
+    if out.dtype != dtype or out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ConfigurationError(f"accumulator must be a writeable contiguous 1-D {dtype} array")
+    if start_from is not None and (start_from.shape != out.shape or start_from.dtype != dtype):
+        raise ConfigurationError(f"start_from must be a {dtype} vector of {out.size} coordinates")
+    encryptors = [_encryptor(seed, label) for seed, label in streams]
+    if out.size == 0:
+        return out
+    step = max(1, _CHUNK_BYTES // dtype.itemsize)
+    scratch = np.empty(step * dtype.itemsize + _BLOCK - 1, dtype=np.uint8)
+    fold = np.subtract if subtract else np.add
+    for start in range(0, out.size, step):
+        window = out[start : start + step]
+        nbytes = window.size * dtype.itemsize
+        zeros = _zero_input(nbytes)
+        keystream = scratch[:nbytes].view(dtype.newbyteorder("<"))
+        if start_from is not None:
+            window[...] = start_from[start : start + step]
+        for encryptor in encryptors:
+            encryptor.update_into(zeros, scratch)
+            fold(window, keystream, out=window)
+    return reduce(out, ring_bits)

@@ -7,16 +7,22 @@ needs (extra aggregators, a decryptor). Engines consume and produce
 read clocks, so the same code runs in a unit test, the in-process simulator
 and a networked driver.
 
-Every message has a canonical byte encoding (msgpack of the kind tag and the
-fields in declaration order; ring vectors packed at ceil(k/8) bytes per
-coordinate), so byte counts are real and the server's inputs are exactly the
-bytes of its transcript. ``Message.from_bytes`` validates the kind and every
+Every message has a canonical byte encoding, so byte counts are real and the
+server's inputs are exactly the bytes of its transcript:
+
+    msgpack([kind, [field values in declaration order]]) || vector bytes
+
+where each ring-vector field is a msgpack extension (type = ring bits,
+data = its byte length, 8 bytes little-endian) standing for the raw packed
+coordinates (ceil(k/8) bytes each) that follow the header, in field order.
+Big vectors are thus written once and read back as zero-copy read-only views. ``Message.from_bytes`` validates the kind and every
 field's type before any engine sees the message.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -49,7 +55,7 @@ __all__ = [
 SERVER = "server"
 SESSION_BYTES = 16
 _CLIENT_PREFIX = "client/"
-_RING_VECTOR_EXT = 1
+_VECTOR_LENGTH = struct.Struct("<Q")
 
 
 def client_id(index: int) -> str:
@@ -89,55 +95,67 @@ def _fields_of(cls: type) -> list[tuple[str, Any]]:
     return cached
 
 
-def _to_wire(value: Any, annotation: Any, ring_bits: int | None) -> Any:
+def _to_wire(value: Any, annotation: Any, ring_bits: int | None, payloads: list) -> Any:
     if annotation is RingVector:
         if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
             raise InvalidMessage(f"expected a 1-D unsigned ring vector; found {type(value).__name__}")
         bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
-        return msgpack.ExtType(_RING_VECTOR_EXT, bytes([bits]) + ring.pack(value, bits))
+        packed = ring.pack_buffer(value, bits)
+        payloads.append(packed)
+        return msgpack.ExtType(bits, _VECTOR_LENGTH.pack(len(packed) if isinstance(packed, bytes) else packed.nbytes))
     origin = typing.get_origin(annotation)
     if origin is tuple:
         item = typing.get_args(annotation)[0]
-        return [_to_wire(v, item, ring_bits) for v in value]
+        return [_to_wire(v, item, ring_bits, payloads) for v in value]
     if origin is dict:
         key_type, value_type = typing.get_args(annotation)
-        return {k: _to_wire(value[k], value_type, ring_bits) for k in sorted(value)}
+        return {k: _to_wire(value[k], value_type, ring_bits, payloads) for k in sorted(value)}
     return value
 
 
 class _WireVector(typing.NamedTuple):
+    """A vector placeholder from the header: its bits and where its bytes lie after the header."""
+
     ring_bits: int
-    vector: np.ndarray
+    start: int
+    nbytes: int
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code != _RING_VECTOR_EXT or len(data) < 1:
-        raise InvalidMessage(f"unknown extension type {code}")
-    if not 1 <= data[0] <= ring.MAX_RING_BITS:
-        raise InvalidMessage(f"ring vector declares {data[0]} bits; expected 1..64")
-    return _WireVector(data[0], ring.unpack(data[1:], data[0]))
+class _VectorReader:
+    """Hands out the vector payloads that follow a message header, in order."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        if not 1 <= code <= ring.MAX_RING_BITS or len(data) != _VECTOR_LENGTH.size:
+            raise InvalidMessage(f"unknown extension type {code}")
+        (nbytes,) = _VECTOR_LENGTH.unpack(data)
+        placeholder = _WireVector(code, self.total, nbytes)
+        self.total += nbytes
+        return placeholder
 
 
-def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int]) -> Any:
+def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int], body: memoryview) -> Any:
     """Validate a decoded wire value against a field annotation; return the typed value."""
     if annotation is RingVector:
         if not isinstance(value, _WireVector):
             raise InvalidMessage(f"{path}: expected a ring vector")
         bits_seen.add(value.ring_bits)
-        return value.vector
+        return ring.unpack(body[value.start : value.start + value.nbytes], value.ring_bits)
     origin = typing.get_origin(annotation)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise InvalidMessage(f"{path}: expected a sequence; found {type(value).__name__}")
         item = typing.get_args(annotation)[0]
-        return tuple(_check_type(v, item, f"{path}[{i}]", bits_seen) for i, v in enumerate(value))
+        return tuple(_check_type(v, item, f"{path}[{i}]", bits_seen, body) for i, v in enumerate(value))
     if origin is dict:
         key_type, value_type = typing.get_args(annotation)
         if not isinstance(value, dict):
             raise InvalidMessage(f"{path}: expected a map; found {type(value).__name__}")
         return {
-            _check_type(k, key_type, f"{path} key", bits_seen): _check_type(
-                v, value_type, f"{path}[{k!r}]", bits_seen
+            _check_type(k, key_type, f"{path} key", bits_seen, body): _check_type(
+                v, value_type, f"{path}[{k!r}]", bits_seen, body
             )
             for k, v in value.items()
         }
@@ -149,6 +167,8 @@ def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int]) -> 
         if not isinstance(value, bool):
             raise InvalidMessage(f"{path}: expected a boolean; found {type(value).__name__}")
         return value
+    if isinstance(value, _WireVector):
+        raise InvalidMessage(f"{path}: unexpected ring vector")
     if annotation in (bytes, str, float):
         if annotation is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -190,8 +210,13 @@ class Message:
         has that field, else at their dtype's width.
         """
         ring_bits = getattr(self, "ring_bits", None)
-        values = [_to_wire(getattr(self, name), annotation, ring_bits) for name, annotation in _fields_of(type(self))]
-        return msgpack.packb([self.KIND, values], use_bin_type=True)
+        payloads: list = []
+        values = [
+            _to_wire(getattr(self, name), annotation, ring_bits, payloads)
+            for name, annotation in _fields_of(type(self))
+        ]
+        header = msgpack.packb([self.KIND, values], use_bin_type=True)
+        return b"".join([header, *payloads]) if payloads else header
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Message":
@@ -217,12 +242,24 @@ def decode_message(data: bytes) -> Message:
     """Parse and type-check any registered message; ``InvalidMessage`` on anything malformed."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidMessage(f"a message must be bytes; found {type(data).__name__}")
+    data = bytes(data) if not isinstance(data, bytes) else data
+    reader = _VectorReader()
+    unpacker = msgpack.Unpacker(
+        raw=False, ext_hook=reader.ext_hook, strict_map_key=False, max_buffer_size=max(len(data), 1)
+    )
     try:
-        decoded = msgpack.unpackb(bytes(data), raw=False, ext_hook=_ext_hook, strict_map_key=False)
+        unpacker.feed(data)
+        decoded = unpacker.unpack()
+        header_length = unpacker.tell()
     except InvalidMessage:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise InvalidMessage(f"undecodable message: {exc}") from None
+        raise InvalidMessage(f"undecodable message: {type(exc).__name__}") from None
+    if header_length + reader.total != len(data):
+        raise InvalidMessage(
+            f"message is {len(data)} bytes; its header ({header_length}) and vectors ({reader.total}) "
+            f"account for {header_length + reader.total}"
+        )
     if not (isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], str) and isinstance(decoded[1], list)):
         raise InvalidMessage("a message must be [kind, fields]")
     kind, values = decoded
@@ -232,9 +269,10 @@ def decode_message(data: bytes) -> Message:
     fields = _fields_of(cls)
     if len(values) != len(fields):
         raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(fields)}")
+    body = memoryview(data)[header_length:]
     bits_seen: set[int] = set()
     typed = {
-        name: _check_type(value, annotation, f"{kind}.{name}", bits_seen)
+        name: _check_type(value, annotation, f"{kind}.{name}", bits_seen, body)
         for (name, annotation), value in zip(fields, values)
     }
     declared = typed.get("ring_bits")

@@ -168,13 +168,14 @@ class _Client(ClientEngine):
             raise ProtocolViolation(f"{self.party} already shared its input in this session")
         self._sent = True
         bits = run.ring_bits
-        first_share = self._input.copy()
-        outbound: list[Message] = []
+        streams, outbound = [], []
         for aggregator in range(1, run.protocol.aggregators):
             seed = os.urandom(prg.SEED_BYTES)
-            mask = prg.expand(seed, share_label(run.session, run.round, self._index, aggregator), run.length, bits)
-            ring.sub(first_share, mask, bits)
+            streams.append((seed, share_label(run.session, run.round, self._index, aggregator)))
             outbound.append(SeedShare(*run.header(UPLOAD, self.party, aggregator_id(aggregator)), seed=seed))
+        # s_0 = x - sum_{j>=1} PRG(seed_j), in one cache-friendly pass.
+        first_share = np.empty_like(self._input)
+        prg.accumulate(first_share, streams, bits, subtract=True, start_from=self._input)
         outbound.insert(0, VectorShare(*run.header(UPLOAD, self.party, aggregator_id(0)), ring_bits=bits, vector=first_share))
         return outbound
 
@@ -240,11 +241,11 @@ class _Aggregator(Engine):
         self._answered = True
         bits = run.ring_bits
         total = np.zeros(run.length, dtype=ring.ring_dtype(bits))
-        for index in included:
-            share = self._shares[index]
-            if isinstance(share, bytes):
-                share = prg.expand(share, share_label(run.session, run.round, index, self._index), run.length, bits)
-            ring.add(total, share, bits)
+        if self._index == 0:
+            ring.accumulate(total, [self._shares[i] for i in included], bits)
+        else:
+            labels = [share_label(run.session, run.round, i, self._index) for i in included]
+            prg.accumulate(total, [(self._shares[i], label) for i, label in zip(included, labels)], bits)
         self._shares.clear()
         return [AggregateShare(*run.header(AGGREGATE, self.party, SERVER), ring_bits=bits, vector=total)]
 

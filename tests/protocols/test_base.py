@@ -43,12 +43,21 @@ def test_roundtrip_is_canonical_and_typed():
     assert len(data) < len(_sample(ring_bits=32).to_bytes())
 
 
+_TAIL = {}
+
+
 def _raw(message):
-    return msgpack.unpackb(message.to_bytes(), raw=False, strict_map_key=False)
+    """(kind, values) of the header; the vector bytes after it are kept for _repack."""
+    data = message.to_bytes()
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    kind, values = unpacker.unpack()
+    _TAIL["last"] = data[unpacker.tell():]
+    return kind, values
 
 
 def _repack(kind, values):
-    return msgpack.packb([kind, values], use_bin_type=True)
+    return msgpack.packb([kind, values], use_bin_type=True) + _TAIL["last"]
 
 
 def test_unknown_kind_and_wrong_field_count_refused():
@@ -65,6 +74,20 @@ def test_field_types_are_checked(position, bad):
     values[position] = bad
     with pytest.raises(InvalidMessage):
         decode_message(_repack(kind, values))
+
+
+def test_vector_bytes_must_match_the_header():
+    data = _sample().to_bytes()
+    with pytest.raises(InvalidMessage, match="account for"):
+        decode_message(data + b"\x00")
+    with pytest.raises(InvalidMessage, match="account for"):
+        decode_message(data[:-1])
+
+
+def test_decoded_vectors_are_read_only_views():
+    decoded = decode_message(_sample(ring_bits=32).to_bytes())
+    with pytest.raises(ValueError):
+        decoded.vector[0] = 7
 
 
 def test_session_length_and_ring_bits_mismatch_refused():

@@ -1,0 +1,46 @@
+"""Timing helpers shared by the benchmark scripts (which print JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+
+def median_seconds(call: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``repeats`` calls (after one warm-up call)."""
+    call()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def aes_ctr_keystream(nbytes: int) -> bytes:
+    """The primitive a mask expansion cannot avoid: nbytes of AES-256-CTR keystream."""
+    encryptor = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(bytes(16))).encryptor()
+    return encryptor.update(bytes(nbytes))
+
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+    }
+
+
+def emit(figures: dict) -> None:
+    figures.setdefault("machine", machine())
+    json.dump(figures, sys.stdout, indent=2)
+    sys.stdout.write("\n")

@@ -16,11 +16,13 @@ authenticated -- a wrong share silently yields a wrong secret. Protocols must
 carry shares inside AEAD (``securefl.crypto.aead``) and check what the secret
 is used for (e.g. re-derive a public key).
 
-Speed: polynomials are evaluated by Horner's rule on gmpy2 integers with lazy
-reduction, and many polynomials at once by Kronecker packing (all polynomials'
-j-th coefficients laid side by side in one big integer, with slots wide enough
-that nothing carries across); Lagrange coefficients use one modular inversion
-per x-set (Montgomery's batch-inversion trick) and are cached per x-set.
+Speed: evaluation uses Kronecker substitution on gmpy2 integers -- many field
+values side by side in fixed-width slots of one big integer, wide enough that no
+carry crosses a slot, reduced mod p only at the end. Few polynomials: a cached
+table of packed powers x^j for all x, so f(1..n) = sum_j c_j P_j in t steps.
+Many polynomials: their j-th coefficients packed together and Horner's rule per x.
+Lagrange coefficients use one modular inversion per x-set (Montgomery's batch
+inversion) and are cached per x-set.
 """
 
 from __future__ import annotations
@@ -214,46 +216,86 @@ def _random_field_elements(count: int, prime: int) -> list[int]:
     return [int.from_bytes(raw[offset : offset + width], "big") % prime for offset in range(0, width * count, width)]
 
 
-def _evaluate(polynomials: Sequence[Sequence[int]], xs: Sequence[int], prime: int) -> list[list[int]]:
-    """rows[i][k] = polynomial k (coefficients low to high, all the same degree) at xs[i], mod p.
+def _slot_bytes(terms: int, shares: int, prime: int) -> int:
+    """Bytes per packed slot: any sum_j c_j x^j with c_j < p, x <= shares, j < terms fits."""
+    # (p - 1) * sum_{j < t} x^j <= (p - 1) * t * x^(t-1)
+    return (prime.bit_length() + terms.bit_length() + (terms - 1) * shares.bit_length() + 1 + 7) // 8
 
-    Kronecker packing: the j-th coefficients of all polynomials sit in fixed-width
-    slots of one integer C_j, and Horner's rule on the C_j with a small integer x
-    evaluates every polynomial at once. Coefficients are < p and x <= x_max, so a
-    slot never exceeds (p-1) * t * x_max^(t-1) and no carry crosses a slot.
-    """
-    count = len(polynomials)
+
+def _unpack(packed: mpz, slots: int, slot_bytes: int, prime: int) -> list[int]:
+    raw = packed.to_bytes(slots * slot_bytes, "little")
+    return [int.from_bytes(raw[offset : offset + slot_bytes], "little") % prime for offset in range(0, len(raw), slot_bytes)]
+
+
+def _evaluate_by_horner(polynomials: Sequence[Sequence[int]], shares: int, prime: int) -> list[list[int]]:
+    """Pack across polynomials: C_j holds the j-th coefficient of every polynomial in its
+    own slot, and Horner's rule with a small integer x evaluates all of them at x at once
+    (n * t big-integer steps)."""
     terms = len(polynomials[0])
-    x_max = max(xs)
-    slot_bits = prime.bit_length() + terms.bit_length() + (terms - 1) * x_max.bit_length() + 1
-    slot_bytes = (slot_bits + 7) // 8
+    slot_bytes = _slot_bytes(terms, shares, prime)
     packed = [
         mpz.from_bytes(b"".join([poly[j].to_bytes(slot_bytes, "little") for poly in polynomials]), "little")
         for j in reversed(range(terms))
     ]
     leading, rest = packed[0], packed[1:]
-    total_bytes = slot_bytes * count
     rows = []
-    for x in xs:
+    for x in range(1, shares + 1):
         x = mpz(x)
         accumulator = leading
         for coefficient in rest:
             accumulator = accumulator * x + coefficient
-        raw = accumulator.to_bytes(total_bytes, "little")
-        rows.append(
-            [
-                int.from_bytes(raw[offset : offset + slot_bytes], "little") % prime
-                for offset in range(0, total_bytes, slot_bytes)
-            ]
-        )
+        rows.append(_unpack(accumulator, len(polynomials), slot_bytes, prime))
     return rows
+
+
+@lru_cache(maxsize=4)
+def _power_table(terms: int, shares: int, slot_bytes: int) -> tuple[mpz, ...]:
+    """P_j = sum_x x^j 2^(8 * slot_bytes * (x - 1)) for j < terms: every x's powers side by side."""
+    table = []
+    powers = [1] * shares
+    for _ in range(terms):
+        table.append(mpz.from_bytes(b"".join([power.to_bytes(slot_bytes, "little") for power in powers]), "little"))
+        powers = [power * x for power, x in zip(powers, range(1, shares + 1))]
+    return tuple(table)
+
+
+def _evaluate_by_table(polynomials: Sequence[Sequence[int]], shares: int, prime: int) -> list[list[int]]:
+    """Pack across evaluation points: sum_j c_j P_j holds f(x) in slot x for every x at
+    once (m * t big-integer steps; the table of powers is cached per (n, t))."""
+    terms = len(polynomials[0])
+    slot_bytes = _slot_bytes(terms, shares, prime)
+    table = _power_table(terms, shares, slot_bytes)
+    columns = []
+    for poly in polynomials:
+        accumulator = mpz(0)
+        for coefficient, powers in zip(poly, table):
+            accumulator = gmpy2.fma(coefficient, powers, accumulator)
+        columns.append(_unpack(accumulator, shares, slot_bytes, prime))
+    return [list(row) for row in zip(*columns)]
+
+
+_POWER_TABLE_BUDGET = 1 << 24  # bytes a cached power table may take
+
+
+def _evaluate(polynomials: Sequence[Sequence[int]], shares: int, prime: int) -> list[list[int]]:
+    """rows[x - 1][k] = polynomial k (coefficients low to high, all of one degree) at x = 1..n, mod p.
+
+    Kronecker substitution: values sit in fixed-width slots of one big integer,
+    wide enough that no carry crosses a slot, so one big-integer operation does
+    the work of many field operations. Pack across whichever of polynomials (m)
+    or points (n) is more numerous: the Python-level loop runs min(m, n) * t times.
+    """
+    terms = len(polynomials[0])
+    if len(polynomials) < shares and terms * shares * _slot_bytes(terms, shares, prime) <= _POWER_TABLE_BUDGET:
+        return _evaluate_by_table(polynomials, shares, prime)
+    return _evaluate_by_horner(polynomials, shares, prime)
 
 
 def _split_elements_with(
     values: Sequence[int], higher: Sequence[Sequence[int]], shares: int, prime: int
 ) -> list[list[int]]:
     polynomials = [[value, *coefficients] for value, coefficients in zip(values, higher)]
-    return _evaluate(polynomials, range(1, shares + 1), prime)
+    return _evaluate(polynomials, shares, prime)
 
 
 def split_elements(

@@ -96,3 +96,14 @@ def test_non_bytes_label_and_negative_length_refused():
         prg.expand(SEED, "label", 4, 32)
     with pytest.raises(ConfigurationError, match="found -1"):
         prg.expand(SEED, b"label", -1, 32)
+
+
+@pytest.mark.parametrize("case", PRG_CASES, ids=[case["comment"] for case in PRG_CASES])
+def test_reusable_expander_matches_known_answer(case):
+    seed, label = bytes.fromhex(case["seed"]), bytes.fromhex(case["label"])
+    expander = prg.Expander(case["length"], case["ring_bits"])
+
+    expander.expand(b"\x07" * 32, b"warm the buffer")
+    vector = expander.expand(seed, label)
+
+    assert [int(v) for v in vector] == case["expected"]

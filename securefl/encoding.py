@@ -31,6 +31,8 @@ from securefl.errors import ConfigurationError
 
 __all__ = ["Encoding", "check_headroom", "flatten_state", "unflatten_state"]
 
+_ENCODE_CHUNK = 1 << 15  # coordinates per pass: 256 KiB of float64, cache-resident
+
 
 def check_headroom(*, value_bits: int, ring_bits: int, max_clients: int, max_weight: int) -> None:
     """Raise ``ConfigurationError`` if a sum of ``max_clients`` inputs could wrap Z_2^k."""
@@ -111,18 +113,26 @@ class Encoding:
         if not isinstance(rng, np.random.Generator):
             raise ConfigurationError(f"rng must be a numpy.random.Generator; found {type(rng).__name__}")
         values = np.asarray(update, dtype=np.float64).ravel()
-        finite = np.isfinite(values)
-        if not finite.all():
-            bad = int(values.size - np.count_nonzero(finite))
-            raise ValueError(f"update holds {bad} NaN or infinite value(s) out of {values.size}")
         # SR(v) = floor(v + u), u ~ U[0, 1): P(round up) = frac(v), so E[SR(v)] = v.
         # Float32 uniforms keep the rounding unbiased up to 2^-24 of one step.
-        scaled = np.clip(values, -self.clip, self.clip)
-        scaled *= weight * self.scale
-        scaled += rng.random(values.size, dtype=np.float32)
-        np.floor(scaled, out=scaled)
+        # Work in cache-sized chunks: each pass over a chunk stays in L2.
         out = np.empty(values.size + 1, dtype=ring.ring_dtype(self.ring_bits))
-        out[:-1] = scaled.astype(np.int64)
+        step = min(values.size, _ENCODE_CHUNK) or 1
+        scaled = np.empty(step)
+        uniforms = np.empty(step, dtype=np.float32)
+        multiplier = weight * self.scale
+        for start in range(0, values.size, step):
+            count = min(step, values.size - start)
+            chunk = scaled[:count]
+            source = values[start : start + count]
+            if not np.isfinite(source).all():
+                bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+                raise ValueError(f"update holds {bad} NaN or infinite value(s) out of {values.size}")
+            np.clip(source, -self.clip, self.clip, out=chunk)
+            chunk *= multiplier
+            chunk += rng.random(count, dtype=np.float32, out=uniforms[:count])
+            np.floor(chunk, out=chunk)
+            out[start : start + count] = chunk.astype(np.int64)
         out[-1] = weight
         return ring.reduce(out, self.ring_bits)
 

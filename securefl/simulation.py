@@ -1,9 +1,10 @@
 """The in-process driver: runs every engine of a protocol and records what the server saw.
 
 The driver owns the "network" and the clock: it serialises every message to
-bytes, counts them, delivers them to the recipient engine (decoding and
-validating on the way in), injects dropouts, and times each engine call. The
-transcript is exactly the list of byte strings the server engine received.
+its canonical frames, counts the bytes, delivers them to the recipient engine
+(decoding and validating on the way in), injects dropouts, and times each
+engine call. The transcript is exactly the list of byte strings the server
+engine received; messages between other parties travel as zero-copy frames.
 """
 
 from __future__ import annotations
@@ -121,17 +122,21 @@ def run_protocol(
             message = queue.popleft()
             if silent(message.sender):
                 continue
-            payload = message.to_bytes()
-            ledger.bytes_sent[message.sender] += len(payload)
+            frames = message.to_frames()
+            size = sum(len(frame) if isinstance(frame, bytes) else frame.nbytes for frame in frames)
+            ledger.bytes_sent[message.sender] += size
             if silent(message.recipient) or (lose is not None and lose(message)):
                 continue
             recipient = engines.get(message.recipient)
             if recipient is None:
                 raise ConfigurationError(f"message addressed to unknown party {message.recipient!r}")
-            ledger.bytes_received[message.recipient] += len(payload)
+            ledger.bytes_received[message.recipient] += size
             if message.recipient == SERVER:
+                payload = b"".join(frames)
                 transcript.append(TranscriptEntry(sender=message.sender, phase=message.phase, payload=payload))
-            inbound = decode_message(payload)
+                inbound = decode_message(payload)
+            else:  # helpers and clients: decoded from the frames, without a copy
+                inbound = decode_message(frames)
             queue.extend(timed(message.recipient, phase, lambda: recipient.handle(inbound)))
         timed(SERVER, phase, lambda: parties.server.end_phase(phase))
     aggregate = timed(SERVER, "result", parties.server.result)

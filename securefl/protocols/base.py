@@ -100,7 +100,13 @@ def _to_wire(value: Any, annotation: Any, ring_bits: int | None, payloads: list)
         if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
             raise InvalidMessage(f"expected a 1-D unsigned ring vector; found {type(value).__name__}")
         bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
-        packed = ring.pack_buffer(value, bits)
+        if value.base is None and value.flags.c_contiguous and value.dtype.isnative:
+            # Zero copy: the frame is a view of the array, which is frozen so
+            # that the sender cannot change a message after sending it.
+            value.flags.writeable = False
+            packed = ring.pack_buffer(value, bits)
+        else:
+            packed = ring.pack(value, bits)
         payloads.append(packed)
         return msgpack.ExtType(bits, _VECTOR_LENGTH.pack(len(packed) if isinstance(packed, bytes) else packed.nbytes))
     origin = typing.get_origin(annotation)
@@ -126,6 +132,14 @@ class _VectorReader:
 
     def __init__(self) -> None:
         self.total = 0
+        self.sizes: list[int] = []
+        self.frames: dict[int, memoryview] | None = None
+        self.body: memoryview | None = None
+
+    def payload(self, placeholder: "_WireVector") -> memoryview:
+        if self.frames is not None:
+            return self.frames[placeholder.start]
+        return self.body[placeholder.start : placeholder.start + placeholder.nbytes]
 
     def ext_hook(self, code: int, data: bytes) -> Any:
         if not 1 <= code <= ring.MAX_RING_BITS or len(data) != _VECTOR_LENGTH.size:
@@ -133,16 +147,17 @@ class _VectorReader:
         (nbytes,) = _VECTOR_LENGTH.unpack(data)
         placeholder = _WireVector(code, self.total, nbytes)
         self.total += nbytes
+        self.sizes.append(nbytes)
         return placeholder
 
 
-def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int], body: memoryview) -> Any:
+def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int], body: _VectorReader) -> Any:
     """Validate a decoded wire value against a field annotation; return the typed value."""
     if annotation is RingVector:
         if not isinstance(value, _WireVector):
             raise InvalidMessage(f"{path}: expected a ring vector")
         bits_seen.add(value.ring_bits)
-        return ring.unpack(body[value.start : value.start + value.nbytes], value.ring_bits)
+        return ring.unpack(body.payload(value), value.ring_bits)
     origin = typing.get_origin(annotation)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -204,10 +219,19 @@ class Message:
             _REGISTRY[kind] = cls
 
     def to_bytes(self) -> bytes:
-        """Canonical encoding: msgpack([KIND, field values in declaration order]).
+        """Canonical encoding: the header, then every vector's packed bytes.
 
         Ring vectors are packed at ``self.ring_bits`` bits when the message
         has that field, else at their dtype's width.
+        """
+        return b"".join(self.to_frames())
+
+    def to_frames(self) -> list[bytes | memoryview]:
+        """The canonical encoding as frames: [msgpack header, vector bytes, ...].
+
+        Joined, the frames are exactly :meth:`to_bytes`; a transport that can
+        send several buffers (or the in-process simulator) avoids the copy.
+        Vectors are passed as zero-copy read-only views where possible.
         """
         ring_bits = getattr(self, "ring_bits", None)
         payloads: list = []
@@ -215,8 +239,7 @@ class Message:
             _to_wire(getattr(self, name), annotation, ring_bits, payloads)
             for name, annotation in _fields_of(type(self))
         ]
-        header = msgpack.packb([self.KIND, values], use_bin_type=True)
-        return b"".join([header, *payloads]) if payloads else header
+        return [msgpack.packb([self.KIND, values], use_bin_type=True), *payloads]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Message":
@@ -238,8 +261,17 @@ class Message:
                         yield item
 
 
-def decode_message(data: bytes) -> Message:
-    """Parse and type-check any registered message; ``InvalidMessage`` on anything malformed."""
+def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
+    """Parse and type-check any registered message; ``InvalidMessage`` on anything malformed.
+
+    ``data`` is the canonical byte string, or its frames (``Message.to_frames``).
+    """
+    frames: list[memoryview] | None = None
+    if isinstance(data, (list, tuple)):
+        if not data:
+            raise InvalidMessage("a message needs at least a header frame")
+        frames = [memoryview(frame).cast("B") for frame in data]
+        data = bytes(frames[0])
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidMessage(f"a message must be bytes; found {type(data).__name__}")
     data = bytes(data) if not isinstance(data, bytes) else data
@@ -255,11 +287,19 @@ def decode_message(data: bytes) -> Message:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise InvalidMessage(f"undecodable message: {type(exc).__name__}") from None
-    if header_length + reader.total != len(data):
+    if frames is not None:
+        sizes = [frame.nbytes for frame in frames[1:]]
+        if header_length != len(data) or sizes != reader.sizes:
+            raise InvalidMessage(f"message frames of {sizes} bytes do not match its header's vectors {reader.sizes}")
+        starts = [sum(reader.sizes[:i]) for i in range(len(reader.sizes))]
+        reader.frames = dict(zip(starts, frames[1:]))
+    elif header_length + reader.total != len(data):
         raise InvalidMessage(
             f"message is {len(data)} bytes; its header ({header_length}) and vectors ({reader.total}) "
             f"account for {header_length + reader.total}"
         )
+    else:
+        reader.body = memoryview(data)[header_length:]
     if not (isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], str) and isinstance(decoded[1], list)):
         raise InvalidMessage("a message must be [kind, fields]")
     kind, values = decoded
@@ -269,10 +309,9 @@ def decode_message(data: bytes) -> Message:
     fields = _fields_of(cls)
     if len(values) != len(fields):
         raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(fields)}")
-    body = memoryview(data)[header_length:]
     bits_seen: set[int] = set()
     typed = {
-        name: _check_type(value, annotation, f"{kind}.{name}", bits_seen, body)
+        name: _check_type(value, annotation, f"{kind}.{name}", bits_seen, reader)
         for (name, annotation), value in zip(fields, values)
     }
     declared = typed.get("ring_bits")

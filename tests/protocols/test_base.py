@@ -125,3 +125,30 @@ def test_client_index_refuses_non_canonical_ids(party):
 
 def test_client_id_roundtrip():
     assert client_index(client_id(42)) == 42
+
+
+def test_frames_join_to_the_canonical_bytes_and_decode_alike():
+    message = _sample(ring_bits=32, vector=np.arange(5, dtype=np.uint32))
+    frames = message.to_frames()
+    assert b"".join(bytes(f) for f in frames) == message.to_bytes()
+    from_frames = decode_message(frames)
+    np.testing.assert_array_equal(from_frames.vector, message.vector)
+    assert from_frames.to_bytes() == message.to_bytes()
+
+
+def test_a_sent_vector_is_frozen_so_the_message_cannot_change():
+    vector = np.arange(5, dtype=np.uint32)
+    frames = _sample(ring_bits=32, vector=vector).to_frames()
+    with pytest.raises(ValueError):
+        vector[0] = 9
+    assert decode_message(frames).vector[0] == 0
+
+
+def test_frames_must_match_the_header():
+    frames = _sample(ring_bits=32, vector=np.arange(5, dtype=np.uint32)).to_frames()
+    with pytest.raises(InvalidMessage, match="do not match"):
+        decode_message([frames[0], bytes(frames[1])[:-4]])
+    with pytest.raises(InvalidMessage, match="do not match"):
+        decode_message([frames[0]])
+    with pytest.raises(InvalidMessage):
+        decode_message([])

@@ -1,0 +1,191 @@
+"""The privacy probe: a curious server's input-reconstruction attack on what it received.
+
+For a dense first layer z = W x + b, the gradient of one example's loss is
+dL/dW_j = delta_j x and dL/db_j = delta_j for every hidden neuron j, so one
+SGD step on a single example gives update rows with
+
+    Delta W_j / Delta b_j = x        whenever delta_j != 0
+
+(Phong et al., "Privacy-preserving deep learning via additively homomorphic
+encryption", 2017; Geiping et al., "Inverting gradients", NeurIPS 2020).
+The probe round is the worst case for a client: each client takes one step on
+one example. The server runs the attack on every vector in its transcript
+(what individual messages reveal) and, separately, on the aggregate it
+releases (what the sum itself reveals, e.g. a neuron that only one client's
+example activated). Scores are the best cosine similarity and PSNR between any
+reconstruction and any client's true example, next to the score of random
+candidates (chance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from securefl import ring
+from securefl.encoding import flatten_state
+from securefl.errors import ConfigurationError
+from securefl.protocols.base import Protocol, decode_message
+from securefl.simulation import AggregationResult, secure_sum
+
+__all__ = ["ProbeScore", "ProbeResult", "reconstruct_inputs", "score_reconstructions", "run_probe"]
+
+_BIAS_FLOOR = 1e-12
+_CANDIDATES_PER_VECTOR = 8  # the neurons with the largest |Delta b|: least quantisation noise
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """Best similarity between any reconstruction and any true example."""
+
+    cosine: float
+    psnr: float
+    best_candidate: np.ndarray | None = field(default=None, repr=False, compare=False)
+    best_target: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"cosine": self.cosine, "psnr": self.psnr}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    messages: ProbeScore
+    aggregate: ProbeScore
+    chance: ProbeScore
+    vectors_attacked: int
+
+    def to_dict(self) -> dict:
+        return {
+            "messages": self.messages.to_dict(),
+            "aggregate": self.aggregate.to_dict(),
+            "chance": self.chance.to_dict(),
+            "vectors_attacked": self.vectors_attacked,
+        }
+
+
+def reconstruct_inputs(update: np.ndarray, *, inputs: int, hidden: int, candidates: int = _CANDIDATES_PER_VECTOR) -> np.ndarray:
+    """Rows Delta W_j / Delta b_j for the ``candidates`` neurons with the largest |Delta b_j|.
+
+    ``update`` is a flattened parameter vector whose first ``hidden * inputs``
+    values are the first layer's weights (row-major) followed by its biases.
+    """
+    needed = hidden * inputs + hidden
+    if update.size < needed:
+        raise ConfigurationError(f"update has {update.size} values; the first layer needs {needed}")
+    weights = update[: hidden * inputs].reshape(hidden, inputs)
+    biases = update[hidden * inputs : needed]
+    order = np.argsort(-np.abs(biases))[:candidates]
+    order = order[np.abs(biases[order]) > _BIAS_FLOOR]
+    return weights[order] / biases[order, None]
+
+
+_PSNR_CAP = 100.0  # dB: an exact reconstruction (zero error) reports the cap
+
+
+def _psnr(candidate: np.ndarray, target: np.ndarray) -> float:
+    """PSNR in dB of ``candidate`` clipped to the data range [0, 1] against ``target``, capped at 100."""
+    error = float(np.mean((np.clip(candidate, 0.0, 1.0) - target) ** 2))
+    return _PSNR_CAP if error <= 10 ** (-_PSNR_CAP / 10) else float(10.0 * np.log10(1.0 / error))
+
+
+def score_reconstructions(candidates: np.ndarray, examples: np.ndarray) -> ProbeScore:
+    """Best cosine similarity (and that pair's PSNR) over all candidates x examples."""
+    if candidates.size == 0:
+        return ProbeScore(cosine=0.0, psnr=0.0)
+    a = candidates / np.maximum(np.linalg.norm(candidates, axis=1, keepdims=True), 1e-300)
+    b = examples / np.maximum(np.linalg.norm(examples, axis=1, keepdims=True), 1e-300)
+    similarity = a @ b.T
+    best = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+    candidate = candidates[best[0]]
+    return ProbeScore(
+        cosine=float(similarity[best]),
+        psnr=_psnr(candidate, examples[best[1]]),
+        best_candidate=candidate,
+        best_target=int(best[1]),
+    )
+
+
+def single_example_updates(
+    model: torch.nn.Module, examples: np.ndarray, labels: np.ndarray, *, clip: float
+) -> list[np.ndarray]:
+    """Each client's update after one SGD step on its single example.
+
+    The step size is set per client so the largest coordinate is half the
+    encoding's clip: the update uses the quantiser's range, the worst case
+    for the client (the attack itself is invariant to the step size).
+    """
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    parameters = list(model.parameters())
+    updates = []
+    for example, label in zip(examples, labels):
+        model.load_state_dict(state)
+        features = torch.as_tensor(example[None, :], dtype=torch.float32)
+        target = torch.as_tensor([int(label)])
+        gradients = torch.autograd.grad(F.cross_entropy(model(features), target), parameters)
+        flat = np.concatenate([g.detach().reshape(-1).double().numpy() for g in gradients])
+        largest = float(np.max(np.abs(flat)))
+        step = 0.5 * clip / largest if largest > 0 else 0.0
+        updates.append(-step * flat)
+    model.load_state_dict(state)
+    return updates
+
+
+def _signed_float(vector: np.ndarray, result: AggregationResult, scale: float, length: int) -> np.ndarray:
+    return ring.to_signed(vector[:length], result.ring_bits).astype(np.float64) / scale
+
+
+def run_probe(
+    protocol: Protocol,
+    model: torch.nn.Module,
+    examples: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seed: int,
+    clip_update: Callable[[np.ndarray], np.ndarray] | None = None,
+    noise_aggregate: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+) -> ProbeResult:
+    """One probe round through ``protocol``; attack the transcript and the released aggregate.
+
+    ``examples`` is one input per client (rows in [0, 1]); ``clip_update`` and
+    ``noise_aggregate`` apply a DP pipeline (per-client clipping, noise added
+    by the server to the sum) when the protocol is run with central DP.
+    """
+    hidden_layer = next(module for module in model.modules() if isinstance(module, torch.nn.Linear))
+    inputs, hidden = hidden_layer.in_features, hidden_layer.out_features
+    if examples.ndim != 2 or examples.shape[1] != inputs:
+        raise ConfigurationError(f"examples must be (clients, {inputs}); found {examples.shape}")
+    updates = single_example_updates(model, examples, labels, clip=protocol.encoding.clip)
+    if clip_update is not None:
+        updates = [clip_update(u) for u in updates]
+    result = secure_sum(protocol, updates, seed=seed)
+    length = updates[0].size
+    scale = protocol.encoding.scale
+
+    found: list[np.ndarray] = []
+    attacked = 0
+    for entry in result.transcript:
+        for vector in decode_message(entry.payload).vectors():
+            if vector.size < length or np.array_equal(vector, result.ring_sum):
+                continue  # too short, or the released aggregate itself (scored below)
+            attacked += 1
+            found.append(reconstruct_inputs(_signed_float(vector, result, scale, length), inputs=inputs, hidden=hidden))
+    message_candidates = np.concatenate(found) if found else np.zeros((0, inputs))
+
+    aggregate = result.total.copy()
+    if noise_aggregate is not None:
+        aggregate = noise_aggregate(aggregate, np.random.default_rng([seed, 1]))
+    aggregate_candidates = reconstruct_inputs(aggregate, inputs=inputs, hidden=hidden)
+
+    chance_rng = np.random.default_rng([seed, 2])
+    chance_count = max(len(message_candidates), len(aggregate_candidates), _CANDIDATES_PER_VECTOR)
+    chance_candidates = chance_rng.normal(size=(chance_count, inputs))
+    return ProbeResult(
+        messages=score_reconstructions(message_candidates, examples),
+        aggregate=score_reconstructions(aggregate_candidates, examples),
+        chance=score_reconstructions(chance_candidates, examples),
+        vectors_attacked=attacked,
+    )

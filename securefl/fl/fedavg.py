@@ -49,7 +49,8 @@ from securefl.simulation import AggregationResult, secure_sum, server_saw_indivi
 
 __all__ = ["FedAvgConfig", "FedAvg", "RoundRecord", "History", "quantise_weights"]
 
-State = "OrderedDict[str, torch.Tensor]"
+#: A model's parameters by name, as ``state_dict()`` returns them.
+State = Mapping[str, torch.Tensor]
 
 # Independent random streams derived from the seed, so that e.g. turning
 # dropouts on does not change which clients are sampled.
@@ -78,9 +79,9 @@ class FedAvgConfig:
 
     clients: int = 10
     rounds: int = 20
-    local_epochs: int = 2
+    local_epochs: int = 3
     batch_size: int = 16
-    lr: float = 0.1
+    lr: float = 0.3
     client_fraction: float = 1.0
     dropout: float = 0.0
     partition: str = "iid"
@@ -141,12 +142,14 @@ def quantise_weights(counts: Sequence[int], *, max_weight: int) -> list[int]:
 class RoundRecord:
     """What happened in one round, as the simulator measured it.
 
-    ``sampled`` are client indices; ``dropped`` maps the sampled clients told
-    to stop answering to the phase at which they stopped; ``included`` are the
-    clients whose updates the protocol summed (a client dropping after its
-    last message may still be included). ``accuracy`` and ``loss`` are on
-    the held-out test set after the round. Byte counts are per included
-    client; ``client_seconds`` is the mean over sampled clients of local
+    ``sampled`` are client indices; ``dropouts`` maps the sampled clients
+    told to stop answering to the phase at which they stopped and ``dropped``
+    counts them; ``included`` are the clients whose updates the protocol
+    summed (a client dropping after its last message may still be included).
+    ``weights`` are the sampled clients' aggregation weights. ``accuracy`` and
+    ``loss`` are on the held-out test set after the round. Byte counts are
+    per included client (0 for an aborted round, whose metrics the simulator
+    does not return); ``client_seconds`` is the mean over sampled clients of local
     training plus encoding and protocol time; ``server_seconds`` is the
     server engine's time; ``seconds`` is the round's wall time.
     ``server_saw_individual_updates`` is the transcript audit (None for an
@@ -159,7 +162,8 @@ class RoundRecord:
     loss: float
     sampled: tuple[int, ...]
     included: tuple[int, ...]
-    dropped: dict[int, str]
+    dropped: int
+    dropouts: dict[int, str]
     aborted: bool
     abort_reason: str | None
     weights: tuple[int, ...]
@@ -177,7 +181,7 @@ class RoundRecord:
         record["sampled"] = list(self.sampled)
         record["included"] = list(self.included)
         record["weights"] = list(self.weights)
-        record["dropped"] = {str(client): phase for client, phase in self.dropped.items()}
+        record["dropouts"] = {str(client): phase for client, phase in self.dropouts.items()}
         return record
 
 
@@ -262,7 +266,14 @@ class FedAvg:
             hidden=config.hidden, seed=config.seed, inputs=self.dataset.features, classes=self.dataset.classes
         )
         self.initial_state: State = OrderedDict((k, v.detach().clone()) for k, v in self._model.state_dict().items())
-        self.global_state: State = self.initial_state
+        self._restart()
+
+    def _restart(self) -> None:
+        """Back to the seeded initial model and the start of every random stream."""
+        self.global_state = self.initial_state
+        self._sampling_rng = self._stream(_STREAM_SAMPLING)
+        self._dropout_rng = self._stream(_STREAM_DROPOUT)
+        self._rounding_rng = self._stream(_STREAM_ROUNDING)
 
     # -- random streams ---------------------------------------------------
 
@@ -298,8 +309,8 @@ class FedAvg:
         model.train()
         features, labels = self._client_data[client]
         count = int(labels.shape[0])
-        anchors = [p.detach().clone() for p in model.parameters()] if config.mu > 0 else []
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+        parameters = list(model.parameters())
+        anchors = [p.detach().clone() for p in parameters] if config.mu > 0 else []
         shuffle = self._stream(_STREAM_LOCAL, round, client)
         for _ in range(config.local_epochs):
             order = torch.from_numpy(shuffle.permutation(count))
@@ -307,15 +318,21 @@ class FedAvg:
                 batch = order[start : start + config.batch_size]
                 loss = F.cross_entropy(model(features[batch]), labels[batch])
                 if anchors:
-                    proximal = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors))
+                    proximal = sum(((p - a) ** 2).sum() for p, a in zip(parameters, anchors))
                     loss = loss + 0.5 * config.mu * proximal
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                # Plain SGD, w <- w - lr * grad, without torch.optim's per-step overhead.
+                gradients = torch.autograd.grad(loss, parameters)
+                with torch.no_grad():
+                    for parameter, gradient in zip(parameters, gradients):
+                        parameter.add_(gradient, alpha=-config.lr)
         local, _ = flatten_state(model.state_dict())
         start_point, _ = flatten_state(global_state)
         clip = self.protocol.encoding.clip
         return np.clip(local - start_point, -clip, clip), count
+
+    def _weights(self, counts: Sequence[int]) -> list[int]:
+        """Aggregation weights from sample counts (:func:`quantise_weights` to the encoding's max_weight)."""
+        return quantise_weights(counts, max_weight=self.protocol.encoding.max_weight)
 
     def _secure_sum(
         self, updates: Sequence[np.ndarray], weights: Sequence[int], round: int, *, dropouts: Mapping[int, str]
@@ -370,7 +387,7 @@ class FedAvg:
             train_seconds.append(time.perf_counter() - begin)
             updates.append(update)
             counts.append(count)
-        weights = quantise_weights(counts, max_weight=self.protocol.encoding.max_weight)
+        weights = self._weights(counts)
         clip = self.protocol.encoding.clip
         clipped = float(np.mean([np.mean(np.abs(u) >= clip) for u in updates]))
 
@@ -393,7 +410,8 @@ class FedAvg:
             loss=loss,
             sampled=tuple(sampled),
             included=tuple(sampled[i] for i in result.included) if result is not None else (),
-            dropped={sampled[position]: phase for position, phase in sorted(dropouts.items())},
+            dropped=len(dropouts),
+            dropouts={sampled[position]: phase for position, phase in sorted(dropouts.items())},
             aborted=result is None,
             abort_reason=abort_reason,
             weights=tuple(weights),
@@ -416,10 +434,7 @@ class FedAvg:
         ``aborted=True`` and leave the global model unchanged. Calling
         ``run`` again starts over and gives the same history.
         """
-        self.global_state = self.initial_state
-        self._sampling_rng = self._stream(_STREAM_SAMPLING)
-        self._dropout_rng = self._stream(_STREAM_DROPOUT)
-        self._rounding_rng = self._stream(_STREAM_ROUNDING)
+        self._restart()
         threads = torch.get_num_threads()
         # The model is tiny: one thread is faster than several and keeps
         # float reductions in one fixed order.

@@ -119,7 +119,8 @@ def summarize(protocol: Any, config: Any, history: Any) -> dict[str, Any]:
         "rounds_aborted": sum(1 for r in history.records if r.aborted),
         "dropouts": sum(r.dropped for r in history.records),
         "server_saw_individual_updates": any(r.server_saw_individual_updates for r in completed),
-        "history": history.to_dict(),
+        "initial_accuracy": history.initial_accuracy,
+        "history": history.to_dict()["rounds"],
     }
 
 

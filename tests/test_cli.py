@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from securefl.cli import main
+
+
+def _run_json(capsys, *arguments):
+    assert main(["run", *arguments, "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_run_json_reports_the_required_fields(capsys):
+    summary = _run_json(capsys, "--protocol", "secret-sharing", "--clients", "4", "--rounds", "2", "--seed", "3")
+    for key in ("protocol", "secure", "rounds", "clients", "final_accuracy", "bytes_up_per_client_per_round",
+                "seconds_per_round", "server_saw_individual_updates"):
+        assert key in summary
+    assert summary["protocol"] == "secret-sharing" and summary["secure"] is True
+    assert summary["server_saw_individual_updates"] is False
+    assert summary["rounds"] == 2 and len(summary["history"]) == 2
+    assert summary["bytes_up_per_client_per_round"] > 4 * 4000
+
+
+def test_plaintext_is_labelled_insecure_and_audited(capsys):
+    summary = _run_json(capsys, "--protocol", "plaintext", "--clients", "3", "--rounds", "1")
+    assert summary["secure"] is False
+    assert summary["server_saw_individual_updates"] is True
+
+
+def test_table_output_names_the_baseline_insecure(capsys):
+    assert main(["run", "--protocol", "plaintext", "--clients", "3", "--rounds", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "INSECURE" in out and "server saw individual updates  YES" in out
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["run", "--protocol", "nope"], "invalid choice: 'nope' (choose from"),
+        (["run", "--clients", "0"], "expected a positive integer; found 0"),
+        (["run", "--dropout", "1.5"], "expected a probability in [0, 1); found 1.5"),
+        (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_bad_input_gives_one_line_error(capsys, arguments, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert expected in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def test_configuration_errors_are_one_line(capsys):
+    assert main(["run", "--protocol", "secret-sharing", "--clients", "3000", "--rounds", "1", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "max_clients" in error and len(error.strip().splitlines()) == 1

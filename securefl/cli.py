@@ -43,6 +43,32 @@ def _probability(text: str) -> float:
     return value
 
 
+def _float(text: str, what: str, accept: Any) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}; found {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {what}; found {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _float(text, "a finite number > 0", lambda v: 0 < v < float("inf"))
+
+
+def _non_negative_float(text: str) -> float:
+    return _float(text, "a finite number >= 0", lambda v: 0 <= v < float("inf"))
+
+
+def _open_unit(text: str) -> float:
+    return _float(text, "a number in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _unit_interval(text: str) -> float:
+    return _float(text, "a number in (0, 1]", lambda v: 0 < v <= 1)
+
+
 def _add_run(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="train FedAvg on the embedded digits data through a protocol")
     run.add_argument("--protocol", default="secret-sharing", choices=protocol_names(),
@@ -59,7 +85,20 @@ def _add_run(subparsers: Any) -> None:
     run.add_argument("--aggregators", type=_positive_int, default=None, help="secret-sharing: number of aggregators")
     run.add_argument("--neighbors", type=_positive_int, default=None,
                      help="secagg+: neighbours per client in the sparse communication graph")
+    run.add_argument("--hidden", type=_positive_int, default=None, help="hidden units of the MLP (default 64)")
     run.add_argument("--seed", type=int, default=0)
+    privacy = run.add_argument_group("differential privacy (DP-FedAvg, user level)")
+    privacy.add_argument("--dp", choices=("none", "central"), default="none",
+                         help="central: Poisson sampling, L2 clipping, Gaussian noise on the sum")
+    privacy.add_argument("--epsilon", type=_positive_float, default=None,
+                         help="target epsilon after all rounds (calibrates the noise multiplier)")
+    privacy.add_argument("--delta", type=_open_unit, default=1e-5, help="target delta (default 1e-5)")
+    privacy.add_argument("--noise-multiplier", type=_non_negative_float, default=None,
+                         help="noise multiplier z instead of --epsilon")
+    privacy.add_argument("--clip", type=_positive_float, default=1.0, help="L2 clip C of each client update")
+    privacy.add_argument("--sample-rate", type=_unit_interval, default=1.0,
+                         help="Poisson sampling rate q of clients per round")
+    privacy.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
@@ -68,7 +107,7 @@ def _add_run(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from securefl.fl.fedavg import FedAvg, FedAvgConfig
+    from securefl.fl.fedavg import FedAvgConfig
 
     protocol = make_protocol(args.protocol, aggregators=args.aggregators, neighbors=args.neighbors)
     options: dict[str, Any] = dict(
@@ -77,16 +116,22 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.local_epochs is not None:
         options["local_epochs"] = args.local_epochs
+    if args.hidden is not None:
+        options["hidden"] = args.hidden
     config = FedAvgConfig(**options)
+    trainer = make_trainer(protocol, config, args)
     bar = tqdm(total=config.rounds, desc=protocol.name, unit="round", disable=args.quiet, file=sys.stderr)
 
     def progress(record: Any) -> None:
-        bar.set_postfix(accuracy=f"{record.accuracy:.3f}", refresh=False)
+        shown = {"accuracy": f"{record.accuracy:.3f}"}
+        if record.epsilon is not None:
+            shown["epsilon"] = f"{record.epsilon:.2f}"
+        bar.set_postfix(shown, refresh=False)
         bar.update(1)
 
-    history = FedAvg(protocol, config).run(progress=progress)
+    history = trainer.run(progress=progress)
     bar.close()
-    summary = summarize(protocol, config, history)
+    summary = summarize(protocol, config, history, dp=getattr(trainer, "dp", None))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -94,7 +139,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summarize(protocol: Any, config: Any, history: Any) -> dict[str, Any]:
+def make_trainer(protocol: Any, config: Any, args: argparse.Namespace) -> Any:
+    """FedAvg, or DP-FedAvg when ``--dp central`` (calibrating z to ``--epsilon``)."""
+    from securefl.errors import ConfigurationError
+    from securefl.fl.dp import CentralDP, DPFedAvg
+    from securefl.fl.fedavg import FedAvg
+
+    if args.dp == "none":
+        for flag, value in (("--epsilon", args.epsilon), ("--noise-multiplier", args.noise_multiplier)):
+            if value is not None:
+                raise ConfigurationError(f"{flag} needs --dp central")
+        return FedAvg(protocol, config)
+    if (args.epsilon is None) == (args.noise_multiplier is None):
+        raise ConfigurationError("--dp central needs exactly one of --epsilon and --noise-multiplier")
+    common = dict(clip=args.clip, sample_rate=args.sample_rate, accountant=args.accountant, noise_seed=args.seed)
+    if args.epsilon is not None:
+        dp = CentralDP.for_target(epsilon=args.epsilon, delta=args.delta, rounds=config.rounds, **common)
+    else:
+        dp = CentralDP(noise_multiplier=args.noise_multiplier, delta=args.delta, **common)
+    return DPFedAvg(protocol, config, dp=dp)
+
+
+def summarize(protocol: Any, config: Any, history: Any, *, dp: Any = None) -> dict[str, Any]:
     """The figures of one run, as printed by ``securefl run --json``."""
     completed = [r for r in history.records if not r.aborted]
 
@@ -119,6 +185,13 @@ def summarize(protocol: Any, config: Any, history: Any) -> dict[str, Any]:
         "rounds_aborted": sum(1 for r in history.records if r.aborted),
         "dropouts": sum(r.dropped for r in history.records),
         "server_saw_individual_updates": any(r.server_saw_individual_updates for r in completed),
+        "dp": "central" if dp is not None else "none",
+        "epsilon": history.records[-1].epsilon if dp is not None else None,
+        "delta": dp.delta if dp is not None else None,
+        "noise_multiplier": dp.noise_multiplier if dp is not None else None,
+        "clip": dp.clip if dp is not None else None,
+        "sample_rate": dp.sample_rate if dp is not None else None,
+        "accountant": dp.accountant if dp is not None else None,
         "initial_accuracy": history.initial_accuracy,
         "history": history.to_dict()["rounds"],
     }
@@ -136,6 +209,14 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("dropouts / aborted rounds", f"{summary['dropouts']} / {summary['rounds_aborted']}"),
         ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
     ]
+    if summary["dp"] != "none":
+        rows.append(("differential privacy", (
+            f"central, epsilon={summary['epsilon']:.3f} at delta={summary['delta']:g} "
+            f"(z={summary['noise_multiplier']:.4g}, C={summary['clip']:g}, q={summary['sample_rate']:g}, "
+            f"{summary['accountant']})"
+        )))
+    else:
+        rows.append(("differential privacy", "none"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

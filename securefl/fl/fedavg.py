@@ -155,6 +155,8 @@ class RoundRecord:
     ``server_saw_individual_updates`` is the transcript audit (None for an
     aborted round, which leaves the model unchanged). ``clipped_fraction`` is
     the share of update coordinates that hit the encoding's clip bound.
+    Under differential privacy, ``epsilon`` is the privacy spent so far and
+    ``l2_clip_fraction`` the share of updates whose L2 norm was clipped.
     """
 
     round: int
@@ -175,6 +177,8 @@ class RoundRecord:
     seconds: float
     server_saw_individual_updates: bool | None
     clipped_fraction: float
+    epsilon: float | None = None
+    l2_clip_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -351,6 +355,8 @@ class FedAvg:
         dropouts: Mapping[int, str] | None = None,
     ) -> tuple[np.ndarray, AggregationResult]:
         """(sum_I w_i u_i / sum_I w_i, the protocol's result) over the included clients I."""
+        if not updates:
+            raise ProtocolAbort(f"round {round}: no client was sampled")
         result = self._secure_sum(updates, weights, round, dropouts=dropouts or {})
         if result.weight_total < 1:
             raise ProtocolAbort(f"round {round}: the aggregate carries no weight")
@@ -389,7 +395,7 @@ class FedAvg:
             counts.append(count)
         weights = self._weights(counts)
         clip = self.protocol.encoding.clip
-        clipped = float(np.mean([np.mean(np.abs(u) >= clip) for u in updates]))
+        clipped = float(np.mean([np.mean(np.abs(u) >= clip) for u in updates])) if updates else 0.0
 
         result: AggregationResult | None = None
         abort_reason: str | None = None
@@ -401,7 +407,7 @@ class FedAvg:
             self.global_state = self._apply(self.global_state, mean_update)
         accuracy, loss = self._evaluate(self.global_state)
 
-        train_mean = float(np.mean(train_seconds))
+        train_mean = float(np.mean(train_seconds)) if train_seconds else 0.0
         metrics = result.metrics if result is not None else {}
         protocol_seconds = metrics.get("client_seconds_mean", 0.0) + metrics.get("client_encode_seconds_mean", 0.0)
         return RoundRecord(
@@ -412,7 +418,7 @@ class FedAvg:
             included=tuple(sampled[i] for i in result.included) if result is not None else (),
             dropped=len(dropouts),
             dropouts={sampled[position]: phase for position, phase in sorted(dropouts.items())},
-            aborted=result is None,
+            aborted=abort_reason is not None,
             abort_reason=abort_reason,
             weights=tuple(weights),
             bytes_up_per_client=float(metrics.get("bytes_up_per_client", 0.0)),
@@ -425,7 +431,12 @@ class FedAvg:
                 server_saw_individual_updates(result, updates) if result is not None else None
             ),
             clipped_fraction=clipped,
+            **self._round_extras(),
         )
+
+    def _round_extras(self) -> dict[str, Any]:
+        """Extra RoundRecord fields a variant reports (DP: epsilon so far)."""
+        return {}
 
     def run(self, *, progress: Callable[[RoundRecord], None] | None = None) -> History:
         """Train for ``config.rounds`` rounds from the seeded initial model; call ``progress`` after each.

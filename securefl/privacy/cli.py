@@ -1,0 +1,168 @@
+"""``securefl epsilon`` and ``securefl calibrate``: the privacy subcommands.
+
+The top-level CLI calls :func:`register` with its ``add_subparsers()`` object,
+then ``args.func(args)``, which returns the exit code. Bad values give one
+line ``securefl: error: ...`` naming the value on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from typing import Any
+
+from securefl.errors import ConfigurationError
+from securefl.privacy.accountant import (
+    PLDAccountant,
+    PrivacyAccountingWarning,
+    RDPAccountant,
+    _check_delta,
+    _check_noise_multiplier,
+    _check_sample_rate,
+    _check_steps,
+)
+from securefl.privacy.calibration import calibrate_noise_multiplier, epsilon_for
+
+__all__ = ["register", "run_calibrate", "run_epsilon"]
+
+_EXIT_USAGE = 2
+
+
+def _error(message: str) -> int:
+    print(f"securefl: error: {message}", file=sys.stderr)
+    return _EXIT_USAGE
+
+
+def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print("\n".join(lines))
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else "inf"
+
+
+def run_epsilon(args: argparse.Namespace) -> int:
+    """Print epsilon (and, for RDP, the optimal order) of T subsampled Gaussian rounds."""
+    try:
+        z = _check_noise_multiplier(args.noise_multiplier)
+        q = _check_sample_rate(args.sample_rate)
+        steps = _check_steps(args.steps)
+        delta = _check_delta(args.delta)
+        order: float | None = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PrivacyAccountingWarning)
+            if args.accountant == "rdp":
+                rdp = RDPAccountant()
+                rdp.step(noise_multiplier=z, sample_rate=q, steps=steps)
+                epsilon, order = rdp.get_epsilon_and_order(delta)
+            else:
+                pld = PLDAccountant(value_discretization_interval=args.discretization)
+                pld.step(noise_multiplier=z, sample_rate=q, steps=steps)
+                epsilon = pld.get_epsilon(delta)
+        notes = [str(w.message) for w in caught if issubclass(w.category, PrivacyAccountingWarning)]
+    except ConfigurationError as exc:
+        return _error(str(exc))
+    result: dict[str, Any] = {
+        "accountant": args.accountant,
+        "noise_multiplier": z,
+        "sample_rate": q,
+        "steps": steps,
+        "delta": delta,
+        "epsilon": _json_float(epsilon),
+    }
+    lines = [f"epsilon = {epsilon:.6g} at delta = {delta:g} ({args.accountant.upper()} accountant)"]
+    if order is not None:
+        result["optimal_order"] = order
+        lines.append(f"optimal RDP order = {order:g}")
+    if notes:
+        result["warnings"] = notes
+        lines.extend(f"warning: {note}" for note in notes)
+    _emit(result, args.json, lines)
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Print the noise multiplier reaching a target epsilon, and the epsilon it achieves."""
+    try:
+        if not (isinstance(args.epsilon, float) and 0.0 < args.epsilon < math.inf):
+            raise ConfigurationError(f"epsilon must be finite and > 0; found {args.epsilon}")
+        q = _check_sample_rate(args.sample_rate)
+        steps = _check_steps(args.steps)
+        delta = _check_delta(args.delta)
+        z = calibrate_noise_multiplier(
+            target_epsilon=args.epsilon,
+            delta=delta,
+            sample_rate=q,
+            steps=steps,
+            accountant=args.accountant,
+            value_discretization_interval=args.discretization,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PrivacyAccountingWarning)
+            achieved = epsilon_for(
+                noise_multiplier=z,
+                sample_rate=q,
+                steps=steps,
+                delta=delta,
+                accountant=args.accountant,
+                value_discretization_interval=args.discretization,
+            )
+    except ConfigurationError as exc:
+        return _error(str(exc))
+    result = {
+        "accountant": args.accountant,
+        "target_epsilon": args.epsilon,
+        "sample_rate": q,
+        "steps": steps,
+        "delta": delta,
+        "noise_multiplier": z,
+        "epsilon": achieved,
+    }
+    lines = [
+        f"noise multiplier = {z:.6g}",
+        f"epsilon = {achieved:.6g} at delta = {delta:g} (target {args.epsilon:g}, {args.accountant.upper()} accountant)",
+    ]
+    _emit(result, args.json, lines)
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sample-rate", type=float, required=True, metavar="Q", help="Poisson sampling rate q in (0, 1]")
+    parser.add_argument("--steps", type=int, required=True, metavar="T", help="number of rounds T >= 1")
+    parser.add_argument("--delta", type=float, required=True, metavar="D", help="target delta in (0, 1)")
+    parser.add_argument("--accountant", choices=("rdp", "pld"), default="rdp", help="accountant (default: rdp)")
+    parser.add_argument(
+        "--discretization",
+        type=float,
+        default=1e-4,
+        metavar="D",
+        help="PLD value discretisation interval (default: 1e-4)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``epsilon`` and ``calibrate`` subcommands to an ``add_subparsers()`` object."""
+    epsilon = subparsers.add_parser(
+        "epsilon",
+        help="epsilon of T Poisson-subsampled Gaussian rounds",
+        description="Epsilon spent by T rounds of DP-FedAvg (Poisson-subsampled Gaussian).",
+    )
+    epsilon.add_argument("--noise-multiplier", type=float, required=True, metavar="Z", help="noise std / clip norm")
+    _add_common(epsilon)
+    epsilon.set_defaults(func=run_epsilon)
+
+    calibrate = subparsers.add_parser(
+        "calibrate",
+        help="noise multiplier for a target epsilon",
+        description="Smallest noise multiplier whose epsilon after T rounds is <= the target.",
+    )
+    calibrate.add_argument("--epsilon", type=float, required=True, metavar="E", help="target epsilon > 0")
+    _add_common(calibrate)
+    calibrate.set_defaults(func=run_calibrate)

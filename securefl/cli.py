@@ -139,6 +139,68 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protocol_list(text: str) -> list[str]:
+    from securefl.compare import contender_names
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in contender_names()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown protocol(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(contender_names())}"
+        )
+    return names
+
+
+def _add_compare(subparsers: Any) -> None:
+    compare = subparsers.add_parser(
+        "compare", help="every protocol side by side: accuracy, epsilon, overhead and a privacy probe"
+    )
+    compare.add_argument("--clients", type=_positive_int, default=10)
+    compare.add_argument("--rounds", type=_positive_int, default=20)
+    compare.add_argument("--dropout", type=_probability, default=0.0)
+    compare.add_argument("--protocols", type=_protocol_list, default=None,
+                         help="comma-separated subset (default: all)")
+    compare.add_argument("--epsilon", type=_positive_float, default=8.0, help="target epsilon of the DP rows")
+    compare.add_argument("--delta", type=_open_unit, default=1e-5)
+    compare.add_argument("--out", default="securefl-report", help="report folder (default ./securefl-report)")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--json", action="store_true", help="print results.json to stdout")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from securefl.compare import compare
+    from securefl.report import format_table, write_report
+
+    bars: dict[str, Any] = {}
+
+    def progress(name: str, record: Any) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[name] = tqdm(total=args.rounds, desc=f"{name:<18}", unit="round",
+                                    disable=args.quiet, file=sys.stderr)
+        bar.set_postfix(accuracy=f"{record.accuracy:.3f}", refresh=False)
+        bar.update(1)
+
+    comparison = compare(clients=args.clients, rounds=args.rounds, dropout=args.dropout,
+                         protocols=args.protocols, seed=args.seed, epsilon=args.epsilon,
+                         delta=args.delta, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    paths = write_report(comparison, args.out)
+    if args.json:
+        print(paths["results"].read_text(encoding="utf-8"), end="")
+    else:
+        print(format_table(comparison))
+        print(f"\nreport: {paths['report']}  (results.json and plots beside it)")
+    return 0
+
+
 def make_trainer(protocol: Any, config: Any, args: argparse.Namespace) -> Any:
     """FedAvg, or DP-FedAvg when ``--dp central`` (calibrating z to ``--epsilon``)."""
     from securefl.errors import ConfigurationError
@@ -225,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="securefl", description="Privacy-preserving federated learning.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(subparsers)
+    _add_compare(subparsers)
     try:
         from securefl.privacy.cli import register as register_privacy
     except ImportError:  # pragma: no cover - the privacy package is part of the install

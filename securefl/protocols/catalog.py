@@ -23,9 +23,34 @@ def _secret_sharing(encoding: Encoding, options: dict[str, Any]) -> Protocol:
     return SecretSharing(aggregators=options.get("aggregators") or 2, encoding=encoding)
 
 
+def _paillier(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.paillier import Paillier
+
+    return Paillier(encoding=encoding)
+
+
+def _secagg(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.secagg import SecAgg
+
+    if options.get("neighbors") is not None:
+        raise ConfigurationError("secagg uses the complete graph; for k neighbours use --protocol secagg+ --neighbors K")
+    return SecAgg(encoding=encoding)
+
+
+def _secagg_plus(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.secagg import SecAgg
+
+    if options.get("neighbors") is None:
+        raise ConfigurationError("secagg+ needs the number of neighbours per client: --neighbors K")
+    return SecAgg(neighbors=options["neighbors"], encoding=encoding)
+
+
 PROTOCOLS: dict[str, Callable[[Encoding, dict[str, Any]], Protocol]] = {
     "plaintext": _plaintext,
     "secret-sharing": _secret_sharing,
+    "secagg": _secagg,
+    "secagg+": _secagg_plus,
+    "paillier": _paillier,
 }
 
 

@@ -1,0 +1,177 @@
+"""The ``Paillier`` protocol configuration: keys, slot layout, obfuscators, engines."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from securefl.encoding import Encoding
+from securefl.errors import ConfigurationError
+from securefl.protocols.base import Parties, Protocol
+from securefl.protocols.paillier.engines import DECRYPT, UPLOAD, _Client, _Decryptor, _Run, _Server
+from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder
+from securefl.protocols.paillier.obfuscators import SHORT_EXPONENT, FixedBase, Obfuscation, ObfuscatorPool
+from securefl.protocols.paillier.packing import SlotLayout
+from securefl.protocols.paillier.parallel import resolve_workers
+
+__all__ = ["Paillier", "DEFAULT_KEY_BITS"]
+
+DEFAULT_KEY_BITS = 2048
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Paillier(Protocol):
+    """Packed Paillier summation: clients encrypt, the server multiplies, a key holder decrypts the sum.
+
+    Each client packs its encoded vector (and a 1 counting its contribution)
+    into ceil((D + 1) / slots) plaintexts of ``layout`` and sends their
+    encryptions E(m) = (1 + n m) r^n mod n^2 under the key holder's public
+    key; the server multiplies them position by position, prod_i E(m_i) =
+    E(sum_i m_i), without learning anything (DCR); the decryptor, holding the
+    private key, decrypts only that aggregate, only if it sums at least
+    ``min_clients`` clients, once per (session, round).
+
+    Threat model: the server and the key holder do not collude (together they
+    read every update). Both may be curious; the key holder never receives an
+    individual ciphertext. The count of contributions is checked inside the
+    plaintext but is not proof against a malicious server, which can encrypt
+    under the public key itself (see protocols/paillier.md).
+
+    ``value_bits``, ``max_clients`` and ``max_weight`` are shortcuts that
+    replace those fields of ``encoding``. ``key_bits`` sizes a key made on
+    first use (once, then reused every round) unless ``key_holder`` is given.
+    ``obfuscation`` is ``"standard"`` (r^n, DCR) or the opt-in
+    ``"short-exponent"`` (see ``obfuscators``). With ``precompute`` each
+    client's obfuscators are made in ``setup``, before it has its update, on
+    ``workers`` threads (None: one per core when worthwhile).
+    """
+
+    key_bits: int | None = None
+    value_bits: int | None = None
+    max_clients: int | None = None
+    max_weight: int | None = None
+    min_clients: int = 2
+    encoding: Encoding = field(default_factory=Encoding)
+    obfuscation: Obfuscation | str = "standard"
+    precompute: bool = True
+    workers: int | None = None
+    key_holder: KeyHolder | None = field(default=None, compare=False, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    name = "paillier"
+    secure = True
+    phases = (UPLOAD, DECRYPT)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoding, Encoding):
+            raise ConfigurationError(
+                f"encoding must be a securefl.encoding.Encoding; found {type(self.encoding).__name__}"
+            )
+        shortcuts = {name: getattr(self, name) for name in ("value_bits", "max_clients", "max_weight")}
+        given = {name: value for name, value in shortcuts.items() if value is not None}
+        if given:
+            object.__setattr__(self, "encoding", dataclasses.replace(self.encoding, **given))
+        for name in shortcuts:
+            object.__setattr__(self, name, getattr(self.encoding, name))
+
+        holder = self.key_holder
+        if holder is not None and not isinstance(holder, KeyHolder):
+            raise ConfigurationError(f"key_holder must be a KeyHolder; found {type(holder).__name__}")
+        key_bits = self.key_bits
+        if key_bits is None:
+            key_bits = holder.key_bits if holder is not None else DEFAULT_KEY_BITS
+        if not _is_int(key_bits) or key_bits < MIN_KEY_BITS or key_bits % 2:
+            raise ConfigurationError(f"key_bits must be an even integer >= {MIN_KEY_BITS}; found {key_bits!r}")
+        if holder is not None and holder.key_bits != key_bits:
+            raise ConfigurationError(f"key_bits={key_bits} but the key holder's key has {holder.key_bits} bits")
+        object.__setattr__(self, "key_bits", int(key_bits))
+
+        if not _is_int(self.min_clients) or self.min_clients < 1:
+            raise ConfigurationError(f"min_clients must be an integer >= 1; found {self.min_clients!r}")
+        if self.min_clients > self.encoding.max_clients:
+            raise ConfigurationError(
+                f"min_clients={self.min_clients} exceeds max_clients={self.encoding.max_clients}"
+            )
+        object.__setattr__(self, "obfuscation", Obfuscation.parse(self.obfuscation))
+        if not isinstance(self.precompute, bool):
+            raise ConfigurationError(f"precompute must be a bool; found {self.precompute!r}")
+        resolve_workers(self.workers, 1)  # validates
+        encoding = self.encoding
+        bound = encoding.max_weight * ((1 << (encoding.value_bits - 1)) - 1)
+        layout = SlotLayout.for_key(bound=bound, max_terms=encoding.max_clients, key_bits=self.key_bits)
+        self._cache["layout"] = layout
+
+    # -- derived parameters ------------------------------------------------
+
+    @property
+    def layout(self) -> SlotLayout:
+        """Slots of bitlength(2 B max_clients) bits, B = max_weight (2^(value_bits-1) - 1)."""
+        return self._cache["layout"]
+
+    @property
+    def keys(self) -> KeyHolder:
+        """The key holder: ``key_holder`` if given, else a ``key_bits`` key made once, on first use."""
+        if self.key_holder is not None:
+            return self.key_holder
+        holder = self._cache.get("keys")
+        if holder is None:
+            holder = self._cache["keys"] = KeyHolder.generate(self.key_bits)
+        return holder
+
+    @property
+    def public_key(self):
+        return self.keys.public_key
+
+    def ciphertexts_per_client(self, vector_length: int) -> int:
+        """ceil((vector_length + 1) / slots): the +1 is the contribution counter."""
+        return self.layout.plaintexts(vector_length + 1)
+
+    def _fixed_base(self) -> FixedBase | None:
+        if self.obfuscation.kind != SHORT_EXPONENT:
+            return None
+        keys = self.keys
+        cached = self._cache.get("base")
+        if cached is None or cached.public_key != keys.public_key:
+            bits = self.obfuscation.exponent_bits_for(self.key_bits)
+            cached = self._cache["base"] = FixedBase(keys.public_key, exponent_bits=bits)
+        return cached
+
+    # -- Protocol ------------------------------------------------------------
+
+    def check_clients(self, clients: int) -> None:
+        super().check_clients(clients)
+        if clients < self.min_clients:
+            raise ConfigurationError(
+                f"{clients} client(s) can never reach min_clients={self.min_clients}, the smallest sum the "
+                f"key holder decrypts"
+            )
+
+    def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
+        self.check_clients(clients)
+        if not _is_int(vector_length) or vector_length < 1:
+            raise ConfigurationError(f"vector_length must be a positive integer; found {vector_length!r}")
+        keys = self.keys
+        run = _Run(self, clients, int(vector_length), session, round, keys.public_key)
+        base = self._fixed_base()
+        pools = [ObfuscatorPool(keys.public_key, self.obfuscation, base=base) for _ in range(clients)]
+        if self.precompute:
+            ObfuscatorPool.fill_all(pools, run.ciphertexts, workers=self.workers)
+        return Parties(
+            server=_Server(run),
+            clients=[_Client(i, run, pool) for i, pool in enumerate(pools)],
+            helpers=[_Decryptor(run, keys)],
+        )
+
+    def describe(self) -> str:
+        layout = self.layout
+        return (
+            f"paillier ({self.key_bits}-bit key, {layout.slots} slots x {layout.slot_bits} bits per ciphertext, "
+            f"{self.obfuscation.describe(self.key_bits)}; the key holder decrypts only sums of >= "
+            f"{self.min_clients} clients)"
+        )

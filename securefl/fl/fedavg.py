@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from securefl.encoding import flatten_state, unflatten_state
-from securefl.errors import ConfigurationError, ProtocolAbort
+from securefl.errors import ConfigurationError, ProtocolAbort, ProtocolViolation
 from securefl.fl.data import SCHEMES, Dataset, load_digits_data, partition as partition_indices
 from securefl.fl.models import make_model
 from securefl.protocols.base import Protocol
@@ -401,8 +401,10 @@ class FedAvg:
         abort_reason: str | None = None
         try:
             mean_update, result = self._aggregate(updates, weights, round, dropouts=dropouts)
-        except ProtocolAbort as abort:
-            abort_reason = str(abort)
+        except (ProtocolAbort, ProtocolViolation) as abort:
+            # A violation (a party refusing a malicious request) also ends the
+            # round without an aggregate: the model stays as it was.
+            abort_reason = f"{type(abort).__name__}: {abort}"
         else:
             self.global_state = self._apply(self.global_state, mean_update)
         accuracy, loss = self._evaluate(self.global_state)

@@ -32,7 +32,7 @@ def _row(result: dict[str, Any]) -> list[str]:
         f"{result['server_seconds_per_round']:.4f}",
         str(result["dropouts"]),
         str(result["rounds_aborted"]),
-        f"{probe['messages']['cosine']:.3f}",
+        f"{probe['messages']['cosine']:.3f}" if probe["vectors_attacked"] else "n/a",
         f"{probe['aggregate']['cosine']:.3f}",
         f"{probe['chance']['cosine']:.3f}",
     ]
@@ -43,9 +43,9 @@ def format_table(comparison: Comparison | dict[str, Any]) -> str:
     data = comparison.to_dict() if isinstance(comparison, Comparison) else comparison
     rows = [_row(r) for r in data["protocols"]]
     widths = [max(w, len(name), *(len(r[i]) for r in rows)) for i, (name, w) in enumerate(_COLUMNS)]
-    lines = ["  ".join(name.ljust(widths[i]) for i, (name, _) in enumerate(_COLUMNS))]
+    lines = ["  ".join(name.ljust(widths[i]) for i, (name, _) in enumerate(_COLUMNS)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -71,7 +71,8 @@ def _report_markdown(data: dict[str, Any]) -> str:
         "bytes per client per round; client and server seconds per round (client: local training plus "
         "protocol); dropouts injected and rounds aborted; the privacy probe: best cosine similarity between a "
         "reconstructed input and any client's true example, from the individual messages the server received "
-        "(`probe msg`), from the aggregate it releases (`probe agg`), and for random candidates (`chance`).",
+        "(`probe msg`; n/a when the server received no vector it could read as numbers, only ciphertexts), "
+        "from the aggregate it releases (`probe agg`), and for random candidates (`chance`).",
         "",
         "![accuracy per round](accuracy.png)",
         "",

@@ -95,6 +95,16 @@ def _report_markdown(data: dict[str, Any]) -> str:
             f"chance {probe['chance']['cosine']:.3f}; {probe['vectors_attacked']} vectors attacked.",
             "",
         ]
+    if any(r["dp"] != "none" for r in data["protocols"]):
+        lines += [
+            "## Differential privacy at this scale",
+            "",
+            "The DP rows add noise of standard deviation z C to a sum of only "
+            f"{settings['clients']} clipped updates, so the noise dominates the signal of a "
+            "model with thousands of parameters. DP-FedAvg needs many clients per round; see "
+            "`docs/privacy.md` for runs with 100 clients. The aggregate probe shows what the noise buys.",
+            "",
+        ]
     lines += [
         "## Reading the probe",
         "",
@@ -113,10 +123,14 @@ def _plot_accuracy(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.2))
-    for result in data["protocols"]:
+    styles = ("-", "--", "-.", ":")
+    markers = ("o", "s", "^", "v", "D", "x", "+")
+    for index, result in enumerate(data["protocols"]):
         accuracies = result["accuracy_per_round"]
-        axes.plot(range(1, len(accuracies) + 1), accuracies, marker="o", markersize=3, label=result["name"])
-    axes.set_xlabel("round")
+        axes.plot(range(1, len(accuracies) + 1), accuracies, linestyle=styles[index % len(styles)],
+                  marker=markers[index % len(markers)], markersize=4, label=result["name"])
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_xlabel("round (exact protocols give identical, overlapping curves)")
     axes.set_ylabel("test accuracy")
     axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
@@ -172,6 +186,9 @@ def _plot_reconstructions(comparison: Comparison, path: Path) -> None:
             axes.set_yticks([])
             if image is not None and image.size == 64:
                 axes.imshow(np.clip(image, 0, 1).reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+            elif column == 0:
+                axes.text(0.5, 0.5, "only ciphertexts:\nnothing to invert", ha="center", va="center", fontsize=7)
+                label = ""
             axes.set_xlabel(label, fontsize=7)
             if column == 0:
                 axes.set_ylabel(result.contender.name, fontsize=8)

@@ -1,7 +1,9 @@
 """Protocol configurations; each makes the sans-I/O engines of one aggregation."""
 
 from securefl.protocols.base import Protocol
+from securefl.protocols.paillier import Paillier
 from securefl.protocols.plaintext import Plaintext
+from securefl.protocols.secagg import SecAgg
 from securefl.protocols.secret_sharing import SecretSharing
 
-__all__ = ["Protocol", "Plaintext", "SecretSharing"]
+__all__ = ["Protocol", "Paillier", "Plaintext", "SecAgg", "SecretSharing"]

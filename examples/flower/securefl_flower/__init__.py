@@ -1,0 +1,1 @@
+"""FedAvg on the digits over Flower, with securefl's secure aggregation."""

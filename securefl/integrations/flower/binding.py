@@ -1,0 +1,168 @@
+"""The protocol each party runs over Flower: built from the run config, bound to what helpers publish.
+
+In process, ``Protocol.setup`` makes every engine at once and may act as a
+dealer: ``Paillier`` makes the key pair and gives the private key to the
+decryptor engine, the public key to the others. Over Flower every party is on
+its own machine, so a helper makes its own secret material and publishes only
+the public part at discovery (:func:`publish`); the server and the clients
+rebuild the same configuration around it (:func:`bind`) and call ``setup``
+for their own engine. Nothing here touches a message: the engines are the
+ones the in-process simulator runs.
+
+Protocols with no dealt material (plaintext, secret sharing, SecAgg in
+semi-honest mode) publish nothing and bind to themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from securefl.encoding import Encoding
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
+from securefl.protocols.base import Protocol
+
+__all__ = ["publish", "bind", "check_supported", "protocol_from_config", "ENCODING_KEYS"]
+
+ENCODING_KEYS = ("clip", "value_bits", "ring_bits", "max_clients", "max_weight")
+
+
+try:
+    import phe
+    from securefl.protocols.paillier import DECRYPTOR, KeyHolder, Paillier, key_id
+    from securefl.protocols.paillier.keys import check_public_key
+except ImportError:  # pragma: no cover - Paillier ships with securefl; tolerate a tree without it
+    Paillier = None  # type: ignore[assignment,misc]
+
+
+def _is_paillier(protocol: Protocol) -> bool:
+    return Paillier is not None and isinstance(protocol, Paillier)
+
+
+if Paillier is not None:
+
+    class PublicKeyHolder(KeyHolder):
+        """A Paillier ``KeyHolder`` that knows only the public key: what the server and clients hold."""
+
+        def __init__(self, public_key: "phe.PaillierPublicKey") -> None:  # no private key, on purpose
+            check_public_key(public_key)
+            self._public_key = public_key
+            self._private_key = None
+            self._key_id = key_id(public_key)
+            self._decrypted: set = set()
+
+        def decrypt_raw(self, *args: Any, **kwargs: Any) -> list[int]:
+            raise ProtocolViolation("this party holds only the Paillier public key")
+
+        def decrypt(self, *args: Any, **kwargs: Any) -> int:
+            raise ProtocolViolation("this party holds only the Paillier public key")
+
+
+def check_supported(protocol: Protocol) -> None:
+    """Refuse configurations whose setup deals secrets no Flower party could hold alone."""
+    if not isinstance(protocol, Protocol):
+        raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
+    if getattr(protocol, "malicious_server", False):
+        raise ConfigurationError(
+            f"{protocol.name} with malicious_server=True needs every client's signature key registered with "
+            "every other client (a PKI); its setup deals those keys in process, which no Flower party can "
+            "do alone. Run the semi-honest mode over Flower, or the malicious mode in process."
+        )
+
+
+def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> tuple[Protocol, bytes]:
+    """On helper ``party``'s node: (the protocol it runs, the public parameters it publishes).
+
+    Paillier's decryptor makes its key pair here (``key_bits`` bits, or the
+    ``key_holder`` configured on that node) and publishes the modulus n.
+    With ``key_dir`` the key pair is kept in ``key_dir/paillier-<bits>.json``
+    (made on first use, owner-only), so that it -- and the fingerprint clients
+    pin -- survives from run to run.
+    """
+    if _is_paillier(protocol) and party == DECRYPTOR:
+        holder = protocol.key_holder
+        if holder is None:
+            holder = _stored_key_holder(key_dir, protocol.key_bits) if key_dir else KeyHolder.generate(protocol.key_bits)
+        bound = dataclasses.replace(protocol, key_holder=holder)
+        n = holder.public_key.n
+        return bound, n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return protocol, b""
+
+
+def _stored_key_holder(key_dir: Path, key_bits: int) -> "KeyHolder":
+    path = Path(key_dir) / f"paillier-{key_bits}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        public_key = phe.PaillierPublicKey(int(stored["n"]))
+        return KeyHolder(public_key, phe.PaillierPrivateKey(public_key, int(stored["p"]), int(stored["q"])))
+    holder = KeyHolder.generate(key_bits)
+    private = holder._private_key  # the holder's own key pair, written once to its owner's disk
+    write_secret(path, json.dumps({"n": str(holder.public_key.n), "p": str(private.p), "q": str(private.q)}).encode())
+    return holder
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new owner-only file (0600), refusing to overwrite one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
+def bind(protocol: Protocol, parameters: Mapping[str, bytes]) -> Protocol:
+    """On the server and on the clients: ``protocol`` around the helpers' public parameters.
+
+    Paillier: a key holder with the decryptor's public key only (its
+    ``decrypt`` refuses), and no obfuscator precomputation in ``setup``, which
+    would otherwise make every client's pool on every node.
+    """
+    if not _is_paillier(protocol):
+        return protocol
+    published = parameters.get(DECRYPTOR)
+    if not published:
+        raise InvalidMessage("the decryptor published no Paillier public key")
+    public_key = phe.PaillierPublicKey(int.from_bytes(published, "big"))
+    if public_key.n.bit_length() != protocol.key_bits:
+        raise InvalidMessage(
+            f"the decryptor's Paillier key has {public_key.n.bit_length()} bits; this party is configured "
+            f"for key_bits={protocol.key_bits}"
+        )
+    return dataclasses.replace(protocol, key_holder=PublicKeyHolder(public_key), precompute=False)
+
+
+def _snake(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def protocol_from_config(config: Mapping[str, Any], *, prefix: str = "") -> Protocol:
+    """Build a protocol from a Flower run config (kebab-case keys, as in ``pyproject.toml``).
+
+    ``protocol`` names it as on the securefl command line (``plaintext``,
+    ``secret-sharing``, ``secagg``, ``secagg+``, ``paillier``); ``clip``,
+    ``value-bits``, ``ring-bits``, ``max-clients``, ``max-weight`` make its
+    ``Encoding``; every other key under ``prefix`` that names a field of the
+    protocol (``aggregators``, ``neighbors``, ``threshold``, ``key-bits``,
+    ``min-clients``, ...) sets that field; an empty string leaves an option
+    at its default (TOML has no null). Unknown keys are ignored, since a run
+    config also holds the app's own settings.
+    """
+    from securefl.protocols.catalog import make_protocol
+
+    options = {
+        _snake(key[len(prefix):]): value
+        for key, value in config.items()
+        if key.startswith(prefix) and value != ""  # "" leaves an option at the protocol's default
+    }
+    name = options.pop("protocol", None)
+    if not isinstance(name, str):
+        raise ConfigurationError(f"the run config must name a protocol ({prefix}protocol = \"secagg\"); found {name!r}")
+    encoding = Encoding(**{key: options.pop(key) for key in ENCODING_KEYS if key in options})
+    protocol = make_protocol(name, encoding=encoding, **options)
+    fields = {f.name for f in dataclasses.fields(protocol) if f.init} if dataclasses.is_dataclass(protocol) else set()
+    changes = {key: value for key, value in options.items() if key in fields and getattr(protocol, key) != value}
+    if changes:
+        protocol = dataclasses.replace(protocol, **changes)
+    return protocol

@@ -1,0 +1,362 @@
+"""The node side: a ClientApp handler that plays one protocol party on a Flower SuperNode.
+
+A SuperNode is a client unless its node config says otherwise
+(``--node-config 'securefl-role="aggregator/0"'``, ``"decryptor"``, ...):
+helper parties are SuperNodes of their own, so no helper secret ever sits in
+the server's process. Each Flower message from the ServerApp names the party
+the node plays in this aggregation, the phase and the protocol messages for
+it; the node feeds them to its engine -- the very engine the in-process
+simulator runs -- and answers with the engine's replies. Between messages the
+engine lives in ``context.state`` (see :mod:`.persist`), since Flower starts a
+new ClientApp process for each message.
+
+Threat model, node side: the node answers only as the party it plays (the
+server checks it too), seals what it sends to a helper (see :mod:`.wire`),
+refuses helpers whose published keys do not match the fingerprints its
+operator pinned (node config ``securefl-pins = "decryptor=<hex> ..."``; a
+helper keeps its keys, hence its fingerprint, from run to run when its node
+config names a ``securefl-key-dir``), and
+a refusal (``SecureFLError``) becomes a Flower error reply, after which the
+server treats the node as dropped. The protocol configuration is the one
+this ClientApp was built with, or the run config's when none is given. Both
+the ClientApp code and the run config come in the app bundle whoever
+submits the run sends, so these checks bind a malicious server only when
+SuperNodes run app code their operators trust (Flower's
+``--trusted-entities``); the node config is the operator's own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from logging import INFO
+from pathlib import Path
+from typing import Callable, Mapping, Union
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from securefl.crypto.keys import KeyPair
+from securefl.errors import ConfigurationError, InvalidMessage, SecureFLError
+from securefl.integrations.flower import persist, wire
+from securefl.integrations.flower.binding import bind, check_supported, protocol_from_config, publish, write_secret
+from securefl.protocols.base import SERVER, ClientEngine, Engine, Protocol, client_index, decode_message
+
+__all__ = [
+    "CLIENT",
+    "ROLE_KEY",
+    "PINS_KEY",
+    "KEY_DIR_KEY",
+    "PARTITION_KEY",
+    "ERROR_CODE",
+    "Job",
+    "Contribution",
+    "SecureFLNode",
+    "make_client_app",
+    "parse_pins",
+]
+
+CLIENT = "client"
+ROLE_KEY = "securefl-role"
+PINS_KEY = "securefl-pins"
+KEY_DIR_KEY = "securefl-key-dir"
+PARTITION_KEY = "partition-id"
+STATE_KEY = "securefl.state"
+_SESSIONS_REMEMBERED = 256
+ERROR_CODE = 4701  # a Flower error code of our own: "securefl refused this message"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a client's input function gets when its engine is made (once per aggregation).
+
+    ``message`` is the Flower message that opened the aggregation (its
+    content holds any records the server attached, e.g. the global model);
+    ``protocol`` is the bound protocol, whose ``encoding`` turns floats into
+    the ring vector of ``vector_length`` coordinates the engine expects.
+    """
+
+    message: Message
+    context: Context
+    protocol: Protocol
+    party: str
+    round: int
+    vector_length: int
+
+    @property
+    def partition(self) -> int | None:
+        """The node's ``partition-id`` from its node config, if it has one."""
+        value = self.context.node_config.get(PARTITION_KEY)
+        return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """An input function's answer: the encoded ring vector and metrics to report (floats)."""
+
+    vector: np.ndarray
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+InputFn = Callable[[Job], Union[np.ndarray, Contribution]]
+ProtocolSource = Union[Protocol, Callable[[Context], Protocol], None]
+
+
+@dataclass
+class _NodeState:
+    """Everything the node keeps between messages (pickled as one object, so shared keys stay shared)."""
+
+    role: str
+    transport: KeyPair | None = None
+    protocol: Protocol | None = None
+    parameters: bytes = b""
+    session: bytes | None = None
+    party: str | None = None
+    engine: Engine | None = None
+    helper_keys: dict[str, bytes] = field(default_factory=dict)
+    played: dict[bytes, str] = field(default_factory=dict)  # session -> the one party this node played in it
+
+
+def _transport_key(key_dir: Path | None) -> KeyPair:
+    """A helper's X25519 transport key: fresh per run, or kept in ``key_dir/transport.key`` (0600)."""
+    if key_dir is None:
+        return KeyPair.generate()
+    path = key_dir / "transport.key"
+    if path.exists():
+        return KeyPair.from_private_bytes(path.read_bytes())
+    keys = KeyPair.generate()
+    write_secret(path, keys.private_bytes)
+    return keys
+
+
+def parse_pins(text: str) -> dict[str, str]:
+    """``"decryptor=ab12... aggregator/0=cd34..."`` (spaces, commas or semicolons) -> {party: fingerprint}."""
+    pins: dict[str, str] = {}
+    for item in text.replace(",", " ").replace(";", " ").split():
+        party, separator, fingerprint = item.partition("=")
+        if not separator or not party or len(fingerprint) != 32:
+            raise ConfigurationError(f"a pin must read party=<32 hex digits>; found {item!r}")
+        pins[party] = fingerprint.lower()
+    return pins
+
+
+def _log(text: str, *args: object) -> None:
+    try:
+        from flwr.common.logger import log
+    except ImportError:  # pragma: no cover
+        return
+    log(INFO, text, *args)
+
+
+class SecureFLNode:
+    """A ClientApp message handler that plays one protocol party (see the module docstring).
+
+    ``protocol`` is a ``Protocol``, a function of the node's ``Context``, or
+    None (built from the run config with
+    :func:`~securefl.integrations.flower.binding.protocol_from_config`).
+    ``input_fn`` gives a client its encoded input when its engine is made;
+    ``role`` overrides the node config's ``securefl-role``; ``pins`` overrides
+    its ``securefl-pins``.
+    """
+
+    def __init__(
+        self,
+        protocol: ProtocolSource = None,
+        *,
+        input_fn: InputFn | None = None,
+        role: str | None = None,
+        pins: Mapping[str, str] | None = None,
+    ) -> None:
+        if protocol is not None and not isinstance(protocol, Protocol) and not callable(protocol):
+            raise ConfigurationError(f"protocol must be a Protocol, a function of the Context, or None; found {protocol!r}")
+        self._protocol = protocol
+        self._input_fn = input_fn
+        self._role = role
+        self._pins = dict(pins) if pins is not None else None
+
+    # -- configuration ------------------------------------------------------
+
+    def protocol_for(self, context: Context) -> Protocol:
+        if isinstance(self._protocol, Protocol):
+            protocol = self._protocol
+        elif self._protocol is not None:
+            protocol = self._protocol(context)
+        else:
+            protocol = protocol_from_config(context.run_config)
+        check_supported(protocol)
+        return protocol
+
+    def role_for(self, context: Context) -> str:
+        role = self._role if self._role is not None else context.node_config.get(ROLE_KEY, CLIENT)
+        if not isinstance(role, str) or not role or role == SERVER:
+            raise ConfigurationError(f"{ROLE_KEY} must name a client or a helper party; found {role!r}")
+        return role
+
+    def pins_for(self, context: Context) -> dict[str, str]:
+        if self._pins is not None:
+            return self._pins
+        text = context.node_config.get(PINS_KEY, "")
+        return parse_pins(text) if isinstance(text, str) else {}
+
+    # -- state ----------------------------------------------------------------
+
+    @staticmethod
+    def _load(context: Context) -> _NodeState | None:
+        record = context.state.config_records.get(STATE_KEY)
+        if record is None:
+            return None
+        state = persist.loads(record["pickle"])
+        if not isinstance(state, _NodeState):
+            raise InvalidMessage("stored node state has the wrong type")
+        return state
+
+    @staticmethod
+    def _save(context: Context, state: _NodeState) -> None:
+        context.state[STATE_KEY] = ConfigRecord({"pickle": persist.dumps(state)})
+
+    # -- the handler ------------------------------------------------------------
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        try:
+            control, entries = wire.unpack(message.content)
+            operation = control.get("op")
+            if operation == "discover":
+                content = self._discover(context)
+            elif operation == "phase":
+                content = self._phase(message, context, control, entries)
+            else:
+                raise InvalidMessage(f"unknown driver operation {operation!r}")
+        except SecureFLError as error:
+            reason = f"{type(error).__name__}: {error}"
+            _log("securefl: refused a %s message: %s", message.metadata.message_type, reason)
+            return Message(Error(code=ERROR_CODE, reason=reason), reply_to=message)
+        return Message(content, reply_to=message)
+
+    def _discover(self, context: Context) -> RecordDict:
+        role = self.role_for(context)
+        protocol = self.protocol_for(context)
+        state = _NodeState(role=role)
+        if role != CLIENT:
+            key_dir = context.node_config.get(KEY_DIR_KEY, "")
+            key_dir = Path(key_dir) if isinstance(key_dir, str) and key_dir else None
+            state.transport = _transport_key(key_dir)
+            state.protocol, state.parameters = publish(protocol, role, key_dir=key_dir)
+            fingerprint = wire.helper_fingerprint(role, state.transport.public_bytes, state.parameters)
+            _log("securefl: this SuperNode is %s; fingerprint %s (clients pin it)", role, fingerprint)
+        self._save(context, state)
+        partition = context.node_config.get(PARTITION_KEY, -1)
+        control = {
+            "op": "discover",
+            "role": role,
+            "protocol": protocol.name,
+            "partition": int(partition) if isinstance(partition, int) and not isinstance(partition, bool) else -1,
+            "transport-key": state.transport.public_bytes if state.transport else b"",
+            "parameters": state.parameters,
+        }
+        return wire.pack(control, [])
+
+    def _phase(self, message: Message, context: Context, control: dict, entries: list[wire.Entry]) -> RecordDict:
+        role = self.role_for(context)
+        state = self._load(context) or _NodeState(role=role)
+        if state.role != role:
+            raise InvalidMessage(f"this node was discovered as {state.role!r}, not {role!r}")
+        session, round, phase, party = control["session"], control["round"], control["phase"], control["party"]
+        if not isinstance(session, bytes) or not isinstance(round, int) or not isinstance(party, str):
+            raise InvalidMessage("malformed driver control record")
+        if role == CLIENT:
+            client_index(party)  # InvalidMessage unless "client/<i>"
+        elif party != role:
+            raise InvalidMessage(f"this node is {role!r}; it does not play {party!r}")
+
+        metrics: dict[str, float] = {}
+        if state.played.get(session, party) != party:
+            # One input, one party per session: a node never contributes twice to one sum.
+            raise InvalidMessage(f"this node already played {state.played[session]!r} in this session")
+        if state.engine is None or state.session != session:
+            self._new_engine(message, context, control, state, metrics)
+            state.played[session] = party
+            while len(state.played) > _SESSIONS_REMEMBERED:
+                del state.played[next(iter(state.played))]
+        engine = state.engine
+        outgoing: list[wire.Entry] = []
+        started = time.perf_counter()
+        for entry in entries:
+            if entry.sealed:
+                if state.transport is None:
+                    raise InvalidMessage(f"{party} holds no transport key; it cannot open a sealed message")
+                sender, payload = wire.open_envelope(entry.data, state.transport, session=session, round=round,
+                                                     recipient=party)
+            else:
+                sender, payload = None, entry.data
+            inbound = decode_message(payload)
+            if inbound.recipient != party or (sender is not None and inbound.sender != sender):
+                raise InvalidMessage(f"a message for {inbound.recipient!r} from {inbound.sender!r} reached {party}")
+            for reply in engine.handle(inbound):
+                data = reply.to_bytes()
+                helper_key = state.helper_keys.get(reply.recipient)
+                if helper_key:
+                    data = wire.seal_to(helper_key, data, session=session, round=round, sender=party,
+                                        recipient=reply.recipient)
+                outgoing.append(wire.Entry(data=data, sealed=bool(helper_key)))
+        metrics["engine-seconds"] = time.perf_counter() - started
+        self._save(context, state)
+        return wire.pack({"op": "phase", "party": party, "phase": phase, **metrics}, outgoing)
+
+    def _new_engine(self, message: Message, context: Context, control: dict, state: _NodeState,
+                    metrics: dict[str, float]) -> None:
+        party = control["party"]
+        clients, length = control["clients"], control["vector-length"]
+        if state.role == CLIENT:
+            helpers = list(control.get("helpers", []))
+            keys = dict(zip(helpers, control.get("helper-keys", [])))
+            parameters = dict(zip(helpers, control.get("helper-parameters", [])))
+            if not len(keys) == len(parameters) == len(helpers):
+                raise InvalidMessage("helper keys and parameters do not match the helper list")
+            for pinned, fingerprint in self.pins_for(context).items():
+                if pinned not in keys or wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint:
+                    raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
+            protocol = bind(self.protocol_for(context), parameters)
+            state.helper_keys = {party_id: key for party_id, key in keys.items() if key}
+        else:
+            if state.protocol is None:
+                raise InvalidMessage(f"helper {party!r} was asked to run before the server discovered it")
+            protocol = state.protocol
+        if control.get("protocol") != protocol.name:
+            raise ConfigurationError(
+                f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"
+            )
+        parties = protocol.setup(clients=clients, vector_length=length, session=control["session"], round=control["round"])
+        engine = parties.by_id().get(party)
+        if engine is None:
+            raise InvalidMessage(f"{protocol.name} with {clients} clients has no party {party!r}")
+        if isinstance(engine, ClientEngine):
+            if self._input_fn is None:
+                raise ConfigurationError("this ClientApp has no input function; pass input_fn to make_client_app")
+            started = time.perf_counter()
+            job = Job(message=message, context=context, protocol=protocol, party=party, round=control["round"],
+                      vector_length=length)
+            contribution = self._input_fn(job)
+            if not isinstance(contribution, Contribution):
+                contribution = Contribution(vector=contribution)
+            engine.provide_input(contribution.vector)
+            metrics["input-seconds"] = time.perf_counter() - started
+            metrics.update({f"metric.{k}": float(v) for k, v in contribution.metrics.items()})
+        state.session, state.party, state.engine = control["session"], party, engine
+
+
+def make_client_app(
+    protocol: ProtocolSource = None,
+    *,
+    input_fn: InputFn | None = None,
+    role: str | None = None,
+    pins: Mapping[str, str] | None = None,
+) -> ClientApp:
+    """A Flower ``ClientApp`` whose ``query.securefl`` messages a :class:`SecureFLNode` answers.
+
+    Register the same handler on an app of your own with
+    ``app.query("securefl")(SecureFLNode(...))``.
+    """
+    app = ClientApp()
+    app.query("securefl")(SecureFLNode(protocol, input_fn=input_fn, role=role, pins=pins))
+    return app

@@ -1,0 +1,502 @@
+"""The server side: run a protocol's phases from a Flower ServerApp over the Grid.
+
+:class:`FlowerDriver` is the in-process simulator's loop (``run_protocol``)
+with Flower carrying the messages. For each protocol phase the server engine
+opens the phase; the driver packs, for every party addressed, the canonical
+bytes of its messages into one Flower message to that party's SuperNode
+(:mod:`.wire`), pushes them all, and pulls the replies until every node has
+answered or ``timeout`` seconds have passed. Replies addressed to the server
+go to its engine; replies addressed to another party (a client's share for
+an aggregator, a ciphertext SecAgg relays) are delivered to that party in a
+further exchange of the same phase. A node that does not answer in time,
+answers with an error, or sends a message the server engine rejects is a
+dropout from then on, exactly as a ``dropouts`` entry of the simulator: it
+is sent nothing more and its late replies are ignored. The server engine
+then decides in ``end_phase`` whether it can go on (``ProtocolAbort`` if
+not).
+
+Threat model: the ServerApp holds only the server engine. Helper parties run
+on their own SuperNodes (node config ``securefl-role``), and what clients
+send them is sealed end to end (:mod:`.wire`), so the server's view -- the
+``transcript`` -- is what it is in process. ``host_helpers_in_server=True``
+runs the helper engines inside the ServerApp instead, for tests and
+benchmarks only: the server then holds every helper's secrets (the Paillier
+private key, every aggregator's shares) and the protocol protects nothing
+from it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
+from securefl.integrations.flower import wire
+from securefl.integrations.flower.binding import bind, check_supported
+from securefl.integrations.flower.node import CLIENT
+from securefl.protocols.base import (
+    SERVER,
+    SESSION_BYTES,
+    Engine,
+    Message as ProtocolMessage,
+    Protocol,
+    RingAggregate,
+    client_id,
+    decode_message,
+)
+from securefl.simulation import AggregationResult, TranscriptEntry, _Ledger, _metrics
+
+__all__ = ["NodeInfo", "Federation", "PhaseReport", "FlowerAggregation", "FlowerDriver"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a SuperNode told the server at discovery."""
+
+    node_id: int
+    role: str
+    partition: int | None
+    transport_key: bytes = b""
+    parameters: bytes = b""
+
+    @property
+    def fingerprint(self) -> str:
+        """The helper's fingerprint (see ``wire.helper_fingerprint``); '' for a client."""
+        if self.role == CLIENT:
+            return ""
+        return wire.helper_fingerprint(self.role, self.transport_key, self.parameters)
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The SuperNodes that answered discovery, by node id."""
+
+    nodes: Mapping[int, NodeInfo]
+
+    @property
+    def clients(self) -> tuple[int, ...]:
+        """Client node ids, ordered by partition id (nodes without one last), then node id."""
+        members = [info for info in self.nodes.values() if info.role == CLIENT]
+        members.sort(key=lambda info: (info.partition is None, info.partition or 0, info.node_id))
+        return tuple(info.node_id for info in members)
+
+    @property
+    def helpers(self) -> dict[str, int]:
+        """Helper party id -> node id."""
+        return {info.role: info.node_id for info in self.nodes.values() if info.role != CLIENT}
+
+    def node_for_partition(self, partition: int) -> int | None:
+        for info in self.nodes.values():
+            if info.role == CLIENT and info.partition == partition:
+                return info.node_id
+        return None
+
+
+@dataclass(frozen=True)
+class PhaseReport:
+    """Handed to ``on_phase_end`` after each phase the server engine closed."""
+
+    phase: str
+    round: int
+    session: bytes
+    dropped: Mapping[int, str]
+    seconds: float
+
+
+@dataclass
+class FlowerAggregation:
+    """The outcome of one aggregation over Flower.
+
+    ``aggregate`` is the server engine's result (ring sum and included client
+    indices); ``nodes[i]`` is the node id that played client i;
+    ``dropped`` maps node ids to the phase at which they stopped answering
+    and ``errors`` to the reason when they refused; ``transcript`` is every
+    message the server engine received, as bytes.
+    """
+
+    protocol: Protocol
+    aggregate: RingAggregate
+    nodes: tuple[int | None, ...]
+    dropped: dict[int, str]
+    errors: dict[int, str]
+    transcript: list[TranscriptEntry]
+    metrics: dict
+    node_metrics: dict[int, dict[str, float]]
+    seconds: float
+
+    @property
+    def included_nodes(self) -> tuple[int, ...]:
+        return tuple(self.nodes[i] for i in self.aggregate.included)
+
+    def result(self) -> AggregationResult:
+        """Decoded with the protocol's encoding, as ``securefl.simulation.secure_sum`` returns it."""
+        encoding = self.protocol.encoding
+        total, weight_total = encoding.decode_sum(self.aggregate.total)
+        return AggregationResult(
+            total=total,
+            weight_total=weight_total,
+            included=self.aggregate.included,
+            ring_sum=self.aggregate.total,
+            ring_bits=encoding.ring_bits,
+            transcript=self.transcript,
+            metrics=self.metrics,
+            protocol=self.protocol.name,
+            secure=self.protocol.secure,
+        )
+
+
+ExtraContent = Callable[[int, int], "RecordDict | None"]
+
+
+class FlowerDriver:
+    """Runs ``protocol`` aggregations from a ServerApp's ``main(grid, context)``.
+
+    ``timeout`` bounds each exchange with the nodes (seconds); a node that
+    has not answered by then is a dropout. ``poll_interval`` is the pause
+    between pulls. ``on_phase_end`` is called with a :class:`PhaseReport`
+    after each phase (logging, progress, tests that act between phases).
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        protocol: Protocol,
+        *,
+        timeout: float = 120.0,
+        poll_interval: float = 0.1,
+        host_helpers_in_server: bool = False,
+        on_phase_end: Callable[[PhaseReport], None] | None = None,
+    ) -> None:
+        check_supported(protocol)
+        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds; found {value!r}")
+        self.grid = grid
+        self.protocol = protocol
+        self.timeout = float(timeout)
+        self.poll_interval = float(poll_interval)
+        self.host_helpers_in_server = bool(host_helpers_in_server)
+        self.on_phase_end = on_phase_end
+        self.federation: Federation | None = None
+        self.discovery_failures: dict[int, str] = {}
+        self.last_dropped: dict[int, str] = {}
+
+    # -- discovery ----------------------------------------------------------------
+
+    def discover(self, *, min_nodes: int = 1, wait: float = 60.0) -> Federation:
+        """Ask every connected SuperNode its role; wait up to ``wait`` s for ``min_nodes`` of them."""
+        deadline = time.monotonic() + wait
+        node_ids = sorted(self.grid.get_node_ids())
+        while len(node_ids) < min_nodes and time.monotonic() < deadline:
+            time.sleep(min(0.5, self.poll_interval * 5))
+            node_ids = sorted(self.grid.get_node_ids())
+        if len(node_ids) < min_nodes:
+            raise ConfigurationError(f"{len(node_ids)} SuperNode(s) connected after {wait:.0f} s; need {min_nodes}")
+        replies, failures = self._exchange(
+            {node: wire.pack({"op": "discover", "protocol": self.protocol.name}, []) for node in node_ids},
+            group="discover",
+        )
+        nodes: dict[int, NodeInfo] = {}
+        roles: dict[str, int] = {}
+        for node, (control, _) in replies.items():
+            role = control.get("role")
+            if not isinstance(role, str) or control.get("op") != "discover":
+                failures[node] = "malformed discovery reply"
+                continue
+            if role != CLIENT and role in roles:
+                raise ConfigurationError(f"SuperNodes {roles[role]} and {node} both claim the role {role!r}")
+            if role != CLIENT:
+                roles[role] = node
+            if control.get("protocol") != self.protocol.name:
+                failures[node] = f"configured for {control.get('protocol')!r}, not {self.protocol.name!r}"
+                continue
+            partition = control.get("partition", -1)
+            nodes[node] = NodeInfo(
+                node_id=node,
+                role=role,
+                partition=partition if isinstance(partition, int) and partition >= 0 else None,
+                transport_key=bytes(control.get("transport-key", b"")),
+                parameters=bytes(control.get("parameters", b"")),
+            )
+        self.discovery_failures = failures
+        self.federation = Federation(nodes)
+        return self.federation
+
+    # -- one aggregation ------------------------------------------------------------
+
+    def aggregate(
+        self,
+        clients: Sequence[int | None],
+        *,
+        vector_length: int,
+        round: int = 0,
+        session: bytes | None = None,
+        extra: ExtraContent | None = None,
+    ) -> FlowerAggregation:
+        """Aggregate the inputs of the client nodes ``clients`` (node ids; client i is ``clients[i]``).
+
+        A ``None`` in ``clients`` is a client known to be unreachable (no
+        SuperNode holds it): a dropout from the first phase.
+        ``extra(node_id, index)`` may return records to attach to the first
+        message each client receives (e.g. the global model its input
+        function trains). Raises ``ProtocolAbort`` when the protocol cannot
+        complete.
+        """
+        started = time.perf_counter()
+        if self.federation is None:
+            self.discover()
+        federation = self.federation
+        clients = [None if node is None else int(node) for node in clients]
+        present = [node for node in clients if node is not None]
+        if len(set(present)) != len(present):
+            raise ConfigurationError("a SuperNode appears twice among the clients")
+        unknown = [node for node in present if node not in federation.nodes or federation.nodes[node].role != CLIENT]
+        if unknown:
+            raise ConfigurationError(f"nodes {unknown} are not client SuperNodes of the discovered federation")
+        session = os.urandom(SESSION_BYTES) if session is None else session
+        if self.host_helpers_in_server:
+            protocol = self.protocol
+            helper_keys: dict[str, bytes] = {}
+        else:
+            helper_infos = {party: federation.nodes[node] for party, node in federation.helpers.items()}
+            protocol = bind(self.protocol, {party: info.parameters for party, info in helper_infos.items()})
+            helper_keys = {party: info.transport_key for party, info in helper_infos.items()}
+        parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=session, round=round)
+        server = parties.server
+        local_helpers: dict[str, Engine] = {}
+        node_of: dict[str, int] = {client_id(i): node for i, node in enumerate(clients) if node is not None}
+        for helper in parties.helpers:
+            if self.host_helpers_in_server:
+                local_helpers[helper.party] = helper
+            elif helper.party in federation.helpers:
+                node_of[helper.party] = federation.helpers[helper.party]
+            else:
+                raise ConfigurationError(
+                    f"{protocol.name} needs a helper {helper.party!r}: start a SuperNode with "
+                    f"--node-config 'securefl-role=\"{helper.party}\"' (or host_helpers_in_server=True for tests)"
+                )
+        helpers_used = [party for party in node_of if not party.startswith("client/")]
+        setup = {
+            "op": "phase",
+            "session": session,
+            "round": int(round),
+            "clients": len(clients),
+            "vector-length": int(vector_length),
+            "protocol": protocol.name,
+            "helpers": helpers_used,
+            "helper-keys": [helper_keys.get(party, b"") for party in helpers_used],
+            "helper-parameters": [federation.nodes[node_of[party]].parameters for party in helpers_used],
+        }
+        run = _Run(self, protocol, server, local_helpers, node_of, setup, extra, session, round)
+        for position, node in enumerate(clients):
+            if node is None:
+                run.drop(client_id(position), protocol.phases[0], "no SuperNode")
+        try:
+            for phase in protocol.phases:
+                phase_started = time.perf_counter()
+                run.run_phase(phase)
+                run.timed(SERVER, phase, lambda: server.end_phase(phase))
+                if self.on_phase_end is not None:
+                    self.on_phase_end(
+                        PhaseReport(phase=phase, round=round, session=session, dropped=run.dropped_nodes(),
+                                    seconds=time.perf_counter() - phase_started)
+                    )
+            aggregate = run.timed(SERVER, "result", server.result)
+        finally:
+            # Who dropped, also when the protocol aborted (FedAvg records it for the aborted round).
+            self.last_dropped = run.dropped_nodes()
+        metrics = _metrics(run.ledger, len(clients), aggregate.included, run.input_seconds)
+        return FlowerAggregation(
+            protocol=protocol,
+            aggregate=aggregate,
+            nodes=tuple(clients),
+            dropped=run.dropped_nodes(),
+            errors={node_of[party]: reason for party, reason in run.errors.items() if party in node_of},
+            transcript=run.transcript,
+            metrics=metrics,
+            node_metrics={node_of[party]: values for party, values in run.node_metrics.items()},
+            seconds=time.perf_counter() - started,
+        )
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _exchange(
+        self, contents: Mapping[int, RecordDict], *, group: str
+    ) -> tuple[dict[int, tuple[dict, list[wire.Entry]]], dict[int, str]]:
+        """Send one message per node; collect replies until all answered or ``timeout`` passed.
+
+        Returns ({node: (control, entries)}, {node: why it gave no usable reply}).
+        """
+        nodes = list(contents)
+        ttl = max(self.timeout * 2, 60.0)
+        messages = [
+            Message(contents[node], dst_node_id=node, message_type=wire.MESSAGE_TYPE, group_id=group, ttl=ttl)
+            for node in nodes
+        ]
+        ids = list(self.grid.push_messages(messages)) if messages else []
+        failures: dict[int, str] = {}
+        pending: dict[str, int] = {}
+        for node, message_id in zip(nodes, ids + [None] * (len(nodes) - len(ids))):
+            if message_id:
+                pending[message_id] = node
+            else:
+                failures[node] = "the SuperLink did not accept the message"
+        replies: dict[int, tuple[dict, list[wire.Entry]]] = {}
+        deadline = time.monotonic() + self.timeout
+        while pending:
+            for reply in self.grid.pull_messages(list(pending)):
+                node = pending.pop(reply.metadata.reply_to_message_id, None)
+                if node is None:
+                    continue
+                if reply.has_error():
+                    failures[node] = f"error reply: {reply.error.reason}"
+                    continue
+                try:
+                    replies[node] = wire.unpack(reply.content)
+                except InvalidMessage as error:
+                    failures[node] = str(error)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(self.poll_interval)
+        for node in pending.values():
+            failures[node] = f"no reply within {self.timeout:g} s"
+        return replies, failures
+
+
+class _Run:
+    """The state of one aggregation: the routing loop of ``simulation.run_protocol`` over the Grid."""
+
+    def __init__(self, driver, protocol, server, local_helpers, node_of, setup, extra, session, round) -> None:
+        self.driver = driver
+        self.protocol = protocol
+        self.server = server
+        self.local_helpers = local_helpers
+        self.node_of = node_of
+        self.setup = setup
+        self.extra = extra
+        self.session = session
+        self.round = round
+        self.ledger = _Ledger()
+        self.transcript: list[TranscriptEntry] = []
+        self.dropped: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.contacted: set[str] = set()
+        self.input_seconds: list[float] = []
+        self.node_metrics: dict[str, dict[str, float]] = defaultdict(dict)
+
+    def timed(self, party: str, phase: str, call):
+        start = time.perf_counter()
+        out = call()
+        self.ledger.seconds[phase][party] += time.perf_counter() - start
+        return out
+
+    def drop(self, party: str, phase: str, reason: str) -> None:
+        if party not in self.dropped:
+            self.dropped[party] = phase
+            self.errors[party] = reason
+
+    def dropped_nodes(self) -> dict[int, str]:
+        return {self.node_of[party]: phase for party, phase in self.dropped.items() if party in self.node_of}
+
+    def run_phase(self, phase: str) -> None:
+        queue: deque[ProtocolMessage] = deque(self.timed(SERVER, phase, lambda: self.server.begin_phase(phase)))
+        outbox: dict[str, list[wire.Entry]] = defaultdict(list)
+        while queue or outbox:
+            while queue:
+                self._route_local(queue.popleft(), phase, queue, outbox)
+            if not outbox:
+                break
+            sending, outbox = outbox, defaultdict(list)
+            self._exchange(sending, phase, queue, outbox)
+
+    def _route_local(self, message: ProtocolMessage, phase: str, queue: deque, outbox: dict) -> None:
+        """A message made in this process (by the server engine or a hosted helper)."""
+        if message.sender in self.dropped:
+            return
+        payload = message.to_bytes()
+        self.ledger.bytes_sent[message.sender] += len(payload)
+        if message.recipient in self.dropped:
+            return
+        if message.recipient == SERVER or message.recipient in self.local_helpers:
+            self._deliver_local(message.recipient, message.sender, payload, phase, queue)
+        elif message.recipient in self.node_of:
+            outbox[message.recipient].append(wire.Entry(payload))
+        else:
+            raise ConfigurationError(f"message addressed to unknown party {message.recipient!r}")
+
+    def _deliver_local(self, recipient: str, sender: str, payload: bytes, phase: str, queue: deque) -> None:
+        self.ledger.bytes_received[recipient] += len(payload)
+        inbound = decode_message(payload)
+        if recipient == SERVER:
+            self.transcript.append(TranscriptEntry(sender=sender, phase=inbound.phase, payload=payload))
+            engine = self.server
+        else:
+            engine = self.local_helpers[recipient]
+        queue.extend(self.timed(recipient, phase, lambda: engine.handle(inbound)))
+
+    def _exchange(self, sending: dict[str, list[wire.Entry]], phase: str, queue: deque, outbox: dict) -> None:
+        contents: dict[int, RecordDict] = {}
+        party_of: dict[int, str] = {}
+        for party, entries in sending.items():
+            if party in self.dropped:
+                continue
+            node = self.node_of[party]
+            extra = None
+            if party not in self.contacted and party.startswith("client/") and self.extra is not None:
+                extra = self.extra(node, int(party.split("/", 1)[1]))
+            self.contacted.add(party)
+            contents[node] = wire.pack({**self.setup, "phase": phase, "party": party}, entries, extra)
+            party_of[node] = party
+            for entry in entries:
+                self.ledger.bytes_received[party] += len(entry.data)
+        replies, failures = self.driver._exchange(contents, group=f"{self.round}")
+        for node, reason in failures.items():
+            self.drop(party_of[node], phase, reason)
+        for node, (control, entries) in replies.items():
+            party = party_of[node]
+            if control.get("party") != party:
+                self.drop(party, phase, f"answered as {control.get('party')!r}")
+                continue
+            self._record_metrics(party, phase, control)
+            try:
+                for entry in entries:
+                    self._route_reply(party, entry, phase, queue, outbox)
+            except (InvalidMessage, ProtocolViolation) as error:
+                self.drop(party, phase, f"{type(error).__name__}: {error}")
+
+    def _record_metrics(self, party: str, phase: str, control: dict) -> None:
+        seconds = control.get("engine-seconds")
+        if isinstance(seconds, float):
+            self.ledger.seconds[phase][party] += seconds
+        encode = control.get("input-seconds")
+        if isinstance(encode, float):
+            self.input_seconds.append(encode)
+            self.node_metrics[party]["input-seconds"] = encode
+        for key, value in control.items():
+            if key.startswith("metric.") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.node_metrics[party][key[len("metric."):]] = float(value)
+
+    def _route_reply(self, party: str, entry: wire.Entry, phase: str, queue: deque, outbox: dict) -> None:
+        """A message a node sent: to the server engine, or relayed to another party."""
+        if entry.sealed:
+            recipient, sender = wire.envelope_route(entry.data)
+        else:
+            message = decode_message(entry.data)
+            recipient, sender = message.recipient, message.sender
+        if sender != party:
+            raise InvalidMessage(f"{party} sent a message as {sender!r}")
+        self.ledger.bytes_sent[party] += len(entry.data)
+        if recipient in self.dropped:
+            return
+        if not entry.sealed and (recipient == SERVER or recipient in self.local_helpers):
+            self._deliver_local(recipient, sender, entry.data, phase, queue)
+        elif recipient in self.node_of:
+            outbox[recipient].append(entry)
+        else:
+            raise InvalidMessage(f"{party} sent a message to unknown party {recipient!r}")

@@ -1,0 +1,165 @@
+"""securefl messages inside Flower messages, and the sealed channel to helper parties.
+
+A Flower message of the driver carries two records:
+
+* ``"securefl"`` -- a ``ConfigRecord`` of control fields (operation, session,
+  round, phase, the party id the node plays, setup parameters);
+* ``"securefl.messages"`` -- an ``ArrayRecord`` whose i-th ``Array`` (key
+  ``"000000"``, ``"000001"``, ...) holds one protocol message: ``data`` is
+  exactly ``Message.to_bytes()`` (``stype`` ``"securefl/message"``), or a
+  sealed envelope of those bytes (``stype`` ``"securefl/sealed"``). The
+  receiver rebuilds the message with ``decode_message``, which validates
+  every field, so the bytes on the wire are the canonical ones.
+
+Sealed envelopes. Flower is a star: every message passes through the
+SuperLink and the ServerApp. A message from a client to a helper party (a
+secret-sharing aggregator, the Paillier decryptor) must not be readable
+there, or the server would hold every share. The client seals it to the
+helper's X25519 transport key, which the helper publishes at discovery:
+
+    e       = fresh X25519 key pair (per message)
+    key     = agree(e, helper_transport_public, label, session, round, (sender, recipient))
+    sealed  = AES-256-GCM(key, canonical bytes,
+                          associated = associated_data(session, round, sender, recipient, label))
+    envelope = msgpack([recipient, sender, e_public, sealed])
+
+(``securefl.crypto.keys.agree`` is X25519 + HKDF-SHA256 bound to every
+field; ``securefl.crypto.aead`` is AES-GCM.) The server routes the envelope
+by its recipient and can neither read nor alter it. A server that
+substitutes its own key for the helper's at discovery could read the
+envelopes: clients that pin the helpers' fingerprints (see
+:func:`helper_fingerprint`) refuse such keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import msgpack
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+from securefl.crypto import aead
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, KeyPair, agree, context
+from securefl.errors import InvalidMessage
+
+__all__ = [
+    "CONTROL",
+    "MESSAGES",
+    "MESSAGE_TYPE",
+    "WIRE_VERSION",
+    "Entry",
+    "pack",
+    "unpack",
+    "seal_to",
+    "open_envelope",
+    "envelope_route",
+    "helper_fingerprint",
+]
+
+CONTROL = "securefl"
+MESSAGES = "securefl.messages"
+MESSAGE_TYPE = "query.securefl"
+WIRE_VERSION = 1
+PLAIN = "securefl/message"
+SEALED = "securefl/sealed"
+_SEAL_LABEL = "securefl/flower/seal/v1"
+_FINGERPRINT_LABEL = "securefl/flower/helper/v1"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One protocol message on the wire: canonical bytes, or a sealed envelope of them."""
+
+    data: bytes
+    sealed: bool = False
+
+
+def pack(control: Mapping[str, object], entries: Sequence[Entry], extra: RecordDict | None = None) -> RecordDict:
+    """The content of a driver message: control fields, the entries, and any extra records."""
+    arrays = {
+        f"{position:06d}": Array(
+            dtype="uint8", shape=(len(entry.data),), stype=SEALED if entry.sealed else PLAIN, data=bytes(entry.data)
+        )
+        for position, entry in enumerate(entries)
+    }
+    content = RecordDict() if extra is None else extra
+    content[CONTROL] = ConfigRecord({"wire": WIRE_VERSION, **control})
+    content[MESSAGES] = ArrayRecord(arrays)
+    return content
+
+
+def unpack(content: RecordDict) -> tuple[dict[str, object], list[Entry]]:
+    """(control fields, entries) of a driver message; ``InvalidMessage`` if it is not one."""
+    if CONTROL not in content.config_records or MESSAGES not in content.array_records:
+        raise InvalidMessage("not a securefl driver message (no securefl records)")
+    control = dict(content.config_records[CONTROL])
+    if control.get("wire") != WIRE_VERSION:
+        raise InvalidMessage(f"driver wire version {control.get('wire')!r}; this node speaks {WIRE_VERSION}")
+    entries = []
+    for key in sorted(content.array_records[MESSAGES]):
+        array = content.array_records[MESSAGES][key]
+        if array.stype not in (PLAIN, SEALED):
+            raise InvalidMessage(f"entry {key} has stype {array.stype!r}")
+        entries.append(Entry(data=bytes(array.data), sealed=array.stype == SEALED))
+    return control, entries
+
+
+def _key(ephemeral: KeyPair, peer_public: bytes, session: bytes, round: int, sender: str, recipient: str) -> bytes:
+    return agree(ephemeral, peer_public, label=_SEAL_LABEL, session=session, round=round, parties=(sender, recipient))
+
+
+def _associated(session: bytes, round: int, sender: str, recipient: str) -> bytes:
+    return aead.associated_data(session=session, round=round, sender=sender, recipient=recipient, label=_SEAL_LABEL)
+
+
+def seal_to(
+    recipient_public: bytes, payload: bytes, *, session: bytes, round: int, sender: str, recipient: str
+) -> bytes:
+    """An envelope only the holder of ``recipient_public``'s private key opens (see module docstring)."""
+    ephemeral = KeyPair.generate()
+    key = _key(ephemeral, recipient_public, session, round, sender, recipient)
+    sealed = aead.seal(key, payload, associated=_associated(session, round, sender, recipient))
+    return msgpack.packb([recipient, sender, ephemeral.public_bytes, sealed], use_bin_type=True)
+
+
+def envelope_route(envelope: bytes) -> tuple[str, str]:
+    """(recipient, sender) named on an envelope, for routing; not authenticated until opened."""
+    recipient, sender, _, _ = _parse(envelope)
+    return recipient, sender
+
+
+def _parse(envelope: bytes) -> tuple[str, str, bytes, bytes]:
+    try:
+        fields = msgpack.unpackb(envelope, raw=False)
+    except Exception:  # msgpack raises several unrelated types on garbage
+        raise InvalidMessage("undecodable envelope") from None
+    if (
+        not isinstance(fields, list)
+        or len(fields) != 4
+        or not all(isinstance(f, str) for f in fields[:2])
+        or not all(isinstance(f, bytes) for f in fields[2:])
+        or len(fields[2]) != PUBLIC_KEY_BYTES
+    ):
+        raise InvalidMessage("malformed envelope")
+    return fields[0], fields[1], fields[2], fields[3]
+
+
+def open_envelope(envelope: bytes, keys: KeyPair, *, session: bytes, round: int, recipient: str) -> tuple[str, bytes]:
+    """(sender, canonical bytes) of an envelope sealed to ``keys``; ``InvalidMessage`` otherwise."""
+    named_recipient, sender, ephemeral_public, sealed = _parse(envelope)
+    if named_recipient != recipient:
+        raise InvalidMessage(f"envelope is addressed to {named_recipient!r}, not {recipient!r}")
+    key = agree(keys, ephemeral_public, label=_SEAL_LABEL, session=session, round=round, parties=(sender, recipient))
+    return sender, aead.open_sealed(key, sealed, associated=_associated(session, round, sender, recipient))
+
+
+def helper_fingerprint(party: str, transport_key: bytes, parameters: bytes) -> str:
+    """32 hex digits naming what a helper published: SHA-256(context(label, party, key, parameters))[:16].
+
+    A helper's operator reads it from the helper's log and gives it to the
+    client operators, who pin it (node config ``securefl-pins``).
+    """
+    digest = hashlib.sha256(context(_FINGERPRINT_LABEL, party, transport_key, parameters)).digest()
+    return digest[:16].hex()

@@ -1,0 +1,1 @@
+"""Flower app of the securefl deployment test."""

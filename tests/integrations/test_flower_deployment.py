@@ -1,0 +1,120 @@
+"""A real Flower deployment on loopback: SuperLink and SuperNodes as processes, apps submitted with ``flwr run``.
+
+One SuperLink, four client SuperNodes (partition ids 0-3) and one
+``decryptor`` SuperNode, all started and stopped by this test by pid, in
+insecure mode on 127.0.0.1 (TLS is what ``docs/flower.md`` configures for
+real deployments). The app (``flower_app/``) aggregates fixed ring vectors
+derived from each partition id, so the test knows the exact sum.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
+
+from securefl import ring  # noqa: E402
+
+from tests.integrations.flower_processes import LocalFederation, flower_cli_available, wait_for  # noqa: E402
+
+pytestmark = [
+    pytest.mark.flower,
+    pytest.mark.deployment,
+    pytest.mark.skipif(not flower_cli_available(), reason="the flower-superlink / flower-supernode / flwr commands are missing"),
+    # One federation of processes serves both tests; xdist would start one per worker on a shared CPU.
+    pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")),
+                       reason="the deployment test runs alone, without xdist: python -m pytest -q -m deployment tests/integrations"),
+]
+
+APP = Path(__file__).parent / "flower_app"
+CLIENTS = 4
+LENGTH = 64
+SEED = 7
+RING_BITS = 32
+RUN_SECONDS = 150  # bound on one `flwr run`, ServerApp included
+
+
+def client_input(partition: int) -> np.ndarray:
+    import sys
+
+    sys.path.insert(0, str(APP))
+    try:
+        from securefl_deployment_test.inputs import client_input as make
+    finally:
+        sys.path.remove(str(APP))
+    return make(partition, length=LENGTH, ring_bits=RING_BITS, seed=SEED)
+
+
+def plaintext_sum(partitions) -> list[int]:
+    total = np.zeros(LENGTH, dtype=ring.ring_dtype(RING_BITS))
+    for partition in partitions:
+        ring.add(total, client_input(partition), RING_BITS)
+    return [int(v) for v in ring.to_signed(total, RING_BITS)]
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    federation = LocalFederation(tmp_path_factory.mktemp("flower"))
+    try:
+        federation.start_superlink()
+        for partition in range(CLIENTS):
+            federation.start_supernode(f"client-{partition}", f"partition-id={partition}")
+        federation.start_supernode("decryptor", 'securefl-role="decryptor"')
+        yield federation
+    finally:
+        federation.stop()
+    assert not any(process.alive() for process in federation.processes)
+
+
+def run(federation: LocalFederation, name: str, **run_config) -> Path:
+    out = federation.root / name
+    out.mkdir()
+    settings = {"output-dir": str(out), "vector-length": LENGTH, "input-seed": SEED, "min-nodes": CLIENTS + 1}
+    federation.run_app(APP, {**settings, **run_config})
+    return out
+
+
+def result(federation: LocalFederation, out: Path, round: int) -> dict:
+    outcome = json.loads(wait_for(out / f"result-{round}.json", timeout=RUN_SECONDS, federation=federation).read_text())
+    assert "error" not in outcome, f"{outcome['error']}\n{federation.logs_tail()}"
+    return outcome
+
+
+def test_paillier_over_flower_sums_exactly_with_the_key_on_its_own_supernode(federation):
+    out = run(federation, "paillier", protocol="paillier")
+
+    outcome = result(federation, out, 0)
+
+    assert outcome["included"] == list(range(CLIENTS)) and outcome["dropped"] == {}
+    assert outcome["ring_sum"] == plaintext_sum(range(CLIENTS))
+    assert set(outcome["helpers"]) == {"decryptor"}
+
+
+def test_secagg_over_flower_sums_exactly_then_recovers_from_a_supernode_killed_between_phases(federation):
+    victim = federation.nodes["client-1"]
+    out = run(federation, "secagg", protocol="secagg", aggregations=2, **{"pause-after": "share-keys", "pause-round": 1})
+
+    full = result(federation, out, 0)
+    assert full["included"] == list(range(CLIENTS)) and full["dropped"] == {}
+    assert full["ring_sum"] == plaintext_sum(range(CLIENTS))
+
+    # Round 1: after share-keys, client 1 has handed out shares of its mask keys; kill it before masked-input.
+    wait_for(out / "paused", timeout=RUN_SECONDS, federation=federation)
+    victim.kill()
+    deadline = time.monotonic() + 10
+    while victim.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not victim.alive()
+    (out / "resume").write_text("go")
+
+    recovered = result(federation, out, 1)
+    survivors = [p for p in range(CLIENTS) if p != 1]
+    assert recovered["dropped"] == {"1": "masked-input"}
+    assert recovered["included"] == survivors
+    assert recovered["ring_sum"] == plaintext_sum(survivors)

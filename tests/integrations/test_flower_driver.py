@@ -1,0 +1,373 @@
+"""The Flower driver against an in-process Grid that serialises like a deployment (``flower_fakes``).
+
+Every Flower message and every node context goes through Flower's protobuf
+codec between calls, as between SuperLink, SuperNode and a fresh ClientApp
+process, so these tests exercise the engine persistence and the wire format
+the deployment uses, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
+
+from flwr.app import Message  # noqa: E402
+
+from securefl import ring  # noqa: E402
+from securefl.crypto.keys import KeyPair, SigningKey  # noqa: E402
+from securefl.encoding import Encoding  # noqa: E402
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation  # noqa: E402
+from securefl.integrations.flower import (  # noqa: E402
+    FlowerDriver,
+    SecureFLNode,
+    make_client_app,
+    protocol_from_config,
+)
+from securefl.integrations.flower import persist, wire  # noqa: E402
+from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
+from securefl.protocols.base import decode_message  # noqa: E402
+from securefl.protocols.secagg import SecAgg  # noqa: E402
+from securefl.simulation import server_saw_individual_updates  # noqa: E402
+from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
+
+pytestmark = pytest.mark.flower
+
+LENGTH = 40
+CLIENTS = 5
+
+
+def client_input(partition: int, ring_bits: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence(11, spawn_key=(partition,)))
+    return ring.from_signed(rng.integers(-1000, 1001, size=LENGTH), ring_bits)
+
+
+def input_fn(job):
+    return client_input(job.partition, job.protocol.encoding.ring_bits)
+
+
+def ring_sum(partitions, ring_bits: int = 32) -> np.ndarray:
+    total = np.zeros(LENGTH, dtype=ring.ring_dtype(ring_bits))
+    for partition in partitions:
+        ring.add(total, client_input(partition, ring_bits), ring_bits)
+    return total
+
+
+def helpers_of(protocol) -> list[str]:
+    copy = dataclasses.replace(protocol)  # setup may deal keys into the protocol object; keep the original clean
+    return [engine.party for engine in copy.setup(clients=CLIENTS, vector_length=1, session=bytes(16), round=0).helpers]
+
+
+def federation(protocol, *, clients: int = CLIENTS, app=None, helper_app=None, node_config=None):
+    app = app or make_client_app(protocol, input_fn=input_fn)
+    nodes = [({"partition-id": i, **(node_config or {})}, app) for i in range(clients)]
+    nodes += [({"securefl-role": party}, helper_app or app) for party in helpers_of(protocol)]
+    return FakeGrid(nodes)
+
+
+PROTOCOLS = {
+    "plaintext": Plaintext(),
+    "secret-sharing": SecretSharing(aggregators=3),
+    "secagg": SecAgg(),
+    "secagg+": SecAgg(neighbors=2),
+    "paillier": Paillier(key_bits=512, encoding=Encoding(max_clients=8)),
+}
+
+
+# -- exact sums, and what the server saw ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_every_protocol_sums_exactly_over_flower(name):
+    protocol = PROTOCOLS[name]
+    grid = federation(protocol)
+    driver = FlowerDriver(grid, protocol, timeout=5)
+
+    found = driver.discover(min_nodes=CLIENTS + len(helpers_of(protocol)))
+    aggregation = driver.aggregate(found.clients, vector_length=LENGTH, round=3)
+
+    assert aggregation.aggregate.included == tuple(range(CLIENTS))
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
+    assert aggregation.dropped == {} and aggregation.errors == {}
+    assert set(found.helpers) == set(helpers_of(protocol))
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_the_server_transcript_reveals_an_update_only_for_the_plaintext_baseline(name):
+    protocol = PROTOCOLS[name]
+    grid = federation(protocol)
+    driver = FlowerDriver(grid, protocol, timeout=5)
+    found = driver.discover(min_nodes=CLIENTS + len(helpers_of(protocol)))
+
+    result = driver.aggregate(found.clients, vector_length=LENGTH).result()
+
+    updates = [ring.to_signed(client_input(i), 32).astype(np.float64) for i in range(CLIENTS)]
+    assert server_saw_individual_updates(result, updates) is (not protocol.secure)
+    assert result.transcript and all(entry.sender.startswith(("client/", "aggregator/", "decryptor"))
+                                     for entry in result.transcript)
+
+
+def test_shares_for_aggregators_cross_the_server_sealed():
+    protocol = SecretSharing(aggregators=2)
+    grid = federation(protocol)
+    driver = FlowerDriver(grid, protocol, timeout=5)
+    driver.discover(min_nodes=CLIENTS + 2)
+
+    driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    plain, sealed = [], []
+    for message in grid.seen:
+        if message.has_content() and wire.MESSAGES in message.content.array_records:
+            for entry in wire.unpack(message.content)[1]:
+                (sealed if entry.sealed else plain).append(entry.data)
+    kinds = {decode_message(data).KIND for data in plain}
+    assert not kinds & {"secret-sharing/vector-share", "secret-sharing/seed-share"}
+    # each client's two shares, once from the client and once relayed to the aggregator
+    assert len(sealed) == 2 * CLIENTS * 2
+    with pytest.raises(InvalidMessage):
+        decode_message(sealed[0])
+
+
+def test_paillier_private_key_stays_on_the_decryptor_supernode():
+    protocol = PROTOCOLS["paillier"]
+    grid = federation(protocol)
+    driver = FlowerDriver(grid, protocol, timeout=5)
+    driver.discover(min_nodes=CLIENTS + 1)
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    server_keys = aggregation.protocol.keys
+    with pytest.raises(ProtocolViolation):
+        server_keys.decrypt_raw([1])
+    assert protocol.key_holder is None and "keys" not in protocol._cache  # nothing was dealt in the ServerApp
+    decryptor = grid.contexts[driver.federation.helpers["decryptor"]]
+    stored = persist.loads(decryptor.state.config_records["securefl.state"]["pickle"])
+    assert stored.protocol.keys.public_key == server_keys.public_key
+
+
+# -- dropouts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["secagg", "secagg+"])
+@pytest.mark.parametrize("kill_after", ["advertise-keys", "share-keys"])
+def test_secagg_recovers_the_exact_sum_of_survivors_when_a_supernode_dies_between_phases(name, kill_after):
+    protocol = PROTOCOLS[name]
+    grid = federation(protocol)
+    victim = 2
+
+    def on_phase_end(report):
+        if report.phase == kill_after:
+            grid.kill(driver.federation.clients[victim])
+
+    driver = FlowerDriver(grid, protocol, timeout=0.3, on_phase_end=on_phase_end)
+    driver.discover(min_nodes=CLIENTS)
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    survivors = [i for i in range(CLIENTS) if i != victim]
+    next_phase = protocol.phases[protocol.phases.index(kill_after) + 1]
+    assert aggregation.aggregate.included == tuple(survivors)
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(survivors))
+    assert aggregation.dropped == {driver.federation.clients[victim]: next_phase}
+    assert "no reply" in aggregation.errors[driver.federation.clients[victim]]
+
+
+def test_a_client_without_a_supernode_is_a_dropout_from_the_first_phase():
+    protocol = SecAgg()
+    grid = federation(protocol, clients=4)
+    driver = FlowerDriver(grid, protocol, timeout=1)
+    driver.discover(min_nodes=4)
+    clients = list(driver.federation.clients)
+
+    aggregation = driver.aggregate([clients[0], None, *clients[1:]], vector_length=LENGTH)
+
+    assert aggregation.aggregate.included == (0, 2, 3, 4)
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(4)))
+
+
+def test_too_many_dropouts_abort_with_the_engine_reason():
+    protocol = SecAgg()
+    grid = federation(protocol)
+
+    def on_phase_end(report):
+        if report.phase == "advertise-keys":
+            for node in driver.federation.clients[:3]:
+                grid.kill(node)
+
+    driver = FlowerDriver(grid, protocol, timeout=0.3, on_phase_end=on_phase_end)
+    driver.discover(min_nodes=CLIENTS)
+    with pytest.raises(ProtocolAbort, match="share-keys"):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+
+def test_a_node_answering_as_another_client_is_dropped():
+    protocol = SecAgg()
+    honest = SecureFLNode(protocol, input_fn=input_fn)
+
+    def impostor(message, context):
+        reply = honest(message, context)
+        control, entries = wire.unpack(message.content)
+        if control.get("party") == "client/3":
+            forged = [wire.Entry(data=e.data.replace(b"client/3", b"client/1")) for e in wire.unpack(reply.content)[1]]
+            return Message(wire.pack({"op": "phase", "party": "client/3"}, forged), reply_to=message)
+        return reply
+
+    grid = federation(protocol, app=make_client_app(protocol, input_fn=input_fn))
+    node_of_partition_3 = [n for n, c in grid.contexts.items() if c.node_config.get("partition-id") == 3][0]
+    grid.apps[node_of_partition_3] = impostor
+    driver = FlowerDriver(grid, protocol, timeout=1)
+    driver.discover(min_nodes=CLIENTS)
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    assert 3 not in aggregation.aggregate.included
+    assert "sent a message as 'client/1'" in aggregation.errors[node_of_partition_3]
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(aggregation.aggregate.included))
+
+
+# -- helper keys, pins, refusals ------------------------------------------------------------------
+
+
+def test_clients_refuse_a_helper_whose_fingerprint_differs_from_their_pin():
+    protocol = SecretSharing(aggregators=2)
+    grid = federation(protocol, node_config={"securefl-pins": "aggregator/0=" + "0" * 32})
+    driver = FlowerDriver(grid, protocol, timeout=1)
+    driver.discover(min_nodes=CLIENTS + 2)
+
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+    assert all("fingerprint" in reason for reason in driver_errors(grid))
+
+
+def driver_errors(grid):
+    return [m.error.reason for m in grid.seen if m.has_error()]
+
+
+def test_a_helper_with_a_key_dir_keeps_its_fingerprint_across_runs_and_pinned_clients_accept_it(tmp_path):
+    protocol = PROTOCOLS["paillier"]
+    app = make_client_app(protocol, input_fn=input_fn)
+
+    def run(pins: str = ""):
+        nodes = [({"partition-id": i, "securefl-pins": pins}, app) for i in range(CLIENTS)]
+        nodes.append(({"securefl-role": "decryptor", "securefl-key-dir": str(tmp_path / "keys")}, app))
+        driver = FlowerDriver(FakeGrid(nodes), protocol, timeout=5)
+        found = driver.discover(min_nodes=CLIENTS + 1)
+        decryptor = found.nodes[found.helpers["decryptor"]]
+        return driver, found, decryptor.fingerprint
+
+    _, _, first = run()
+    driver, found, second = run(pins=f"decryptor={first}")
+
+    aggregation = driver.aggregate(found.clients, vector_length=LENGTH)
+
+    assert second == first
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["paillier-512.json", "transport.key"]
+    assert all((p.stat().st_mode & 0o077) == 0 for p in (tmp_path / "keys").iterdir())
+
+
+def test_a_protocol_that_needs_a_helper_supernode_says_which_role_to_start():
+    protocol = SecretSharing(aggregators=2)
+    grid = FakeGrid([({"partition-id": i}, make_client_app(protocol, input_fn=input_fn)) for i in range(3)])
+    driver = FlowerDriver(grid, protocol)
+    driver.discover(min_nodes=3)
+    with pytest.raises(ConfigurationError, match='securefl-role=\\\\?"aggregator/0'):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+
+def test_helpers_hosted_in_the_server_process_still_sum_exactly():
+    protocol = SecretSharing(aggregators=2)
+    grid = FakeGrid([({"partition-id": i}, make_client_app(protocol, input_fn=input_fn)) for i in range(CLIENTS)])
+    driver = FlowerDriver(grid, protocol, host_helpers_in_server=True)
+    driver.discover(min_nodes=CLIENTS)
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
+
+
+def test_malicious_server_mode_is_refused_with_the_reason():
+    with pytest.raises(ConfigurationError, match="PKI"):
+        FlowerDriver(FakeGrid([]), SecAgg(malicious_server=True))
+
+
+def test_nodes_configured_for_another_protocol_are_left_out_at_discovery():
+    grid = FakeGrid([({"partition-id": 0}, make_client_app(Plaintext(), input_fn=input_fn)),
+                     ({"partition-id": 1}, make_client_app(SecAgg(), input_fn=input_fn))])
+    driver = FlowerDriver(grid, SecAgg())
+    found = driver.discover(min_nodes=2)
+    assert len(found.clients) == 1
+    assert "plaintext" in next(iter(driver.discovery_failures.values()))
+
+
+# -- the pieces ------------------------------------------------------------------------------------
+
+
+def test_engine_state_round_trips_with_its_keys_and_shared_references():
+    keys = KeyPair.generate()
+    signer = SigningKey.generate()
+    state = {"a": keys, "b": keys, "signer": signer, "vector": np.arange(5, dtype=np.uint32)}
+
+    loaded = persist.loads(persist.dumps(state))
+
+    assert loaded["a"] is loaded["b"] and loaded["a"].private_bytes == keys.private_bytes
+    assert loaded["signer"].sign(b"m") == signer.sign(b"m")
+    assert np.array_equal(loaded["vector"], state["vector"])
+
+
+def test_stored_state_refuses_classes_outside_the_engine_modules():
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, ("true",)
+
+    with pytest.raises(InvalidMessage, match="outside the allowed modules"):
+        persist.loads(pickle.dumps(Evil()))
+
+
+def test_sealed_envelope_opens_only_for_its_helper_session_and_round():
+    helper = KeyPair.generate()
+    session = bytes(range(16))
+    envelope = wire.seal_to(helper.public_bytes, b"canonical bytes", session=session, round=2,
+                            sender="client/1", recipient="aggregator/0")
+
+    assert wire.open_envelope(envelope, helper, session=session, round=2, recipient="aggregator/0") == (
+        "client/1", b"canonical bytes")
+    assert wire.envelope_route(envelope) == ("aggregator/0", "client/1")
+    with pytest.raises(InvalidMessage):
+        wire.open_envelope(envelope, helper, session=session, round=3, recipient="aggregator/0")
+    with pytest.raises(InvalidMessage):
+        wire.open_envelope(envelope, KeyPair.generate(), session=session, round=2, recipient="aggregator/0")
+    tampered = envelope[:-1] + bytes([envelope[-1] ^ 1])
+    with pytest.raises(InvalidMessage):
+        wire.open_envelope(tampered, helper, session=session, round=2, recipient="aggregator/0")
+
+
+def test_protocol_from_run_config():
+    protocol = protocol_from_config({"protocol": "secagg+", "neighbors": 4, "threshold": "", "ring-bits": 40,
+                                     "rounds": 3, "output-dir": "x"})
+    assert protocol.name == "secagg+" and protocol.neighbors == 4 and protocol.encoding.ring_bits == 40
+    paillier = protocol_from_config({"protocol": "paillier", "key-bits": 1024, "max-clients": 8})
+    assert paillier.key_bits == 1024 and paillier.encoding.max_clients == 8
+    with pytest.raises(ConfigurationError, match="protocol"):
+        protocol_from_config({"rounds": 3})
+
+
+def test_a_node_never_plays_two_parties_of_one_session():
+    protocol = Plaintext()
+    grid = federation(protocol, clients=3)
+    driver = FlowerDriver(grid, protocol, timeout=1)
+    first, second, third = driver.discover(min_nodes=3).clients
+    session = bytes(range(16))
+    driver.aggregate([first, second], vector_length=LENGTH, session=session)
+
+    # The same session again, with `first` moved from client/0 to client/1.
+    aggregation = driver.aggregate([third, first], vector_length=LENGTH, session=session)
+
+    assert aggregation.aggregate.included == (0,)
+    assert "already played 'client/0'" in aggregation.errors[first]

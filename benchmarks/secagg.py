@@ -1,0 +1,276 @@
+"""SecAgg / SecAgg+ benchmark: one full round in the in-process simulator; prints JSON.
+
+    python benchmarks/secagg.py              # the issue's figures (about a minute)
+    python benchmarks/secagg.py --quick      # small sizes, a smoke test
+
+Measured side by side in one run, each case repeated ``--repeat`` times; the
+machine is shared, so each figure is the best (least disturbed) of the repeats:
+
+- complete graph (SecAgg), n=100, d=100,000, no dropout and 10% dropout after
+  ShareKeys: full-round wall and CPU seconds, seconds per phase per party,
+  bytes per client (target: wall <= 3 s);
+- SecAgg+ with k=11 neighbours, same n and d (target: wall <= 0.75 s);
+- the ratio of the round's CPU time to the CPU time of the primitive work it
+  cannot avoid, timed right after in the same process: one AES-256-CTR
+  keystream (fresh key, reused output buffer) per mask the round expanded and
+  one X25519 exchange per agreement it performed (target: <= 2). Reported for
+  the whole round (``cpu_over_primitives``, which includes the simulator's
+  message encoding) and for the engines alone (``engine_cpu_over_primitives``);
+  the target figure is the worst semi-honest case of the former;
+- upload bytes per client over 4 d at d=1,000,000, n=100, 32-bit ring,
+  complete graph (target: <= 1.02; Bonawitz et al. report 1.73x).
+
+Every case checks the aggregate against a numpy reference sum. The optional
+Flower comparison (mask expansion only) runs when ``flwr`` is importable and
+prints ``"flower": "not installed"`` otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey  # noqa: E402
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
+
+from securefl import ring  # noqa: E402
+from securefl.protocols import SecAgg  # noqa: E402
+from securefl.protocols.base import SERVER, client_id  # noqa: E402
+from securefl.protocols.secagg.primitives import counters  # noqa: E402
+from securefl.simulation import run_protocol  # noqa: E402
+
+TARGETS = {
+    "complete_wall_seconds": 3.0,
+    "sparse_wall_seconds": 0.75,
+    "cpu_over_primitives": 2.0,
+    "upload_over_4d": 1.02,
+}
+
+
+def _inputs(clients: int, length: int, ring_bits: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dtype = ring.ring_dtype(ring_bits)
+    return [rng.integers(0, 1 << ring_bits, size=length, dtype=np.uint64).astype(dtype) for _ in range(clients)]
+
+
+def _reference(inputs: list[np.ndarray], included, ring_bits: int) -> np.ndarray:
+    total = np.zeros_like(inputs[0])
+    for index in included:
+        np.add(total, inputs[index], out=total)
+    return ring.reduce(total, ring_bits)
+
+
+def time_primitives(*, agreements: int, expansions: int, keystream_bytes: int) -> float:
+    """CPU seconds of ``agreements`` X25519 exchanges and ``expansions`` AES-256-CTR keystreams."""
+    private = X25519PrivateKey.generate()
+    publics = [X25519PublicKey.from_public_bytes(X25519PrivateKey.generate().public_key().public_bytes_raw())
+               for _ in range(min(agreements, 256))]
+    per_expansion = keystream_bytes // max(expansions, 1)
+    zeros = np.zeros(per_expansion, dtype=np.uint8)
+    out = np.empty(per_expansion + 15, dtype=np.uint8)
+    keys = [os.urandom(32) for _ in range(min(expansions, 256))]
+    counter = bytes(16)
+    start = time.process_time()
+    for i in range(agreements):
+        private.exchange(publics[i % len(publics)])
+    for i in range(expansions):
+        Cipher(algorithms.AES(keys[i % len(keys)]), modes.CTR(counter)).encryptor().update_into(zeros, out)
+    return time.process_time() - start
+
+
+class _EngineClock:
+    """Wraps a protocol so that the CPU time spent inside its engines is summed (the rest is transport)."""
+
+    def __init__(self, protocol: SecAgg) -> None:
+        self.protocol = protocol
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self.protocol, name)
+
+    def _timed(self, method):
+        def call(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.process_time() - start
+        return call
+
+    def setup(self, **arguments):
+        parties = self.protocol.setup(**arguments)
+        for engine in [parties.server, *parties.clients]:
+            for name in ("handle", "begin_phase", "end_phase", "result", "provide_input"):
+                if hasattr(engine, name):
+                    setattr(engine, name, self._timed(getattr(engine, name)))
+        return parties
+
+
+def _phase_table(ledger, phases) -> dict:
+    table = {}
+    for phase in [*phases, "result"]:
+        parties = ledger.seconds.get(phase, {})
+        clients = [seconds for party, seconds in parties.items() if party != SERVER]
+        table[phase] = {
+            "server": round(parties.get(SERVER, 0.0), 5),
+            "client_mean": round(float(np.mean(clients)), 5) if clients else 0.0,
+            "client_max": round(float(np.max(clients)), 5) if clients else 0.0,
+        }
+    return table
+
+
+def run_case(name: str, protocol: SecAgg, *, clients: int, length: int, dropouts: dict, repeat: int,
+             seed: int, ratio: bool = True) -> dict:
+    bits = protocol.encoding.ring_bits
+    inputs = _inputs(clients, length, bits, seed)
+    runs = []
+    for _ in range(repeat):
+        counters.reset()
+        clock = _EngineClock(protocol)
+        wall, cpu = time.perf_counter(), time.process_time()
+        aggregate, _, ledger = run_protocol(clock, inputs, dropouts=dropouts)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        work = dict(agreements=counters.agreements, expansions=counters.expansions,
+                    keystream_bytes=counters.keystream_bytes)
+        if not np.array_equal(aggregate.total, _reference(inputs, aggregate.included, bits)):
+            raise AssertionError(f"{name}: the aggregate is not the exact sum of the survivors")
+        # The bare primitive work of this very round, timed right after it (same conditions).
+        primitive = time_primitives(**work) if ratio else None
+        runs.append(dict(wall=wall, cpu=cpu, engine_cpu=clock.seconds, primitive=primitive, aggregate=aggregate,
+                         ledger=ledger, work=work))
+    # The machine is shared: report the best of the repeats for each figure (the least disturbed).
+    fastest = min(runs, key=lambda run: run["wall"])
+    wall, aggregate, ledger = fastest["wall"], fastest["aggregate"], fastest["ledger"]
+    cpu = min(run["cpu"] for run in runs)
+    engine_cpu = min(run["engine_cpu"] for run in runs)
+    agreements, expansions, keystream_bytes = (fastest["work"][key] for key in
+                                               ("agreements", "expansions", "keystream_bytes"))
+    ids = [client_id(i) for i in range(clients)]
+    up = [ledger.bytes_sent.get(c, 0) for c in ids if ledger.bytes_sent.get(c, 0)]
+    down = [ledger.bytes_received.get(c, 0) for c in ids if ledger.bytes_received.get(c, 0)]
+    survivors = [client_id(i) for i in aggregate.included]
+    result = {
+        "case": name,
+        "protocol": protocol.describe(),
+        "clients": clients,
+        "vector_length": length,
+        "ring_bits": bits,
+        "dropped": len(dropouts),
+        "survivors": len(aggregate.included),
+        "wall_seconds": round(wall, 4),
+        "cpu_seconds": round(cpu, 4),
+        "engine_cpu_seconds": round(engine_cpu, 4),
+        "exact": True,
+        "seconds_per_phase_per_party": _phase_table(ledger, protocol.phases),
+        "bytes_up_per_client": round(float(np.mean(up)), 1),
+        "bytes_up_per_surviving_client": round(float(np.mean([ledger.bytes_sent[c] for c in survivors])), 1),
+        "bytes_down_per_client": round(float(np.mean(down)), 1),
+        "upload_over_4d": round(float(np.mean([ledger.bytes_sent[c] for c in survivors])) / (4 * length), 5),
+        "bytes_server_received": int(ledger.bytes_received.get(SERVER, 0)),
+        "x25519_agreements": agreements,
+        "mask_expansions": expansions,
+        "keystream_bytes": keystream_bytes,
+    }
+    if ratio:
+        primitive = min(run["primitive"] for run in runs)
+        result["primitive_cpu_seconds"] = round(primitive, 4)
+        result["cpu_over_primitives"] = round(cpu / primitive, 3)
+        result["engine_cpu_over_primitives"] = round(engine_cpu / primitive, 3)
+        result["cpu_over_primitives_each_repeat"] = [round(run["cpu"] / run["primitive"], 3) for run in runs]
+    return result
+
+
+def _flower(length: int, masks: int = 50) -> dict | str:
+    """Side by side with Flower's SecAgg+ mask expansion, when Flower is installed.
+
+    Only the mask expansion is compared (per mask of ``length`` words): a full
+    Flower SecAgg+ round at n = 100 takes minutes and is not run here.
+    Flower's ``pseudo_rand_gen`` is numpy's MT19937 seeded with 32 bits (not
+    a cryptographic PRG); ours is AES-256-CTR under an HKDF key from 32 bytes.
+    """
+    try:
+        import flwr
+        from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
+    except ImportError:
+        return "not installed"
+    from securefl.protocols.secagg.primitives import MaskAccumulator
+
+    seeds = [os.urandom(32) for _ in range(masks)]
+    start = time.process_time()
+    total = np.zeros(length, dtype=np.int64)
+    for seed in seeds:
+        total += pseudo_rand_gen(seed, 1 << 32, [(length,)])[0]
+    flower = (time.process_time() - start) / masks
+    accumulator = MaskAccumulator(np.zeros(length, dtype=np.uint32), 32)
+    start = time.process_time()
+    for seed in seeds:
+        accumulator.add(seed, b"benchmark")
+    ours = (time.process_time() - start) / masks
+    return {
+        "version": flwr.__version__,
+        "compared": f"one pairwise mask of {length} words, expanded and accumulated (not a full round)",
+        "flower_seconds_per_mask": round(flower, 6),
+        "securefl_seconds_per_mask": round(ours, 6),
+        "flower_over_securefl": round(flower / ours, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, not the figures)")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats per case; the best wall time is reported")
+    parser.add_argument("--skip-upload", action="store_true", help="skip the d = 1,000,000 upload case")
+    args = parser.parse_args(argv)
+    clients, length, big = (20, 2_000, 20_000) if args.quick else (100, 100_000, 1_000_000)
+    sparse = 5 if args.quick else 11
+    dropped = {i: "masked-input" for i in range(0, clients, 10)}  # 10% drop right after ShareKeys
+    cases = [
+        run_case("complete", SecAgg(), clients=clients, length=length, dropouts={}, repeat=args.repeat, seed=1),
+        run_case("complete, 10% dropout after share-keys", SecAgg(), clients=clients, length=length,
+                 dropouts=dropped, repeat=args.repeat, seed=2),
+        run_case(f"secagg+ k={sparse}", SecAgg(neighbors=sparse), clients=clients, length=length, dropouts={},
+                 repeat=args.repeat, seed=3),
+        run_case(f"secagg+ k={sparse}, 10% dropout after share-keys", SecAgg(neighbors=sparse), clients=clients,
+                 length=length, dropouts=dropped, repeat=args.repeat, seed=4),
+        run_case("complete, malicious server", SecAgg(malicious_server=True), clients=clients, length=length,
+                 dropouts={}, repeat=1, seed=5),
+    ]
+    if not args.skip_upload:
+        cases.append(run_case("upload, complete, 32-bit ring", SecAgg(), clients=clients, length=big, dropouts={},
+                              repeat=1, seed=6, ratio=False))
+    by_name = {case["case"]: case for case in cases}
+    complete = [by_name["complete"], by_name["complete, 10% dropout after share-keys"]]
+    semi_honest = [case for case in cases if "cpu_over_primitives" in case and "malicious" not in case["case"]]
+    figures = {
+        "complete_wall_seconds": max(case["wall_seconds"] for case in complete),
+        "sparse_wall_seconds": by_name[f"secagg+ k={sparse}"]["wall_seconds"],
+        # The whole round (engines and the simulator's message encoding), worst semi-honest case;
+        # malicious-server mode adds Ed25519 work that the ratio's denominator does not count.
+        "cpu_over_primitives": max(case["cpu_over_primitives"] for case in semi_honest),
+    }
+    if not args.skip_upload:
+        figures["upload_over_4d"] = by_name["upload, complete, 32-bit ring"]["upload_over_4d"]
+    report = {
+        "benchmark": "secagg",
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "targets": {name: {"target": TARGETS[name], "measured": value, "met": value <= TARGETS[name]}
+                    for name, value in figures.items()} if not args.quick else {},
+        "cases": cases,
+        "flower": _flower(length),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

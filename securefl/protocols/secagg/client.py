@@ -1,0 +1,338 @@
+"""The SecAgg client engine: an honest client's state machine, one request per phase, in order.
+
+Honest-client rules (each refusal raises and sends nothing):
+
+- Every request is checked against the current phase, session, round,
+  recipient and sender (``InvalidMessage``; the client's state is unchanged).
+- It continues only while at least ``threshold`` members of its neighbourhood
+  (itself included) remain (``ProtocolAbort``).
+- It never reveals both kinds of share for one peer: an unmask request whose
+  survivor and dropped sets overlap, that leaves out or adds a neighbour
+  relative to the keys the client actually received, or (malicious-server
+  mode) whose survivors differ from the set it signed, raises
+  ``ProtocolViolation``.
+- It answers one request per phase and at most one unmask request per
+  session; once it has answered the unmask request, or refused any request
+  after its header checked out, it wipes its secrets and raises
+  ``AlreadyFinalized`` on anything more.
+- Ciphertexts that fail authentication and bad signatures raise
+  ``InvalidMessage`` (and stop the client, as above).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from securefl.crypto import aead, shamir
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify_signature
+from securefl.errors import AlreadyFinalized, ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
+from securefl.protocols.base import SERVER, ClientEngine, Message, check_vector, client_id, expect
+from securefl.protocols.secagg.config import Parameters
+from securefl.protocols.secagg.labels import (
+    SHARE_CHANNEL_LABEL,
+    advertise_statement,
+    consistency_statement,
+    self_mask_commitment,
+    shares_associated_data,
+)
+from securefl.protocols.secagg.masking import mask_input
+from securefl.protocols.secagg.messages import (
+    ADVERTISE_KEYS,
+    CONSISTENCY_CHECK,
+    MASKED_INPUT,
+    REQUESTS,
+    SHARE_KEYS,
+    UNMASKING,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyAdvertisement,
+    MaskedInput,
+    MaskedInputRequest,
+    ShareKeysRequest,
+    UnmaskRequest,
+    UnmaskShares,
+)
+from securefl.protocols.secagg.primitives import AgreementKey, agree_many
+
+__all__ = ["SecAggClient", "SHARE_BYTES", "SEALED_SHARES_BYTES", "check_share_header", "check_client_list"]
+
+SECRET_BYTES = 32
+SHARE_BYTES = 4 + shamir.ELEMENT_BYTES  # Share.to_bytes() of a 32-byte secret: x, length, one element
+SEALED_SHARES_BYTES = 2 * SHARE_BYTES + aead.OVERHEAD_BYTES
+
+
+def check_share_header(share: bytes, *, x: int, what: str) -> None:
+    """A share must be ``SHARE_BYTES`` long, at point ``x``, of a 32-byte secret (``InvalidMessage``)."""
+    if len(share) != SHARE_BYTES or int.from_bytes(share[0:2], "big") != x or int.from_bytes(share[2:4], "big") != SECRET_BYTES:
+        raise InvalidMessage(f"{what} is not a {SHARE_BYTES}-byte share of a {SECRET_BYTES}-byte secret at x={x}")
+
+
+def check_client_list(clients: tuple[int, ...], count: int, what: str) -> frozenset[int]:
+    """Client indices must be strictly increasing and in [0, count) (``InvalidMessage``)."""
+    previous = -1
+    for client in clients:
+        if not previous < client < count:
+            raise InvalidMessage(f"{what} must list distinct client indices in [0, {count}) in increasing order")
+        previous = client
+    return frozenset(clients)
+
+
+class SecAggClient(ClientEngine):
+    """One client of one SecAgg round (see the module docstring for the rules it keeps)."""
+
+    def __init__(self, index: int, parameters: Parameters, *, signing_key: SigningKey | None = None) -> None:
+        if parameters.malicious_server and not isinstance(signing_key, SigningKey):
+            raise ConfigurationError("malicious-server mode needs the client's registered signing key")
+        self.party = client_id(index)
+        self._index = index
+        self._parameters = parameters
+        self._signing_key = signing_key
+        self._input: np.ndarray | None = None
+        self._stage = 0
+        self._stopped: str | None = None
+        # Secrets, wiped by _stop().
+        self._share_key: AgreementKey | None = None
+        self._mask_key: AgreementKey | None = None
+        self._self_mask_seed: bytes | None = None
+        self._channel_keys: dict[int, bytes] = {}
+        self._mask_publics: dict[int, bytes] = {}
+        self._own_seed_share: bytes | None = None
+        self._held: dict[int, bytes] = {}
+        # What this client saw.
+        self._masked_with: frozenset[int] = frozenset()
+        self._signed_survivors: tuple[int, ...] | None = None
+        self._handlers: dict[str, Callable[[Message], Message]] = {
+            ADVERTISE_KEYS: self._advertise_keys,
+            SHARE_KEYS: self._share_keys,
+            MASKED_INPUT: self._masked_input,
+            CONSISTENCY_CHECK: self._consistency_check,
+            UNMASKING: self._unmasking,
+        }
+
+    # -- the engine interface ---------------------------------------------------------
+
+    @property
+    def phase(self) -> str | None:
+        """The phase whose request this client expects next (None once it has stopped)."""
+        if self._stopped is not None:
+            return None
+        return self._parameters.phases[self._stage]
+
+    def provide_input(self, vector: np.ndarray) -> None:
+        if self._stopped is not None or self._parameters.phases[self._stage] not in (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT):
+            raise AlreadyFinalized(f"{self.party} has already sent its masked input")
+        parameters = self._parameters
+        self._input = check_vector(vector, length=parameters.length, ring_bits=parameters.ring_bits)
+
+    def handle(self, message: Message) -> list[Message]:
+        if self._stopped is not None:
+            raise AlreadyFinalized(f"{self.party} has stopped ({self._stopped}); it answers nothing more this session")
+        parameters = self._parameters
+        phase = parameters.phases[self._stage]
+        expect(message, REQUESTS[phase], session=parameters.session, round=parameters.round, phase=phase,
+               recipient=self.party, senders=(SERVER,))
+        try:
+            reply = self._handlers[phase](message)
+        except Exception as error:  # a refusal, or anything unexpected: either way this client is done
+            self._stop(f"refused the {phase} request: {error}")
+            raise
+        self._stage += 1
+        if self._stage == len(parameters.phases):
+            self._stop("answered its unmask request")
+        return [reply]
+
+    def _stop(self, reason: str) -> None:
+        self._stopped = reason
+        self._input = None
+        self._share_key = self._mask_key = None
+        self._self_mask_seed = self._own_seed_share = None
+        self._channel_keys = {}
+        self._mask_publics = {}
+        self._held = {}
+
+    def _header(self, phase: str) -> tuple:
+        return self._parameters.header(phase, self.party, SERVER)
+
+    def _require_peers(self, present: int, what: str) -> None:
+        parameters = self._parameters
+        if present < parameters.threshold:
+            raise ProtocolAbort(
+                f"{self.party}: {present} of its neighbourhood of {parameters.graph.group_size} {what}; "
+                f"the threshold is {parameters.threshold}"
+            )
+
+    # -- AdvertiseKeys ----------------------------------------------------------------
+
+    def _advertise_keys(self, message: Message) -> Message:
+        parameters = self._parameters
+        self._share_key = AgreementKey.generate()
+        self._mask_key = AgreementKey.generate()
+        share_public, mask_public = self._share_key.public_bytes, self._mask_key.public_bytes
+        signature = b""
+        if self._signing_key is not None:
+            signature = self._signing_key.sign(
+                advertise_statement(parameters.session, parameters.round, self._index, share_public, mask_public)
+            )
+        return KeyAdvertisement(*self._header(ADVERTISE_KEYS), share_public=share_public, mask_public=mask_public,
+                                signature=signature)
+
+    # -- ShareKeys --------------------------------------------------------------------
+
+    def _read_advertised_keys(self, message: ShareKeysRequest) -> tuple[dict[int, bytes], dict[int, bytes]]:
+        """(share-channel publics, mask publics) by neighbour, after every check."""
+        parameters = self._parameters
+        graph = parameters.graph
+        size = 2 * PUBLIC_KEY_BYTES + (SIGNATURE_BYTES if parameters.malicious_server else 0)
+        share_publics, mask_publics = {}, {}
+        publics = {self._share_key.public_bytes, self._mask_key.public_bytes}
+        for peer, advertised in message.keys.items():
+            if not graph.is_neighbour(self._index, peer):
+                raise InvalidMessage(f"share-keys request lists client/{peer}, which is not a neighbour of {self.party}")
+            if len(advertised) != size:
+                raise InvalidMessage(f"share-keys request: client/{peer}'s entry must be {size} bytes; "
+                                     f"found {len(advertised)}")
+            share_public, mask_public = advertised[:PUBLIC_KEY_BYTES], advertised[PUBLIC_KEY_BYTES:2 * PUBLIC_KEY_BYTES]
+            if share_public in publics or mask_public in publics or share_public == mask_public:
+                raise InvalidMessage("share-keys request repeats a public key")
+            publics.update((share_public, mask_public))
+            if parameters.malicious_server:
+                statement = advertise_statement(parameters.session, parameters.round, peer, share_public, mask_public)
+                verify_signature(parameters.verification_keys[peer], advertised[2 * PUBLIC_KEY_BYTES:], statement)
+            share_publics[peer], mask_publics[peer] = share_public, mask_public
+        return share_publics, mask_publics
+
+    def _share_keys(self, message: ShareKeysRequest) -> Message:
+        parameters = self._parameters
+        graph, session, round = parameters.graph, parameters.session, parameters.round
+        share_publics, mask_publics = self._read_advertised_keys(message)
+        peers = sorted(share_publics)
+        self._require_peers(len(peers) + 1, "advertised keys")
+        self._self_mask_seed = os.urandom(SECRET_BYTES)
+        key_shares, seed_shares = shamir.split_many(
+            [self._mask_key.private_bytes, self._self_mask_seed],
+            threshold=parameters.threshold, shares=graph.group_size,
+        )
+        channel_keys = agree_many(self._share_key, {peer: share_publics[peer] for peer in peers},
+                                  own=self._index, label=SHARE_CHANNEL_LABEL, session=session, round=round)
+        ciphertexts = {}
+        for peer in peers:
+            x = graph.share_point(self._index, peer)
+            plaintext = key_shares[x - 1].to_bytes() + seed_shares[x - 1].to_bytes()
+            ciphertexts[peer] = aead.seal(channel_keys[peer], plaintext,
+                                          associated=shares_associated_data(session, round, self._index, peer))
+        self._own_seed_share = seed_shares[graph.share_point(self._index, self._index) - 1].to_bytes()
+        self._channel_keys = channel_keys
+        self._mask_publics = mask_publics
+        self._share_key = None  # the channel keys are derived; the private key is no longer needed
+        commitment = self_mask_commitment(session, round, self._index, self._self_mask_seed)
+        return EncryptedShares(*self._header(SHARE_KEYS), ciphertexts=ciphertexts, self_mask_commitment=commitment)
+
+    # -- MaskedInputCollection ----------------------------------------------------------
+
+    def _masked_input(self, message: MaskedInputRequest) -> Message:
+        parameters = self._parameters
+        graph, session, round = parameters.graph, parameters.session, parameters.round
+        if self._input is None:
+            raise ProtocolAbort(f"{self.party} has no input to mask")
+        senders = sorted(message.ciphertexts)
+        for sender in senders:
+            if sender not in self._channel_keys:
+                raise InvalidMessage(f"masked-input request forwards shares from client/{sender}, "
+                                     f"whose keys {self.party} never received")
+        self._require_peers(len(senders) + 1, "shared their keys")
+        x = {sender: graph.share_point(sender, self._index) for sender in senders}
+        held = {}
+        for sender in senders:
+            plaintext = aead.open_sealed(self._channel_keys[sender], message.ciphertexts[sender],
+                                         associated=shares_associated_data(session, round, sender, self._index))
+            check_share_header(plaintext[:SHARE_BYTES], x=x[sender], what=f"client/{sender}'s mask-key share")
+            check_share_header(plaintext[SHARE_BYTES:], x=x[sender], what=f"client/{sender}'s self-mask share")
+            held[sender] = plaintext
+        self._held = held
+        self._masked_with = frozenset(senders)
+        masked = mask_input(
+            self._input, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
+            peer_publics={sender: self._mask_publics[sender] for sender in senders},
+            session=session, round=round, ring_bits=parameters.ring_bits,
+        )
+        # Nothing below needs the input, the keys or the seed again.
+        self._input = None
+        self._mask_key = None
+        self._self_mask_seed = None
+        self._channel_keys = {}
+        self._mask_publics = {}
+        return MaskedInput(*self._header(MASKED_INPUT), ring_bits=parameters.ring_bits, vector=masked)
+
+    # -- ConsistencyCheck (malicious-server mode) ----------------------------------------
+
+    def _check_survivors(self, survivors: frozenset[int], what: str) -> None:
+        graph = self._parameters.graph
+        if self._index not in survivors:
+            raise ProtocolViolation(f"{what} leaves out {self.party}, which sent its masked input")
+        for peer in sorted(survivors):
+            if graph.is_neighbour(self._index, peer) and peer not in self._masked_with:
+                raise ProtocolViolation(
+                    f"{what} lists client/{peer} as a survivor, but it never shared keys with {self.party}"
+                )
+
+    def _consistency_check(self, message: ConsistencyRequest) -> Message:
+        parameters = self._parameters
+        survivors = check_client_list(message.survivors, parameters.clients, "consistency request survivors")
+        self._check_survivors(survivors, "consistency request")
+        self._require_peers(parameters.graph.count_in_group(self._index, survivors), "survived")
+        self._signed_survivors = tuple(message.survivors)
+        signature = self._signing_key.sign(consistency_statement(parameters.session, parameters.round,
+                                                                  message.survivors))
+        return ConsistencySignature(*self._header(CONSISTENCY_CHECK), signature=signature)
+
+    # -- Unmasking --------------------------------------------------------------------
+
+    def _unmasking(self, message: UnmaskRequest) -> Message:
+        parameters = self._parameters
+        graph = parameters.graph
+        survivors = check_client_list(message.survivors, parameters.clients, "unmask request survivors")
+        dropped = check_client_list(message.dropped, parameters.clients, "unmask request dropped clients")
+        both = survivors & dropped
+        if both:
+            raise ProtocolViolation(
+                f"unmask request lists client/{min(both)} as both survivor and dropped; "
+                f"{self.party} never reveals both shares of one client"
+            )
+        self._check_survivors(survivors, "unmask request")
+        dropped_neighbours = {peer for peer in dropped if graph.is_neighbour(self._index, peer)}
+        unseen = dropped_neighbours - self._masked_with
+        if unseen:
+            raise ProtocolViolation(
+                f"unmask request lists client/{min(unseen)} as dropped, but it never shared keys with {self.party}"
+            )
+        surviving_neighbours = {peer for peer in survivors if graph.is_neighbour(self._index, peer)}
+        unaccounted = self._masked_with - surviving_neighbours - dropped_neighbours
+        if unaccounted:
+            raise ProtocolViolation(
+                f"unmask request does not say whether client/{min(unaccounted)} survived or dropped"
+            )
+        if parameters.malicious_server:
+            self._check_consistency_signatures(message)
+        self._require_peers(graph.count_in_group(self._index, survivors), "survived")
+        self_mask_shares = {peer: self._held[peer][SHARE_BYTES:] for peer in surviving_neighbours}
+        self_mask_shares[self._index] = self._own_seed_share
+        mask_key_shares = {peer: self._held[peer][:SHARE_BYTES] for peer in dropped_neighbours}
+        return UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,
+                            mask_key_shares=mask_key_shares)
+
+    def _check_consistency_signatures(self, message: UnmaskRequest) -> None:
+        parameters = self._parameters
+        graph = parameters.graph
+        if tuple(message.survivors) != self._signed_survivors:
+            raise ProtocolViolation(f"unmask request's survivors differ from the set {self.party} signed")
+        statement = consistency_statement(parameters.session, parameters.round, message.survivors)
+        for signer, signature in sorted(message.signatures.items()):
+            if not graph.in_group(self._index, signer) or signer not in message.survivors:
+                raise InvalidMessage(f"unmask request carries a signature of client/{signer}, "
+                                     f"not a surviving member of {self.party}'s neighbourhood")
+            verify_signature(parameters.verification_keys[signer], signature, statement)
+        self._require_peers(len(message.signatures), "signed the survivor set")

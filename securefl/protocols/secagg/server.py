@@ -1,0 +1,370 @@
+"""The SecAgg server engine: drives the phases, relays ciphertexts, unmasks the sum.
+
+Per phase the server asks the clients that answered the previous phase (and
+whose neighbourhood still has ``threshold`` live members, since the others
+would refuse), collects one reply each (every reply validated: sender asked,
+no duplicate, exact key sets, lengths, signatures), and ends the phase with
+``ProtocolAbort`` naming the phase and the counts when fewer than
+``threshold`` clients answered. At the end it
+
+    total = sum_{u in S} y_u
+          - sum_{u in S} PRG(b_u)                                  (b_u from t shares)
+          - sum_{v dropped} sum_{u in S, u ~ v} sign(u, v) PRG(s_uv)   (s_v from t shares)
+
+and checks every reconstructed secret against what its owner published
+(the commitment to b_u, the mask public key of v), so a corrupted share
+raises instead of yielding a wrong sum.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable
+
+import numpy as np
+
+from securefl import ring
+from securefl.crypto import shamir
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, verify_signature
+from securefl.errors import InvalidMessage, ProtocolAbort
+from securefl.protocols.base import SERVER, Message, RingAggregate, ServerEngine, client_id, client_index, expect
+from securefl.protocols.secagg.client import SEALED_SHARES_BYTES, check_share_header
+from securefl.protocols.secagg.config import Parameters
+from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
+from securefl.protocols.secagg.masking import remove_dropped_masks, remove_self_mask
+from securefl.protocols.secagg.messages import (
+    ADVERTISE_KEYS,
+    CONSISTENCY_CHECK,
+    MASKED_INPUT,
+    SHARE_KEYS,
+    UNMASKING,
+    AdvertiseRequest,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyAdvertisement,
+    MaskedInput,
+    MaskedInputRequest,
+    ShareKeysRequest,
+    UnmaskRequest,
+    UnmaskShares,
+)
+from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator
+
+__all__ = ["SecAggServer"]
+
+_COMMITMENT_BYTES = 32
+
+_REPLIES: dict[str, type[Message]] = {
+    ADVERTISE_KEYS: KeyAdvertisement,
+    SHARE_KEYS: EncryptedShares,
+    MASKED_INPUT: MaskedInput,
+    CONSISTENCY_CHECK: ConsistencySignature,
+    UNMASKING: UnmaskShares,
+}
+
+
+class SecAggServer(ServerEngine):
+    """The server of one SecAgg round (see the module docstring)."""
+
+    def __init__(self, parameters: Parameters) -> None:
+        self.party = SERVER
+        self._parameters = parameters
+        self._next = 0
+        self._phase: str | None = None
+        self._aborted: str | None = None
+        self._asked: frozenset[int] = frozenset()
+        self._answered: set[int] = set()
+        # What the clients published.
+        self._share_publics: dict[int, bytes] = {}
+        self._mask_publics: dict[int, bytes] = {}
+        self._key_signatures: dict[int, bytes] = {}
+        self._listed: dict[int, frozenset[int]] = {}
+        self._ciphertexts: dict[int, dict[int, bytes]] = {}
+        self._commitments: dict[int, bytes] = {}
+        self._total: np.ndarray | None = None
+        self._survivors: tuple[int, ...] = ()
+        self._dropped: tuple[int, ...] = ()
+        self._survivor_set: frozenset[int] = frozenset()
+        self._dropped_set: frozenset[int] = frozenset()
+        self._consistency_signatures: dict[int, bytes] = {}
+        self._self_mask_shares: dict[int, dict[int, bytes]] = {}
+        self._mask_key_shares: dict[int, dict[int, bytes]] = {}
+        self._result: RingAggregate | None = None
+        self._requests: dict[str, Callable[[], list[Message]]] = {
+            ADVERTISE_KEYS: self._request_keys,
+            SHARE_KEYS: self._request_shares,
+            MASKED_INPUT: self._request_masked_inputs,
+            CONSISTENCY_CHECK: self._request_signatures,
+            UNMASKING: self._request_unmasking,
+        }
+        self._receivers: dict[str, Callable[[int, Message], None]] = {
+            ADVERTISE_KEYS: self._receive_keys,
+            SHARE_KEYS: self._receive_shares,
+            MASKED_INPUT: self._receive_masked_input,
+            CONSISTENCY_CHECK: self._receive_signature,
+            UNMASKING: self._receive_unmask_shares,
+        }
+
+    # -- the engine interface ---------------------------------------------------------
+
+    def begin_phase(self, phase: str) -> list[Message]:
+        if self._aborted is not None:
+            raise ProtocolAbort(f"the round was aborted ({self._aborted})")
+        phases = self._parameters.phases
+        expected = phases[self._next] if self._next < len(phases) else None
+        if self._phase is not None or phase != expected:
+            raise ProtocolAbort(f"phase {phase!r} cannot begin now; the next phase is {expected!r}")
+        self._next += 1
+        self._phase = phase
+        self._answered = set()
+        try:
+            messages = self._requests[phase]()
+        except ProtocolAbort as abort:
+            self._aborted = str(abort)
+            raise
+        self._asked = frozenset(client_index(message.recipient) for message in messages)
+        return messages
+
+    def handle(self, message: Message) -> list[Message]:
+        parameters = self._parameters
+        phase = self._phase
+        if phase is None:
+            raise InvalidMessage(f"{type(message).__name__} from {message.sender!r} arrived while no phase is open")
+        expect(message, _REPLIES[phase], session=parameters.session, round=parameters.round, phase=phase,
+               recipient=SERVER)
+        sender = client_index(message.sender)
+        if sender not in self._asked:
+            raise InvalidMessage(f"unexpected sender {message.sender!r}: it was not asked in phase {phase!r}")
+        if sender in self._answered:
+            raise InvalidMessage(f"duplicate {phase} reply from {message.sender}")
+        self._receivers[phase](sender, message)
+        self._answered.add(sender)
+        return []
+
+    def end_phase(self, phase: str) -> None:
+        if phase != self._phase:
+            raise ProtocolAbort(f"phase {phase!r} is not open")
+        self._phase = None
+        try:
+            self._close(phase)
+        except ProtocolAbort as abort:
+            self._aborted = str(abort)
+            raise
+
+    def _close(self, phase: str) -> None:
+        threshold = self._parameters.threshold
+        if len(self._answered) < threshold:
+            raise ProtocolAbort(
+                f"phase {phase!r}: {len(self._answered)} of {len(self._asked)} clients answered; "
+                f"the threshold is {threshold}"
+            )
+        if phase == MASKED_INPUT:
+            self._survivors = tuple(sorted(self._answered))
+            self._dropped = tuple(sorted(set(self._ciphertexts) - self._answered))
+            self._survivor_set, self._dropped_set = frozenset(self._survivors), frozenset(self._dropped)
+        elif phase == UNMASKING:
+            self._unmask()
+
+    def result(self) -> RingAggregate:
+        if self._result is None:
+            raise ProtocolAbort("the aggregation has not completed")
+        return self._result
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _header(self, phase: str, client: int) -> tuple:
+        return self._parameters.header(phase, SERVER, client_id(client))
+
+    def _viable(self, candidates, live) -> list[int]:
+        """Candidates whose neighbourhood has at least threshold live members (the rest would refuse)."""
+        graph, threshold = self._parameters.graph, self._parameters.threshold
+        live = frozenset(live)
+        return [u for u in sorted(candidates) if graph.count_in_group(u, live) >= threshold]
+
+    # -- AdvertiseKeys ----------------------------------------------------------------
+
+    def _request_keys(self) -> list[Message]:
+        return [AdvertiseRequest(*self._header(ADVERTISE_KEYS, u)) for u in range(self._parameters.clients)]
+
+    def _receive_keys(self, sender: int, message: KeyAdvertisement) -> None:
+        parameters = self._parameters
+        if len(message.share_public) != PUBLIC_KEY_BYTES or len(message.mask_public) != PUBLIC_KEY_BYTES:
+            raise InvalidMessage(f"client/{sender}'s public keys must be {PUBLIC_KEY_BYTES} bytes each")
+        if message.share_public == message.mask_public:
+            raise InvalidMessage(f"client/{sender} advertised the same key for shares and masks")
+        if parameters.malicious_server:
+            statement = advertise_statement(parameters.session, parameters.round, sender,
+                                            message.share_public, message.mask_public)
+            verify_signature(parameters.verification_keys[sender], message.signature, statement)
+        elif message.signature:
+            raise InvalidMessage(f"client/{sender} signed its keys, which only malicious-server mode uses")
+        self._share_publics[sender] = message.share_public
+        self._mask_publics[sender] = message.mask_public
+        self._key_signatures[sender] = message.signature
+
+    # -- ShareKeys --------------------------------------------------------------------
+
+    def _request_shares(self) -> list[Message]:
+        parameters = self._parameters
+        advertised = frozenset(self._share_publics)
+        entries = {v: self._share_publics[v] + self._mask_publics[v] + self._key_signatures[v] for v in advertised}
+        requests = []
+        for u in self._viable(advertised, advertised):
+            listed = [v for v in parameters.graph.neighbours(u) if v in advertised]
+            self._listed[u] = frozenset(listed)
+            requests.append(ShareKeysRequest(*self._header(SHARE_KEYS, u), keys={v: entries[v] for v in listed}))
+        return requests
+
+    def _receive_shares(self, sender: int, message: EncryptedShares) -> None:
+        if message.ciphertexts.keys() != self._listed[sender]:
+            raise InvalidMessage(f"client/{sender} must send one ciphertext to each neighbour whose keys it received")
+        for recipient, ciphertext in message.ciphertexts.items():
+            if len(ciphertext) != SEALED_SHARES_BYTES:
+                raise InvalidMessage(f"client/{sender}'s ciphertext to client/{recipient} is {len(ciphertext)} bytes; "
+                                     f"expected {SEALED_SHARES_BYTES}")
+        if len(message.self_mask_commitment) != _COMMITMENT_BYTES:
+            raise InvalidMessage(f"client/{sender}'s self-mask commitment must be {_COMMITMENT_BYTES} bytes")
+        self._ciphertexts[sender] = message.ciphertexts
+        self._commitments[sender] = message.self_mask_commitment
+
+    # -- MaskedInputCollection ----------------------------------------------------------
+
+    def _request_masked_inputs(self) -> list[Message]:
+        shared = frozenset(self._ciphertexts)
+        inbox: dict[int, dict[int, bytes]] = defaultdict(dict)
+        for sender in sorted(shared):
+            for recipient, ciphertext in self._ciphertexts[sender].items():
+                inbox[recipient][sender] = ciphertext
+        return [MaskedInputRequest(*self._header(MASKED_INPUT, u), ciphertexts=inbox.get(u, {}))
+                for u in self._viable(shared, shared)]
+
+    def _receive_masked_input(self, sender: int, message: MaskedInput) -> None:
+        parameters = self._parameters
+        if message.ring_bits != parameters.ring_bits or message.vector.size != parameters.length:
+            raise InvalidMessage(
+                f"client/{sender}'s masked input has {message.vector.size} coordinates of {message.ring_bits} bits; "
+                f"expected {parameters.length} of {parameters.ring_bits}"
+            )
+        if self._total is None:
+            self._total = np.array(message.vector, dtype=ring.ring_dtype(parameters.ring_bits), copy=True)
+        else:
+            # Wraps mod 2^(word size); reduced mod 2^k once at the end.
+            np.add(self._total, message.vector, out=self._total)
+
+    # -- ConsistencyCheck -------------------------------------------------------------
+
+    def _request_signatures(self) -> list[Message]:
+        survivors = self._survivors
+        return [ConsistencyRequest(*self._header(CONSISTENCY_CHECK, u), survivors=survivors)
+                for u in self._viable(survivors, survivors)]
+
+    def _receive_signature(self, sender: int, message: ConsistencySignature) -> None:
+        parameters = self._parameters
+        statement = consistency_statement(parameters.session, parameters.round, self._survivors)
+        verify_signature(parameters.verification_keys[sender], message.signature, statement)
+        self._consistency_signatures[sender] = message.signature
+
+    # -- Unmasking --------------------------------------------------------------------
+
+    def _needs_key(self) -> list[int]:
+        """Dropped clients whose pairwise masks some survivor added."""
+        graph, survivors = self._parameters.graph, self._survivor_set
+        return [v for v in self._dropped if any(u in survivors for u in graph.neighbours(v))]
+
+    def _request_unmasking(self) -> list[Message]:
+        parameters = self._parameters
+        graph, threshold = parameters.graph, parameters.threshold
+        survivors = self._survivors
+        if parameters.malicious_server:
+            signers = frozenset(self._consistency_signatures)
+            responders = [u for u in self._viable(signers, survivors) if graph.count_in_group(u, signers) >= threshold]
+        else:
+            responders = self._viable(survivors, survivors)
+        reachable = frozenset(responders)
+        for owner in [*survivors, *self._needs_key()]:
+            holders = graph.count_in_group(owner, reachable)
+            if holders < threshold:
+                raise ProtocolAbort(
+                    f"phase 'unmasking': only {holders} clients that can answer hold shares of client/{owner}'s "
+                    f"secrets; the threshold is {threshold}"
+                )
+        requests = []
+        for u in responders:
+            if parameters.malicious_server:
+                signatures = {w: self._consistency_signatures[w] for w in graph.closed(u)
+                              if w in self._consistency_signatures}
+                request = UnmaskRequest(*self._header(UNMASKING, u), survivors=survivors, dropped=self._dropped,
+                                        signatures=signatures)
+            elif graph.complete:
+                request = UnmaskRequest(*self._header(UNMASKING, u), survivors=survivors, dropped=self._dropped,
+                                        signatures={})
+            else:
+                group = graph.closed(u)
+                request = UnmaskRequest(*self._header(UNMASKING, u),
+                                        survivors=tuple(v for v in group if v in self._survivor_set),
+                                        dropped=tuple(v for v in group if v in self._dropped_set),
+                                        signatures={})
+            requests.append(request)
+        return requests
+
+    def _receive_unmask_shares(self, sender: int, message: UnmaskShares) -> None:
+        graph = self._parameters.graph
+        group = graph.closed(sender)
+        expected_self = {u for u in group if u in self._survivor_set}
+        expected_keys = {v for v in group if v in self._dropped_set}
+        if message.self_mask_shares.keys() != expected_self or message.mask_key_shares.keys() != expected_keys:
+            raise InvalidMessage(
+                f"client/{sender} must send a self-mask share of each surviving and a mask-key share of each "
+                f"dropped member of its neighbourhood, nothing else"
+            )
+        for owner, share in message.self_mask_shares.items():
+            check_share_header(share, x=graph.share_point(owner, sender), what=f"self-mask share of client/{owner}")
+        for owner, share in message.mask_key_shares.items():
+            check_share_header(share, x=graph.share_point(owner, sender), what=f"mask-key share of client/{owner}")
+        self._self_mask_shares[sender] = message.self_mask_shares
+        self._mask_key_shares[sender] = message.mask_key_shares
+
+    def _collect(self, owners: list[int], by_holder: dict[int, dict[int, bytes]], what: str) -> list[bytes]:
+        """Reconstruct each owner's secret from the first threshold shares (by holder index)."""
+        threshold = self._parameters.threshold
+        holders = sorted(by_holder)
+        share_lists = []
+        for owner in owners:
+            chosen = [by_holder[h][owner] for h in holders if owner in by_holder[h]][:threshold]
+            if len(chosen) < threshold:
+                raise ProtocolAbort(
+                    f"phase 'unmasking': {len(chosen)} shares of client/{owner}'s {what} arrived; "
+                    f"the threshold is {threshold}"
+                )
+            share_lists.append([shamir.Share.from_bytes(share) for share in chosen])
+        return shamir.reconstruct_many(share_lists, threshold=threshold) if share_lists else []
+
+    def _unmask(self) -> None:
+        parameters = self._parameters
+        graph, session, round = parameters.graph, parameters.session, parameters.round
+        survivors, needs_key = list(self._survivors), self._needs_key()
+        seeds = self._collect(survivors, self._self_mask_shares, "self-mask seed")
+        secrets = self._collect(needs_key, self._mask_key_shares, "mask key")
+        for owner, seed in zip(survivors, seeds):
+            if self_mask_commitment(session, round, owner, seed) != self._commitments[owner]:
+                raise ProtocolAbort(f"client/{owner}'s reconstructed self-mask seed does not match its commitment "
+                                    f"(a share was corrupted)")
+        keys = {}
+        for owner, secret in zip(needs_key, secrets):
+            key = AgreementKey(secret)
+            if key.public_bytes != self._mask_publics[owner]:
+                raise ProtocolAbort(f"client/{owner}'s reconstructed mask key does not match its public key "
+                                    f"(a share was corrupted)")
+            keys[owner] = key
+        accumulator = MaskAccumulator(self._total, parameters.ring_bits)
+        for owner, seed in zip(survivors, seeds):
+            remove_self_mask(accumulator, client=owner, seed=seed, session=session, round=round)
+        for owner, key in keys.items():
+            publics = {u: self._mask_publics[u] for u in graph.neighbours(owner) if u in self._survivor_set}
+            remove_dropped_masks(accumulator, dropped=owner, mask_key=key, survivor_publics=publics,
+                                 session=session, round=round)
+        self._result = RingAggregate(total=accumulator.finish(), included=tuple(survivors))
+        self._total = None
+        self._self_mask_shares.clear()
+        self._mask_key_shares.clear()

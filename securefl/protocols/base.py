@@ -26,7 +26,7 @@ import struct
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import msgpack
 import numpy as np
@@ -83,6 +83,7 @@ class RingVector(np.ndarray):
 
 
 _ANNOTATION_CACHE: dict[type, list[tuple[str, Any]]] = {}
+_PLAN_CACHE: dict[type, list[tuple[str, Any, Any]]] = {}
 _REGISTRY: dict[str, type["Message"]] = {}
 
 
@@ -95,28 +96,59 @@ def _fields_of(cls: type) -> list[tuple[str, Any]]:
     return cached
 
 
-def _to_wire(value: Any, annotation: Any, ring_bits: int | None, payloads: list) -> Any:
-    if annotation is RingVector:
-        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
-            raise InvalidMessage(f"expected a 1-D unsigned ring vector; found {type(value).__name__}")
-        bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
-        if value.base is None and value.flags.c_contiguous and value.dtype.isnative:
-            # Zero copy: the frame is a view of the array, which is frozen so
-            # that the sender cannot change a message after sending it.
-            value.flags.writeable = False
-            packed = ring.pack_buffer(value, bits)
-        else:
-            packed = ring.pack(value, bits)
-        payloads.append(packed)
-        return msgpack.ExtType(bits, _VECTOR_LENGTH.pack(len(packed) if isinstance(packed, bytes) else packed.nbytes))
+def _plan_of(cls: type) -> list[tuple[str, Any, Any]]:
+    """(name, encoder, checker) of every field of a message class, in declaration order."""
+    plan = _PLAN_CACHE.get(cls)
+    if plan is None:
+        plan = [(name, _encoder(annotation), _checker(annotation)) for name, annotation in _fields_of(cls)]
+        _PLAN_CACHE[cls] = plan
+    return plan
+
+
+def _vector_to_wire(value: Any, ring_bits: int | None, payloads: list) -> Any:
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
+        raise InvalidMessage(f"expected a 1-D unsigned ring vector; found {type(value).__name__}")
+    bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
+    if value.base is None and value.flags.c_contiguous and value.dtype.isnative:
+        # Zero copy: the frame is a view of the array, which is frozen so
+        # that the sender cannot change a message after sending it.
+        value.flags.writeable = False
+        packed = ring.pack_buffer(value, bits)
+    else:
+        packed = ring.pack(value, bits)
+    payloads.append(packed)
+    return msgpack.ExtType(bits, _VECTOR_LENGTH.pack(len(packed) if isinstance(packed, bytes) else packed.nbytes))
+
+
+_Encoder = Callable[[Any, "int | None", list], Any]
+_ENCODERS: dict[Any, _Encoder] = {}
+
+
+def _encoder(annotation: Any) -> _Encoder:
+    """A function turning a field value into its msgpack form (compiled once per annotation)."""
+    cached = _ENCODERS.get(annotation)
+    if cached is not None:
+        return cached
     origin = typing.get_origin(annotation)
-    if origin is tuple:
-        item = typing.get_args(annotation)[0]
-        return [_to_wire(v, item, ring_bits, payloads) for v in value]
-    if origin is dict:
-        key_type, value_type = typing.get_args(annotation)
-        return {k: _to_wire(value[k], value_type, ring_bits, payloads) for k in sorted(value)}
-    return value
+    if annotation is RingVector:
+        encode: _Encoder = _vector_to_wire
+    elif origin is tuple and typing.get_args(annotation)[0] is RingVector:
+        def encode(value, ring_bits, payloads):
+            return [_vector_to_wire(v, ring_bits, payloads) for v in value]
+    elif origin is dict and typing.get_args(annotation)[1] is RingVector:
+        def encode(value, ring_bits, payloads):
+            return {k: _vector_to_wire(value[k], ring_bits, payloads) for k in sorted(value)}
+    elif origin is tuple:
+        def encode(value, ring_bits, payloads):
+            return list(value)
+    elif origin is dict:
+        def encode(value, ring_bits, payloads):
+            return {k: value[k] for k in sorted(value)}
+    else:
+        def encode(value, ring_bits, payloads):
+            return value
+    _ENCODERS[annotation] = encode
+    return encode
 
 
 class _WireVector(typing.NamedTuple):
@@ -151,46 +183,74 @@ class _VectorReader:
         return placeholder
 
 
-def _check_type(value: Any, annotation: Any, path: str, bits_seen: set[int], body: _VectorReader) -> Any:
-    """Validate a decoded wire value against a field annotation; return the typed value."""
-    if annotation is RingVector:
-        if not isinstance(value, _WireVector):
-            raise InvalidMessage(f"{path}: expected a ring vector")
-        bits_seen.add(value.ring_bits)
-        return ring.unpack(body.payload(value), value.ring_bits)
+class _DecodeContext:
+    """Per-message state of a decode: the ring widths seen and the vector payloads."""
+
+    __slots__ = ("bits_seen", "reader")
+
+    def __init__(self, reader: _VectorReader) -> None:
+        self.bits_seen: set[int] = set()
+        self.reader = reader
+
+
+_Checker = Callable[[Any, str, _DecodeContext], Any]
+_CHECKERS: dict[Any, _Checker] = {}
+
+
+def _type_name(value: Any) -> str:
+    return "ring vector" if isinstance(value, _WireVector) else type(value).__name__
+
+
+def _checker(annotation: Any) -> _Checker:
+    """A validator for decoded values of one field annotation (compiled once per annotation).
+
+    It returns the typed value or raises ``InvalidMessage`` naming the field
+    and what was found there.
+    """
+    cached = _CHECKERS.get(annotation)
+    if cached is not None:
+        return cached
     origin = typing.get_origin(annotation)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise InvalidMessage(f"{path}: expected a sequence; found {type(value).__name__}")
-        item = typing.get_args(annotation)[0]
-        return tuple(_check_type(v, item, f"{path}[{i}]", bits_seen, body) for i, v in enumerate(value))
-    if origin is dict:
+    if annotation is RingVector:
+        def check(value, path, context):
+            if type(value) is not _WireVector:
+                raise InvalidMessage(f"{path}: expected a ring vector; found {_type_name(value)}")
+            context.bits_seen.add(value.ring_bits)
+            return ring.unpack(context.reader.payload(value), value.ring_bits)
+    elif origin is tuple:
+        item = _checker(typing.get_args(annotation)[0])
+
+        def check(value, path, context):
+            if type(value) is not list:
+                raise InvalidMessage(f"{path}: expected a sequence; found {_type_name(value)}")
+            return tuple([item(v, path, context) for v in value])
+    elif origin is dict:
         key_type, value_type = typing.get_args(annotation)
-        if not isinstance(value, dict):
-            raise InvalidMessage(f"{path}: expected a map; found {type(value).__name__}")
-        return {
-            _check_type(k, key_type, f"{path} key", bits_seen, body): _check_type(
-                v, value_type, f"{path}[{k!r}]", bits_seen, body
-            )
-            for k, v in value.items()
-        }
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidMessage(f"{path}: expected an integer; found {type(value).__name__}")
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise InvalidMessage(f"{path}: expected a boolean; found {type(value).__name__}")
-        return value
-    if isinstance(value, _WireVector):
-        raise InvalidMessage(f"{path}: unexpected ring vector")
-    if annotation in (bytes, str, float):
-        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, annotation):
-            raise InvalidMessage(f"{path}: expected {annotation.__name__}; found {type(value).__name__}")
-        return value
-    raise InvalidMessage(f"{path}: unsupported field type {annotation!r}")  # pragma: no cover
+        check_key, check_value = _checker(key_type), _checker(value_type)
+
+        def check(value, path, context):
+            if type(value) is not dict:
+                raise InvalidMessage(f"{path}: expected a map; found {_type_name(value)}")
+            return {check_key(k, path, context): check_value(v, path, context) for k, v in value.items()}
+    elif annotation is float:
+        def check(value, path, context):
+            kind = type(value)
+            if kind is float:
+                return value
+            if kind is int:
+                return float(value)
+            raise InvalidMessage(f"{path}: expected float; found {_type_name(value)}")
+    elif annotation in (int, bool, bytes, str):
+        expected = annotation
+
+        def check(value, path, context):
+            if type(value) is not expected:  # exact: a bool is not an int here
+                raise InvalidMessage(f"{path}: expected {expected.__name__}; found {_type_name(value)}")
+            return value
+    else:  # pragma: no cover - message classes use only the types above
+        raise ConfigurationError(f"unsupported message field type {annotation!r}")
+    _CHECKERS[annotation] = check
+    return check
 
 
 @dataclass(frozen=True)
@@ -235,10 +295,7 @@ class Message:
         """
         ring_bits = getattr(self, "ring_bits", None)
         payloads: list = []
-        values = [
-            _to_wire(getattr(self, name), annotation, ring_bits, payloads)
-            for name, annotation in _fields_of(type(self))
-        ]
+        values = [encode(getattr(self, name), ring_bits, payloads) for name, encode, _ in _plan_of(type(self))]
         return [msgpack.packb([self.KIND, values], use_bin_type=True), *payloads]
 
     @classmethod
@@ -306,17 +363,16 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise InvalidMessage(f"unknown message kind {kind!r}")
-    fields = _fields_of(cls)
-    if len(values) != len(fields):
-        raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(fields)}")
-    bits_seen: set[int] = set()
-    typed = {
-        name: _check_type(value, annotation, f"{kind}.{name}", bits_seen, reader)
-        for (name, annotation), value in zip(fields, values)
-    }
+    plan = _plan_of(cls)
+    if len(values) != len(plan):
+        raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(plan)}")
+    context = _DecodeContext(reader)
+    typed = {name: check(value, f"{kind}.{name}", context) for (name, _, check), value in zip(plan, values)}
     declared = typed.get("ring_bits")
-    if declared is not None and bits_seen - {declared}:
-        raise InvalidMessage(f"{kind} declares ring_bits={declared} but carries vectors of {sorted(bits_seen)} bits")
+    if declared is not None and context.bits_seen - {declared}:
+        raise InvalidMessage(
+            f"{kind} declares ring_bits={declared} but carries vectors of {sorted(context.bits_seen)} bits"
+        )
     if len(typed["session"]) != SESSION_BYTES:
         raise InvalidMessage(f"session id must be {SESSION_BYTES} bytes; found {len(typed['session'])}")
     return cls(**typed)

@@ -88,8 +88,9 @@ def _add_run(subparsers: Any) -> None:
     run.add_argument("--hidden", type=_positive_int, default=None, help="hidden units of the MLP (default 64)")
     run.add_argument("--seed", type=int, default=0)
     privacy = run.add_argument_group("differential privacy (DP-FedAvg, user level)")
-    privacy.add_argument("--dp", choices=("none", "central"), default="none",
-                         help="central: Poisson sampling, L2 clipping, Gaussian noise on the sum")
+    privacy.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
+                         help="central: Poisson sampling, L2 clipping, Gaussian noise on the sum; distributed: "
+                              "each client adds a share of discrete noise inside the secure sum")
     privacy.add_argument("--epsilon", type=_positive_float, default=None,
                          help="target epsilon after all rounds (calibrates the noise multiplier)")
     privacy.add_argument("--delta", type=_open_unit, default=1e-5, help="target delta (default 1e-5)")
@@ -99,6 +100,13 @@ def _add_run(subparsers: Any) -> None:
     privacy.add_argument("--sample-rate", type=_unit_interval, default=1.0,
                          help="Poisson sampling rate q of clients per round")
     privacy.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
+    privacy.add_argument("--bits", type=_positive_int, default=None,
+                         help="distributed: ring bits per coordinate (default 16)")
+    privacy.add_argument("--mechanism", choices=("skellam", "ddgauss"), default=None,
+                         help="distributed: Skellam (default) or distributed discrete Gaussian noise")
+    privacy.add_argument("--threshold", type=_unit_interval, default=None,
+                         help="distributed with secagg/secagg+: share threshold as a fraction of the cohort; "
+                              "noise is calibrated to it (higher: less noise, fewer dropouts tolerated)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
@@ -131,7 +139,8 @@ def _run(args: argparse.Namespace) -> int:
 
     history = trainer.run(progress=progress)
     bar.close()
-    summary = summarize(protocol, config, history, dp=getattr(trainer, "dp", None))
+    summary = summarize(trainer.protocol, config, history, dp=getattr(trainer, "dp", None))
+    summary.update(trainer.summary() if hasattr(trainer, "summary") else {})
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -202,11 +211,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def make_trainer(protocol: Any, config: Any, args: argparse.Namespace) -> Any:
-    """FedAvg, or DP-FedAvg when ``--dp central`` (calibrating z to ``--epsilon``)."""
+    """FedAvg, or DP-FedAvg when ``--dp central|distributed`` (calibrating z to ``--epsilon``)."""
     from securefl.errors import ConfigurationError
     from securefl.fl.dp import CentralDP, DPFedAvg
     from securefl.fl.fedavg import FedAvg
 
+    distributed_flags = (("--bits", getattr(args, "bits", None)), ("--mechanism", getattr(args, "mechanism", None)),
+                         ("--threshold", getattr(args, "threshold", None)))
+    if args.dp != "distributed":
+        for flag, value in distributed_flags:
+            if value is not None:
+                raise ConfigurationError(f"{flag} needs --dp distributed")
+    if args.dp == "distributed":
+        return _distributed_trainer(protocol, config, args)
     if args.dp == "none":
         for flag, value in (("--epsilon", args.epsilon), ("--noise-multiplier", args.noise_multiplier)):
             if value is not None:
@@ -220,6 +237,27 @@ def make_trainer(protocol: Any, config: Any, args: argparse.Namespace) -> Any:
     else:
         dp = CentralDP(noise_multiplier=args.noise_multiplier, delta=args.delta, **common)
     return DPFedAvg(protocol, config, dp=dp)
+
+
+def _distributed_trainer(protocol: Any, config: Any, args: argparse.Namespace) -> Any:
+    """DistributedDPFedAvg: ``--bits``, ``--mechanism``, ``--threshold`` (secagg), RDP accountant."""
+    import dataclasses
+
+    from securefl.errors import ConfigurationError
+    from securefl.fl.distributed_dp import DistributedDP, DistributedDPFedAvg
+
+    if (args.epsilon is None) == (args.noise_multiplier is None):
+        raise ConfigurationError("--dp distributed needs exactly one of --epsilon and --noise-multiplier")
+    if args.accountant != "rdp":
+        raise ConfigurationError("--dp distributed is accounted with --accountant rdp only")
+    if args.threshold is not None:
+        if "threshold" not in {f.name for f in dataclasses.fields(protocol)}:
+            raise ConfigurationError(f"--threshold needs a protocol with a share threshold (secagg); found {protocol.name}")
+        protocol = dataclasses.replace(protocol, threshold=args.threshold, ring_bits=None)
+    dp = DistributedDP(bits=args.bits or 16, mechanism=args.mechanism or "skellam", target_epsilon=args.epsilon,
+                       noise_multiplier=args.noise_multiplier, clip=args.clip, sample_rate=args.sample_rate,
+                       delta=args.delta, noise_seed=args.seed)
+    return DistributedDPFedAvg(protocol, config, dp=dp)
 
 
 def summarize(protocol: Any, config: Any, history: Any, *, dp: Any = None) -> dict[str, Any]:
@@ -247,7 +285,7 @@ def summarize(protocol: Any, config: Any, history: Any, *, dp: Any = None) -> di
         "rounds_aborted": sum(1 for r in history.records if r.aborted),
         "dropouts": sum(r.dropped for r in history.records),
         "server_saw_individual_updates": any(r.server_saw_individual_updates for r in completed),
-        "dp": "central" if dp is not None else "none",
+        "dp": getattr(dp, "kind", "central") if dp is not None else "none",
         "epsilon": history.records[-1].epsilon if dp is not None else None,
         "delta": dp.delta if dp is not None else None,
         "noise_multiplier": dp.noise_multiplier if dp is not None else None,
@@ -271,7 +309,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("dropouts / aborted rounds", f"{summary['dropouts']} / {summary['rounds_aborted']}"),
         ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
     ]
-    if summary["dp"] != "none":
+    if summary["dp"] == "distributed":
+        rows.append(("differential privacy", (
+            f"distributed {summary['mechanism']}, epsilon={summary['epsilon']:.3f} at delta={summary['delta']:g} "
+            f"(z={summary['noise_multiplier']:.4g}, C={summary['clip']:g}, q={summary['sample_rate']:g}, rdp); "
+            f"against the server {summary['server_epsilon']:.3f}"
+        )))
+        rows.append(("ring bits / scale", f"{summary['bits']} / {summary['scale']:.6g} "
+                     f"(noise calibrated to a threshold of {summary['design_threshold']} "
+                     f"in a cohort of up to {summary['design_cohort']})"))
+        rows.append(("wrap-around probability", f"<= {summary['wrap_probability_max']:.3g} per round "
+                     f"(design {summary['wrap_probability_design']:.3g})"))
+    elif summary["dp"] != "none":
         rows.append(("differential privacy", (
             f"central, epsilon={summary['epsilon']:.3f} at delta={summary['delta']:g} "
             f"(z={summary['noise_multiplier']:.4g}, C={summary['clip']:g}, q={summary['sample_rate']:g}, "

@@ -1,11 +1,17 @@
-"""Central differential privacy for FedAvg: mechanisms, calibration, accounting.
+"""Differential privacy for FedAvg: mechanisms, calibration, accounting; central and distributed.
 
 * :mod:`securefl.privacy.mechanisms` -- L2 clipping, Gaussian noise, exact
   discrete Gaussian (Canonne, Kamath & Steinke 2020), Skellam.
 * :mod:`securefl.privacy.calibration` -- noise for a target (epsilon, delta).
 * :mod:`securefl.privacy.accountant` -- RDP and PLD accountants.
+* :mod:`securefl.privacy.distributed_accounting` -- RDP events of distributed
+  Skellam (Agarwal, Kairouz & Liu 2021) and the distributed discrete Gaussian
+  (Kairouz, Liu & Steinke 2021) under Poisson sampling.
+* :mod:`securefl.privacy.distributed` -- the distributed-DP client pipeline
+  (rotation, conditional rounding, noise share, modular clipping), its
+  decoding and its wrap-around probability.
 
-What central DP protects, and what it does not, when combined with secure
+What central and distributed DP protect, and what they do not, when combined with secure
 aggregation: see ``docs/privacy.md``; the accountant math: ``protocols/dp.md``.
 """
 
@@ -28,6 +34,8 @@ from securefl.privacy.calibration import (
     calibrate_noise_multiplier,
     classical_gaussian_sigma,
 )
+from securefl.privacy.distributed import DistributedPipeline, WrapAroundWarning
+from securefl.privacy.distributed_accounting import DistributedDiscreteGaussianEvent, SkellamEvent
 from securefl.privacy.mechanisms import (
     ClipResult,
     clip_l2,
@@ -39,12 +47,16 @@ from securefl.privacy.mechanisms import (
 __all__ = [
     "DEFAULT_RDP_ORDERS",
     "ClipResult",
+    "DistributedDiscreteGaussianEvent",
+    "DistributedPipeline",
     "GaussianEvent",
     "PLDAccountant",
     "PoissonSampledGaussianEvent",
     "PrivacyAccountingWarning",
     "PrivacyEvent",
     "RDPAccountant",
+    "SkellamEvent",
+    "WrapAroundWarning",
     "analytic_gaussian_sigma",
     "calibrate_noise_multiplier",
     "classical_gaussian_sigma",

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import Callable, Literal
 
 from securefl.errors import ConfigurationError
 from securefl.privacy.accountant import (
     PLDAccountant,
     PrivacyAccountingWarning,
+    PrivacyEvent,
     RDPAccountant,
     _check_delta,
     _check_sample_rate,
@@ -29,6 +30,7 @@ from securefl.privacy.accountant import (
 
 __all__ = [
     "AccountantName",
+    "EventFactory",
     "analytic_gaussian_sigma",
     "calibrate_noise_multiplier",
     "classical_gaussian_sigma",
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 AccountantName = Literal["rdp", "pld"]
+
+#: ``(noise_multiplier, sample_rate) -> event`` of one round (default: Poisson-subsampled Gaussian).
+EventFactory = Callable[[float, float], PrivacyEvent]
 
 _MIN_NOISE_MULTIPLIER = 1e-2
 _MAX_NOISE_MULTIPLIER = 1e6
@@ -114,15 +119,27 @@ def epsilon_for(
     delta: float,
     accountant: AccountantName = "rdp",
     value_discretization_interval: float = 1e-4,
+    event_for: EventFactory | None = None,
 ) -> float:
-    """Epsilon of ``steps`` Poisson-subsampled Gaussian rounds, with the named accountant."""
+    """Epsilon of ``steps`` Poisson-subsampled rounds, with the named accountant.
+
+    Each round is ``event_for(noise_multiplier, sample_rate)``; by default the
+    Poisson-subsampled Gaussian (for distributed Skellam or discrete Gaussian
+    rounds pass :func:`securefl.privacy.distributed.event_factory`).
+    """
     if accountant == "rdp":
         rdp = RDPAccountant()
-        rdp.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        if event_for is None:
+            rdp.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        else:
+            rdp.compose(event_for(noise_multiplier, sample_rate), count=steps)
         return rdp.get_epsilon(delta)
     if accountant == "pld":
         pld = PLDAccountant(value_discretization_interval=value_discretization_interval)
-        pld.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        if event_for is None:
+            pld.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        else:
+            pld.compose(event_for(noise_multiplier, sample_rate), count=steps)
         return pld.get_epsilon(delta)
     raise ConfigurationError(f"accountant must be 'rdp' or 'pld'; found {accountant!r}")
 
@@ -136,10 +153,12 @@ def calibrate_noise_multiplier(
     accountant: AccountantName = "rdp",
     tolerance: float = 1e-4,
     value_discretization_interval: float = 1e-4,
+    event_for: EventFactory | None = None,
 ) -> float:
     """The (near-)smallest noise multiplier whose accounted epsilon is <= ``target_epsilon``.
 
     Bisection in ``z`` for ``steps`` rounds of the Poisson-subsampled Gaussian
+    (or of ``event_for(z, sample_rate)``, see :func:`epsilon_for`)
     at rate ``sample_rate`` against ``accountant`` (``"rdp"`` or ``"pld"``).
     The invariant is ``epsilon(high) <= target`` for the bracket's upper end,
     and ``high`` is what is returned, so the answer **never overshoots** the
@@ -167,6 +186,7 @@ def calibrate_noise_multiplier(
                 delta=delta,
                 accountant=accountant,
                 value_discretization_interval=value_discretization_interval,
+                event_for=event_for,
             )
         return epsilon <= target_epsilon
 

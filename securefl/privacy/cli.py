@@ -24,7 +24,7 @@ from securefl.privacy.accountant import (
     _check_sample_rate,
     _check_steps,
 )
-from securefl.privacy.calibration import calibrate_noise_multiplier, epsilon_for
+from securefl.privacy.calibration import EventFactory, calibrate_noise_multiplier, epsilon_for
 
 __all__ = ["register", "run_calibrate", "run_epsilon"]
 
@@ -47,23 +47,60 @@ def _json_float(value: float) -> float | str:
     return value if math.isfinite(value) else "inf"
 
 
+def _mechanism(args: argparse.Namespace) -> tuple[EventFactory | None, dict[str, Any]]:
+    """The event factory of ``--mechanism`` (None: the Gaussian) and the figures to report with it.
+
+    Skellam and the distributed discrete Gaussian need the pipeline's
+    ``--dimension`` and ``--scale`` (their sensitivities after conditional
+    rounding, in ring units) and, for ``ddgauss``, ``--shares``.
+    """
+    from securefl.privacy.distributed import event_factory, sensitivities
+
+    mechanism = getattr(args, "mechanism", "gaussian")
+    discrete = {"--dimension": args.dimension, "--scale": args.scale, "--shares": args.shares}
+    if mechanism == "gaussian":
+        given = [flag for flag, value in discrete.items() if value is not None]
+        if given:
+            raise ConfigurationError(f"{given[0]} needs --mechanism skellam or ddgauss")
+        return None, {"mechanism": "gaussian"}
+    if args.dimension is None or args.scale is None:
+        raise ConfigurationError(f"--mechanism {mechanism} needs --dimension and --scale")
+    if args.shares is not None and mechanism != "ddgauss":
+        raise ConfigurationError("--shares needs --mechanism ddgauss")
+    shares = 1 if args.shares is None else args.shares
+    _, l2, l1 = sensitivities(dimension=args.dimension, scale=args.scale, clip=args.clip)
+    factory = event_factory(mechanism=mechanism, dimension=args.dimension, scale=args.scale, clip=args.clip,
+                            shares=shares)
+    figures: dict[str, Any] = {"mechanism": mechanism, "l2_sensitivity": l2, "l1_sensitivity": l1}
+    if mechanism == "ddgauss":
+        figures["shares"] = shares
+    return factory, figures
+
+
 def run_epsilon(args: argparse.Namespace) -> int:
-    """Print epsilon (and, for RDP, the optimal order) of T subsampled Gaussian rounds."""
+    """Print epsilon (and, for RDP, the optimal order) of T subsampled rounds of ``--mechanism``."""
     try:
         z = _check_noise_multiplier(args.noise_multiplier)
         q = _check_sample_rate(args.sample_rate)
         steps = _check_steps(args.steps)
         delta = _check_delta(args.delta)
+        event_for, figures = _mechanism(args)
         order: float | None = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PrivacyAccountingWarning)
             if args.accountant == "rdp":
                 rdp = RDPAccountant()
-                rdp.step(noise_multiplier=z, sample_rate=q, steps=steps)
+                if event_for is None:
+                    rdp.step(noise_multiplier=z, sample_rate=q, steps=steps)
+                else:
+                    rdp.compose(event_for(z, q), count=steps)
                 epsilon, order = rdp.get_epsilon_and_order(delta)
             else:
                 pld = PLDAccountant(value_discretization_interval=args.discretization)
-                pld.step(noise_multiplier=z, sample_rate=q, steps=steps)
+                if event_for is None:
+                    pld.step(noise_multiplier=z, sample_rate=q, steps=steps)
+                else:
+                    pld.compose(event_for(z, q), count=steps)
                 epsilon = pld.get_epsilon(delta)
         notes = [str(w.message) for w in caught if issubclass(w.category, PrivacyAccountingWarning)]
     except ConfigurationError as exc:
@@ -75,8 +112,12 @@ def run_epsilon(args: argparse.Namespace) -> int:
         "steps": steps,
         "delta": delta,
         "epsilon": _json_float(epsilon),
+        **figures,
     }
     lines = [f"epsilon = {epsilon:.6g} at delta = {delta:g} ({args.accountant.upper()} accountant)"]
+    if "l2_sensitivity" in figures:
+        lines.append(f"{figures['mechanism']}: L2 / L1 sensitivity after rounding = "
+                     f"{figures['l2_sensitivity']:.6g} / {figures['l1_sensitivity']:.6g} ring units")
     if order is not None:
         result["optimal_order"] = order
         lines.append(f"optimal RDP order = {order:g}")
@@ -95,6 +136,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         q = _check_sample_rate(args.sample_rate)
         steps = _check_steps(args.steps)
         delta = _check_delta(args.delta)
+        event_for, figures = _mechanism(args)
         z = calibrate_noise_multiplier(
             target_epsilon=args.epsilon,
             delta=delta,
@@ -102,6 +144,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             steps=steps,
             accountant=args.accountant,
             value_discretization_interval=args.discretization,
+            event_for=event_for,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PrivacyAccountingWarning)
@@ -112,6 +155,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 delta=delta,
                 accountant=args.accountant,
                 value_discretization_interval=args.discretization,
+                event_for=event_for,
             )
     except ConfigurationError as exc:
         return _error(str(exc))
@@ -123,6 +167,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         "delta": delta,
         "noise_multiplier": z,
         "epsilon": achieved,
+        **figures,
     }
     lines = [
         f"noise multiplier = {z:.6g}",
@@ -144,6 +189,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="D",
         help="PLD value discretisation interval (default: 1e-4)",
     )
+    parser.add_argument("--mechanism", choices=("gaussian", "skellam", "ddgauss"), default="gaussian",
+                        help="gaussian (central, default), skellam or ddgauss (distributed, RDP accountant)")
+    parser.add_argument("--dimension", type=int, default=None, metavar="D",
+                        help="skellam/ddgauss: update length (padded to a power of two)")
+    parser.add_argument("--scale", type=float, default=None, metavar="S",
+                        help="skellam/ddgauss: ring units per float unit of the pipeline")
+    parser.add_argument("--clip", type=float, default=1.0, metavar="C",
+                        help="skellam/ddgauss: L2 clip of an update (default 1)")
+    parser.add_argument("--shares", type=int, default=None, metavar="T",
+                        help="ddgauss: number of noise shares the release carries (the threshold; default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -151,8 +206,9 @@ def register(subparsers: Any) -> None:
     """Add the ``epsilon`` and ``calibrate`` subcommands to an ``add_subparsers()`` object."""
     epsilon = subparsers.add_parser(
         "epsilon",
-        help="epsilon of T Poisson-subsampled Gaussian rounds",
-        description="Epsilon spent by T rounds of DP-FedAvg (Poisson-subsampled Gaussian).",
+        help="epsilon of T Poisson-subsampled rounds (Gaussian, Skellam or distributed discrete Gaussian)",
+        description="Epsilon spent by T rounds of DP-FedAvg: central Gaussian, or distributed Skellam / "
+                    "discrete Gaussian with the sensitivities of the distributed-DP pipeline.",
     )
     epsilon.add_argument("--noise-multiplier", type=float, required=True, metavar="Z", help="noise std / clip norm")
     _add_common(epsilon)

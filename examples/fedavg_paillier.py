@@ -20,7 +20,7 @@ def report(record: RoundRecord) -> None:
 
 def main() -> None:
     protocol = Paillier(min_clients=2)
-    history = FedAvg(protocol, FedAvgConfig(clients=10, rounds=5, seed=0)).run(progress=report)
+    history = FedAvg(protocol, FedAvgConfig(clients=10, rounds=4, seed=0)).run(progress=report)
     saw = any(record.server_saw_individual_updates for record in history.records)
     print(protocol.describe())
     print(f"final test accuracy {history.final_accuracy:.3f}; server saw individual updates: {saw}")

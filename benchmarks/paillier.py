@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/paillier.py [--dimension 100000] [--phe-values 200]
 
-Configuration (the issue's): 2048-bit key, 16-bit values (value_bits=16,
+Configuration: 2048-bit key, 16-bit values (value_bits=16,
 max_weight=1), max_clients=1024, so slots of 26 bits, 78 per plaintext.
 Figures, all per parameter unless named otherwise:
 

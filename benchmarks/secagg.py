@@ -1,6 +1,6 @@
 """SecAgg / SecAgg+ benchmark: one full round in the in-process simulator; prints JSON.
 
-    python benchmarks/secagg.py              # the issue's figures (about a minute)
+    python benchmarks/secagg.py              # the published figures (about a minute)
     python benchmarks/secagg.py --quick      # small sizes, a smoke test
 
 Measured side by side in one run, each case repeated ``--repeat`` times; the

@@ -1,6 +1,6 @@
 """Both accountants against dp-accounting 0.6.0 (tightness) and exact/PRV figures (soundness).
 
-Grid (the issue's): q in {0.001, 0.01, 0.1, 1}, z in {0.5, 1, 2, 5},
+Grid: q in {0.001, 0.01, 0.1, 1}, z in {0.5, 1, 2, 5},
 T in {1, 100, 10000}, delta in {1e-5, 1e-7} -- all 96 cells, for RDP *and*
 PLD. PLD runs at a value discretisation interval of 1e-3 on both sides, which
 keeps the whole grid (including dp-accounting's own PLD) to a few seconds;

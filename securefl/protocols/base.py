@@ -48,6 +48,7 @@ __all__ = [
     "ClientEngine",
     "ServerEngine",
     "Parties",
+    "RunParameters",
     "RingAggregate",
     "Protocol",
 ]
@@ -444,6 +445,25 @@ class ServerEngine(Engine):
     @abstractmethod
     def result(self) -> RingAggregate:
         """The aggregate, once the last phase has ended."""
+
+
+@dataclass(frozen=True)
+class RunParameters:
+    """The public parameters every engine of one aggregation shares (never a secret)."""
+
+    protocol: "Protocol"
+    clients: int
+    length: int
+    session: bytes
+    round: int
+
+    @property
+    def ring_bits(self) -> int:
+        return self.protocol.encoding.ring_bits
+
+    def header(self, phase: str, sender: str, recipient: str) -> tuple:
+        """The positional header fields of a message of this run."""
+        return (self.session, self.round, phase, sender, recipient)
 
 
 @dataclass

@@ -41,6 +41,7 @@ from securefl.protocols.base import (
     Protocol,
     RingAggregate,
     RingVector,
+    RunParameters,
     ServerEngine,
     check_vector,
     client_id,
@@ -129,22 +130,7 @@ class AggregateShare(Message):
     vector: RingVector
 
 
-@dataclass
-class _Run:
-    """What every engine of one run shares: the public parameters."""
-
-    protocol: "SecretSharing"
-    clients: int
-    length: int
-    session: bytes
-    round: int
-
-    @property
-    def ring_bits(self) -> int:
-        return self.protocol.encoding.ring_bits
-
-    def header(self, phase: str, sender: str, recipient: str) -> tuple:
-        return (self.session, self.round, phase, sender, recipient)
+_Run = RunParameters
 
 
 class _Client(ClientEngine):

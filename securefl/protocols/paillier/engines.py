@@ -25,6 +25,7 @@ from securefl.protocols.base import (
     Message,
     RingAggregate,
     RingVector,
+    RunParameters,
     ServerEngine,
     check_vector,
     client_id,
@@ -96,30 +97,24 @@ class DecryptedSum(Message):
     vector: RingVector
 
 
-@dataclass
-class _Run:
+@dataclass(frozen=True)
+class _Run(RunParameters):
     """What every engine of one run shares: public parameters only (never the private key)."""
 
     protocol: "Paillier"
-    clients: int
-    length: int
-    session: bytes
-    round: int
     public_key: phe.PaillierPublicKey
 
     def __post_init__(self) -> None:
-        self.key_id = key_id(self.public_key)
-        self.layout: SlotLayout = self.protocol.layout
-        # D coordinates + one contribution counter (each client packs a 1 there).
-        self.ciphertexts = self.layout.plaintexts(self.length + 1)
-        self.width = ciphertext_bytes(self.public_key)
-
-    @property
-    def ring_bits(self) -> int:
-        return self.protocol.encoding.ring_bits
-
-    def header(self, phase: str, sender: str, recipient: str) -> tuple:
-        return (self.session, self.round, phase, sender, recipient)
+        layout: SlotLayout = self.protocol.layout
+        derived = {
+            "key_id": key_id(self.public_key),
+            "layout": layout,
+            # D coordinates + one contribution counter (each client packs a 1 there).
+            "ciphertexts": layout.plaintexts(self.length + 1),
+            "width": ciphertext_bytes(self.public_key),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 class _Client(ClientEngine):

@@ -11,7 +11,7 @@ import numpy as np
 from securefl.crypto.keys import SigningKey
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import SESSION_BYTES, Parties, Protocol
+from securefl.protocols.base import SESSION_BYTES, Parties, Protocol, RunParameters
 from securefl.protocols.secagg.graph import Graph, effective_degree, round_graph
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
@@ -196,7 +196,7 @@ class SecAgg(Protocol):
 
 
 @dataclass(frozen=True)
-class Parameters:
+class Parameters(RunParameters):
     """The public parameters every engine of one aggregation shares.
 
     ``verification_keys[i]`` is client i's Ed25519 public key, registered at
@@ -204,17 +204,9 @@ class Parameters:
     """
 
     protocol: SecAgg
-    clients: int
-    length: int
-    session: bytes
-    round: int
     graph: Graph
     threshold: int
     verification_keys: tuple[bytes, ...]
-
-    @property
-    def ring_bits(self) -> int:
-        return self.protocol.encoding.ring_bits
 
     @property
     def malicious_server(self) -> bool:
@@ -223,6 +215,3 @@ class Parameters:
     @property
     def phases(self) -> tuple[str, ...]:
         return self.protocol.phases
-
-    def header(self, phase: str, sender: str, recipient: str) -> tuple:
-        return (self.session, self.round, phase, sender, recipient)

@@ -20,6 +20,7 @@ big-endian). Distinct field lists always encode to distinct strings.
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -107,50 +108,70 @@ def hkdf(secret: bytes, *, info: bytes, length: int = 32) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=bytes(info)).derive(bytes(secret))
 
 
-class KeyPair:
-    """An X25519 key pair: a 32-byte private scalar and its 32-byte public point.
+class _PrivateKey:
+    """A raw 32-byte private key of one algorithm, immutable; ``repr`` shows only the public key.
 
-    Build with :meth:`generate` (OS CSPRNG) or :meth:`from_private_bytes`.
-    Immutable; ``repr`` shows only the public key.
+    Subclasses name the ``cryptography`` key class they wrap and the algorithm.
     """
 
     __slots__ = ("_private", "_public_bytes")
+    _KEY_CLASS: type
+    _ALGORITHM: str
 
-    def __init__(self, private_key: X25519PrivateKey) -> None:
-        if not isinstance(private_key, X25519PrivateKey):
+    def __init__(self, private_key: Any) -> None:
+        if not isinstance(private_key, self._KEY_CLASS):
+            name = type(self).__name__
             raise ConfigurationError(
-                f"KeyPair wraps an X25519PrivateKey; found {type(private_key).__name__} "
-                "(use KeyPair.generate() or KeyPair.from_private_bytes())"
+                f"{name} wraps an {self._KEY_CLASS.__name__}; found {type(private_key).__name__} "
+                f"(use {name}.generate() or {name}.from_private_bytes())"
             )
         object.__setattr__(self, "_private", private_key)
         object.__setattr__(self, "_public_bytes", private_key.public_key().public_bytes_raw())
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("KeyPair is immutable")
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     @classmethod
-    def generate(cls) -> KeyPair:
-        """A fresh key pair from the OS CSPRNG."""
+    def generate(cls: type[_KeyT]) -> _KeyT:
+        """A fresh key from the OS CSPRNG."""
         return cls.from_private_bytes(os.urandom(PRIVATE_KEY_BYTES))
 
     @classmethod
-    def from_private_bytes(cls, data: bytes) -> KeyPair:
-        """Load a raw 32-byte X25519 private key (clamped per RFC 7748 on use)."""
+    def from_private_bytes(cls: type[_KeyT], data: bytes) -> _KeyT:
+        """Load a raw 32-byte private key."""
         if not isinstance(data, (bytes, bytearray)) or len(data) != PRIVATE_KEY_BYTES:
             raise ConfigurationError(
-                f"X25519 private key must be {PRIVATE_KEY_BYTES} bytes; found {_describe_length(data)}"
+                f"{cls._ALGORITHM} private key must be {PRIVATE_KEY_BYTES} bytes; found {_describe_length(data)}"
             )
-        return cls(X25519PrivateKey.from_private_bytes(bytes(data)))
+        return cls(cls._KEY_CLASS.from_private_bytes(bytes(data)))
 
     @property
     def public_bytes(self) -> bytes:
-        """The raw 32-byte public key (u-coordinate, RFC 7748)."""
+        """The raw 32-byte public key."""
         return self._public_bytes
 
     @property
     def private_bytes(self) -> bytes:
         """The raw 32-byte private key. Handle as a secret."""
         return self._private.private_bytes_raw()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(public={self._public_bytes.hex()})"
+
+
+_KeyT = TypeVar("_KeyT", bound=_PrivateKey)
+
+
+class KeyPair(_PrivateKey):
+    """An X25519 key pair: a 32-byte private scalar and its 32-byte public point (RFC 7748).
+
+    Build with :meth:`generate` (OS CSPRNG) or :meth:`from_private_bytes`
+    (clamped per RFC 7748 on use). Immutable; ``repr`` shows only the public key.
+    """
+
+    __slots__ = ()
+    _KEY_CLASS = X25519PrivateKey
+    _ALGORITHM = "X25519"
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The raw X25519 shared secret with ``peer_public``; prefer :func:`agree`, which adds HKDF.
@@ -173,9 +194,6 @@ class KeyPair:
 
     def __hash__(self) -> int:
         return hash(self._public_bytes)
-
-    def __repr__(self) -> str:
-        return f"KeyPair(public={self._public_bytes.hex()})"
 
 
 def _check_party(party: object, index: int) -> str:
@@ -220,55 +238,18 @@ def agree(
     return hkdf(shared, info=info, length=length)
 
 
-class SigningKey:
-    """An Ed25519 signing key (RFC 8032). ``repr`` shows only the public key."""
+class SigningKey(_PrivateKey):
+    """An Ed25519 signing key (RFC 8032); the private bytes are its 32-byte seed."""
 
-    __slots__ = ("_private", "_public_bytes")
-
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        if not isinstance(private_key, Ed25519PrivateKey):
-            raise ConfigurationError(
-                f"SigningKey wraps an Ed25519PrivateKey; found {type(private_key).__name__} "
-                "(use SigningKey.generate() or SigningKey.from_private_bytes())"
-            )
-        object.__setattr__(self, "_private", private_key)
-        object.__setattr__(self, "_public_bytes", private_key.public_key().public_bytes_raw())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("SigningKey is immutable")
-
-    @classmethod
-    def generate(cls) -> SigningKey:
-        """A fresh signing key from the OS CSPRNG."""
-        return cls.from_private_bytes(os.urandom(PRIVATE_KEY_BYTES))
-
-    @classmethod
-    def from_private_bytes(cls, data: bytes) -> SigningKey:
-        """Load a raw 32-byte Ed25519 private key (seed)."""
-        if not isinstance(data, (bytes, bytearray)) or len(data) != PRIVATE_KEY_BYTES:
-            raise ConfigurationError(
-                f"Ed25519 private key must be {PRIVATE_KEY_BYTES} bytes; found {_describe_length(data)}"
-            )
-        return cls(Ed25519PrivateKey.from_private_bytes(bytes(data)))
-
-    @property
-    def public_bytes(self) -> bytes:
-        """The raw 32-byte verification key."""
-        return self._public_bytes
-
-    @property
-    def private_bytes(self) -> bytes:
-        """The raw 32-byte private seed. Handle as a secret."""
-        return self._private.private_bytes_raw()
+    __slots__ = ()
+    _KEY_CLASS = Ed25519PrivateKey
+    _ALGORITHM = "Ed25519"
 
     def sign(self, data: bytes) -> bytes:
         """A 64-byte deterministic Ed25519 signature over ``data``."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ConfigurationError(f"data to sign must be bytes; found {type(data).__name__}")
         return self._private.sign(bytes(data))
-
-    def __repr__(self) -> str:
-        return f"SigningKey(public={self._public_bytes.hex()})"
 
 
 def verify_signature(public: bytes, signature: bytes, data: bytes) -> None:

@@ -24,13 +24,34 @@ from securefl.protocols.base import SERVER, SESSION_BYTES, Message, Protocol, cl
 __all__ = ["TranscriptEntry", "AggregationResult", "secure_sum", "run_protocol", "server_saw_individual_updates"]
 
 
-@dataclass(frozen=True)
 class TranscriptEntry:
-    """One message the server engine received."""
+    """One message the server engine received: its sender, phase and canonical bytes.
 
-    sender: str
-    phase: str
-    payload: bytes
+    ``payload`` is the exact byte string on the wire; the simulator keeps the
+    message's frames (immutable: sent vectors are frozen) and joins them on
+    first access, so recording the transcript costs no copy of big vectors.
+    """
+
+    __slots__ = ("sender", "phase", "_frames", "_payload")
+
+    def __init__(self, *, sender: str, phase: str, payload: bytes | None = None,
+                 frames: Sequence[bytes | memoryview] | None = None) -> None:
+        if (payload is None) == (frames is None):
+            raise ConfigurationError("a transcript entry needs exactly one of payload and frames")
+        self.sender = sender
+        self.phase = phase
+        self._frames = frames
+        self._payload = payload
+
+    @property
+    def payload(self) -> bytes:
+        if self._payload is None:
+            self._payload = b"".join(self._frames)
+            self._frames = None
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"TranscriptEntry(sender={self.sender!r}, phase={self.phase!r}, bytes={len(self.payload)})"
 
 
 @dataclass
@@ -132,11 +153,8 @@ def run_protocol(
                 raise ConfigurationError(f"message addressed to unknown party {message.recipient!r}")
             ledger.bytes_received[message.recipient] += size
             if message.recipient == SERVER:
-                payload = b"".join(frames)
-                transcript.append(TranscriptEntry(sender=message.sender, phase=message.phase, payload=payload))
-                inbound = decode_message(payload)
-            else:  # helpers and clients: decoded from the frames, without a copy
-                inbound = decode_message(frames)
+                transcript.append(TranscriptEntry(sender=message.sender, phase=message.phase, frames=frames))
+            inbound = decode_message(frames)  # validated from the canonical frames, without a copy
             queue.extend(timed(message.recipient, phase, lambda: recipient.handle(inbound)))
         timed(SERVER, phase, lambda: parties.server.end_phase(phase))
     aggregate = timed(SERVER, "result", parties.server.result)

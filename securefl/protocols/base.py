@@ -334,13 +334,17 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
         raise InvalidMessage(f"a message must be bytes; found {type(data).__name__}")
     data = bytes(data) if not isinstance(data, bytes) else data
     reader = _VectorReader()
-    unpacker = msgpack.Unpacker(
-        raw=False, ext_hook=reader.ext_hook, strict_map_key=False, max_buffer_size=max(len(data), 1)
-    )
     try:
-        unpacker.feed(data)
-        decoded = unpacker.unpack()
-        header_length = unpacker.tell()
+        if frames is not None:  # the header is exactly the first frame
+            decoded = msgpack.unpackb(data, raw=False, ext_hook=reader.ext_hook, strict_map_key=False)
+            header_length = len(data)
+        else:
+            unpacker = msgpack.Unpacker(
+                raw=False, ext_hook=reader.ext_hook, strict_map_key=False, max_buffer_size=max(len(data), 1)
+            )
+            unpacker.feed(data)
+            decoded = unpacker.unpack()
+            header_length = unpacker.tell()
     except InvalidMessage:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on garbage

@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Sequence
 
-from securefl.errors import SecureFLError
+from securefl import jsonout
+from securefl.errors import ConfigurationError, SecureFLError
 from securefl.protocols.catalog import make_protocol, protocol_names
 
 __all__ = ["main", "build_parser"]
@@ -117,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from securefl.fl.fedavg import FedAvgConfig
 
+    if args.aggregators is not None and args.protocol != "secret-sharing":
+        raise ConfigurationError(f"--aggregators applies to secret-sharing only; the protocol is {args.protocol}")
     protocol = make_protocol(args.protocol, aggregators=args.aggregators, neighbors=args.neighbors)
     options: dict[str, Any] = dict(
         clients=args.clients, rounds=args.rounds, dropout=args.dropout, partition=args.partition,
@@ -142,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = summarize(trainer.protocol, config, history, dp=getattr(trainer, "dp", None))
     summary.update(trainer.summary() if hasattr(trainer, "summary") else {})
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(jsonout.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
     return 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from securefl import jsonout
 from securefl.compare import Comparison
 
 __all__ = ["format_table", "write_report"]
@@ -215,7 +215,7 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
         "overhead": out / "overhead.png",
         "reconstructions": out / "reconstructions.png",
     }
-    paths["results"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    paths["results"].write_text(jsonout.dumps(data, indent=2) + "\n", encoding="utf-8")
     paths["report"].write_text(_report_markdown(data), encoding="utf-8")
     _plot_accuracy(data, paths["accuracy"])
     _plot_overhead(data, paths["overhead"])

@@ -56,3 +56,12 @@ def test_configuration_errors_are_one_line(capsys):
     assert main(["run", "--protocol", "secret-sharing", "--clients", "3000", "--rounds", "1", "--quiet"]) == 2
     error = capsys.readouterr().err
     assert "max_clients" in error and len(error.strip().splitlines()) == 1
+
+
+def test_json_is_strict_even_for_an_infinite_epsilon(capsys):
+    code = main(["run", "--protocol", "secret-sharing", "--clients", "4", "--rounds", "1", "--hidden", "8",
+                 "--dp", "central", "--noise-multiplier", "0", "--json", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Infinity" not in out and "NaN" not in out
+    assert json.loads(out)["epsilon"] is None

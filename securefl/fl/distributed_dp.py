@@ -13,7 +13,7 @@ rotation) and divides by the fixed denominator q N.
 **Noise under dropouts.** With n clients in the round, each adds the share
 ``V / t`` where t = :func:`minimum_survivors` is the fewest inputs the
 protocol sums before it completes (SecAgg's threshold; ``min_clients`` for
-secret sharing and Paillier; 1 for plaintext). Every round that completes
+secret sharing; 1 for plaintext). Every round that completes
 therefore carries at least the calibrated variance V, however many clients
 dropped; when fewer drop the release simply carries more noise (up to
 ``n / t`` times V).
@@ -100,6 +100,11 @@ def with_ring_bits(protocol: Protocol, bits: int) -> Protocol:
     ``max_clients = 2^(bits-1) - 1`` pass the encoding's headroom check
     trivially. ``clip`` is kept (FedAvg clips update coordinates to it).
     """
+    if getattr(protocol, "name", "") == "paillier":
+        raise ConfigurationError(
+            "distributed DP needs a protocol that sums modulo 2^bits (secagg, secagg+, secret-sharing); "
+            "Paillier's slots hold bounded integers, not ring elements"
+        )
     if protocol.encoding.ring_bits == bits and protocol.encoding.value_bits == 2:
         return protocol
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 62:
@@ -109,8 +114,10 @@ def with_ring_bits(protocol: Protocol, bits: int) -> Protocol:
     if not dataclasses.is_dataclass(protocol) or "encoding" not in {f.name for f in dataclasses.fields(protocol)}:
         raise ConfigurationError(f"cannot change the ring of {type(protocol).__name__}")
     changes: dict[str, Any] = {"encoding": encoding}
-    if "ring_bits" in {f.name for f in dataclasses.fields(protocol)}:
-        changes["ring_bits"] = None
+    # Shortcut fields that would otherwise be copied back over the new encoding.
+    for shortcut in ("ring_bits", "value_bits", "max_clients", "max_weight"):
+        if shortcut in {f.name for f in dataclasses.fields(protocol)}:
+            changes[shortcut] = None
     return dataclasses.replace(protocol, **changes)  # type: ignore[type-var]
 
 

@@ -1,7 +1,9 @@
 """User-level DP-FedAvg with central noise (McMahan et al., ICLR 2018).
 
 Each round every client joins independently with probability q (Poisson
-sampling); a participating client clips its update to L2 norm C; the sum
+sampling); a participating client clips its update to L2 norm C (less the
+worst-case rounding error of the encoding, so the quantised update is still
+within C); the sum
 goes through any secure protocol; the server adds N(0, (z C)^2) to every
 coordinate of the sum and divides by the *expected* number of clients q N
 (a fixed denominator, so one client changes the released mean by at most
@@ -18,6 +20,7 @@ so it is seeded from the OS entropy pool.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -98,6 +101,10 @@ class CentralDP:
 class DPFedAvg(FedAvg):
     """FedAvg with user-level central DP: Poisson sampling, L2 clipping, Gaussian noise on the sum."""
 
+    # L2 margin left for the encoding's rounding error (set per instance; a variant
+    # whose own pipeline bounds the norm after rounding keeps 0).
+    _quantisation_slack = 0.0
+
     def __init__(
         self, protocol: Protocol, config: FedAvgConfig | None = None, *, dp: CentralDP, dataset: Any = None
     ) -> None:
@@ -106,6 +113,15 @@ class DPFedAvg(FedAvg):
         self.dp = dp
         super().__init__(protocol, config, dataset=dataset)
         self._check_sampling()
+        # Stochastic rounding moves each coordinate by less than one step, so an
+        # update clipped to C - sqrt(d) step stays within L2 norm C once encoded:
+        # the sum the noise protects has sensitivity C, as accounted.
+        self._quantisation_slack = math.sqrt(self._parameter_count()) * protocol.encoding.step
+        if self._quantisation_slack >= dp.clip:
+            raise ConfigurationError(
+                f"clip C={dp.clip} is not above the encoding's worst-case rounding error "
+                f"sqrt(d) x step = {self._quantisation_slack:.4g}; raise clip or the encoding's value_bits"
+            )
 
     def _check_sampling(self) -> None:
         if self.config.client_fraction != 1.0:
@@ -129,8 +145,9 @@ class DPFedAvg(FedAvg):
         return [int(c) for c in np.flatnonzero(joins)]
 
     def _local_update(self, client: int, global_state: State, *, round: int) -> tuple[np.ndarray, int]:
+        """The update clipped to L2 norm C - sqrt(d) step, so that it is <= C once quantised."""
         update, count = super()._local_update(client, global_state, round=round)
-        clipped = clip_l2(update, max_norm=self.dp.clip)
+        clipped = clip_l2(update, max_norm=self.dp.clip - self._quantisation_slack)
         self._l2_clipped.append(clipped.clip_fraction)
         return clipped.clipped, count
 

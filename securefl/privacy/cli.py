@@ -2,7 +2,7 @@
 
 The top-level CLI calls :func:`register` with its ``add_subparsers()`` object,
 then ``args.func(args)``, which returns the exit code. Bad values give one
-line ``securefl: error: ...`` naming the value on stderr and exit code 2.
+line ``securefl <command>: error: ...`` naming the value on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ __all__ = ["register", "run_calibrate", "run_epsilon"]
 _EXIT_USAGE = 2
 
 
-def _error(message: str) -> int:
-    print(f"securefl: error: {message}", file=sys.stderr)
+def _error(command: str, message: str) -> int:
+    print(f"securefl {command}: error: {message}", file=sys.stderr)
     return _EXIT_USAGE
 
 
@@ -104,7 +104,7 @@ def run_epsilon(args: argparse.Namespace) -> int:
                 epsilon = pld.get_epsilon(delta)
         notes = [str(w.message) for w in caught if issubclass(w.category, PrivacyAccountingWarning)]
     except ConfigurationError as exc:
-        return _error(str(exc))
+        return _error("epsilon", str(exc))
     result: dict[str, Any] = {
         "accountant": args.accountant,
         "noise_multiplier": z,
@@ -158,7 +158,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 event_for=event_for,
             )
     except ConfigurationError as exc:
-        return _error(str(exc))
+        return _error("calibrate", str(exc))
     result = {
         "accountant": args.accountant,
         "target_epsilon": args.epsilon,

@@ -226,6 +226,10 @@ def sensitivities(
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < float(value) < math.inf:
             raise ConfigurationError(f"{name} must be finite and > 0; found {value!r}")
     bound = rounded_l2_bound(norm=float(scale) * float(clip), dimension=padded, beta=beta)
+    if not math.isfinite(bound * bound):
+        raise ConfigurationError(
+            f"scale={scale} x clip={clip} gives an L2 bound too large to represent; lower the scale"
+        )
     squared = int(math.floor(bound * bound))
     l2 = math.sqrt(squared)
     return squared, l2, rounded_l1_bound(l2_bound=l2, dimension=padded)
@@ -322,9 +326,9 @@ def wrap_probability(
     lam = guess * np.geomspace(1e-3, 1e3, 3001)
     with np.errstate(over="ignore", invalid="ignore"):
         if mechanism == "skellam":
-            noise_cgf = variance * 2.0 * np.sinh(lam / 2.0) ** 2
+            noise_cgf = 0.0 if variance == 0 else variance * 2.0 * np.sinh(lam / 2.0) ** 2
         else:
-            noise_cgf = variance * lam * lam / 2.0
+            noise_cgf = 0.0 if variance == 0 else variance * lam * lam / 2.0
         log_bound = math.log(2.0 * padded_dimension) + lam * lam * signal / 2.0 + noise_cgf - lam * margin
     log_bound = np.where(np.isfinite(log_bound), log_bound, np.inf)
     return float(min(1.0, math.exp(min(0.0, float(np.min(log_bound))))))

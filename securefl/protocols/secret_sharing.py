@@ -312,7 +312,7 @@ class SecretSharing(Protocol):
     """
 
     aggregators: int = 2
-    min_clients: int = 1
+    min_clients: int = 2
     encoding: Encoding = field(default_factory=Encoding)
 
     name = "secret-sharing"

@@ -45,10 +45,22 @@ def test_poisson_sampling_rate_and_reproducibility():
     assert all(r.weights == (1,) * len(r.sampled) for r in first.records)
 
 
-def test_updates_are_clipped_to_the_l2_bound():
+def test_encoded_updates_stay_within_the_l2_bound():
+    """The sensitivity the noise is calibrated to holds for what is summed: the quantised update."""
     trainer = _trainer()
-    update, _ = trainer._local_update(0, trainer.global_state, round=0)
-    assert np.linalg.norm(update) <= 0.5 + 1e-9
+    encoding = trainer.protocol.encoding
+    rng = np.random.default_rng(0)
+    for client in range(5):
+        update, _ = trainer._local_update(client, trainer.global_state, round=0)
+        for _ in range(20):
+            decoded, weight = encoding.decode_sum(encoding.encode(update, weight=1, rng=rng))
+            assert weight == 1
+            assert np.linalg.norm(decoded) <= 0.5
+
+
+def test_clip_below_the_rounding_error_is_refused():
+    with pytest.raises(ConfigurationError, match="rounding error"):
+        DPFedAvg(SecretSharing(), FedAvgConfig(hidden=64), dp=CentralDP(noise_multiplier=1.0, clip=0.01))
 
 
 def test_calibration_meets_the_target():

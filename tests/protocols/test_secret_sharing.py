@@ -35,7 +35,7 @@ def test_exact_sum_under_every_dropout_pattern(clients):
     for pattern in patterns:
         dropouts = {i: phase for i, phase in enumerate(pattern) if phase is not None}
         delivered = [i for i in range(clients) if dropouts.get(i) != "upload"]
-        if not delivered:
+        if len(delivered) < protocol.min_clients:
             with pytest.raises(ProtocolAbort, match="report"):
                 run_protocol(protocol, inputs, dropouts=dropouts)
             continue
@@ -53,7 +53,7 @@ def test_exact_sum_under_every_dropout_pattern(clients):
     data=st.data(),
 )
 def test_exact_sum_random_configurations(clients, aggregators, ring_bits, seed, data):
-    protocol = SecretSharing(aggregators=aggregators, encoding=Encoding(ring_bits=ring_bits, value_bits=8, max_clients=64, max_weight=1))
+    protocol = SecretSharing(aggregators=aggregators, min_clients=1, encoding=Encoding(ring_bits=ring_bits, value_bits=8, max_clients=64, max_weight=1))
     inputs = random_inputs(clients, 33, ring_bits, seed)
     dropped = data.draw(st.sets(st.integers(0, clients - 1), max_size=clients - 1))
     aggregate, _, _ = run_protocol(protocol, inputs, dropouts={i: "upload" for i in dropped})
@@ -92,6 +92,14 @@ def test_server_receives_only_aggregated_shares():
     kinds = {decode_message(entry.payload).KIND for entry in result.transcript}
     assert kinds == {"secret-sharing/received", "secret-sharing/aggregate-share"}
     assert {entry.sender for entry in result.transcript} == {"aggregator/0", "aggregator/1"}
+
+
+def test_default_refuses_a_sum_of_one_client():
+    inputs = random_inputs(3, 8, 32, seed=2)
+    with pytest.raises(ProtocolAbort, match="min_clients=2"):
+        run_protocol(SecretSharing(), inputs, dropouts={0: "upload", 1: "upload"})
+    aggregate, _, _ = run_protocol(SecretSharing(min_clients=1), inputs, dropouts={0: "upload", 1: "upload"})
+    np.testing.assert_array_equal(aggregate.total, inputs[2])
 
 
 def test_min_clients_aborts_when_too_few_reach_the_aggregators():

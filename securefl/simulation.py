@@ -21,7 +21,15 @@ from securefl import ring
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import SERVER, SESSION_BYTES, Message, Protocol, client_id, decode_message
 
-__all__ = ["TranscriptEntry", "AggregationResult", "secure_sum", "run_protocol", "server_saw_individual_updates"]
+__all__ = [
+    "TranscriptEntry",
+    "AggregationResult",
+    "Ledger",
+    "secure_sum",
+    "run_protocol",
+    "summarize_metrics",
+    "server_saw_individual_updates",
+]
 
 
 class TranscriptEntry:
@@ -78,7 +86,9 @@ class AggregationResult:
 
 
 @dataclass
-class _Ledger:
+class Ledger:
+    """What a driver measured: bytes sent and received per party, seconds per phase per party."""
+
     bytes_sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
@@ -119,7 +129,7 @@ def run_protocol(
     length = int(inputs[0].size)
     session = os.urandom(SESSION_BYTES) if session is None else session
     stops = _validate_dropouts(dropouts, clients, protocol.phases)
-    ledger = _Ledger()
+    ledger = Ledger()
 
     parties = protocol.setup(clients=clients, vector_length=length, session=session, round=round)
     for engine, vector in zip(parties.clients, inputs):
@@ -161,7 +171,8 @@ def run_protocol(
     return aggregate, transcript, ledger
 
 
-def _metrics(ledger: _Ledger, clients: int, included: Sequence[int], encode_seconds: list[float]) -> dict:
+def summarize_metrics(ledger: Ledger, clients: int, included: Sequence[int], encode_seconds: list[float]) -> dict:
+    """The metrics of an ``AggregationResult``: per-client bytes (over the included clients) and seconds."""
     ids = [client_id(i) for i in (included or range(clients))]
     seconds = {phase: dict(parties) for phase, parties in ledger.seconds.items()}
     client_seconds = [sum(seconds[p].get(c, 0.0) for p in seconds) for c in ids]
@@ -229,7 +240,7 @@ def secure_sum(
         ring_sum=aggregate.total,
         ring_bits=encoding.ring_bits,
         transcript=transcript,
-        metrics=_metrics(ledger, len(vectors), aggregate.included, encode_seconds),
+        metrics=summarize_metrics(ledger, len(vectors), aggregate.included, encode_seconds),
         protocol=protocol.name,
         secure=protocol.secure,
     )

@@ -61,7 +61,7 @@ from securefl.privacy.distributed import (
     rotation_signs,
 )
 from securefl.protocols.base import Protocol
-from securefl.simulation import AggregationResult, _metrics, run_protocol
+from securefl.simulation import AggregationResult, run_protocol, summarize_metrics
 
 __all__ = ["DistributedDP", "DistributedDPFedAvg", "minimum_survivors", "with_ring_bits"]
 
@@ -253,7 +253,7 @@ class DistributedDPFedAvg(DPFedAvg):
         result = AggregationResult(
             total=total, weight_total=len(included), included=included, ring_sum=aggregate.total,
             ring_bits=self.protocol.encoding.ring_bits, transcript=transcript,
-            metrics=_metrics(ledger, len(inputs), included, encode_seconds), protocol=self.protocol.name,
+            metrics=summarize_metrics(ledger, len(inputs), included, encode_seconds), protocol=self.protocol.name,
             secure=self.protocol.secure)
         return total / (self.dp.sample_rate * self.config.clients), result
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securefl.errors import ConfigurationError, InvalidMessage
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.protocols.paillier import (
     FixedBase,
     KeyHolder,
@@ -309,3 +309,17 @@ def test_threaded_exponentiation_matches_serial(workers):
 
 def test_phe_is_accelerated_by_gmpy2():
     assert phe.util.HAVE_GMP
+
+
+def test_a_public_only_holder_cannot_decrypt_and_factors_rebuild_the_pair(keys):
+    public_only = KeyHolder.public_only(keys.public_key)
+    assert not public_only.can_decrypt and public_only.key_id == keys.key_id
+    ciphertext = keys.public_key.encrypt(7)
+    with pytest.raises(ProtocolViolation):
+        public_only.decrypt(ciphertext)
+    with pytest.raises(ProtocolViolation):
+        public_only.decrypt_raw([ciphertext.ciphertext(be_secure=False)])
+    with pytest.raises(ProtocolViolation):
+        public_only.factors
+    rebuilt = KeyHolder.from_factors(keys.public_key.n, *keys.factors)
+    assert rebuilt.can_decrypt and rebuilt.decrypt(ciphertext) == 7

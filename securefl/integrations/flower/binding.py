@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from securefl.encoding import Encoding
-from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
+from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import Protocol
 
 __all__ = ["publish", "bind", "check_supported", "protocol_from_config", "ENCODING_KEYS"]
@@ -33,32 +33,12 @@ ENCODING_KEYS = ("clip", "value_bits", "ring_bits", "max_clients", "max_weight")
 try:
     import phe
     from securefl.protocols.paillier import DECRYPTOR, KeyHolder, Paillier, key_id
-    from securefl.protocols.paillier.keys import check_public_key
 except ImportError:  # pragma: no cover - Paillier ships with securefl; tolerate a tree without it
     Paillier = None  # type: ignore[assignment,misc]
 
 
 def _is_paillier(protocol: Protocol) -> bool:
     return Paillier is not None and isinstance(protocol, Paillier)
-
-
-if Paillier is not None:
-
-    class PublicKeyHolder(KeyHolder):
-        """A Paillier ``KeyHolder`` that knows only the public key: what the server and clients hold."""
-
-        def __init__(self, public_key: "phe.PaillierPublicKey") -> None:  # no private key, on purpose
-            check_public_key(public_key)
-            self._public_key = public_key
-            self._private_key = None
-            self._key_id = key_id(public_key)
-            self._decrypted: set = set()
-
-        def decrypt_raw(self, *args: Any, **kwargs: Any) -> list[int]:
-            raise ProtocolViolation("this party holds only the Paillier public key")
-
-        def decrypt(self, *args: Any, **kwargs: Any) -> int:
-            raise ProtocolViolation("this party holds only the Paillier public key")
 
 
 def check_supported(protocol: Protocol) -> None:
@@ -96,11 +76,10 @@ def _stored_key_holder(key_dir: Path, key_bits: int) -> "KeyHolder":
     path = Path(key_dir) / f"paillier-{key_bits}.json"
     if path.exists():
         stored = json.loads(path.read_text())
-        public_key = phe.PaillierPublicKey(int(stored["n"]))
-        return KeyHolder(public_key, phe.PaillierPrivateKey(public_key, int(stored["p"]), int(stored["q"])))
+        return KeyHolder.from_factors(int(stored["n"]), int(stored["p"]), int(stored["q"]))
     holder = KeyHolder.generate(key_bits)
-    private = holder._private_key  # the holder's own key pair, written once to its owner's disk
-    write_secret(path, json.dumps({"n": str(holder.public_key.n), "p": str(private.p), "q": str(private.q)}).encode())
+    p, q = holder.factors  # the holder's own key pair, written once to its owner's disk
+    write_secret(path, json.dumps({"n": str(holder.public_key.n), "p": str(p), "q": str(q)}).encode())
     return holder
 
 
@@ -130,7 +109,7 @@ def bind(protocol: Protocol, parameters: Mapping[str, bytes]) -> Protocol:
             f"the decryptor's Paillier key has {public_key.n.bit_length()} bits; this party is configured "
             f"for key_bits={protocol.key_bits}"
         )
-    return dataclasses.replace(protocol, key_holder=PublicKeyHolder(public_key), precompute=False)
+    return dataclasses.replace(protocol, key_holder=KeyHolder.public_only(public_key), precompute=False)
 
 
 def _snake(key: str) -> str:

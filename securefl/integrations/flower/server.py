@@ -50,7 +50,7 @@ from securefl.protocols.base import (
     client_id,
     decode_message,
 )
-from securefl.simulation import AggregationResult, TranscriptEntry, _Ledger, _metrics
+from securefl.simulation import AggregationResult, Ledger, TranscriptEntry, summarize_metrics
 
 __all__ = ["NodeInfo", "Federation", "PhaseReport", "FlowerAggregation", "FlowerDriver"]
 
@@ -311,7 +311,7 @@ class FlowerDriver:
         finally:
             # Who dropped, also when the protocol aborted (FedAvg records it for the aborted round).
             self.last_dropped = run.dropped_nodes()
-        metrics = _metrics(run.ledger, len(clients), aggregate.included, run.input_seconds)
+        metrics = summarize_metrics(run.ledger, len(clients), aggregate.included, run.input_seconds)
         return FlowerAggregation(
             protocol=protocol,
             aggregate=aggregate,
@@ -382,7 +382,7 @@ class _Run:
         self.extra = extra
         self.session = session
         self.round = round
-        self.ledger = _Ledger()
+        self.ledger = Ledger()
         self.transcript: list[TranscriptEntry] = []
         self.dropped: dict[str, str] = {}
         self.errors: dict[str, str] = {}

@@ -29,7 +29,7 @@ import numpy as np
 import phe
 
 from securefl.crypto.keys import context
-from securefl.errors import ConfigurationError, InvalidMessage
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.protocols.paillier.parallel import powmod_many
 
 __all__ = [
@@ -147,6 +147,37 @@ class KeyHolder:
         public_key, private_key = phe.generate_paillier_keypair(n_length=int(key_bits))
         return cls(public_key, private_key)
 
+    @classmethod
+    def public_only(cls, public_key: phe.PaillierPublicKey) -> "KeyHolder":
+        """What the server and the clients hold: the public key, and no way to decrypt."""
+        check_public_key(public_key)
+        holder = cls.__new__(cls)
+        holder._public_key = public_key
+        holder._private_key = None
+        holder._key_id = key_id(public_key)
+        holder._decrypted = set()
+        return holder
+
+    @classmethod
+    def from_factors(cls, n: int, p: int, q: int) -> "KeyHolder":
+        """Rebuild a key pair from n = p q (e.g. from the key holder's own key store)."""
+        public_key = phe.PaillierPublicKey(int(n))
+        return cls(public_key, phe.PaillierPrivateKey(public_key, int(p), int(q)))
+
+    @property
+    def factors(self) -> tuple[int, int]:
+        """(p, q): the private key, for the key holder's own storage. Handle as a secret."""
+        return int(self._require_private().p), int(self._require_private().q)
+
+    @property
+    def can_decrypt(self) -> bool:
+        return self._private_key is not None
+
+    def _require_private(self) -> phe.PaillierPrivateKey:
+        if self._private_key is None:
+            raise ProtocolViolation("this party holds only the Paillier public key")
+        return self._private_key
+
     @property
     def public_key(self) -> phe.PaillierPublicKey:
         return self._public_key
@@ -172,7 +203,7 @@ class KeyHolder:
 
     def decrypt_raw(self, ciphertexts: Sequence[object], *, workers: int | None = None) -> list[int]:
         """Plaintexts in [0, n) of raw ciphertexts (ints in [1, n^2)), by CRT; batched over threads."""
-        key = self._private_key
+        key = self._require_private()
         nsquare = self._public_key.nsquare
         values = [int(c) for c in ciphertexts]
         if any(not 1 <= c < nsquare for c in values):
@@ -189,4 +220,4 @@ class KeyHolder:
         """phe's own decryption of one ``EncryptedNumber`` (checks it is under this key)."""
         if not isinstance(number, phe.EncryptedNumber) or number.public_key != self._public_key:
             raise ConfigurationError("expected an EncryptedNumber under this key holder's public key")
-        return self._private_key.decrypt(number)
+        return self._require_private().decrypt(number)

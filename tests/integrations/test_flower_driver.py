@@ -74,6 +74,7 @@ PROTOCOLS = {
     "secret-sharing": SecretSharing(aggregators=3),
     "secagg": SecAgg(),
     "secagg+": SecAgg(neighbors=2),
+    "secagg-malicious-server": SecAgg(malicious_server=True),
     "paillier": Paillier(key_bits=512, encoding=Encoding(max_clients=8)),
 }
 
@@ -152,7 +153,7 @@ def test_paillier_private_key_stays_on_the_decryptor_supernode():
 # -- dropouts -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["secagg", "secagg+"])
+@pytest.mark.parametrize("name", ["secagg", "secagg+", "secagg-malicious-server"])
 @pytest.mark.parametrize("kill_after", ["advertise-keys", "share-keys"])
 def test_secagg_recovers_the_exact_sum_of_survivors_when_a_supernode_dies_between_phases(name, kill_after):
     protocol = PROTOCOLS[name]
@@ -290,9 +291,122 @@ def test_helpers_hosted_in_the_server_process_still_sum_exactly():
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
 
 
-def test_malicious_server_mode_is_refused_with_the_reason():
-    with pytest.raises(ConfigurationError, match="PKI"):
-        FlowerDriver(FakeGrid([]), SecAgg(malicious_server=True))
+def test_malicious_server_mode_signs_with_node_made_keys_that_key_dir_keeps_and_pins_accept(tmp_path):
+    protocol = SecAgg(malicious_server=True)
+    app = make_client_app(protocol, input_fn=input_fn)
+
+    def run(pins: str = ""):
+        grid = FakeGrid([({"partition-id": i, "securefl-key-dir": str(tmp_path / f"client-{i}"),
+                           "securefl-pins": pins}, app) for i in range(CLIENTS)])
+        driver = FlowerDriver(grid, protocol, timeout=1)
+        return grid, driver, driver.discover(min_nodes=CLIENTS)
+
+    _, _, first = run()
+    pins = " ".join(f"client/{info.partition}={info.fingerprint}" for info in first.nodes.values())
+    grid, driver, found = run(pins)
+
+    aggregation = driver.aggregate(found.clients, vector_length=LENGTH)
+
+    assert {info.fingerprint for info in found.nodes.values()} == {info.fingerprint for info in first.nodes.values()}
+    assert len({info.verification_key for info in found.nodes.values()}) == CLIENTS
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
+    assert "consistency-check" in aggregation.protocol.phases and aggregation.errors == {}
+    assert all(sorted(p.name for p in (tmp_path / f"client-{i}").iterdir()) == ["signing.key"] for i in range(CLIENTS))
+    assert all((tmp_path / f"client-{i}" / "signing.key").stat().st_mode & 0o077 == 0 for i in range(CLIENTS))
+
+
+def test_a_server_that_substitutes_a_client_verification_key_is_refused_by_pinning_clients(tmp_path):
+    protocol = SecAgg(malicious_server=True)
+    app = make_client_app(protocol, input_fn=input_fn)
+    nodes = [({"partition-id": i, "securefl-key-dir": str(tmp_path / f"client-{i}")}, app) for i in range(CLIENTS)]
+    genuine = FlowerDriver(FakeGrid(nodes), protocol).discover(min_nodes=CLIENTS)
+    pins = " ".join(f"client/{info.partition}={info.fingerprint}" for info in genuine.nodes.values())
+    grid = FakeGrid([({**config, "securefl-pins": pins}, app) for config, app in nodes])
+    driver = FlowerDriver(grid, protocol, timeout=1)
+    found = driver.discover(min_nodes=CLIENTS)
+    victim = found.clients[2]
+    # The server relays a key of its own for client/2, so that it could sign as client/2.
+    found.nodes[victim] = dataclasses.replace(found.nodes[victim], verification_key=SigningKey.generate().public_bytes)
+
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(found.clients, vector_length=LENGTH)
+
+    assert driver.last_dropped == {node: "advertise-keys" for node in found.clients}
+    reasons = driver_errors(grid)
+    assert len(reasons) == CLIENTS
+    assert sum("client/2 does not match any fingerprint this node pinned" in r for r in reasons) == CLIENTS - 1
+    assert sum("not this node's own" in r for r in reasons) == 1
+
+
+def test_without_pins_a_substituted_key_drops_only_its_client_and_the_sum_stays_exact():
+    protocol = SecAgg(malicious_server=True)
+    grid = federation(protocol, clients=CLIENTS)
+    driver = FlowerDriver(grid, protocol, timeout=1)
+    found = driver.discover(min_nodes=CLIENTS)
+    victim = found.clients[1]
+    found.nodes[victim] = dataclasses.replace(found.nodes[victim], verification_key=SigningKey.generate().public_bytes)
+
+    aggregation = driver.aggregate(found.clients, vector_length=LENGTH)
+
+    assert aggregation.aggregate.included == (0, 2, 3, 4)
+    assert np.array_equal(aggregation.aggregate.total, ring_sum([0, 2, 3, 4]))
+    assert "not this node's own" in aggregation.errors[victim]
+
+
+def test_a_semi_honest_node_is_left_out_of_a_malicious_server_federation_at_discovery():
+    grid = FakeGrid([({"partition-id": 0}, make_client_app(SecAgg(), input_fn=input_fn)),
+                     ({"partition-id": 1}, make_client_app(SecAgg(malicious_server=True), input_fn=input_fn))])
+    driver = FlowerDriver(grid, SecAgg(malicious_server=True))
+    found = driver.discover(min_nodes=2)
+    assert len(found.clients) == 1
+    assert "verification key" in next(iter(driver.discovery_failures.values()))
+
+
+def _registered(keys, signing_keys=None, clients=3):
+    return SecAgg(malicious_server=True).setup_registered(
+        clients=clients, vector_length=4, session=bytes(16), round=0, verification_keys=keys,
+        signing_keys=signing_keys or {})
+
+
+def test_setup_registered_builds_only_the_engines_whose_signing_keys_it_holds():
+    signers = [SigningKey.generate() for _ in range(3)]
+    keys = [key.public_bytes for key in signers]
+
+    parties = _registered(keys, {1: signers[1]})
+
+    assert [engine.party for engine in parties.clients] == ["client/1"]
+    assert _registered(keys).clients == []
+
+
+@pytest.mark.parametrize("case", ["31 bytes", "33 bytes", "not bytes", "too few", "too many", "duplicate",
+                                  "foreign signer", "index out of range", "semi-honest"])
+def test_setup_registered_refuses_malformed_keys_with_a_typed_error(case):
+    signers = [SigningKey.generate() for _ in range(3)]
+    keys = [key.public_bytes for key in signers]
+    signing_keys = {0: signers[0]}
+    if case == "31 bytes":
+        keys[1] = keys[1][:31]
+    elif case == "33 bytes":
+        keys[1] = keys[1] + b"\0"
+    elif case == "not bytes":
+        keys[1] = keys[1].hex()
+    elif case == "too few":
+        keys = keys[:2]
+    elif case == "too many":
+        keys = keys + [SigningKey.generate().public_bytes]
+    elif case == "duplicate":
+        keys[2] = keys[1]
+    elif case == "foreign signer":
+        signing_keys = {0: signers[1]}
+    elif case == "index out of range":
+        signing_keys = {3: signers[0]}
+    if case == "semi-honest":
+        with pytest.raises(ConfigurationError):
+            SecAgg().setup_registered(clients=3, vector_length=4, session=bytes(16), round=0,
+                                      verification_keys=keys, signing_keys={})
+        return
+    with pytest.raises(ConfigurationError):
+        _registered(keys, signing_keys)
 
 
 def test_nodes_configured_for_another_protocol_are_left_out_at_discovery():

@@ -9,6 +9,11 @@ rebuild the same configuration around it (:func:`bind`) and call ``setup``
 for their own engine. Nothing here touches a message: the engines are the
 ones the in-process simulator runs.
 
+SecAgg with ``malicious_server=True`` deals every client's Ed25519 signing
+key in process; over Flower each client node makes its own and publishes the
+verification key at discovery (:func:`registers_client_keys`), and every
+party calls ``setup_registered`` with the list the server relays.
+
 Protocols with no dealt material (plaintext, secret sharing, SecAgg in
 semi-honest mode) publish nothing and bind to themselves.
 """
@@ -25,7 +30,7 @@ from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import Protocol
 
-__all__ = ["publish", "bind", "check_supported", "protocol_from_config", "ENCODING_KEYS"]
+__all__ = ["publish", "bind", "check_supported", "registers_client_keys", "protocol_from_config", "ENCODING_KEYS"]
 
 ENCODING_KEYS = ("clip", "value_bits", "ring_bits", "max_clients", "max_weight")
 
@@ -45,12 +50,21 @@ def check_supported(protocol: Protocol) -> None:
     """Refuse configurations whose setup deals secrets no Flower party could hold alone."""
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
-    if getattr(protocol, "malicious_server", False):
+    if getattr(protocol, "malicious_server", False) and not callable(getattr(protocol, "setup_registered", None)):
         raise ConfigurationError(
             f"{protocol.name} with malicious_server=True needs every client's signature key registered with "
-            "every other client (a PKI); its setup deals those keys in process, which no Flower party can "
-            "do alone. Run the semi-honest mode over Flower, or the malicious mode in process."
+            "every other client, and it has no setup_registered to build its engines around registered keys"
         )
+
+
+def registers_client_keys(protocol: Protocol) -> bool:
+    """Whether each client signs with a key of its own that every party must know (SecAgg, malicious server).
+
+    Over Flower each client node makes that Ed25519 key itself and publishes
+    its verification key at discovery; every party then builds its engines
+    with ``protocol.setup_registered`` around the list the server relays.
+    """
+    return bool(getattr(protocol, "malicious_server", False))
 
 
 def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> tuple[Protocol, bytes]:

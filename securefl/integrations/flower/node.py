@@ -15,7 +15,11 @@ server checks it too), seals what it sends to a helper (see :mod:`.wire`),
 refuses helpers whose published keys do not match the fingerprints its
 operator pinned (node config ``securefl-pins = "decryptor=<hex> ..."``; a
 helper keeps its keys, hence its fingerprint, from run to run when its node
-config names a ``securefl-key-dir``), and
+config names a ``securefl-key-dir``), in SecAgg's malicious-server mode signs
+with an Ed25519 key it made itself (its verification key published at
+discovery, kept in ``securefl-key-dir`` too) and, when its operator pinned
+other clients' fingerprints (``"client/<name>=<hex>"``), refuses a run whose
+relayed verification keys are not all pinned ones, and
 a refusal (``SecureFLError``) becomes a Flower error reply, after which the
 server treats the node as dropped. The protocol configuration is the one
 this ClientApp was built with, or the run config's when none is given. Both
@@ -37,10 +41,17 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from securefl.crypto.keys import KeyPair
+from securefl.crypto.keys import KeyPair, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, SecureFLError
 from securefl.integrations.flower import persist, wire
-from securefl.integrations.flower.binding import bind, check_supported, protocol_from_config, publish, write_secret
+from securefl.integrations.flower.binding import (
+    bind,
+    check_supported,
+    protocol_from_config,
+    publish,
+    registers_client_keys,
+    write_secret,
+)
 from securefl.protocols.base import SERVER, ClientEngine, Engine, Protocol, client_index, decode_message
 
 __all__ = [
@@ -109,6 +120,7 @@ class _NodeState:
 
     role: str
     transport: KeyPair | None = None
+    signing: SigningKey | None = None  # a client's own Ed25519 key (SecAgg, malicious-server mode)
     protocol: Protocol | None = None
     parameters: bytes = b""
     session: bytes | None = None
@@ -130,8 +142,33 @@ def _transport_key(key_dir: Path | None) -> KeyPair:
     return keys
 
 
+def _signing_key(key_dir: Path | None) -> SigningKey:
+    """A client's Ed25519 signing key: fresh per run, or kept in ``key_dir/signing.key`` (0600)."""
+    if key_dir is None:
+        return SigningKey.generate()
+    path = key_dir / "signing.key"
+    if path.exists():
+        return SigningKey.from_private_bytes(path.read_bytes())
+    key = SigningKey.generate()
+    write_secret(path, key.private_bytes)
+    return key
+
+
+def _key_dir(context: Context) -> Path | None:
+    key_dir = context.node_config.get(KEY_DIR_KEY, "")
+    return Path(key_dir) if isinstance(key_dir, str) and key_dir else None
+
+
+CLIENT_PIN_PREFIX = "client/"
+
+
 def parse_pins(text: str) -> dict[str, str]:
-    """``"decryptor=ab12... aggregator/0=cd34..."`` (spaces, commas or semicolons) -> {party: fingerprint}."""
+    """``"decryptor=ab12... aggregator/0=cd34..."`` (spaces, commas or semicolons) -> {party: fingerprint}.
+
+    A name ``client/<label>`` pins another client's verification key (SecAgg,
+    malicious-server mode); the label is the operator's own name for that
+    client, not its index in a round.
+    """
     pins: dict[str, str] = {}
     for item in text.replace(",", " ").replace(";", " ").split():
         party, separator, fingerprint = item.partition("=")
@@ -237,9 +274,12 @@ class SecureFLNode:
         role = self.role_for(context)
         protocol = self.protocol_for(context)
         state = _NodeState(role=role)
+        if role == CLIENT and registers_client_keys(protocol):
+            state.signing = _signing_key(_key_dir(context))
+            fingerprint = wire.client_fingerprint(state.signing.public_bytes)
+            _log("securefl: this SuperNode is a client; fingerprint %s (other clients pin it)", fingerprint)
         if role != CLIENT:
-            key_dir = context.node_config.get(KEY_DIR_KEY, "")
-            key_dir = Path(key_dir) if isinstance(key_dir, str) and key_dir else None
+            key_dir = _key_dir(context)
             state.transport = _transport_key(key_dir)
             state.protocol, state.parameters = publish(protocol, role, key_dir=key_dir)
             fingerprint = wire.helper_fingerprint(role, state.transport.public_bytes, state.parameters)
@@ -253,6 +293,7 @@ class SecureFLNode:
             "partition": int(partition) if isinstance(partition, int) and not isinstance(partition, bool) else -1,
             "transport-key": state.transport.public_bytes if state.transport else b"",
             "parameters": state.parameters,
+            "verification-key": state.signing.public_bytes if state.signing else b"",
         }
         return wire.pack(control, [])
 
@@ -307,13 +348,17 @@ class SecureFLNode:
                     metrics: dict[str, float]) -> None:
         party = control["party"]
         clients, length = control["clients"], control["vector-length"]
+        client_pins: set[str] = set()
         if state.role == CLIENT:
             helpers = list(control.get("helpers", []))
             keys = dict(zip(helpers, control.get("helper-keys", [])))
             parameters = dict(zip(helpers, control.get("helper-parameters", [])))
             if not len(keys) == len(parameters) == len(helpers):
                 raise InvalidMessage("helper keys and parameters do not match the helper list")
-            for pinned, fingerprint in self.pins_for(context).items():
+            pins = self.pins_for(context)
+            helper_pins = {name: value for name, value in pins.items() if not name.startswith(CLIENT_PIN_PREFIX)}
+            client_pins = {value for name, value in pins.items() if name.startswith(CLIENT_PIN_PREFIX)}
+            for pinned, fingerprint in helper_pins.items():
                 if pinned not in keys or wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint:
                     raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
             protocol = bind(self.protocol_for(context), parameters)
@@ -326,7 +371,19 @@ class SecureFLNode:
             raise ConfigurationError(
                 f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"
             )
-        parties = protocol.setup(clients=clients, vector_length=length, session=control["session"], round=control["round"])
+        if registers_client_keys(protocol):
+            signing_keys = self._registered_signer(control, state, client_pins) if state.role == CLIENT else {}
+            parties = protocol.setup_registered(
+                clients=clients, vector_length=length, session=control["session"], round=control["round"],
+                verification_keys=list(control.get("verification-keys", [])), signing_keys=signing_keys,
+            )
+        elif control.get("verification-keys"):
+            raise ConfigurationError(
+                f"the server runs {protocol.name} with malicious_server=True; this node is configured without it"
+            )
+        else:
+            parties = protocol.setup(clients=clients, vector_length=length, session=control["session"],
+                                     round=control["round"])
         engine = parties.by_id().get(party)
         if engine is None:
             raise InvalidMessage(f"{protocol.name} with {clients} clients has no party {party!r}")
@@ -343,6 +400,30 @@ class SecureFLNode:
             metrics["input-seconds"] = time.perf_counter() - started
             metrics.update({f"metric.{k}": float(v) for k, v in contribution.metrics.items()})
         state.session, state.party, state.engine = control["session"], party, engine
+
+    @staticmethod
+    def _registered_signer(control: dict, state: _NodeState, client_pins: set[str]) -> dict[int, SigningKey]:
+        """{own index: own signing key}, once the relayed verification keys pass this node's checks.
+
+        The list must hold this node's own key at its own index and, when
+        the operator pinned client fingerprints, only pinned keys elsewhere:
+        a server that substitutes a key (to sign as that client) is refused.
+        """
+        if state.signing is None:
+            raise InvalidMessage("this node made no signing key at discovery; the server must discover it first")
+        index = client_index(control["party"])
+        keys = control.get("verification-keys")
+        if not isinstance(keys, list) or len(keys) != control["clients"] or not all(isinstance(k, bytes) for k in keys):
+            raise InvalidMessage("the server sent no verification key list of one key per client")
+        if keys[index] != state.signing.public_bytes:
+            raise InvalidMessage(f"the verification key relayed for {control['party']} is not this node's own")
+        if client_pins:
+            for position, key in enumerate(keys):
+                if position != index and wire.client_fingerprint(key) not in client_pins:
+                    raise InvalidMessage(
+                        f"the verification key relayed for client/{position} does not match any fingerprint this node pinned"
+                    )
+        return {index: state.signing}
 
 
 def make_client_app(

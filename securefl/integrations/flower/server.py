@@ -36,9 +36,10 @@ from typing import Callable, Mapping, Sequence
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.integrations.flower import wire
-from securefl.integrations.flower.binding import bind, check_supported
+from securefl.integrations.flower.binding import bind, check_supported, registers_client_keys
 from securefl.integrations.flower.node import CLIENT
 from securefl.protocols.base import (
     SERVER,
@@ -64,12 +65,13 @@ class NodeInfo:
     partition: int | None
     transport_key: bytes = b""
     parameters: bytes = b""
+    verification_key: bytes = b""  # a client's Ed25519 key (SecAgg, malicious-server mode)
 
     @property
     def fingerprint(self) -> str:
-        """The helper's fingerprint (see ``wire.helper_fingerprint``); '' for a client."""
+        """A helper's fingerprint (``wire.helper_fingerprint``), a client's of its verification key, or ''."""
         if self.role == CLIENT:
-            return ""
+            return wire.client_fingerprint(self.verification_key) if self.verification_key else ""
         return wire.helper_fingerprint(self.role, self.transport_key, self.parameters)
 
 
@@ -216,6 +218,10 @@ class FlowerDriver:
             if control.get("protocol") != self.protocol.name:
                 failures[node] = f"configured for {control.get('protocol')!r}, not {self.protocol.name!r}"
                 continue
+            verification_key = bytes(control.get("verification-key", b""))
+            if role == CLIENT and registers_client_keys(self.protocol) and len(verification_key) != PUBLIC_KEY_BYTES:
+                failures[node] = "published no verification key (is it configured for malicious_server=True?)"
+                continue
             partition = control.get("partition", -1)
             nodes[node] = NodeInfo(
                 node_id=node,
@@ -223,6 +229,7 @@ class FlowerDriver:
                 partition=partition if isinstance(partition, int) and partition >= 0 else None,
                 transport_key=bytes(control.get("transport-key", b"")),
                 parameters=bytes(control.get("parameters", b"")),
+                verification_key=verification_key,
             )
         self.discovery_failures = failures
         self.federation = Federation(nodes)
@@ -267,7 +274,18 @@ class FlowerDriver:
             helper_infos = {party: federation.nodes[node] for party, node in federation.helpers.items()}
             protocol = bind(self.protocol, {party: info.parameters for party, info in helper_infos.items()})
             helper_keys = {party: info.transport_key for party, info in helper_infos.items()}
-        parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=session, round=round)
+        verification_keys: list[bytes] = []
+        if registers_client_keys(protocol):
+            # Each client's own key, as published at discovery; a client without a SuperNode gets a key
+            # nobody keeps (it drops out in the first phase; clients that pin keys refuse it).
+            verification_keys = [
+                federation.nodes[node].verification_key if node is not None else SigningKey.generate().public_bytes
+                for node in clients
+            ]
+            parties = protocol.setup_registered(clients=len(clients), vector_length=vector_length, session=session,
+                                                round=round, verification_keys=verification_keys, signing_keys={})
+        else:
+            parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=session, round=round)
         server = parties.server
         local_helpers: dict[str, Engine] = {}
         node_of: dict[str, int] = {client_id(i): node for i, node in enumerate(clients) if node is not None}
@@ -293,6 +311,8 @@ class FlowerDriver:
             "helper-keys": [helper_keys.get(party, b"") for party in helpers_used],
             "helper-parameters": [federation.nodes[node_of[party]].parameters for party in helpers_used],
         }
+        if verification_keys:
+            setup["verification-keys"] = verification_keys
         run = _Run(self, protocol, server, local_helpers, node_of, setup, extra, session, round)
         for position, node in enumerate(clients):
             if node is None:

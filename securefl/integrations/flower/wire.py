@@ -56,6 +56,7 @@ __all__ = [
     "open_envelope",
     "envelope_route",
     "helper_fingerprint",
+    "client_fingerprint",
 ]
 
 CONTROL = "securefl"
@@ -66,6 +67,7 @@ PLAIN = "securefl/message"
 SEALED = "securefl/sealed"
 _SEAL_LABEL = "securefl/flower/seal/v1"
 _FINGERPRINT_LABEL = "securefl/flower/helper/v1"
+_CLIENT_FINGERPRINT_LABEL = "securefl/flower/client/v1"
 
 
 @dataclass(frozen=True)
@@ -162,4 +164,14 @@ def helper_fingerprint(party: str, transport_key: bytes, parameters: bytes) -> s
     client operators, who pin it (node config ``securefl-pins``).
     """
     digest = hashlib.sha256(context(_FINGERPRINT_LABEL, party, transport_key, parameters)).digest()
+    return digest[:16].hex()
+
+
+def client_fingerprint(verification_key: bytes) -> str:
+    """32 hex digits naming a client's Ed25519 verification key: SHA-256(context(label, key))[:16].
+
+    A client SuperNode logs it at discovery (SecAgg ``malicious_server=True``);
+    the other client operators pin it (``securefl-pins = "client/<name>=<hex>"``).
+    """
+    digest = hashlib.sha256(context(_CLIENT_FINGERPRINT_LABEL, verification_key)).digest()
     return digest[:16].hex()

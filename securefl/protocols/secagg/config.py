@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from securefl.crypto.keys import SigningKey
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import SESSION_BYTES, Parties, Protocol, RunParameters
@@ -155,20 +156,85 @@ class SecAgg(Protocol):
         return resolve_threshold(self.threshold, self.group_size(clients), malicious_server=self.malicious_server)
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        from securefl.protocols.secagg.client import SecAggClient
-        from securefl.protocols.secagg.server import SecAggServer
+        """Every engine of one round; in malicious-server mode setup deals every client's signing key."""
+        clients = self._check_run(clients, vector_length, session, round)
+        signing_keys = [SigningKey.generate() for _ in range(clients)] if self.malicious_server else []
+        return self._parties(
+            clients=clients, vector_length=vector_length, session=session, round=round,
+            verification_keys=tuple(key.public_bytes for key in signing_keys),
+            signing_keys=dict(enumerate(signing_keys)),
+        )
 
+    def setup_registered(
+        self,
+        *,
+        clients: int,
+        vector_length: int,
+        session: bytes,
+        round: int,
+        verification_keys: Sequence[bytes],
+        signing_keys: Mapping[int, SigningKey],
+    ) -> Parties:
+        """Malicious-server mode around keys registered elsewhere: no key is dealt here.
+
+        ``verification_keys[i]`` is client i's Ed25519 public key (exactly one
+        32-byte key per client, all distinct); ``signing_keys`` holds the
+        signing keys of the clients whose engines this process runs (a
+        node: its own; the server: none), each matching its registered key.
+        ``parties.clients`` holds only those engines. Threat model: the
+        malicious-server guarantee holds only if every party got the same,
+        authentic ``verification_keys`` (pinned out of band when a server
+        relays them).
+        """
+        if not self.malicious_server:
+            raise ConfigurationError("setup_registered is for malicious_server=True; use setup")
+        clients = self._check_run(clients, vector_length, session, round)
+        if isinstance(verification_keys, (bytes, str)) or not isinstance(verification_keys, Sequence):
+            raise ConfigurationError(f"verification_keys must be a sequence of keys; found {type(verification_keys).__name__}")
+        if len(verification_keys) != clients:
+            raise ConfigurationError(
+                f"verification_keys must hold one key per client: {clients} clients; found {len(verification_keys)} keys"
+            )
+        for index, key in enumerate(verification_keys):
+            if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
+                found = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else type(key).__name__
+                raise ConfigurationError(
+                    f"verification key {index} must be {PUBLIC_KEY_BYTES} bytes (Ed25519); found {found}"
+                )
+        if len(set(verification_keys)) != clients:
+            raise ConfigurationError("verification_keys must be distinct: one client, one key")
+        if not isinstance(signing_keys, Mapping):
+            raise ConfigurationError(f"signing_keys must map client indices to keys; found {type(signing_keys).__name__}")
+        for index, key in signing_keys.items():
+            if not _is_int(index) or not 0 <= index < clients:
+                raise ConfigurationError(f"signing_keys names client {index!r}; clients are 0..{clients - 1}")
+            if not isinstance(key, SigningKey):
+                raise ConfigurationError(f"signing key of client {index} must be a SigningKey; found {type(key).__name__}")
+            if key.public_bytes != verification_keys[index]:
+                raise ConfigurationError(f"the signing key of client {index} does not match its registered verification key")
+        return self._parties(
+            clients=clients, vector_length=vector_length, session=session, round=round,
+            verification_keys=tuple(bytes(key) for key in verification_keys),
+            signing_keys={int(index): key for index, key in signing_keys.items()},
+        )
+
+    def _check_run(self, clients: int, vector_length: int, session: bytes, round: int) -> int:
         self.check_clients(clients)
-        clients = int(clients)
         if not _is_int(vector_length) or vector_length < 1:
             raise ConfigurationError(f"vector_length must be a positive integer; found {vector_length!r}")
         if not isinstance(session, bytes) or len(session) != SESSION_BYTES:
             raise ConfigurationError(f"session must be {SESSION_BYTES} bytes")
         if not _is_int(round) or not 0 <= round < 2**64:
             raise ConfigurationError(f"round must be an integer in [0, 2^64); found {round!r}")
+        return int(clients)
+
+    def _parties(self, *, clients: int, vector_length: int, session: bytes, round: int,
+                 verification_keys: tuple[bytes, ...], signing_keys: Mapping[int, SigningKey]) -> Parties:
+        from securefl.protocols.secagg.client import SecAggClient
+        from securefl.protocols.secagg.server import SecAggServer
+
         threshold = self.threshold_for(clients)
         graph = round_graph(clients, None if self.neighbors is None else int(self.neighbors), session=session, round=int(round))
-        signing_keys = [SigningKey.generate() for _ in range(clients)] if self.malicious_server else []
         parameters = Parameters(
             protocol=self,
             clients=clients,
@@ -177,11 +243,10 @@ class SecAgg(Protocol):
             round=int(round),
             graph=graph,
             threshold=threshold,
-            verification_keys=tuple(key.public_bytes for key in signing_keys),
+            verification_keys=verification_keys,
         )
-        engines = [
-            SecAggClient(i, parameters, signing_key=signing_keys[i] if signing_keys else None) for i in range(clients)
-        ]
+        indices = sorted(signing_keys) if self.malicious_server else range(clients)
+        engines = [SecAggClient(i, parameters, signing_key=signing_keys.get(i)) for i in indices]
         return Parties(server=SecAggServer(parameters), clients=engines)
 
     def describe(self) -> str:

@@ -74,14 +74,14 @@ def sub(accumulator: np.ndarray, term: np.ndarray, ring_bits: int) -> np.ndarray
     return reduce(accumulator, ring_bits)
 
 
-_CHUNK_BYTES = 1 << 18  # 256 KiB
+CHUNK_BYTES = 1 << 18  # 256 KiB: a chunk of a vector and a scratch buffer stay in the L2 cache
 
 
 def accumulate(accumulator: np.ndarray, terms: "list[np.ndarray]", ring_bits: int) -> np.ndarray:
     """accumulator += sum of ``terms`` (mod 2^k), chunk by chunk so the partial sum stays in cache."""
     if not terms:
         return accumulator
-    step = max(1, _CHUNK_BYTES // accumulator.dtype.itemsize)
+    step = max(1, CHUNK_BYTES // accumulator.dtype.itemsize)
     for start in range(0, accumulator.size, step):
         window = accumulator[start : start + step]
         for term in terms:

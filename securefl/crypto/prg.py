@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securefl.errors import ConfigurationError
-from securefl.ring import reduce, ring_dtype
+from securefl.ring import CHUNK_BYTES, reduce, ring_dtype
 
-__all__ = ["SEED_BYTES", "expand", "keystream_bytes", "Expander", "accumulate"]
+__all__ = ["SEED_BYTES", "expand", "keystream_bytes", "accumulate"]
 
 SEED_BYTES = 32
 _PRG_INFO = b"securefl/prg/v1"
@@ -77,32 +77,6 @@ def expand(seed: bytes, label: bytes, length: int, ring_bits: int) -> np.ndarray
     return reduce(vector, ring_bits)
 
 
-class Expander:
-    """Repeated expansions of one length into a reused buffer (no fresh pages per call).
-
-    ``expand`` returns a view that the next call overwrites: add it into an
-    accumulator before expanding again. Same output as :func:`expand`.
-    """
-
-    def __init__(self, length: int, ring_bits: int) -> None:
-        if length < 0:
-            raise ConfigurationError(f"vector length must be >= 0; found {length}")
-        self._dtype = ring_dtype(ring_bits)
-        self._ring_bits = ring_bits
-        self._length = length
-        self._nbytes = length * self._dtype.itemsize
-        self._buffer = np.empty(self._nbytes + _BLOCK - 1, dtype=np.uint8)
-
-    def expand(self, seed: bytes, label: bytes) -> np.ndarray:
-        encryptor = Cipher(algorithms.AES(_stream_key(seed, label)), modes.CTR(_ZERO_COUNTER)).encryptor()
-        encryptor.update_into(_zero_input(self._nbytes), self._buffer)
-        vector = self._buffer[: self._nbytes].view(self._dtype.newbyteorder("<"))
-        return reduce(vector, self._ring_bits)
-
-
-_CHUNK_BYTES = 1 << 18  # 256 KiB: a chunk and its scratch stay in the L2 cache
-
-
 def accumulate(
     out: np.ndarray,
     streams: Sequence[tuple[bytes, bytes]],
@@ -129,7 +103,7 @@ def accumulate(
     encryptors = [_encryptor(seed, label) for seed, label in streams]
     if out.size == 0:
         return out
-    step = max(1, _CHUNK_BYTES // dtype.itemsize)
+    step = max(1, CHUNK_BYTES // dtype.itemsize)
     scratch = np.empty(step * dtype.itemsize + _BLOCK - 1, dtype=np.uint8)
     fold = np.subtract if subtract else np.add
     for start in range(0, out.size, step):

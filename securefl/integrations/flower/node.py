@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from logging import INFO
 from pathlib import Path
-from typing import Callable, Mapping, Union
+from typing import Callable, Mapping, TypeVar, Union
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
@@ -130,26 +130,21 @@ class _NodeState:
     played: dict[bytes, str] = field(default_factory=dict)  # session -> the one party this node played in it
 
 
-def _transport_key(key_dir: Path | None) -> KeyPair:
-    """A helper's X25519 transport key: fresh per run, or kept in ``key_dir/transport.key`` (0600)."""
-    if key_dir is None:
-        return KeyPair.generate()
-    path = key_dir / "transport.key"
-    if path.exists():
-        return KeyPair.from_private_bytes(path.read_bytes())
-    keys = KeyPair.generate()
-    write_secret(path, keys.private_bytes)
-    return keys
+_KeyT = TypeVar("_KeyT", KeyPair, SigningKey)
 
 
-def _signing_key(key_dir: Path | None) -> SigningKey:
-    """A client's Ed25519 signing key: fresh per run, or kept in ``key_dir/signing.key`` (0600)."""
+def _node_key(key_class: type[_KeyT], key_dir: Path | None, filename: str) -> _KeyT:
+    """A node's own key: fresh per run, or kept in ``key_dir/filename`` (0600, made on first use).
+
+    Helpers keep their X25519 transport key in ``transport.key``; clients in
+    malicious-server mode their Ed25519 signing key in ``signing.key``.
+    """
     if key_dir is None:
-        return SigningKey.generate()
-    path = key_dir / "signing.key"
+        return key_class.generate()
+    path = key_dir / filename
     if path.exists():
-        return SigningKey.from_private_bytes(path.read_bytes())
-    key = SigningKey.generate()
+        return key_class.from_private_bytes(path.read_bytes())
+    key = key_class.generate()
     write_secret(path, key.private_bytes)
     return key
 
@@ -275,12 +270,12 @@ class SecureFLNode:
         protocol = self.protocol_for(context)
         state = _NodeState(role=role)
         if role == CLIENT and registers_client_keys(protocol):
-            state.signing = _signing_key(_key_dir(context))
+            state.signing = _node_key(SigningKey, _key_dir(context), "signing.key")
             fingerprint = wire.client_fingerprint(state.signing.public_bytes)
             _log("securefl: this SuperNode is a client; fingerprint %s (other clients pin it)", fingerprint)
         if role != CLIENT:
             key_dir = _key_dir(context)
-            state.transport = _transport_key(key_dir)
+            state.transport = _node_key(KeyPair, key_dir, "transport.key")
             state.protocol, state.parameters = publish(protocol, role, key_dir=key_dir)
             fingerprint = wire.helper_fingerprint(role, state.transport.public_bytes, state.parameters)
             _log("securefl: this SuperNode is %s; fingerprint %s (clients pin it)", role, fingerprint)

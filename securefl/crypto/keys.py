@@ -19,14 +19,13 @@ big-endian). Distinct field lists always encode to distinct strings.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securefl.errors import ConfigurationError, InvalidMessage
 
@@ -38,6 +37,7 @@ __all__ = [
     "SigningKey",
     "agree",
     "context",
+    "derive32",
     "hkdf",
     "verify_signature",
 ]
@@ -93,9 +93,42 @@ def context(*fields: bytes | str | int) -> bytes:
     return b"".join(parts)
 
 
+# HKDF-SHA256 (RFC 5869) on hashlib's SHA-256, with HMAC written out (RFC 2104):
+#     HMAC(K, m) = H((K' ^ opad) || H((K' ^ ipad) || m)),  K' = K zero-padded to the 64-byte block.
+# With no salt the extract key is 32 zero bytes, so its two padded states are hashed once here and
+# copied per call. That makes a 32-byte derivation about twice as fast as cryptography's HKDF, which
+# matters at 10^4 derivations per SecAgg round; the tests check outputs against cryptography's HKDF
+# and the RFC 5869 vectors.
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
+_EXTRACT_INNER = hashlib.sha256(bytes(64).translate(_IPAD))
+_EXTRACT_OUTER = hashlib.sha256(bytes(64).translate(_OPAD))
+_PRK_PADDING = bytes(32)  # PRK (32 bytes) || these = K' for the expand step
+
+
+def _extract(secret: bytes) -> bytes:
+    """K' of PRK = HMAC(0^32, secret), padded for use as an HMAC key."""
+    inner = _EXTRACT_INNER.copy()
+    inner.update(secret)
+    outer = _EXTRACT_OUTER.copy()
+    outer.update(inner.digest())
+    return outer.digest() + _PRK_PADDING
+
+
+def derive32(secret: bytes, info: bytes) -> bytes:
+    """``hkdf(secret, info=info)`` without argument checks, for hot paths that pass well-formed bytes.
+
+    OKM = T(1) = HMAC(PRK, info || 0x01), PRK = HMAC(0^32, secret).
+    """
+    padded = _extract(secret)
+    block = hashlib.sha256(padded.translate(_IPAD) + info + b"\x01").digest()
+    return hashlib.sha256(padded.translate(_OPAD) + block).digest()
+
+
 def hkdf(secret: bytes, *, info: bytes, length: int = 32) -> bytes:
     """HKDF-SHA256 (RFC 5869) with no salt: ``length`` bytes of key bound to ``info``.
 
+    OKM = T(1) || T(2) || ..., T(i) = HMAC(PRK, T(i-1) || info || i), PRK = HMAC(0^32, secret).
     ``secret`` must already be a high-entropy key (a DH output or a random seed);
     ``info`` should come from :func:`context` so each use has its own domain.
     """
@@ -105,7 +138,14 @@ def hkdf(secret: bytes, *, info: bytes, length: int = 32) -> bytes:
         raise ConfigurationError(f"HKDF info must be bytes; found {type(info).__name__}")
     if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= _MAX_HKDF_BYTES:
         raise ConfigurationError(f"HKDF length must be in 1..{_MAX_HKDF_BYTES}; found {length!r}")
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=bytes(info)).derive(bytes(secret))
+    padded = _extract(bytes(secret))
+    inner_key, outer_key = padded.translate(_IPAD), padded.translate(_OPAD)
+    blocks, block = [], b""
+    for counter in range(1, -(-length // 32) + 1):
+        inner = hashlib.sha256(inner_key + block + info + bytes((counter,))).digest()
+        block = hashlib.sha256(outer_key + inner).digest()
+        blocks.append(block)
+    return b"".join(blocks)[:length]
 
 
 class _PrivateKey:

@@ -12,13 +12,13 @@ same key. Security rests on AES as a PRF and HKDF as a KDF.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from securefl.crypto.keys import derive32
 from securefl.errors import ConfigurationError
 from securefl.ring import CHUNK_BYTES, reduce, ring_dtype
 
@@ -26,40 +26,54 @@ __all__ = ["SEED_BYTES", "expand", "keystream_bytes", "accumulate"]
 
 SEED_BYTES = 32
 _PRG_INFO = b"securefl/prg/v1"
-_ZERO_COUNTER = bytes(16)
+_CTR_FROM_ZERO = modes.CTR(bytes(16))  # immutable: one mode object serves every key
 _BLOCK = 16
+_OPEN_STREAMS = 256  # accumulate keeps at most this many AES contexts alive at once
 _zeros = np.zeros(0, dtype=np.uint8)
+_scratch = threading.local()
 
 
-def _zero_input(nbytes: int) -> memoryview:
-    """A cached read-only run of zero bytes: CTR encrypts zeros into the keystream."""
+def _zero_input(nbytes: int) -> np.ndarray:
+    """A cached run of zero bytes (read-only, shared): CTR encrypts zeros into the keystream."""
     global _zeros
     if _zeros.size < nbytes:
-        _zeros = np.zeros(max(nbytes, 2 * _zeros.size), dtype=np.uint8)
-    return memoryview(_zeros[:nbytes])
+        zeros = np.zeros(max(nbytes, 2 * _zeros.size), dtype=np.uint8)
+        zeros.flags.writeable = False
+        _zeros = zeros
+    return _zeros[:nbytes]
+
+
+def _scratch_buffer(nbytes: int) -> np.ndarray:
+    """This thread's reused keystream buffer, at least ``nbytes`` long.
+
+    Reusing one buffer per thread keeps it paged in and warm in cache across
+    calls; each thread has its own, so engines on different threads are safe.
+    """
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = _scratch.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer
 
 
 def _stream_key(seed: bytes, label: bytes) -> bytes:
     if not isinstance(seed, (bytes, bytearray)) or len(seed) != SEED_BYTES:
-        length = len(seed) if isinstance(seed, (bytes, bytearray)) else type(seed).__name__
+        length = f"{len(seed)} bytes" if isinstance(seed, (bytes, bytearray)) else type(seed).__name__
         raise ConfigurationError(f"PRG seed must be {SEED_BYTES} bytes; found {length}")
     if not isinstance(label, (bytes, bytearray)):
         raise ConfigurationError(f"PRG label must be bytes; found {type(label).__name__}")
-    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_PRG_INFO + bytes(label))
-    return kdf.derive(bytes(seed))
+    return derive32(bytes(seed), _PRG_INFO + label)
 
 
 def _encryptor(seed: bytes, label: bytes):
-    return Cipher(algorithms.AES(_stream_key(seed, label)), modes.CTR(_ZERO_COUNTER)).encryptor()
+    return Cipher(algorithms.AES(_stream_key(seed, label)), _CTR_FROM_ZERO).encryptor()
 
 
 def keystream_bytes(seed: bytes, label: bytes, nbytes: int) -> np.ndarray:
     """``nbytes`` of keystream as a uint8 array (written in place, no extra copy)."""
     if nbytes < 0:
         raise ConfigurationError(f"keystream length must be >= 0; found {nbytes}")
-    encryptor = Cipher(algorithms.AES(_stream_key(seed, label)), modes.CTR(_ZERO_COUNTER)).encryptor()
-    out = np.empty(nbytes + _BLOCK - 1, dtype=np.uint8)
-    written = encryptor.update_into(_zero_input(nbytes), out)
+    out = np.empty(nbytes + _BLOCK - 1, dtype=np.uint8)  # CTR's update_into wants a block of headroom
+    written = _encryptor(seed, label).update_into(_zero_input(nbytes), out)
     if written != nbytes:  # pragma: no cover - CTR is a stream mode
         raise RuntimeError("AES-CTR wrote a short keystream")
     return out[:nbytes]
@@ -77,43 +91,67 @@ def expand(seed: bytes, label: bytes, length: int, ring_bits: int) -> np.ndarray
     return reduce(vector, ring_bits)
 
 
+def _signs(signs: int | Sequence[int], count: int) -> list[int]:
+    listed = [signs] * count if isinstance(signs, (int, np.integer)) and not isinstance(signs, bool) else list(signs)
+    if len(listed) != count or any(sign not in (1, -1) or isinstance(sign, bool) for sign in listed):
+        raise ConfigurationError(f"signs must be +1 or -1, one per stream ({count}); found {signs!r}")
+    return listed
+
+
 def accumulate(
     out: np.ndarray,
     streams: Sequence[tuple[bytes, bytes]],
     ring_bits: int,
     *,
-    subtract: bool = False,
+    signs: int | Sequence[int] = 1,
     start_from: np.ndarray | None = None,
 ) -> np.ndarray:
-    """out +/-= sum over (seed, label) of expand(seed, label) (mod 2^k), in place.
+    """out <- base + sum_i sign_i * expand(seed_i, label_i)  (mod 2^k), in place; returns ``out``.
 
-    With ``start_from``, ``out`` is first overwritten by it (so
-    ``out = start_from +/- masks`` costs no separate copy pass).
+    ``base`` is ``out`` itself, or ``start_from`` when given (``out`` is then
+    overwritten, with no separate copy pass; ``start_from`` is not modified).
+    ``signs`` is +1 or -1 for every stream, or one sign per stream.
 
-    Equal to adding each :func:`expand` output in turn, but computed chunk by
-    chunk: every stream's keystream for a chunk is written to a small scratch
-    buffer and folded into ``out`` while both are in cache, so the cost stays
-    close to that of the AES-CTR keystream itself.
+    Equal to adding each :func:`expand` output in turn, but computed window by
+    window: each stream's keystream for a window is written into one reused
+    scratch buffer and folded into ``out`` while the window, the scratch and
+    the zero input all sit in the L2 cache, so the cost stays close to that of
+    the AES-CTR keystream itself. Words are added without reduction and
+    reduced once at the end (exact: 2^k divides the word size).
     """
     dtype = ring_dtype(ring_bits)
-    if out.dtype != dtype or out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ConfigurationError(f"accumulator must be a writeable contiguous 1-D {dtype} array")
-    if start_from is not None and (start_from.shape != out.shape or start_from.dtype != dtype):
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.ndim != 1 or not out.flags.c_contiguous:
+        raise ConfigurationError(f"accumulator must be a contiguous 1-D {dtype} array")
+    if not out.flags.writeable:
+        raise ConfigurationError("accumulator must be writeable")
+    if start_from is not None and (not isinstance(start_from, np.ndarray) or start_from.shape != out.shape
+                                   or start_from.dtype != dtype):
         raise ConfigurationError(f"start_from must be a {dtype} vector of {out.size} coordinates")
-    encryptors = [_encryptor(seed, label) for seed, label in streams]
-    if out.size == 0:
-        return out
-    step = max(1, CHUNK_BYTES // dtype.itemsize)
-    scratch = np.empty(step * dtype.itemsize + _BLOCK - 1, dtype=np.uint8)
-    fold = np.subtract if subtract else np.add
-    for start in range(0, out.size, step):
-        window = out[start : start + step]
-        nbytes = window.size * dtype.itemsize
-        zeros = _zero_input(nbytes)
-        keystream = scratch[:nbytes].view(dtype.newbyteorder("<"))
-        if start_from is not None:
-            window[...] = start_from[start : start + step]
-        for encryptor in encryptors:
-            encryptor.update_into(zeros, scratch)
-            fold(window, keystream, out=window)
+    signs = _signs(signs, len(streams))
+    keys = [_stream_key(seed, label) for seed, label in streams]
+    if start_from is not None and (not keys or out.size == 0):
+        np.copyto(out, start_from)
+    if not keys or out.size == 0:
+        return reduce(out, ring_bits)
+    itemsize = dtype.itemsize
+    windows = -(-out.size * itemsize // CHUNK_BYTES)
+    step = -(-out.size // windows)  # equal windows, each at most CHUNK_BYTES
+    scratch = _scratch_buffer(step * itemsize + _BLOCK - 1)
+    word = dtype.newbyteorder("<")
+    for first in range(0, len(keys), _OPEN_STREAMS):
+        batch = range(first, min(first + _OPEN_STREAMS, len(keys)))
+        encryptors = [(Cipher(algorithms.AES(keys[i]), _CTR_FROM_ZERO).encryptor(),
+                       np.add if signs[i] > 0 else np.subtract) for i in batch]
+        base = start_from if first == 0 else None
+        for start in range(0, out.size, step):
+            window = out[start : start + step]
+            nbytes = window.size * itemsize
+            zeros = _zero_input(nbytes)
+            keystream = scratch[:nbytes].view(word)
+            # The first fold of a window reads the starting vector, so out needs no copy of it.
+            previous = window if base is None else base[start : start + step]
+            for encryptor, fold in encryptors:
+                encryptor.update_into(zeros, scratch)
+                fold(previous, keystream, out=window)
+                previous = window
     return reduce(out, ring_bits)

@@ -161,7 +161,7 @@ class _Client(ClientEngine):
             outbound.append(SeedShare(*run.header(UPLOAD, self.party, aggregator_id(aggregator)), seed=seed))
         # s_0 = x - sum_{j>=1} PRG(seed_j), in one cache-friendly pass.
         first_share = np.empty_like(self._input)
-        prg.accumulate(first_share, streams, bits, subtract=True, start_from=self._input)
+        prg.accumulate(first_share, streams, bits, signs=-1, start_from=self._input)
         outbound.insert(0, VectorShare(*run.header(UPLOAD, self.party, aggregator_id(0)), ring_bits=bits, vector=first_share))
         return outbound
 

@@ -83,6 +83,31 @@ def test_hkdf_rfc5869_case_3():
     assert okm.hex() == "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"
 
 
+def test_hkdf_rfc5869_case_1_shape_without_salt():
+    """RFC 5869 test case 1's input keying material and info, unsalted, against cryptography's HKDF."""
+    ikm, info = b"\x0b" * 22, bytes(range(0xF0, 0xFA))
+    expected = HKDF(algorithm=hashes.SHA256(), length=42, salt=None, info=info).derive(ikm)
+
+    assert hkdf(ikm, info=info, length=42) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(secret=st.binary(min_size=1, max_size=100), info=st.binary(max_size=300),
+       length=st.integers(min_value=1, max_value=300))
+def test_hkdf_and_derive32_equal_cryptography_hkdf(secret, info, length):
+    def reference(size):
+        return HKDF(algorithm=hashes.SHA256(), length=size, salt=None, info=info).derive(secret)
+
+    assert hkdf(secret, info=info, length=length) == reference(length)
+    assert keys.derive32(secret, info) == reference(32)
+
+
+def test_hkdf_longest_output():
+    info = context("longest")
+    assert hkdf(b"k" * 32, info=info, length=8160) == HKDF(
+        algorithm=hashes.SHA256(), length=8160, salt=None, info=info).derive(b"k" * 32)
+
+
 def test_hkdf_info_separates():
     assert hkdf(b"k" * 32, info=context("a")) != hkdf(b"k" * 32, info=context("b"))
 

@@ -110,6 +110,49 @@ def test_accumulate_matches_known_answer(case):
     start = np.arange(length, dtype=np.uint64).astype(ring.ring_dtype(bits))
     ring.reduce(start, bits)
     out = np.empty_like(start)
-    prg.accumulate(out, [(seed, label), (seed, label)], bits, subtract=True, start_from=start)
+    prg.accumulate(out, [(seed, label), (seed, label)], bits, signs=-1, start_from=start)
     twice = ring.add(expected.copy(), expected, bits)
     np.testing.assert_array_equal(out, ring.sub(start.copy(), twice, bits))
+    prg.accumulate(out, [(seed, label), (seed, label), (seed, label)], bits, signs=[1, -1, 1])
+    np.testing.assert_array_equal(out, ring.sub(start.copy(), expected, bits))
+
+
+def test_accumulate_over_many_windows_and_stream_batches(monkeypatch):
+    """Mixed signs across several cache windows and more streams than are kept open at once."""
+    monkeypatch.setattr(prg, "CHUNK_BYTES", 64)  # windows of 16 words: a ragged last window
+    monkeypatch.setattr(prg, "_OPEN_STREAMS", 3)
+    length, bits = 1001, 32
+    streams = [(bytes([index]) * 32, b"window/%d" % index) for index in range(8)]
+    signs = [1, -1, -1, 1, 1, -1, 1, 1]
+    start = np.arange(length, dtype=np.uint32)
+    expected = start.copy()
+    for (seed, label), sign in zip(streams, signs):
+        (ring.add if sign > 0 else ring.sub)(expected, prg.expand(seed, label, length, bits), bits)
+
+    out = prg.accumulate(np.empty_like(start), streams, bits, signs=signs, start_from=start)
+
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(start, np.arange(length))
+
+
+def test_accumulate_with_no_streams_copies_the_start():
+    start = np.arange(5, dtype=np.uint16)
+    np.testing.assert_array_equal(prg.accumulate(np.zeros(5, np.uint16), [], 12, start_from=start), start)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(out=np.zeros(4, np.uint64)), "contiguous 1-D uint32"),
+        (dict(signs=[1]), "one per stream"),
+        (dict(signs=0), "found 0"),
+        (dict(signs=[True, 1]), "must be \\+1 or -1"),
+        (dict(start_from=np.zeros(3, np.uint32)), "start_from must be"),
+        (dict(streams=[(bytes(31), b"l"), (bytes(32), b"l")]), "found 31 bytes"),
+    ],
+)
+def test_accumulate_refuses_bad_arguments(arguments, message):
+    call = dict(out=np.zeros(4, np.uint32), streams=[(SEED, b"a"), (SEED, b"b")], ring_bits=32)
+    call.update(arguments)
+    with pytest.raises(ConfigurationError, match=message):
+        prg.accumulate(call.pop("out"), call.pop("streams"), call.pop("ring_bits"), **call)

@@ -1,19 +1,15 @@
 """Batched fast paths of the crypto SecAgg leans on, byte-for-byte equal to ``securefl.crypto``.
 
     agree_many(key, peers, ...)[v] == keys.agree(key, peers[v], ...)     (X25519 + HKDF-SHA256)
-    hkdf32(secret, info)           == keys.hkdf(secret, info=info)        (32 bytes, no salt)
-    MaskAccumulator.add(seed, label, sign):
-        total <- total + sign * prg.expand(seed, label, d, k)   (mod 2^k)
+    MaskAccumulator: add(seed, label, sign) for each mask, then finish():
+        total <- total + sum of sign * prg.expand(seed, label, d, k)   (mod 2^k)
 
 Why they exist: with n = 100 clients on the complete graph one round makes
 about 2*10^4 X25519 agreements and 10^4 mask expansions of d words, so the
 per-call cost around the primitives matters. ``agree_many`` builds the HKDF
-info from a precomputed prefix, and ``hkdf32`` runs HMAC-SHA256 on hashlib
-with the fixed extract key's states precomputed; ``MaskAccumulator`` writes
-each AES-CTR keystream into one per-thread reused buffer (no fresh
-allocation, no page faults, warm in cache) and adds it in place, reducing
-mod 2^k once at the end (exact: 2^k divides the word size, so reduction
-commutes with the additions). The tests check every output against
+info from a precomputed prefix around ``keys.derive32``; ``MaskAccumulator``
+collects a party's masks and folds them all in one ``prg.accumulate`` pass
+(keystream and sum stay in cache). The tests check every output against
 ``securefl.crypto``.
 
 ``counters`` tallies the primitive work done (agreements, keystream bytes) so
@@ -23,29 +19,23 @@ results and is not thread-safe.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from securefl import ring
-from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, context
+from securefl.crypto import prg
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, context, derive32
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import client_id
 
-__all__ = ["AgreementKey", "MaskAccumulator", "WorkCounters", "agree_many", "counters", "hkdf32"]
+__all__ = ["AgreementKey", "MaskAccumulator", "WorkCounters", "agree_many", "counters"]
 
 _AGREE_INFO = "securefl/agree/v1"  # securefl.crypto.keys: info = context(this, label, session, round, ...)
-_PRG_INFO = b"securefl/prg/v1"  # securefl.crypto.prg: key = HKDF(seed, info=this || label)
-_CTR_FROM_ZERO = modes.CTR(bytes(16))  # immutable; one mode object serves every key
-_BLOCK = 16
-SEED_BYTES = 32
 
 
 @dataclass
@@ -61,30 +51,6 @@ class WorkCounters:
 
 
 counters = WorkCounters()
-
-
-# HMAC-SHA256 (RFC 2104) by hand on hashlib: H((K ^ opad) || H((K ^ ipad) || m)), K zero-padded to
-# 64 bytes. The extract step's key is the fixed all-zero salt, so its two padded-key states are hashed
-# once here and copied per call; that halves the cost of hmac.digest on these short inputs.
-_IPAD = bytes(byte ^ 0x36 for byte in range(256))
-_OPAD = bytes(byte ^ 0x5C for byte in range(256))
-_EXTRACT_INNER = hashlib.sha256(bytes(64).translate(_IPAD))
-_EXTRACT_OUTER = hashlib.sha256(bytes(64).translate(_OPAD))
-_KEY_PADDING = bytes(32)
-
-
-def hkdf32(secret: bytes, info: bytes) -> bytes:
-    """HKDF-SHA256 (RFC 5869) with no salt and 32 bytes of output.
-
-    PRK = HMAC(0^32, secret); OKM = T(1) = HMAC(PRK, info || 0x01).
-    """
-    inner = _EXTRACT_INNER.copy()
-    inner.update(secret)
-    outer = _EXTRACT_OUTER.copy()
-    outer.update(inner.digest())
-    key = outer.digest() + _KEY_PADDING
-    expanded = hashlib.sha256(key.translate(_IPAD) + info + b"\x01").digest()
-    return hashlib.sha256(key.translate(_OPAD) + expanded).digest()
 
 
 class AgreementKey:
@@ -159,48 +125,22 @@ def agree_many(
         peer_public_field = _PUBLIC_FIELD + public
         publics = (own_public_field + peer_public_field if own_public < public
                    else peer_public_field + own_public_field)
-        out[peer] = hkdf32(shared, prefix + parties + publics)
+        out[peer] = derive32(shared, prefix + parties + publics)
     counters.agreements += len(peers)
     return out
 
 
-_zeros = np.zeros(0, dtype=np.uint8)
-_scratch = threading.local()
-
-
-def _zero_input(nbytes: int) -> np.ndarray:
-    """A cached run of zero bytes (read-only, shared): AES-CTR encrypts zeros into its keystream."""
-    global _zeros
-    if _zeros.size < nbytes:
-        zeros = np.zeros(max(nbytes, 2 * _zeros.size), dtype=np.uint8)
-        zeros.flags.writeable = False
-        _zeros = zeros
-    return _zeros[:nbytes]
-
-
-def _keystream_buffer(nbytes: int) -> np.ndarray:
-    """This thread's reused keystream buffer, at least ``nbytes`` long.
-
-    Every accumulator on a thread writes its keystreams into the same buffer,
-    so a round of many clients touches (and page-faults) it once, and it stays
-    in cache. Each thread has its own, so engines on different threads are safe.
-    """
-    buffer = getattr(_scratch, "buffer", None)
-    if buffer is None or buffer.size < nbytes:
-        buffer = _scratch.buffer = np.empty(max(nbytes, 2 * (0 if buffer is None else buffer.size)), dtype=np.uint8)
-    return buffer
-
-
 class MaskAccumulator:
-    """total <- total +/- PRG(seed, label) in Z_2^k, one reused keystream buffer for all masks.
+    """total <- total + sum of sign * PRG(seed, label) in Z_2^k, over every mask added before ``finish``.
 
     The PRG is ``securefl.crypto.prg.expand``: AES-256-CTR (counter 0) under
     key HKDF-SHA256(seed, info="securefl/prg/v1" || label), read as
-    little-endian words of the ring dtype. ``total`` is updated in place and
-    reduced mod 2^k by :meth:`finish`.
+    little-endian words of the ring dtype. ``add`` only records a mask;
+    ``finish`` folds them all into ``total`` in place with one
+    ``prg.accumulate`` pass, reduces mod 2^k and hands ``total`` back.
     """
 
-    __slots__ = ("total", "ring_bits", "_nbytes", "_dtype", "_start")
+    __slots__ = ("total", "ring_bits", "_start", "_streams", "_signs")
 
     def __init__(self, total: np.ndarray, ring_bits: int) -> None:
         dtype = ring.ring_dtype(ring_bits)
@@ -210,45 +150,33 @@ class MaskAccumulator:
             raise ConfigurationError("accumulator must be writeable")
         self.total = total
         self.ring_bits = ring_bits
-        self._nbytes = total.size * dtype.itemsize
-        self._dtype = dtype.newbyteorder("<")
         self._start: np.ndarray | None = None
+        self._streams: list[tuple[bytes, bytes]] = []
+        self._signs: list[int] = []
 
     @classmethod
     def starting_from(cls, vector: np.ndarray, ring_bits: int) -> MaskAccumulator:
-        """An accumulator whose total starts as a copy of ``vector`` (which is left untouched).
+        """An accumulator whose total starts as ``vector`` (which is left untouched).
 
-        The copy is fused into the first :meth:`add` (total = vector +/- mask in
-        one pass), saving a pass over the vector.
+        The copy is fused into the first fold (total = vector +/- mask in one
+        pass), saving a pass over the vector.
         """
         accumulator = cls(np.empty(np.shape(vector), dtype=ring.ring_dtype(ring_bits)), ring_bits)
         accumulator._start = vector
         return accumulator
 
     def add(self, seed: bytes, label: bytes, sign: int = 1) -> None:
-        """total += PRG(seed, label) for sign = +1, total -= PRG(seed, label) for sign = -1."""
-        if len(seed) != SEED_BYTES:
-            raise ConfigurationError(f"PRG seed must be {SEED_BYTES} bytes; found {len(seed)}")
-        nbytes = self._nbytes
-        zeros = _zeros if _zeros.size >= nbytes else _zero_input(nbytes)
-        # CTR's update_into wants room for one block more than it writes.
-        buffer = getattr(_scratch, "buffer", None)
-        if buffer is None or buffer.size < nbytes + _BLOCK - 1:
-            buffer = _keystream_buffer(nbytes + _BLOCK - 1)
-        encryptor = Cipher(algorithms.AES(hkdf32(seed, _PRG_INFO + label)), _CTR_FROM_ZERO).encryptor()
-        encryptor.update_into(zeros[:nbytes], buffer)
-        words = buffer[:nbytes].view(self._dtype)
-        base, self._start = (self.total, None) if self._start is None else (self._start, None)
-        if sign > 0:
-            np.add(base, words, out=self.total)
-        else:
-            np.subtract(base, words, out=self.total)
-        counters.expansions += 1
-        counters.keystream_bytes += nbytes
+        """Record total += PRG(seed, label) for sign = +1, total -= PRG(seed, label) for sign = -1."""
+        if len(seed) != prg.SEED_BYTES:
+            raise ConfigurationError(f"PRG seed must be {prg.SEED_BYTES} bytes; found {len(seed)}")
+        self._streams.append((seed, label))
+        self._signs.append(1 if sign > 0 else -1)
 
     def finish(self) -> np.ndarray:
-        """Reduce mod 2^k and hand back the total."""
-        if self._start is not None:  # no mask was added: the total is the starting vector
-            np.copyto(self.total, self._start)
-            self._start = None
-        return ring.reduce(self.total, self.ring_bits)
+        """Fold every recorded mask into the total, reduce mod 2^k and hand the total back."""
+        streams, signs, start = self._streams, self._signs, self._start
+        self._streams, self._signs, self._start = [], [], None
+        prg.accumulate(self.total, streams, self.ring_bits, signs=signs, start_from=start)
+        counters.expansions += len(streams)
+        counters.keystream_bytes += len(streams) * self.total.nbytes
+        return self.total

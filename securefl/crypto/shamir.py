@@ -117,13 +117,8 @@ class Share:
 
     def to_bytes(self) -> bytes:
         """Canonical fixed-width encoding (see the class docstring)."""
-        return b"".join(
-            [
-                self.x.to_bytes(2, "big"),
-                self.secret_length.to_bytes(2, "big"),
-                *(int(value).to_bytes(ELEMENT_BYTES, "big") for value in self.values),
-            ]
-        )
+        header = self.x.to_bytes(2, "big") + self.secret_length.to_bytes(2, "big")
+        return header + b"".join([int(value).to_bytes(ELEMENT_BYTES, "big") for value in self.values])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Share:
@@ -137,9 +132,9 @@ class Share:
         secret_length = int.from_bytes(data[2:4], "big")
         if x == 0:
             raise InvalidMessage("share x=0 is not an evaluation point; x must be in 1..65535")
-        if secret_length < MIN_SECRET_BYTES:
+        if not MIN_SECRET_BYTES <= secret_length <= MAX_SECRET_BYTES:
             raise InvalidMessage(
-                f"share claims a {secret_length}-byte secret; secrets have at least {MIN_SECRET_BYTES} bytes"
+                f"share claims a {secret_length}-byte secret; secrets have {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes"
             )
         count = _element_count(secret_length)
         expected = _HEADER_BYTES + ELEMENT_BYTES * count
@@ -154,7 +149,7 @@ class Share:
         for index, value in enumerate(values):
             if value >= PRIME:
                 raise InvalidMessage(f"share value {index} is not below the field prime")
-        return cls(x=x, secret_length=secret_length, values=values)
+        return _trusted_share(x, secret_length, values)  # every field was checked above
 
 
 def _trusted_share(x: int, secret_length: int, values: tuple[int, ...]) -> Share:

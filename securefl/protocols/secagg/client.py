@@ -22,6 +22,7 @@ Honest-client rules (each refusal raises and sends nothing):
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -65,9 +66,15 @@ SHARE_BYTES = 4 + shamir.ELEMENT_BYTES  # Share.to_bytes() of a 32-byte secret: 
 SEALED_SHARES_BYTES = 2 * SHARE_BYTES + aead.OVERHEAD_BYTES
 
 
+@lru_cache(maxsize=4096)
+def _share_header(x: int) -> bytes:
+    """The first 4 bytes of ``Share.to_bytes`` for a share at ``x`` of a 32-byte secret."""
+    return x.to_bytes(2, "big") + SECRET_BYTES.to_bytes(2, "big")
+
+
 def check_share_header(share: bytes, *, x: int, what: str) -> None:
     """A share must be ``SHARE_BYTES`` long, at point ``x``, of a 32-byte secret (``InvalidMessage``)."""
-    if len(share) != SHARE_BYTES or int.from_bytes(share[0:2], "big") != x or int.from_bytes(share[2:4], "big") != SECRET_BYTES:
+    if len(share) != SHARE_BYTES or share[:4] != _share_header(x):
         raise InvalidMessage(f"{what} is not a {SHARE_BYTES}-byte share of a {SECRET_BYTES}-byte secret at x={x}")
 
 

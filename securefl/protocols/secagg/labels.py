@@ -22,6 +22,7 @@ __all__ = [
     "SHARE_CHANNEL_LABEL",
     "PAIRWISE_SEED_LABEL",
     "SHARES_AEAD_LABEL",
+    "party",
     "pairwise_mask_label",
     "self_mask_label",
     "shares_associated_data",
@@ -58,9 +59,12 @@ def _int(value: int) -> bytes:
     return _INT_FIELD + value.to_bytes(8, "big")
 
 
-def _text(value: str) -> bytes:
-    body = value.encode("utf-8")
-    return b"\x02" + len(body).to_bytes(4, "big") + body
+@lru_cache(maxsize=4096)
+def party(client: int) -> tuple[str, bytes]:
+    """``client_id(client)`` and its ``context`` text field (tag 0x02, u32 length, UTF-8 body), cached."""
+    name = client_id(client)
+    body = name.encode("utf-8")
+    return name, b"\x02" + len(body).to_bytes(4, "big") + body
 
 
 def pairwise_mask_label(session: bytes, round: int, first: int, second: int) -> bytes:
@@ -80,9 +84,7 @@ def shares_associated_data(session: bytes, round: int, sender: int, recipient: i
     Equal to ``aead.associated_data(session=session, round=round, sender=client_id(sender),
     recipient=client_id(recipient), label=SHARES_AEAD_LABEL)``.
     """
-    return _prefix(6, _AEAD_INFO, SHARES_AEAD_LABEL, session, round) + _text(client_id(sender)) + _text(
-        client_id(recipient)
-    )
+    return _prefix(6, _AEAD_INFO, SHARES_AEAD_LABEL, session, round) + party(sender)[1] + party(recipient)[1]
 
 
 def self_mask_commitment(session: bytes, round: int, client: int, seed: bytes) -> bytes:

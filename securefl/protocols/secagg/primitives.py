@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
@@ -31,7 +30,7 @@ from securefl import ring
 from securefl.crypto import prg
 from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, context, derive32
 from securefl.errors import ConfigurationError, InvalidMessage
-from securefl.protocols.base import client_id
+from securefl.protocols.secagg.labels import party
 
 __all__ = ["AgreementKey", "MaskAccumulator", "WorkCounters", "agree_many", "counters"]
 
@@ -80,13 +79,6 @@ class AgreementKey:
 _PUBLIC_FIELD = b"\x01" + PUBLIC_KEY_BYTES.to_bytes(4, "big")  # context's tag and length of a public key
 
 
-@lru_cache(maxsize=4096)
-def _party_field(client: int) -> bytes:
-    """The text field of ``keys.context`` for ``client_id(client)`` (tag 0x02, u32 length, UTF-8 body)."""
-    body = client_id(client).encode("utf-8")
-    return b"\x02" + len(body).to_bytes(4, "big") + body
-
-
 def agree_many(
     key: AgreementKey,
     peers: Mapping[int, bytes],
@@ -101,8 +93,7 @@ def agree_many(
     Raises ``InvalidMessage`` naming the peer whose public key is malformed or
     of low order (the all-zero shared secret, RFC 7748 section 6.1).
     """
-    own_party = client_id(own)
-    own_field = _party_field(own)
+    own_party, own_field = party(own)
     own_public = key.public_bytes
     own_public_field = _PUBLIC_FIELD + own_public
     # info = context(_AGREE_INFO, label, session, round, party_low, party_high, public_low, public_high):
@@ -117,10 +108,9 @@ def agree_many(
             shared = private.exchange(X25519PublicKey.from_public_bytes(public))
         except ValueError:
             raise InvalidMessage(f"client/{peer}'s public key is a low-order point") from None
-        peer_party = client_id(peer)
+        peer_party, peer_field = party(peer)
         if peer_party == own_party:
             raise InvalidMessage(f"client/{peer} cannot agree a key with itself")
-        peer_field = _party_field(peer)
         parties = own_field + peer_field if own_party < peer_party else peer_field + own_field
         peer_public_field = _PUBLIC_FIELD + public
         publics = (own_public_field + peer_public_field if own_public < public

@@ -225,6 +225,18 @@ def _checker(annotation: Any) -> _Checker:
             if type(value) is not list:
                 raise InvalidMessage(f"{path}: expected a sequence; found {_type_name(value)}")
             return tuple([item(v, path, context) for v in value])
+    elif origin is dict and all(kind in (int, bytes, str) for kind in typing.get_args(annotation)):
+        key_type, value_type = typing.get_args(annotation)
+
+        def check(value, path, context):  # scalar keys and values: one pass of exact type tests
+            if type(value) is not dict:
+                raise InvalidMessage(f"{path}: expected a map; found {_type_name(value)}")
+            for k, v in value.items():
+                if type(k) is not key_type:
+                    raise InvalidMessage(f"{path}: expected {key_type.__name__}; found {_type_name(k)}")
+                if type(v) is not value_type:
+                    raise InvalidMessage(f"{path}: expected {value_type.__name__}; found {_type_name(v)}")
+            return value
     elif origin is dict:
         key_type, value_type = typing.get_args(annotation)
         check_key, check_value = _checker(key_type), _checker(value_type)
@@ -328,8 +340,12 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
     if isinstance(data, (list, tuple)):
         if not data:
             raise InvalidMessage("a message needs at least a header frame")
-        frames = [memoryview(frame).cast("B") for frame in data]
-        data = bytes(frames[0])
+        try:
+            header = data[0] if type(data[0]) is bytes else bytes(memoryview(data[0]).cast("B"))
+            frames = [header, *(memoryview(frame).cast("B") for frame in data[1:])]
+        except TypeError:
+            raise InvalidMessage("message frames must be bytes-like") from None
+        data = header
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidMessage(f"a message must be bytes; found {type(data).__name__}")
     data = bytes(data) if not isinstance(data, bytes) else data
@@ -353,8 +369,9 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
         sizes = [frame.nbytes for frame in frames[1:]]
         if header_length != len(data) or sizes != reader.sizes:
             raise InvalidMessage(f"message frames of {sizes} bytes do not match its header's vectors {reader.sizes}")
-        starts = [sum(reader.sizes[:i]) for i in range(len(reader.sizes))]
-        reader.frames = dict(zip(starts, frames[1:]))
+        if sizes:
+            starts = [sum(reader.sizes[:i]) for i in range(len(reader.sizes))]
+            reader.frames = dict(zip(starts, frames[1:]))
     elif header_length + reader.total != len(data):
         raise InvalidMessage(
             f"message is {len(data)} bytes; its header ({header_length}) and vectors ({reader.total}) "

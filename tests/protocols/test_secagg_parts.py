@@ -232,6 +232,8 @@ def test_mask_accumulator_checks_its_arguments():
     accumulator = MaskAccumulator(np.zeros(4, np.uint32), 32)
     with pytest.raises(ConfigurationError, match="32 bytes"):
         accumulator.add(bytes(31), b"l")
+    with pytest.raises(ConfigurationError, match="sign must be"):
+        accumulator.add(bytes(32), b"l", 0)
 
 
 def test_labels_equal_the_generic_context_encoding():

@@ -159,8 +159,10 @@ class MaskAccumulator:
         """Record total += PRG(seed, label) for sign = +1, total -= PRG(seed, label) for sign = -1."""
         if len(seed) != prg.SEED_BYTES:
             raise ConfigurationError(f"PRG seed must be {prg.SEED_BYTES} bytes; found {len(seed)}")
+        if sign not in (1, -1) or isinstance(sign, bool):
+            raise ConfigurationError(f"mask sign must be +1 or -1; found {sign!r}")
         self._streams.append((seed, label))
-        self._signs.append(1 if sign > 0 else -1)
+        self._signs.append(sign)
 
     def finish(self) -> np.ndarray:
         """Fold every recorded mask into the total, reduce mod 2^k and hand the total back."""

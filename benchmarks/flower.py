@@ -106,7 +106,15 @@ def run_flower(args: argparse.Namespace) -> list[float]:
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
-    seconds: list[float] = []
+    seconds: list[float | None] = []
+    aggregated: list[int] = []
+
+    class CountingFedAvg(FedAvg):
+        """FedAvg that records how many clients' results each round aggregated."""
+
+        def aggregate_fit(self, server_round, results, failures):
+            aggregated.append(len(results))
+            return super().aggregate_fit(server_round, results, failures)
 
     class Client(NumPyClient):
         def __init__(self, partition: int) -> None:
@@ -126,15 +134,17 @@ def run_flower(args: argparse.Namespace) -> list[float]:
                                 clipping_range=1.0)
 
     def timed_fit(grid: Grid, context) -> None:
-        started = time.perf_counter()
+        started, before = time.perf_counter(), len(aggregated)
         secagg(grid, context)
-        seconds.append(time.perf_counter() - started)
+        complete = len(aggregated) == before + 1 and aggregated[-1] == args.clients
+        # A round that halted or lost clients has no time worth reporting: recorded as None.
+        seconds.append(time.perf_counter() - started if complete else None)
 
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        strategy = FedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=args.clients,
+        strategy = CountingFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=args.clients,
                           min_available_clients=args.clients)
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=args.rounds), strategy=strategy)
         DefaultWorkflow(fit_workflow=timed_fit)(grid, legacy)
@@ -148,7 +158,8 @@ def _child(args: argparse.Namespace) -> None:
     Path(args.output).write_text(json.dumps(seconds))
 
 
-def _side(name: str, args: argparse.Namespace) -> dict:
+def run_side(name: str, args: argparse.Namespace) -> dict:
+    """One side's rounds in a fresh child process (its own Ray instance); ``args`` as the CLI's."""
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "seconds.json"
         command = [sys.executable, __file__, "--child", name, "--output", str(output),
@@ -161,6 +172,9 @@ def _side(name: str, args: argparse.Namespace) -> dict:
         if completed.returncode != 0 or not output.exists():
             raise RuntimeError(f"{name} run failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
         rounds = json.loads(output.read_text())
+    if None in rounds:
+        raise RuntimeError(f"{name}: round {rounds.index(None)} did not aggregate all {args.clients} clients "
+                           f"(Flower's SecAgg+ needs an odd number of shares, k + 1)")
     warm = rounds[1:] or rounds
     return {"round_seconds": rounds, "median_warm_round_seconds": statistics.median(warm),
             "process_wall_seconds": wall}
@@ -193,7 +207,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/flower.py", *sys.argv[1:]]),
     }
     for side in sides:
-        figures[side] = _side(side, args)
+        figures[side] = run_side(side, args)
     if len(sides) == 2:
         figures["flower_over_securefl"] = (
             figures["flower"]["median_warm_round_seconds"] / figures["securefl"]["median_warm_round_seconds"]

@@ -290,6 +290,14 @@ def poisson_subsampled_rdp(
 # --------------------------------------------------------------------------
 
 
+def _check_noise_fields(event: PrivacyEvent) -> None:
+    """Validate and normalise the noise multiplier and both sensitivities of a frozen event in place."""
+    object.__setattr__(event, "noise_multiplier", _check_noise_multiplier(event.noise_multiplier))
+    l2, l1 = _check_sensitivities(event.l2_sensitivity, event.l1_sensitivity)
+    object.__setattr__(event, "l2_sensitivity", l2)
+    object.__setattr__(event, "l1_sensitivity", l1)
+
+
 @register_event
 @dataclass(frozen=True)
 class SkellamEvent(PrivacyEvent):
@@ -308,10 +316,7 @@ class SkellamEvent(PrivacyEvent):
     sample_rate: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_multiplier", _check_noise_multiplier(self.noise_multiplier))
-        l2, l1 = _check_sensitivities(self.l2_sensitivity, self.l1_sensitivity)
-        object.__setattr__(self, "l2_sensitivity", l2)
-        object.__setattr__(self, "l1_sensitivity", l1)
+        _check_noise_fields(self)
         object.__setattr__(self, "sample_rate", _check_sample_rate(self.sample_rate))
 
     def rdp(self, orders: NDArray[np.float64] | NDArray[np.int64]) -> NDArray[np.float64]:
@@ -342,10 +347,7 @@ class DistributedDiscreteGaussianEvent(PrivacyEvent):
     sample_rate: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_multiplier", _check_noise_multiplier(self.noise_multiplier))
-        l2, l1 = _check_sensitivities(self.l2_sensitivity, self.l1_sensitivity)
-        object.__setattr__(self, "l2_sensitivity", l2)
-        object.__setattr__(self, "l1_sensitivity", l1)
+        _check_noise_fields(self)
         object.__setattr__(self, "dimension", _check_count("dimension", self.dimension))
         object.__setattr__(self, "shares", _check_count("shares", self.shares))
         object.__setattr__(self, "sample_rate", _check_sample_rate(self.sample_rate))

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from securefl import ring
-from securefl.protocols.base import client_id, decode_message
+from securefl.protocols.wire import client_id, decode_message
 from securefl.protocols.paillier import KeyHolder, Paillier
 from securefl.protocols.paillier.obfuscators import FixedBase, Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.parallel import available_cores

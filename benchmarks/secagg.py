@@ -59,7 +59,8 @@ from common import ensure_warm_heap  # noqa: E402
 
 from securefl import ring  # noqa: E402
 from securefl.protocols import SecAgg  # noqa: E402
-from securefl.protocols.base import SERVER, client_id  # noqa: E402
+from securefl.protocols.wire import client_id  # noqa: E402
+from securefl.protocols.wire import SERVER
 from securefl.protocols.secagg.config import resolve_threshold  # noqa: E402
 from securefl.protocols.secagg.primitives import counters  # noqa: E402
 from securefl.simulation import run_protocol  # noqa: E402

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from securefl import ring
 from securefl.encoding import flatten_state
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import Protocol, decode_message
+from securefl.protocols.base import Protocol
+from securefl.protocols.wire import decode_message
 from securefl.simulation import AggregationResult, secure_sum
 
 __all__ = ["ProbeScore", "ProbeResult", "reconstruct_inputs", "score_reconstructions", "run_probe"]

@@ -19,7 +19,8 @@ import numpy as np
 
 from securefl import ring
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import SERVER, SESSION_BYTES, Message, Protocol, client_id, decode_message
+from securefl.protocols.base import Protocol
+from securefl.protocols.wire import SERVER, SESSION_BYTES, Message, client_id, decode_message
 
 __all__ = [
     "TranscriptEntry",

@@ -3,7 +3,7 @@ import pytest
 
 from securefl.errors import ConfigurationError, ProtocolAbort
 from securefl.protocols import Plaintext, SecretSharing
-from securefl.protocols.base import decode_message
+from securefl.protocols.wire import decode_message
 from securefl.simulation import secure_sum, server_saw_individual_updates
 
 

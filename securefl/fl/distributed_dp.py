@@ -75,20 +75,17 @@ _COHORT_TAIL = 1e-9
 def minimum_survivors(protocol: Protocol, clients: int) -> int:
     """The fewest client inputs ``protocol`` sums when it completes a round of ``clients``.
 
-    SecAgg/SecAgg+: the Shamir threshold t (every survivor's self-mask needs t
-    shares, so at least t inputs are summed); protocols with ``min_clients``
-    (secret sharing, Paillier) refuse smaller sums; otherwise 1 (plaintext:
-    each client's own share must then carry the full noise).
+    Every protocol refuses sums of fewer than its ``min_clients``; SecAgg and
+    SecAgg+ also need the Shamir threshold t (every survivor's self-mask needs
+    t shares, so at least t inputs are summed).
     """
     if clients < 1:
         raise ConfigurationError(f"clients must be >= 1; found {clients}")
+    minimum = protocol.min_clients
     threshold_for = getattr(protocol, "threshold_for", None)
     if callable(threshold_for):
-        return int(min(clients, threshold_for(clients)))
-    minimum = getattr(protocol, "min_clients", None)
-    if isinstance(minimum, int) and minimum >= 1:
-        return min(clients, minimum)
-    return 1
+        minimum = max(minimum, int(threshold_for(clients)))
+    return int(min(clients, minimum))
 
 
 def with_ring_bits(protocol: Protocol, bits: int) -> Protocol:

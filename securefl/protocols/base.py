@@ -1,447 +1,298 @@
-"""Sans-I/O protocol engines: typed messages in, typed messages out.
+"""Sans-I/O protocol engines on one phase machine: typed messages in, typed messages out.
 
 A protocol object is a configuration. ``Protocol.setup`` makes one client
 engine per client, one server engine and any helper parties the protocol
 needs (extra aggregators, a decryptor). Engines consume and produce
-:class:`Message` objects; they never open sockets, sleep, spawn processes or
-read clocks, so the same code runs in a unit test, the in-process simulator
-and a networked driver.
+:class:`~securefl.protocols.wire.Message` objects; they never open sockets,
+sleep, spawn processes or read clocks, so the same code runs in a unit test,
+the in-process simulator and a networked driver.
 
-Every message has a canonical byte encoding, so byte counts are real and the
-server's inputs are exactly the bytes of its transcript:
+Every engine runs on the phase machine below; a protocol only declares its
+:class:`Step` s (phase, accepted message types, handler) and writes the
+handlers. The machine, not the handlers, enforces:
 
-    msgpack([kind, [field values in declaration order]]) || vector bytes
+- phases in the order the protocol declares (``RunParameters.phases``): the
+  server opens them with ``begin_phase`` / closes them with ``end_phase``;
+  a responder (client, helper) enters a phase when that phase's message
+  arrives and never goes back;
+- a message for a phase that is not open (out of order, replayed, a second
+  request) is refused with ``UnexpectedMessage``; a message from a party that
+  may not send it with ``UnexpectedSender``; a wrong session, round or
+  recipient with ``InvalidMessage``; none of these changes the engine's state;
+- a phase begun twice or out of order, or a result asked too early, is the
+  local driver's fault: ``LocalProtocolError``;
+- terminal states: ``DONE`` after the last phase, ``ABORTED`` after a
+  refusal of a request (or a ``ProtocolAbort``); in either, every call raises
+  ``AlreadyFinalized`` and the engine's secrets are wiped. Engines are single
+  use: one aggregation each.
 
-where each ring-vector field is a msgpack extension (type = ring bits,
-data = its byte length, 8 bytes little-endian) standing for the raw packed
-coordinates (ceil(k/8) bytes each) that follow the header, in field order.
-Big vectors are thus written once and read back as zero-copy read-only views. ``Message.from_bytes`` validates the kind and every
-field's type before any engine sees the message.
+The engine's ``state`` and ``phase`` are public and read-only (as h11's
+``our_state``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import struct
-import typing
+import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
+from typing import ClassVar
 
-import msgpack
 import numpy as np
 
-from securefl import ring
+from securefl import ring, validation
 from securefl.encoding import Encoding
-from securefl.errors import ConfigurationError, InvalidMessage
+from securefl.errors import (
+    AlreadyFinalized,
+    ConfigurationError,
+    InvalidMessage,
+    LocalProtocolError,
+    UnexpectedMessage,
+    UnexpectedSender,
+)
+from securefl.protocols.wire import SERVER, SESSION_BYTES, Message
 
 __all__ = [
-    "SERVER",
-    "SESSION_BYTES",
-    "Message",
-    "RingVector",
-    "decode_message",
-    "client_id",
-    "client_index",
-    "expect",
+    "EngineState",
+    "Step",
     "Engine",
+    "RespondingEngine",
     "ClientEngine",
     "ServerEngine",
     "Parties",
     "RunParameters",
     "RingAggregate",
     "Protocol",
+    "check_vector",
+    "DEFAULT_MIN_CLIENTS",
+    "SERVER_ONLY",
+    "check_min_clients",
 ]
 
-SERVER = "server"
-SESSION_BYTES = 16
-_CLIENT_PREFIX = "client/"
-_VECTOR_LENGTH = struct.Struct("<Q")
+DEFAULT_MIN_CLIENTS = 2
+"""No protocol releases a sum of fewer inputs unless configured to (a sum of one is that input)."""
+
+Handler = Callable[[Message], list[Message]]
 
 
-def client_id(index: int) -> str:
-    """The party id of client ``index`` (0-based)."""
-    return f"{_CLIENT_PREFIX}{int(index)}"
+class EngineState(enum.Enum):
+    """Where an engine is: running phases, finished, or stopped by a refusal or an abort."""
 
-
-def client_index(party: str) -> int:
-    """Inverse of :func:`client_id`; ``InvalidMessage`` for anything else."""
-    if not isinstance(party, str) or not party.startswith(_CLIENT_PREFIX):
-        raise InvalidMessage(f"{party!r} is not a client id")
-    digits = party[len(_CLIENT_PREFIX) :]
-    if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
-        raise InvalidMessage(f"{party!r} is not a client id")
-    return int(digits)
-
-
-class RingVector(np.ndarray):
-    """Type marker for message fields holding a vector of Z_2^k.
-
-    Fields annotated ``RingVector`` carry a plain numpy array of the ring
-    dtype; on the wire it is (k, packed coordinates), k taken from the
-    message's ``ring_bits`` field when it has one.
-    """
-
-
-_ANNOTATION_CACHE: dict[type, list[tuple[str, Any]]] = {}
-_PLAN_CACHE: dict[type, list[tuple[str, Any, Any]]] = {}
-_REGISTRY: dict[str, type["Message"]] = {}
-
-
-def _fields_of(cls: type) -> list[tuple[str, Any]]:
-    cached = _ANNOTATION_CACHE.get(cls)
-    if cached is None:
-        hints = typing.get_type_hints(cls)
-        cached = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
-        _ANNOTATION_CACHE[cls] = cached
-    return cached
-
-
-def _plan_of(cls: type) -> list[tuple[str, Any, Any]]:
-    """(name, encoder, checker) of every field of a message class, in declaration order."""
-    plan = _PLAN_CACHE.get(cls)
-    if plan is None:
-        plan = [(name, _encoder(annotation), _checker(annotation)) for name, annotation in _fields_of(cls)]
-        _PLAN_CACHE[cls] = plan
-    return plan
-
-
-def _vector_to_wire(value: Any, ring_bits: int | None, payloads: list) -> Any:
-    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
-        raise InvalidMessage(f"expected a 1-D unsigned ring vector; found {type(value).__name__}")
-    bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
-    if value.base is None and value.flags.c_contiguous and value.dtype.isnative:
-        # Zero copy: the frame is a view of the array, which is frozen so
-        # that the sender cannot change a message after sending it.
-        value.flags.writeable = False
-        packed = ring.pack_buffer(value, bits)
-    else:
-        packed = ring.pack(value, bits)
-    payloads.append(packed)
-    return msgpack.ExtType(bits, _VECTOR_LENGTH.pack(len(packed) if isinstance(packed, bytes) else packed.nbytes))
-
-
-_Encoder = Callable[[Any, "int | None", list], Any]
-_ENCODERS: dict[Any, _Encoder] = {}
-
-
-def _encoder(annotation: Any) -> _Encoder:
-    """A function turning a field value into its msgpack form (compiled once per annotation)."""
-    cached = _ENCODERS.get(annotation)
-    if cached is not None:
-        return cached
-    origin = typing.get_origin(annotation)
-    if annotation is RingVector:
-        encode: _Encoder = _vector_to_wire
-    elif origin is tuple and typing.get_args(annotation)[0] is RingVector:
-        def encode(value, ring_bits, payloads):
-            return [_vector_to_wire(v, ring_bits, payloads) for v in value]
-    elif origin is dict and typing.get_args(annotation)[1] is RingVector:
-        def encode(value, ring_bits, payloads):
-            return {k: _vector_to_wire(value[k], ring_bits, payloads) for k in sorted(value)}
-    elif origin is tuple:
-        def encode(value, ring_bits, payloads):
-            return list(value)
-    elif origin is dict:
-        def encode(value, ring_bits, payloads):
-            return {k: value[k] for k in sorted(value)}
-    else:
-        def encode(value, ring_bits, payloads):
-            return value
-    _ENCODERS[annotation] = encode
-    return encode
-
-
-class _WireVector(typing.NamedTuple):
-    """A vector placeholder from the header: its bits and where its bytes lie after the header."""
-
-    ring_bits: int
-    start: int
-    nbytes: int
-
-
-class _VectorReader:
-    """Hands out the vector payloads that follow a message header, in order."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.sizes: list[int] = []
-        self.frames: dict[int, memoryview] | None = None
-        self.body: memoryview | None = None
-
-    def payload(self, placeholder: "_WireVector") -> memoryview:
-        if self.frames is not None:
-            return self.frames[placeholder.start]
-        return self.body[placeholder.start : placeholder.start + placeholder.nbytes]
-
-    def ext_hook(self, code: int, data: bytes) -> Any:
-        if not 1 <= code <= ring.MAX_RING_BITS or len(data) != _VECTOR_LENGTH.size:
-            raise InvalidMessage(f"unknown extension type {code}")
-        (nbytes,) = _VECTOR_LENGTH.unpack(data)
-        placeholder = _WireVector(code, self.total, nbytes)
-        self.total += nbytes
-        self.sizes.append(nbytes)
-        return placeholder
-
-
-class _DecodeContext:
-    """Per-message state of a decode: the ring widths seen and the vector payloads."""
-
-    __slots__ = ("bits_seen", "reader")
-
-    def __init__(self, reader: _VectorReader) -> None:
-        self.bits_seen: set[int] = set()
-        self.reader = reader
-
-
-_Checker = Callable[[Any, str, _DecodeContext], Any]
-_CHECKERS: dict[Any, _Checker] = {}
-
-
-def _type_name(value: Any) -> str:
-    return "ring vector" if isinstance(value, _WireVector) else type(value).__name__
-
-
-def _checker(annotation: Any) -> _Checker:
-    """A validator for decoded values of one field annotation (compiled once per annotation).
-
-    It returns the typed value or raises ``InvalidMessage`` naming the field
-    and what was found there.
-    """
-    cached = _CHECKERS.get(annotation)
-    if cached is not None:
-        return cached
-    origin = typing.get_origin(annotation)
-    if annotation is RingVector:
-        def check(value, path, context):
-            if type(value) is not _WireVector:
-                raise InvalidMessage(f"{path}: expected a ring vector; found {_type_name(value)}")
-            context.bits_seen.add(value.ring_bits)
-            return ring.unpack(context.reader.payload(value), value.ring_bits)
-    elif origin is tuple:
-        item = _checker(typing.get_args(annotation)[0])
-
-        def check(value, path, context):
-            if type(value) is not list:
-                raise InvalidMessage(f"{path}: expected a sequence; found {_type_name(value)}")
-            return tuple([item(v, path, context) for v in value])
-    elif origin is dict and all(kind in (int, bytes, str) for kind in typing.get_args(annotation)):
-        key_type, value_type = typing.get_args(annotation)
-
-        def check(value, path, context):  # scalar keys and values: one pass of exact type tests
-            if type(value) is not dict:
-                raise InvalidMessage(f"{path}: expected a map; found {_type_name(value)}")
-            for k, v in value.items():
-                if type(k) is not key_type:
-                    raise InvalidMessage(f"{path}: expected {key_type.__name__}; found {_type_name(k)}")
-                if type(v) is not value_type:
-                    raise InvalidMessage(f"{path}: expected {value_type.__name__}; found {_type_name(v)}")
-            return value
-    elif origin is dict:
-        key_type, value_type = typing.get_args(annotation)
-        check_key, check_value = _checker(key_type), _checker(value_type)
-
-        def check(value, path, context):
-            if type(value) is not dict:
-                raise InvalidMessage(f"{path}: expected a map; found {_type_name(value)}")
-            return {check_key(k, path, context): check_value(v, path, context) for k, v in value.items()}
-    elif annotation is float:
-        def check(value, path, context):
-            kind = type(value)
-            if kind is float:
-                return value
-            if kind is int:
-                return float(value)
-            raise InvalidMessage(f"{path}: expected float; found {_type_name(value)}")
-    elif annotation in (int, bool, bytes, str):
-        expected = annotation
-
-        def check(value, path, context):
-            if type(value) is not expected:  # exact: a bool is not an int here
-                raise InvalidMessage(f"{path}: expected {expected.__name__}; found {_type_name(value)}")
-            return value
-    else:  # pragma: no cover - message classes use only the types above
-        raise ConfigurationError(f"unsupported message field type {annotation!r}")
-    _CHECKERS[annotation] = check
-    return check
+    ACTIVE = "active"
+    DONE = "done"
+    ABORTED = "aborted"
 
 
 @dataclass(frozen=True)
-class Message:
-    """Header every message carries; subclasses add typed body fields.
+class Step:
+    """One phase of one engine: the message types it accepts there, who may send them, the handler.
 
-    ``session`` (16 random bytes) and ``round`` bind a message to one
-    aggregation; ``phase`` names the protocol phase it belongs to; ``sender``
-    and ``recipient`` are party ids ("server", "client/3", "aggregator/0").
+    ``senders``: the parties that may send them; for the server ``None``
+    means "the parties asked when the phase began". ``once``: a responder
+    takes exactly one message in this step (a request); else one per sender.
+    ``required``: a responder must pass through this step before a later one.
+    ``begin`` / ``end``: the server's hooks that make the phase's requests
+    and close it.
     """
 
-    KIND: ClassVar[str] = ""
+    phase: str
+    accepts: tuple[type[Message], ...] = ()
+    receive: Handler | None = None
+    senders: frozenset[str] | None = None
+    once: bool = True
+    required: bool = True
+    begin: Callable[[], list[Message]] | None = None
+    end: Callable[[], None] | None = None
 
+
+@dataclass(frozen=True)
+class RunParameters:
+    """The public parameters every engine of one aggregation shares: plain data, never a secret."""
+
+    phases: tuple[str, ...]
+    clients: int
+    length: int
     session: bytes
     round: int
-    phase: str
-    sender: str
-    recipient: str
+    ring_bits: int
+    min_clients: int
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        kind = cls.__dict__.get("KIND")
-        if kind:
-            if kind in _REGISTRY and _REGISTRY[kind] is not cls:
-                raise ConfigurationError(f"message kind {kind!r} registered twice")
-            _REGISTRY[kind] = cls
-
-    def to_bytes(self) -> bytes:
-        """Canonical encoding: the header, then every vector's packed bytes.
-
-        Ring vectors are packed at ``self.ring_bits`` bits when the message
-        has that field, else at their dtype's width.
-        """
-        return b"".join(self.to_frames())
-
-    def to_frames(self) -> list[bytes | memoryview]:
-        """The canonical encoding as frames: [msgpack header, vector bytes, ...].
-
-        Joined, the frames are exactly :meth:`to_bytes`; a transport that can
-        send several buffers (or the in-process simulator) avoids the copy.
-        Vectors are passed as zero-copy read-only views where possible.
-        """
-        ring_bits = getattr(self, "ring_bits", None)
-        payloads: list = []
-        values = [encode(getattr(self, name), ring_bits, payloads) for name, encode, _ in _plan_of(type(self))]
-        return [msgpack.packb([self.KIND, values], use_bin_type=True), *payloads]
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Message":
-        message = decode_message(data)
-        if not isinstance(message, cls):
-            raise InvalidMessage(f"expected a {cls.KIND or cls.__name__} message; found {message.KIND}")
-        return message
-
-    def vectors(self) -> Iterator[np.ndarray]:
-        """Every ring vector this message carries (for audits and byte accounting)."""
-        for name, annotation in _fields_of(type(self)):
-            value = getattr(self, name)
-            if annotation is RingVector:
-                yield value
-            elif typing.get_origin(annotation) in (tuple, dict):
-                items = value.values() if isinstance(value, dict) else value
-                for item in items:
-                    if isinstance(item, np.ndarray):
-                        yield item
-
-
-def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
-    """Parse and type-check any registered message; ``InvalidMessage`` on anything malformed.
-
-    ``data`` is the canonical byte string, or its frames (``Message.to_frames``).
-    """
-    frames: list[memoryview] | None = None
-    if isinstance(data, (list, tuple)):
-        if not data:
-            raise InvalidMessage("a message needs at least a header frame")
-        try:
-            header = data[0] if type(data[0]) is bytes else bytes(memoryview(data[0]).cast("B"))
-            frames = [header, *(memoryview(frame).cast("B") for frame in data[1:])]
-        except TypeError:
-            raise InvalidMessage("message frames must be bytes-like") from None
-        data = header
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InvalidMessage(f"a message must be bytes; found {type(data).__name__}")
-    data = bytes(data) if not isinstance(data, bytes) else data
-    reader = _VectorReader()
-    try:
-        if frames is not None:  # the header is exactly the first frame
-            decoded = msgpack.unpackb(data, raw=False, ext_hook=reader.ext_hook, strict_map_key=False)
-            header_length = len(data)
-        else:
-            unpacker = msgpack.Unpacker(
-                raw=False, ext_hook=reader.ext_hook, strict_map_key=False, max_buffer_size=max(len(data), 1)
-            )
-            unpacker.feed(data)
-            decoded = unpacker.unpack()
-            header_length = unpacker.tell()
-    except InvalidMessage:
-        raise
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise InvalidMessage(f"undecodable message: {type(exc).__name__}") from None
-    if frames is not None:
-        sizes = [frame.nbytes for frame in frames[1:]]
-        if header_length != len(data) or sizes != reader.sizes:
-            raise InvalidMessage(f"message frames of {sizes} bytes do not match its header's vectors {reader.sizes}")
-        if sizes:
-            starts = [sum(reader.sizes[:i]) for i in range(len(reader.sizes))]
-            reader.frames = dict(zip(starts, frames[1:]))
-    elif header_length + reader.total != len(data):
-        raise InvalidMessage(
-            f"message is {len(data)} bytes; its header ({header_length}) and vectors ({reader.total}) "
-            f"account for {header_length + reader.total}"
-        )
-    else:
-        reader.body = memoryview(data)[header_length:]
-    if not (isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], str) and isinstance(decoded[1], list)):
-        raise InvalidMessage("a message must be [kind, fields]")
-    kind, values = decoded
-    cls = _REGISTRY.get(kind)
-    if cls is None:
-        raise InvalidMessage(f"unknown message kind {kind!r}")
-    plan = _plan_of(cls)
-    if len(values) != len(plan):
-        raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(plan)}")
-    context = _DecodeContext(reader)
-    typed = {name: check(value, f"{kind}.{name}", context) for (name, _, check), value in zip(plan, values)}
-    declared = typed.get("ring_bits")
-    if declared is not None and context.bits_seen - {declared}:
-        raise InvalidMessage(
-            f"{kind} declares ring_bits={declared} but carries vectors of {sorted(context.bits_seen)} bits"
-        )
-    if len(typed["session"]) != SESSION_BYTES:
-        raise InvalidMessage(f"session id must be {SESSION_BYTES} bytes; found {len(typed['session'])}")
-    return cls(**typed)
-
-
-def expect(
-    message: Message,
-    kind: type[Message] | tuple[type[Message], ...],
-    *,
-    session: bytes,
-    round: int,
-    phase: str,
-    recipient: str,
-    senders: Iterable[str] | None = None,
-) -> None:
-    """Check a message's type and header against what the engine expects now."""
-    if not isinstance(message, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise InvalidMessage(f"expected {names}; found {type(message).__name__}")
-    if message.session != session:
-        raise InvalidMessage("message belongs to another session")
-    if message.round != round:
-        raise InvalidMessage(f"message is for round {message.round}; this is round {round}")
-    if message.phase != phase:
-        raise InvalidMessage(f"message is for phase {message.phase!r}; expected {phase!r}")
-    if message.recipient != recipient:
-        raise InvalidMessage(f"message is addressed to {message.recipient!r}, not {recipient!r}")
-    if senders is not None and message.sender not in senders:
-        raise InvalidMessage(f"unexpected sender {message.sender!r}")
+    def header(self, phase: str, sender: str, recipient: str) -> tuple[bytes, int, str, str, str]:
+        """The positional header fields of a message of this run."""
+        return (self.session, self.round, phase, sender, recipient)
 
 
 class Engine(ABC):
-    """One party's protocol state machine."""
+    """One party's protocol state machine (see the module docstring for the rules it keeps)."""
 
     party: str
+
+    def __init__(self, party: str, run: RunParameters) -> None:
+        self.party = party
+        self._run = run
+        steps = tuple(self._steps())
+        phases = [step.phase for step in steps]
+        if any(phase not in run.phases for phase in phases) or phases != sorted(phases, key=run.phases.index) \
+                or len(set(phases)) != len(phases):
+            raise ConfigurationError(f"{party}'s steps {phases} are not distinct phases of {run.phases} in order")
+        self._machine_steps = steps
+        self._position = -1
+        self._state = EngineState.ACTIVE
+        self._stop_reason: str | None = None
+
+    @abstractmethod
+    def _steps(self) -> Sequence[Step]:
+        """The steps of this engine, in phase order."""
+
+    # -- public, read-only state --------------------------------------------------------
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def phase(self) -> str | None:
+        """The phase this engine is in (None before the first and after a terminal state)."""
+        if self._state is not EngineState.ACTIVE or self._position < 0:
+            return None
+        return self._machine_steps[self._position].phase
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the engine stopped (ABORTED), or None."""
+        return self._stop_reason
+
+    # -- the machine ----------------------------------------------------------------------
 
     @abstractmethod
     def handle(self, message: Message) -> list[Message]:
         """Consume one inbound message; return the messages to send in reply."""
 
+    def _require_active(self) -> None:
+        if self._state is EngineState.DONE:
+            raise AlreadyFinalized(f"{self.party} has finished this aggregation; it answers nothing more")
+        if self._state is EngineState.ABORTED:
+            raise AlreadyFinalized(f"{self.party} has stopped ({self._stop_reason}); it answers nothing more")
 
-class ClientEngine(Engine):
-    """A client: holds one encoded input vector and answers the server."""
+    def _check_header(self, message: Message) -> None:
+        run = self._run
+        if not isinstance(message, Message):
+            raise InvalidMessage(f"expected a message; found {type(message).__name__}")
+        if message.session != run.session:
+            raise InvalidMessage("message belongs to another session")
+        if message.round != run.round:
+            raise InvalidMessage(f"message is for round {message.round}; this is round {run.round}")
+        if message.recipient != self.party:
+            raise InvalidMessage(f"message is addressed to {message.recipient!r}, not {self.party!r}")
 
-    @abstractmethod
+    def _abort(self, reason: str) -> None:
+        self._state = EngineState.ABORTED
+        self._stop_reason = reason
+        self._wipe()
+
+    def _finish(self) -> None:
+        self._state = EngineState.DONE
+        self._wipe()
+
+    def _wipe(self) -> None:
+        """Forget every secret (called on DONE and ABORTED); engines holding secrets extend it."""
+
+    def _run_handler(self, step: Step, message: Message, *, abort_on_invalid: bool) -> list[Message]:
+        assert step.receive is not None
+        try:
+            return step.receive(message)
+        except InvalidMessage as error:
+            if abort_on_invalid:
+                self._abort(f"refused {type(message).__name__} in phase {step.phase!r}: {error}")
+            raise
+        except Exception as error:  # a refusal, or anything unexpected: either way this engine is done
+            self._abort(f"refused {type(message).__name__} in phase {step.phase!r}: {error}")
+            raise
+
+
+class RespondingEngine(Engine):
+    """A party that answers what arrives (a client or a helper): it enters a phase when its message does."""
+
+    def __init__(self, party: str, run: RunParameters) -> None:
+        super().__init__(party, run)
+        self._step_of: dict[type[Message], int] = {}
+        for index, step in enumerate(self._machine_steps):
+            if step.receive is None or not step.accepts or step.senders is None:
+                raise ConfigurationError(f"{party}'s step {step.phase!r} needs accepted types, senders and a handler")
+            for kind in step.accepts:
+                if kind in self._step_of:
+                    raise ConfigurationError(f"{party} accepts {kind.__name__} in two phases")
+                self._step_of[kind] = index
+        self._answered: set[str] = set()
+
+    def handle(self, message: Message) -> list[Message]:
+        self._require_active()
+        self._check_header(message)
+        kind = type(message).__name__
+        index = self._step_of.get(type(message))
+        if index is None:
+            raise UnexpectedMessage(f"{self.party} accepts no {kind}")
+        step = self._machine_steps[index]
+        if index < self._position or (index == self._position and step.once):
+            raise UnexpectedMessage(
+                f"{kind} belongs to phase {step.phase!r}, which {self.party} has already answered (replay or repeat)"
+            )
+        skipped = [s.phase for s in self._machine_steps[self._position + 1 : index] if s.required]
+        if skipped:
+            raise UnexpectedMessage(f"{kind} is out of order: {self.party} expects phase {skipped[0]!r} first")
+        if message.phase != step.phase:
+            raise UnexpectedMessage(f"{kind} is labelled phase {message.phase!r}; it belongs to {step.phase!r}")
+        assert step.senders is not None
+        if message.sender not in step.senders:
+            raise UnexpectedSender(f"{kind} from {message.sender!r}: it may not send it to {self.party}")
+        if index == self._position and message.sender in self._answered:
+            raise UnexpectedMessage(f"duplicate {kind} from {message.sender} in phase {step.phase!r}")
+        if index != self._position:
+            self._position, self._answered = index, set()
+        replies = self._run_handler(step, message, abort_on_invalid=step.once)
+        self._answered.add(message.sender)
+        if step.once and index == len(self._machine_steps) - 1:
+            self._finish()
+        return replies
+
+
+class ClientEngine(RespondingEngine):
+    """A client: holds one encoded input vector and answers the server.
+
+    ``INPUT_PHASE`` names the phase whose handler consumes the input; the
+    driver hands the input over (``provide_input``) before that phase.
+    """
+
+    INPUT_PHASE: ClassVar[str]
+
+    def __init__(self, party: str, run: RunParameters) -> None:
+        super().__init__(party, run)
+        self._input: np.ndarray | None = None
+
     def provide_input(self, vector: np.ndarray) -> None:
-        """Hand the client its encoded ring vector (before the phase that needs it)."""
+        """Hand the client its encoded ring vector (once, before the phase that uses it)."""
+        self._require_active()
+        phases = [step.phase for step in self._machine_steps]
+        if self._input is not None or self._position >= phases.index(self.INPUT_PHASE):
+            raise LocalProtocolError(f"{self.party} already has its input for this aggregation")
+        run = self._run
+        vector = check_vector(vector, length=run.length, ring_bits=run.ring_bits)
+        self._accept_input(vector)
+        self._input = vector
+
+    def _accept_input(self, vector: np.ndarray) -> None:
+        """Hook for engines that prepare the input when it arrives."""
+
+    def _take_input(self) -> np.ndarray:
+        """The input, for the handler of ``INPUT_PHASE`` (which then forgets it)."""
+        if self._input is None:
+            raise LocalProtocolError(f"{self.party} was given no input before phase {self.INPUT_PHASE!r}")
+        vector, self._input = self._input, None
+        return vector
+
+    def _wipe(self) -> None:
+        self._input = None
 
 
 @dataclass(frozen=True)
@@ -453,38 +304,111 @@ class RingAggregate:
 
 
 class ServerEngine(Engine):
-    """The server drives the phases and produces the aggregate."""
+    """The server drives the phases and produces the aggregate.
 
-    @abstractmethod
-    def begin_phase(self, phase: str) -> list[Message]:
-        """Messages that open ``phase`` (requests to clients or helpers)."""
+    For each phase the driver calls ``begin_phase`` (the requests to send),
+    delivers the replies to ``handle`` and calls ``end_phase``; after the
+    last phase, ``result`` once. Replies are accepted only from the parties
+    asked when the phase began, one each; an ``InvalidMessage`` from a
+    handler drops that reply and leaves the server as it was.
+    """
 
-    @abstractmethod
-    def end_phase(self, phase: str) -> None:
-        """Close ``phase`` with whatever arrived; ``ProtocolAbort`` if it cannot go on."""
-
-    @abstractmethod
-    def result(self) -> RingAggregate:
-        """The aggregate, once the last phase has ended."""
-
-
-@dataclass(frozen=True)
-class RunParameters:
-    """The public parameters every engine of one aggregation shares (never a secret)."""
-
-    protocol: "Protocol"
-    clients: int
-    length: int
-    session: bytes
-    round: int
+    def __init__(self, party: str, run: RunParameters) -> None:
+        super().__init__(party, run)
+        for step in self._machine_steps:
+            if step.begin is None or (step.accepts and step.receive is None):
+                raise ConfigurationError(f"the server's step {step.phase!r} needs a begin hook and a handler")
+        if [step.phase for step in self._machine_steps] != list(run.phases):
+            raise ConfigurationError("the server takes part in every phase")
+        self._open = False
+        self._asked: frozenset[str] = frozenset()
+        self._answered: set[str] = set()
+        self._released = False
 
     @property
-    def ring_bits(self) -> int:
-        return self.protocol.encoding.ring_bits
+    def asked(self) -> frozenset[str]:
+        """The parties asked in the open (or last) phase."""
+        return self._asked
 
-    def header(self, phase: str, sender: str, recipient: str) -> tuple:
-        """The positional header fields of a message of this run."""
-        return (self.session, self.round, phase, sender, recipient)
+    @property
+    def answered(self) -> frozenset[str]:
+        """The parties whose reply in the open (or last) phase was accepted."""
+        return frozenset(self._answered)
+
+    def begin_phase(self, phase: str) -> list[Message]:
+        """The requests that open ``phase``; ``LocalProtocolError`` unless it is the next phase."""
+        self._require_active()
+        if self._open:
+            current = self._machine_steps[self._position].phase
+            raise LocalProtocolError(f"phase {current!r} is still open; end it before beginning {phase!r}")
+        upcoming = self._position + 1
+        if upcoming >= len(self._machine_steps) or self._machine_steps[upcoming].phase != phase:
+            expected = self._machine_steps[upcoming].phase if upcoming < len(self._machine_steps) else None
+            raise LocalProtocolError(f"phase {phase!r} cannot begin now; the next phase is {expected!r}")
+        step = self._machine_steps[upcoming]
+        assert step.begin is not None
+        self._position, self._open = upcoming, True
+        self._answered = set()
+        try:
+            requests = step.begin()
+        except Exception as error:
+            self._abort(f"phase {phase!r} could not begin: {error}")
+            raise
+        self._asked = frozenset(request.recipient for request in requests)
+        return requests
+
+    def handle(self, message: Message) -> list[Message]:
+        self._require_active()
+        self._check_header(message)
+        kind = type(message).__name__
+        if not self._open:
+            raise UnexpectedMessage(f"{kind} from {message.sender!r} arrived while no phase is open")
+        step = self._machine_steps[self._position]
+        if type(message) not in step.accepts:
+            raise UnexpectedMessage(f"{kind} is not a reply of phase {step.phase!r}")
+        if message.phase != step.phase:
+            raise UnexpectedMessage(f"{kind} is labelled phase {message.phase!r}; the open phase is {step.phase!r}")
+        if message.sender not in self._asked:
+            raise UnexpectedSender(f"{kind} from {message.sender!r}, which was not asked in phase {step.phase!r}")
+        if message.sender in self._answered:
+            raise UnexpectedMessage(f"duplicate {kind} from {message.sender} in phase {step.phase!r}")
+        replies = self._run_handler(step, message, abort_on_invalid=False)
+        self._answered.add(message.sender)
+        return replies
+
+    def end_phase(self, phase: str) -> None:
+        """Close ``phase`` with whatever arrived; ``ProtocolAbort`` (and ABORTED) if it cannot go on."""
+        self._require_active()
+        current = self._machine_steps[self._position].phase if self._position >= 0 else None
+        if not self._open or current != phase:
+            raise LocalProtocolError(f"phase {phase!r} is not open (the open phase is {current if self._open else None!r})")
+        self._open = False
+        step = self._machine_steps[self._position]
+        if step.end is not None:
+            try:
+                step.end()
+            except Exception as error:
+                self._abort(f"phase {phase!r}: {error}")
+                raise
+        if self._position == len(self._machine_steps) - 1:
+            self._state = EngineState.DONE
+
+    def result(self) -> RingAggregate:
+        """The aggregate, once, after the last phase has ended."""
+        if self._state is EngineState.ABORTED:
+            raise AlreadyFinalized(f"the aggregation was aborted ({self._stop_reason})")
+        if self._state is not EngineState.DONE:
+            raise LocalProtocolError("the aggregation has not completed: end the last phase first")
+        if self._released:
+            raise AlreadyFinalized("the aggregate of this aggregation was already released")
+        self._released = True
+        aggregate = self._aggregate()
+        self._wipe()
+        return aggregate
+
+    @abstractmethod
+    def _aggregate(self) -> RingAggregate:
+        """The aggregate, computed from what the phases collected."""
 
 
 @dataclass
@@ -493,7 +417,7 @@ class Parties:
 
     server: ServerEngine
     clients: list[ClientEngine]
-    helpers: list[Engine] = dataclasses.field(default_factory=list)
+    helpers: list[RespondingEngine] = dataclasses.field(default_factory=list)
 
     def by_id(self) -> dict[str, Engine]:
         engines: dict[str, Engine] = {self.server.party: self.server}
@@ -505,14 +429,16 @@ class Parties:
 class Protocol(ABC):
     """A protocol configuration: makes the engines of one aggregation.
 
-    ``phases`` are the names the simulator's ``dropouts`` refer to;
-    ``secure`` is False only for the insecure plaintext baseline.
+    ``phases`` are the phases in order (the names the simulator's ``dropouts``
+    refer to); ``secure`` is False only for the insecure plaintext baseline;
+    ``min_clients`` is the smallest sum any party of the protocol releases.
     """
 
     name: ClassVar[str]
     secure: ClassVar[bool] = True
     phases: tuple[str, ...]
     encoding: Encoding
+    min_clients: int
 
     @abstractmethod
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
@@ -523,9 +449,35 @@ class Protocol(ABC):
         return self.name
 
     def check_clients(self, clients: int) -> None:
-        if isinstance(clients, bool) or not isinstance(clients, (int, np.integer)) or clients < 1:
-            raise ConfigurationError(f"clients must be a positive integer; found {clients!r}")
-        self.encoding.check_clients(int(clients))
+        """``ConfigurationError`` unless ``clients`` inputs can make one aggregation of this protocol."""
+        count = validation.positive_int(clients, "clients")
+        self.encoding.check_clients(count)
+        if count < self.min_clients:
+            raise ConfigurationError(
+                f"{count} client(s) can never reach min_clients={self.min_clients}, the smallest sum "
+                f"{self.name} releases; a sum of one client is that client's update"
+            )
+
+    def run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int) -> RunParameters:
+        """The checked public parameters of one aggregation (protocols extend them)."""
+        self.check_clients(clients)
+        return RunParameters(
+            phases=tuple(self.phases),
+            clients=int(clients),
+            length=validation.positive_int(vector_length, "vector_length"),
+            session=validation.byte_string(session, "session", size=SESSION_BYTES),
+            round=validation.integer(round, "round", minimum=0, maximum=2**64 - 1),
+            ring_bits=self.encoding.ring_bits,
+            min_clients=self.min_clients,
+        )
+
+
+def check_min_clients(min_clients: object, encoding: Encoding) -> int:
+    """``min_clients`` of a protocol: an integer >= 1 and at most the encoding's ``max_clients``."""
+    count = validation.positive_int(min_clients, "min_clients")
+    if count > encoding.max_clients:
+        raise ConfigurationError(f"min_clients={count} exceeds max_clients={encoding.max_clients} of the encoding")
+    return count
 
 
 def check_vector(vector: np.ndarray, *, length: int, ring_bits: int, what: str = "input") -> np.ndarray:
@@ -539,6 +491,6 @@ def check_vector(vector: np.ndarray, *, length: int, ring_bits: int, what: str =
     return vector
 
 
-def unique_senders(messages: Sequence[Message]) -> list[str]:
-    """Sender ids in arrival order, without repeats."""
-    return list(dict.fromkeys(m.sender for m in messages))
+SERVER_ONLY = frozenset({SERVER})
+"""The senders of a request: the server."""
+

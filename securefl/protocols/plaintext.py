@@ -15,19 +15,18 @@ from securefl import ring
 from securefl.encoding import Encoding
 from securefl.errors import InvalidMessage, ProtocolAbort
 from securefl.protocols.base import (
-    SERVER,
+    DEFAULT_MIN_CLIENTS,
+    SERVER_ONLY,
     ClientEngine,
-    Message,
     Parties,
     Protocol,
     RingAggregate,
-    RingVector,
+    RunParameters,
     ServerEngine,
-    check_vector,
-    client_id,
-    client_index,
-    expect,
+    Step,
+    check_min_clients,
 )
+from securefl.protocols.wire import SERVER, Message, RingVector, client_id, client_index
 
 __all__ = ["Plaintext", "UploadRequest", "PlaintextUpload"]
 
@@ -51,65 +50,50 @@ class PlaintextUpload(Message):
 
 
 class _Client(ClientEngine):
-    def __init__(self, index: int, protocol: "Plaintext", *, vector_length: int, session: bytes, round: int) -> None:
-        self.party = client_id(index)
-        self._protocol = protocol
-        self._length = vector_length
-        self._session = session
-        self._round = round
-        self._input: np.ndarray | None = None
-        self._sent = False
+    INPUT_PHASE = UPLOAD
 
-    def provide_input(self, vector: np.ndarray) -> None:
-        self._input = check_vector(vector, length=self._length, ring_bits=self._protocol.encoding.ring_bits)
+    def __init__(self, index: int, run: RunParameters) -> None:
+        super().__init__(client_id(index), run)
 
-    def handle(self, message: Message) -> list[Message]:
-        expect(message, UploadRequest, session=self._session, round=self._round, phase=UPLOAD,
-               recipient=self.party, senders=(SERVER,))
-        if self._input is None:
-            raise ProtocolAbort(f"{self.party} has no input to upload")
-        if self._sent:
-            raise InvalidMessage(f"{self.party} already uploaded in this session")
-        self._sent = True
-        return [PlaintextUpload(self._session, self._round, UPLOAD, self.party, SERVER,
-                                ring_bits=self._protocol.encoding.ring_bits, vector=self._input)]
+    def _steps(self) -> list[Step]:
+        return [Step(UPLOAD, (UploadRequest,), self._upload, senders=SERVER_ONLY)]
+
+    def _upload(self, message: Message) -> list[Message]:
+        run = self._run
+        return [PlaintextUpload(*run.header(UPLOAD, self.party, SERVER), ring_bits=run.ring_bits,
+                                vector=self._take_input())]
 
 
 class _Server(ServerEngine):
-    def __init__(self, protocol: "Plaintext", *, clients: int, vector_length: int, session: bytes, round: int) -> None:
-        self.party = SERVER
-        self._protocol = protocol
-        self._clients = [client_id(i) for i in range(clients)]
-        self._length = vector_length
-        self._session = session
-        self._round = round
+    def __init__(self, run: RunParameters) -> None:
         self._uploads: dict[int, np.ndarray] = {}
-        self._done = False
+        super().__init__(SERVER, run)
 
-    def begin_phase(self, phase: str) -> list[Message]:
-        return [UploadRequest(self._session, self._round, UPLOAD, SERVER, party) for party in self._clients]
+    def _steps(self) -> list[Step]:
+        return [Step(UPLOAD, (PlaintextUpload,), self._receive, begin=self._request, end=self._close)]
 
-    def handle(self, message: Message) -> list[Message]:
-        expect(message, PlaintextUpload, session=self._session, round=self._round, phase=UPLOAD,
-               recipient=SERVER, senders=self._clients)
-        index = client_index(message.sender)
-        if index in self._uploads:
-            raise InvalidMessage(f"duplicate upload from {message.sender}")
-        if message.ring_bits != self._protocol.encoding.ring_bits or message.vector.size != self._length:
+    def _request(self) -> list[Message]:
+        run = self._run
+        return [UploadRequest(*run.header(UPLOAD, SERVER, client_id(i))) for i in range(run.clients)]
+
+    def _receive(self, message: Message) -> list[Message]:
+        assert isinstance(message, PlaintextUpload)
+        run = self._run
+        if message.ring_bits != run.ring_bits or message.vector.size != run.length:
             raise InvalidMessage(f"upload from {message.sender} has the wrong ring or length")
-        self._uploads[index] = message.vector
+        self._uploads[client_index(message.sender)] = message.vector
         return []
 
-    def end_phase(self, phase: str) -> None:
-        if not self._uploads:
-            raise ProtocolAbort(f"phase {phase!r}: 0 of {len(self._clients)} clients uploaded")
-        self._done = True
+    def _close(self) -> None:
+        run = self._run
+        if len(self._uploads) < run.min_clients:
+            raise ProtocolAbort(
+                f"phase 'upload': {len(self._uploads)} of {run.clients} client(s) uploaded; min_clients={run.min_clients}"
+            )
 
-    def result(self) -> RingAggregate:
-        if not self._done:
-            raise ProtocolAbort("the upload phase has not ended")
-        bits = self._protocol.encoding.ring_bits
-        total = np.zeros(self._length, dtype=ring.ring_dtype(bits))
+    def _aggregate(self) -> RingAggregate:
+        bits = self._run.ring_bits
+        total = np.zeros(self._run.length, dtype=ring.ring_dtype(bits))
         for vector in self._uploads.values():
             ring.add(total, vector, bits)
         return RingAggregate(total=total, included=tuple(sorted(self._uploads)))
@@ -120,16 +104,18 @@ class Plaintext(Protocol):
     """Insecure baseline: the server sees every encoded update. Never deploy."""
 
     encoding: Encoding = field(default_factory=Encoding)
+    min_clients: int = DEFAULT_MIN_CLIENTS
 
     name = "plaintext"
     secure = False
     phases = (UPLOAD,)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
+
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        self.check_clients(clients)
-        server = _Server(self, clients=clients, vector_length=vector_length, session=session, round=round)
-        engines = [_Client(i, self, vector_length=vector_length, session=session, round=round) for i in range(clients)]
-        return Parties(server=server, clients=engines)
+        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        return Parties(server=_Server(run), clients=[_Client(i, run) for i in range(run.clients)])
 
     def describe(self) -> str:
         return "plaintext (INSECURE baseline: the server reads every update)"

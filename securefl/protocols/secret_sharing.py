@@ -27,27 +27,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from securefl import ring
+from securefl import ring, validation
 from securefl.crypto import prg
 from securefl.crypto.keys import context
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import (
-    SERVER,
+    DEFAULT_MIN_CLIENTS,
+    SERVER_ONLY,
     ClientEngine,
-    Engine,
-    Message,
     Parties,
     Protocol,
+    RespondingEngine,
     RingAggregate,
-    RingVector,
     RunParameters,
     ServerEngine,
-    check_vector,
-    client_id,
-    client_index,
-    expect,
+    Step,
+    check_min_clients,
 )
+from securefl.protocols.wire import SERVER, Message, RingVector, client_id, client_index
 
 __all__ = [
     "SecretSharing",
@@ -130,73 +128,69 @@ class AggregateShare(Message):
     vector: RingVector
 
 
-_Run = RunParameters
+@dataclass(frozen=True)
+class _Run(RunParameters):
+    """The public parameters of one secret-sharing aggregation."""
+
+    aggregators: int
 
 
 class _Client(ClientEngine):
+    INPUT_PHASE = UPLOAD
+    _run: _Run
+
     def __init__(self, index: int, run: _Run) -> None:
-        self.party = client_id(index)
         self._index = index
-        self._run = run
-        self._input: np.ndarray | None = None
-        self._sent = False
+        super().__init__(client_id(index), run)
 
-    def provide_input(self, vector: np.ndarray) -> None:
-        self._input = check_vector(vector, length=self._run.length, ring_bits=self._run.ring_bits)
+    def _steps(self) -> list[Step]:
+        return [Step(UPLOAD, (UploadRequest,), self._share, senders=SERVER_ONLY)]
 
-    def handle(self, message: Message) -> list[Message]:
+    def _share(self, message: Message) -> list[Message]:
         run = self._run
-        expect(message, UploadRequest, session=run.session, round=run.round, phase=UPLOAD,
-               recipient=self.party, senders=(SERVER,))
-        if self._input is None:
-            raise ProtocolAbort(f"{self.party} has no input to share")
-        if self._sent:
-            raise ProtocolViolation(f"{self.party} already shared its input in this session")
-        self._sent = True
+        vector = self._take_input()
         bits = run.ring_bits
         streams, outbound = [], []
-        for aggregator in range(1, run.protocol.aggregators):
+        for aggregator in range(1, run.aggregators):
             seed = os.urandom(prg.SEED_BYTES)
             streams.append((seed, share_label(run.session, run.round, self._index, aggregator)))
             outbound.append(SeedShare(*run.header(UPLOAD, self.party, aggregator_id(aggregator)), seed=seed))
         # s_0 = x - sum_{j>=1} PRG(seed_j), in one cache-friendly pass.
-        first_share = np.empty_like(self._input)
-        prg.accumulate(first_share, streams, bits, signs=-1, start_from=self._input)
-        outbound.insert(0, VectorShare(*run.header(UPLOAD, self.party, aggregator_id(0)), ring_bits=bits, vector=first_share))
+        first_share = np.empty_like(vector)
+        prg.accumulate(first_share, streams, bits, signs=-1, start_from=vector)
+        outbound.insert(0, VectorShare(*run.header(UPLOAD, self.party, aggregator_id(0)), ring_bits=bits,
+                                       vector=first_share))
         return outbound
 
 
-class _Aggregator(Engine):
+class _Aggregator(RespondingEngine):
+    _run: _Run
     def __init__(self, index: int, run: _Run) -> None:
-        self.party = aggregator_id(index)
         self._index = index
-        self._run = run
-        self._client_ids = [client_id(i) for i in range(run.clients)]
         self._shares: dict[int, np.ndarray | bytes] = {}
-        self._answered = False
+        super().__init__(aggregator_id(index), run)
 
-    def handle(self, message: Message) -> list[Message]:
-        if message.phase == UPLOAD:
-            return self._receive_share(message)
-        if message.phase == REPORT:
-            return self._report(message)
-        return self._aggregate(message)
+    def _steps(self) -> list[Step]:
+        clients = frozenset(client_id(i) for i in range(self._run.clients))
+        share = VectorShare if self._index == 0 else SeedShare
+        return [
+            Step(UPLOAD, (share,), self._receive_share, senders=clients, once=False, required=False),
+            Step(REPORT, (ReportRequest,), self._report, senders=SERVER_ONLY),
+            Step(AGGREGATE, (AggregateRequest,), self._aggregate, senders=SERVER_ONLY),
+        ]
+
+    def _wipe(self) -> None:
+        self._shares.clear()
 
     def _receive_share(self, message: Message) -> list[Message]:
         run = self._run
-        kind = VectorShare if self._index == 0 else SeedShare
-        expect(message, kind, session=run.session, round=run.round, phase=UPLOAD,
-               recipient=self.party, senders=self._client_ids)
         sender = client_index(message.sender)
-        if sender in self._shares:
-            raise InvalidMessage(f"duplicate share from {message.sender}")
-        if self._answered:
-            raise InvalidMessage(f"share from {message.sender} arrived after aggregation")
         if isinstance(message, VectorShare):
             if message.ring_bits != run.ring_bits or message.vector.size != run.length:
                 raise InvalidMessage(f"share from {message.sender} has the wrong ring or length")
             self._shares[sender] = message.vector
         else:
+            assert isinstance(message, SeedShare)
             if len(message.seed) != prg.SEED_BYTES:
                 raise InvalidMessage(f"seed share from {message.sender} is {len(message.seed)} bytes; expected 32")
             self._shares[sender] = message.seed
@@ -204,27 +198,19 @@ class _Aggregator(Engine):
 
     def _report(self, message: Message) -> list[Message]:
         run = self._run
-        expect(message, ReportRequest, session=run.session, round=run.round, phase=REPORT,
-               recipient=self.party, senders=(SERVER,))
         return [ReceivedReport(*run.header(REPORT, self.party, SERVER), clients=tuple(sorted(self._shares)))]
 
     def _aggregate(self, message: Message) -> list[Message]:
+        assert isinstance(message, AggregateRequest)
         run = self._run
-        expect(message, AggregateRequest, session=run.session, round=run.round, phase=AGGREGATE,
-               recipient=self.party, senders=(SERVER,))
-        if self._answered:
-            raise ProtocolViolation(f"{self.party} already answered an aggregation request in this session")
         included = message.included
         if len(set(included)) != len(included):
             raise ProtocolViolation("aggregation request lists a client twice")
         unknown = set(included) - set(self._shares)
         if unknown:
             raise ProtocolViolation(f"aggregation request names clients {sorted(unknown)} with no share here")
-        if len(included) < run.protocol.min_clients:
-            raise ProtocolViolation(
-                f"refusing to sum {len(included)} client(s); min_clients={run.protocol.min_clients}"
-            )
-        self._answered = True
+        if len(included) < run.min_clients:
+            raise ProtocolViolation(f"refusing to sum {len(included)} client(s); min_clients={run.min_clients}")
         bits = run.ring_bits
         total = np.zeros(run.length, dtype=ring.ring_dtype(bits))
         if self._index == 0:
@@ -232,70 +218,68 @@ class _Aggregator(Engine):
         else:
             labels = [share_label(run.session, run.round, i, self._index) for i in included]
             prg.accumulate(total, [(self._shares[i], label) for i, label in zip(included, labels)], bits)
-        self._shares.clear()
         return [AggregateShare(*run.header(AGGREGATE, self.party, SERVER), ring_bits=bits, vector=total)]
 
 
 class _Server(ServerEngine):
+    _run: _Run
+
     def __init__(self, run: _Run) -> None:
-        self.party = SERVER
-        self._run = run
-        self._aggregators = [aggregator_id(j) for j in range(run.protocol.aggregators)]
+        self._aggregators = [aggregator_id(j) for j in range(run.aggregators)]
         self._reports: dict[str, frozenset[int]] = {}
         self._sums: dict[str, np.ndarray] = {}
-        self._included: tuple[int, ...] | None = None
-        self._phase: str | None = None
+        self._included: tuple[int, ...] = ()
+        super().__init__(SERVER, run)
 
-    def begin_phase(self, phase: str) -> list[Message]:
-        run = self._run
-        self._phase = phase
-        if phase == UPLOAD:
-            return [UploadRequest(*run.header(UPLOAD, SERVER, client_id(i))) for i in range(run.clients)]
-        if phase == REPORT:
-            return [ReportRequest(*run.header(REPORT, SERVER, a)) for a in self._aggregators]
-        if phase == AGGREGATE and self._included is not None:
-            return [AggregateRequest(*run.header(AGGREGATE, SERVER, a), included=self._included) for a in self._aggregators]
-        raise ProtocolAbort(f"phase {phase!r} cannot begin now")
+    def _steps(self) -> list[Step]:
+        return [
+            Step(UPLOAD, begin=self._request_upload),
+            Step(REPORT, (ReceivedReport,), self._receive_report, begin=self._request_reports, end=self._close_reports),
+            Step(AGGREGATE, (AggregateShare,), self._receive_sum, begin=self._request_sums, end=self._close_sums),
+        ]
 
-    def handle(self, message: Message) -> list[Message]:
+    def _request_upload(self) -> list[Message]:
         run = self._run
-        if message.phase == REPORT:
-            expect(message, ReceivedReport, session=run.session, round=run.round, phase=REPORT,
-                   recipient=SERVER, senders=self._aggregators)
-            if message.sender in self._reports:
-                raise InvalidMessage(f"duplicate report from {message.sender}")
-            if any(not 0 <= i < run.clients for i in message.clients):
-                raise InvalidMessage(f"report from {message.sender} names unknown clients")
-            self._reports[message.sender] = frozenset(message.clients)
-            return []
-        expect(message, AggregateShare, session=run.session, round=run.round, phase=AGGREGATE,
-               recipient=SERVER, senders=self._aggregators)
-        if message.sender in self._sums:
-            raise InvalidMessage(f"duplicate aggregate share from {message.sender}")
+        return [UploadRequest(*run.header(UPLOAD, SERVER, client_id(i))) for i in range(run.clients)]
+
+    def _request_reports(self) -> list[Message]:
+        return [ReportRequest(*self._run.header(REPORT, SERVER, a)) for a in self._aggregators]
+
+    def _receive_report(self, message: Message) -> list[Message]:
+        assert isinstance(message, ReceivedReport)
+        if any(not 0 <= i < self._run.clients for i in message.clients):
+            raise InvalidMessage(f"report from {message.sender} names unknown clients")
+        self._reports[message.sender] = frozenset(message.clients)
+        return []
+
+    def _close_reports(self) -> None:
+        run = self._run
+        if len(self._reports) < len(self._aggregators):
+            raise ProtocolAbort(f"phase 'report': {len(self._reports)} of {len(self._aggregators)} aggregators answered")
+        included = frozenset.intersection(*self._reports.values())
+        if len(included) < run.min_clients:
+            raise ProtocolAbort(
+                f"phase 'report': {len(included)} client(s) reached every aggregator; min_clients={run.min_clients}"
+            )
+        self._included = tuple(sorted(included))
+
+    def _request_sums(self) -> list[Message]:
+        run = self._run
+        return [AggregateRequest(*run.header(AGGREGATE, SERVER, a), included=self._included) for a in self._aggregators]
+
+    def _receive_sum(self, message: Message) -> list[Message]:
+        assert isinstance(message, AggregateShare)
+        run = self._run
         if message.ring_bits != run.ring_bits or message.vector.size != run.length:
             raise InvalidMessage(f"aggregate share from {message.sender} has the wrong ring or length")
         self._sums[message.sender] = message.vector
         return []
 
-    def end_phase(self, phase: str) -> None:
-        run = self._run
-        expected = len(self._aggregators)
-        if phase == REPORT:
-            if len(self._reports) < expected:
-                raise ProtocolAbort(f"phase 'report': {len(self._reports)} of {expected} aggregators answered")
-            included = frozenset.intersection(*self._reports.values())
-            if len(included) < run.protocol.min_clients:
-                raise ProtocolAbort(
-                    f"phase 'report': {len(included)} client(s) reached every aggregator; "
-                    f"min_clients={run.protocol.min_clients}"
-                )
-            self._included = tuple(sorted(included))
-        elif phase == AGGREGATE and len(self._sums) < expected:
-            raise ProtocolAbort(f"phase 'aggregate': {len(self._sums)} of {expected} aggregators answered")
+    def _close_sums(self) -> None:
+        if len(self._sums) < len(self._aggregators):
+            raise ProtocolAbort(f"phase 'aggregate': {len(self._sums)} of {len(self._aggregators)} aggregators answered")
 
-    def result(self) -> RingAggregate:
-        if self._included is None or len(self._sums) != len(self._aggregators):
-            raise ProtocolAbort("the aggregation has not completed")
+    def _aggregate(self) -> RingAggregate:
         bits = self._run.ring_bits
         total = np.zeros(self._run.length, dtype=ring.ring_dtype(bits))
         for share in self._sums.values():
@@ -312,7 +296,7 @@ class SecretSharing(Protocol):
     """
 
     aggregators: int = 2
-    min_clients: int = 2
+    min_clients: int = DEFAULT_MIN_CLIENTS
     encoding: Encoding = field(default_factory=Encoding)
 
     name = "secret-sharing"
@@ -320,17 +304,17 @@ class SecretSharing(Protocol):
     phases = (UPLOAD, REPORT, AGGREGATE)
 
     def __post_init__(self) -> None:
-        if isinstance(self.aggregators, bool) or not isinstance(self.aggregators, int) or self.aggregators < 2:
+        if not validation.is_integer(self.aggregators) or self.aggregators < 2:
             raise ConfigurationError(f"aggregators must be an integer >= 2; found {self.aggregators!r}")
-        if isinstance(self.min_clients, bool) or not isinstance(self.min_clients, int) or self.min_clients < 1:
-            raise ConfigurationError(f"min_clients must be an integer >= 1; found {self.min_clients!r}")
+        object.__setattr__(self, "aggregators", int(self.aggregators))
+        object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        self.check_clients(clients)
-        run = _Run(self, clients, vector_length, session, round)
+        base = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        run = _Run(**vars(base), aggregators=self.aggregators)
         return Parties(
             server=_Server(run),
-            clients=[_Client(i, run) for i in range(clients)],
+            clients=[_Client(i, run) for i in range(run.clients)],
             helpers=[_Aggregator(j, run) for j in range(self.aggregators)],
         )
 

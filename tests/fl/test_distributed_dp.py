@@ -79,7 +79,9 @@ def test_minimum_survivors_follows_each_protocol():
     assert minimum_survivors(SecAgg(threshold=1.0), 10) == 10
     assert minimum_survivors(SecretSharing(min_clients=3), 10) == 3
     assert minimum_survivors(SecretSharing(min_clients=3), 2) == 2
-    assert minimum_survivors(Plaintext(), 10) == 1
+    assert minimum_survivors(Plaintext(), 10) == 2
+    assert minimum_survivors(Plaintext(min_clients=1), 10) == 1
+    assert minimum_survivors(SecAgg(min_clients=8), 10) == 8
 
 
 def test_with_ring_bits_keeps_the_protocol_and_its_threshold():

@@ -148,8 +148,12 @@ def test_run_twice_restarts_from_the_initial_model(digits):
 
 
 def test_aborted_rounds_leave_the_model_unchanged(digits):
-    # Ten clients can never satisfy min_clients=100: the server aborts at 'report'.
-    trainer = FedAvg(SecretSharing(min_clients=100), FedAvgConfig(rounds=2), dataset=digits)
+    class EveryoneDrops(FedAvg):
+        def _secure_sum(self, updates, weights, round, *, dropouts):
+            # No share reaches the aggregators: the server aborts at 'report'.
+            return super()._secure_sum(updates, weights, round, dropouts={p: "upload" for p in range(len(updates))})
+
+    trainer = EveryoneDrops(SecretSharing(), FedAvgConfig(rounds=2), dataset=digits)
     history = trainer.run()
     assert history.aborted_rounds == [0, 1]
     assert states_equal(trainer.global_state, trainer.initial_state)
@@ -158,6 +162,12 @@ def test_aborted_rounds_leave_the_model_unchanged(digits):
         assert record.included == () and record.server_saw_individual_updates is None
         assert record.accuracy == history.initial_accuracy
     assert history.final_accuracy == history.initial_accuracy
+
+
+def test_a_cohort_that_can_never_reach_min_clients_is_refused(digits):
+    # Ten clients can never satisfy min_clients=100: a configuration error, not ten aborted rounds.
+    with pytest.raises(ConfigurationError, match="min_clients=100"):
+        FedAvg(SecretSharing(min_clients=100), FedAvgConfig(rounds=2), dataset=digits).run()
 
 
 def test_an_aborted_round_between_good_rounds_keeps_the_previous_model(digits):

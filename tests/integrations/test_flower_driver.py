@@ -30,7 +30,7 @@ from securefl.integrations.flower import (  # noqa: E402
 )
 from securefl.integrations.flower import persist, wire  # noqa: E402
 from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
-from securefl.protocols.base import decode_message  # noqa: E402
+from securefl.protocols.wire import decode_message  # noqa: E402
 from securefl.protocols.secagg import SecAgg  # noqa: E402
 from securefl.simulation import server_saw_individual_updates  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
@@ -473,7 +473,7 @@ def test_protocol_from_run_config():
 
 
 def test_a_node_never_plays_two_parties_of_one_session():
-    protocol = Plaintext()
+    protocol = Plaintext(min_clients=1)  # the second aggregation keeps one client: what is tested is the node
     grid = federation(protocol, clients=3)
     driver = FlowerDriver(grid, protocol, timeout=1)
     first, second, third = driver.discover(min_nodes=3).clients

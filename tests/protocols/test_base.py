@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securefl.errors import InvalidMessage
-from securefl.protocols.base import Message, RingVector, client_id, client_index, decode_message, expect
+from securefl.protocols.base import expect
+from securefl.protocols.wire import Message, RingVector, client_id, client_index, decode_message
 
 
 @dataclass(frozen=True)

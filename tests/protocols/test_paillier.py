@@ -11,9 +11,19 @@ from hypothesis import strategies as st
 
 from securefl import ring
 from securefl.encoding import Encoding
-from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
+from securefl.errors import (
+    AlreadyFinalized,
+    ConfigurationError,
+    InvalidMessage,
+    LocalProtocolError,
+    ProtocolAbort,
+    ProtocolViolation,
+    UnexpectedMessage,
+    UnexpectedSender,
+)
+from securefl.protocols.base import EngineState
 from securefl.protocols import Paillier
-from securefl.protocols.base import SERVER, decode_message
+from securefl.protocols.wire import SERVER, decode_message
 from securefl.protocols.catalog import make_protocol
 from securefl.protocols.paillier import (
     DECRYPTOR,
@@ -24,7 +34,7 @@ from securefl.protocols.paillier import (
     UploadRequest,
     ciphertexts_to_bytes,
 )
-from securefl.protocols.paillier.engines import _Decryptor, _Run
+from securefl.protocols.paillier.engines import _Decryptor
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates
 from tests.protocols.helpers import ring_sum
 
@@ -273,7 +283,7 @@ def _replace(upload, **changes):
         (lambda u, k: _replace(u, ciphertexts=bytes(128)), "outside"),
         (lambda u, k: _replace(u, ciphertexts=k.public_key.nsquare.to_bytes(128, "big")), "outside"),
         (lambda u, k: _replace(u, ciphertexts=(k._private_key.p * 3).to_bytes(128, "big")), "not coprime"),
-        (lambda u, k: _replace(u, sender="client/7"), "unexpected sender"),
+        (lambda u, k: _replace(u, sender="client/7"), "not asked"),
         (lambda u, k: _replace(u, session=bytes(16)), "another session"),
         (lambda u, k: _replace(u, round=4), "round 4"),
     ],
@@ -287,12 +297,12 @@ def test_server_refuses_bad_uploads(keys, mutate, match):
 def test_server_refuses_duplicate_and_late_uploads(keys):
     _, _, parties, _, uploads = _uploads(keys)
     parties.server.handle(uploads[0])
-    with pytest.raises(InvalidMessage, match="duplicate upload from client/0"):
+    with pytest.raises(UnexpectedMessage, match="duplicate EncryptedUpload from client/0"):
         parties.server.handle(uploads[0])
     parties.server.handle(uploads[1])
     parties.server.end_phase("upload")
     parties.server.begin_phase("decrypt")
-    with pytest.raises(InvalidMessage, match="after the decryption request"):
+    with pytest.raises(UnexpectedMessage, match="not a reply of phase 'decrypt'"):
         parties.server.handle(uploads[2])
 
 
@@ -325,26 +335,33 @@ def _request(keys, bound_session, uploads, included, **changes):
 
 def test_key_holder_refuses_small_repeated_and_oversized_aggregates(keys):
     protocol, session, parties, _, uploads = _uploads(keys, clients=4, min_clients=2)
-    decryptor = parties.helpers[0]
-    with pytest.raises(ProtocolViolation, match="aggregate of 1 client.*min_clients=2"):
-        decryptor.handle(_request(keys, session, uploads, (0,)))
-    with pytest.raises(ProtocolViolation, match="twice"):
-        decryptor.handle(_request(keys, session, uploads, (0, 0)))
-    with pytest.raises(ProtocolViolation, match=r"outside \[0, 4\)"):
-        decryptor.handle(_request(keys, session, uploads, (0, 9)))
+
+    def fresh():  # another decryptor engine for the same run, on the same key holder
+        return _Decryptor(parties.helpers[0]._run, keys)
+
+    for included, match in [((0,), "aggregate of 1 client.*min_clients=2"), ((0, 0), "twice"),
+                            ((0, 9), r"outside \[0, 4\)")]:
+        decryptor = fresh()
+        with pytest.raises(ProtocolViolation, match=match):
+            decryptor.handle(_request(keys, session, uploads, included))
+        assert decryptor.state is EngineState.ABORTED
     # setup never makes more clients than the slots hold; a decryptor built past it still refuses.
     small = Paillier(key_holder=keys, max_clients=3)
-    oversized = _Decryptor(_Run(small, 4, 8, session, 5, keys.public_key), keys)
+    run = dataclasses.replace(small.setup(clients=3, vector_length=8, session=session, round=5).server._run, clients=4)
+    oversized = _Decryptor(run, keys)
     with pytest.raises(ProtocolViolation, match="max_clients=3"):
         oversized.handle(_request(keys, session, uploads, (0, 1, 2, 3)))
-    # A genuine aggregate of clients 0 and 1 is decrypted once, and only once.
+    # A genuine aggregate of clients 0 and 1 is decrypted once, and only once, whichever engine asks.
     nsquare = keys.public_key.nsquare
     first, second = (int.from_bytes(u.ciphertexts, "big") for u in uploads[:2])
     aggregate = ciphertexts_to_bytes([first * second % nsquare], keys.public_key)
+    decryptor = fresh()
     (answer,) = decryptor.handle(_request(keys, session, uploads, (0, 1), ciphertexts=aggregate))
-    assert isinstance(answer, DecryptedSum)
-    with pytest.raises(ProtocolViolation, match="already decrypted"):
+    assert isinstance(answer, DecryptedSum) and decryptor.state is EngineState.DONE
+    with pytest.raises(AlreadyFinalized):
         decryptor.handle(_request(keys, session, uploads, (0, 1), ciphertexts=aggregate))
+    with pytest.raises(ProtocolViolation, match="already decrypted"):
+        fresh().handle(_request(keys, session, uploads, (0, 1), ciphertexts=aggregate))
 
 
 @pytest.mark.parametrize(
@@ -352,7 +369,7 @@ def test_key_holder_refuses_small_repeated_and_oversized_aggregates(keys):
     [
         (dict(session=bytes(16)), "another session"),
         (dict(round=6), "round 6"),
-        (dict(sender="client/0"), "unexpected sender"),
+        (dict(sender="client/0"), "may not send it"),
         (dict(recipient=SERVER), "addressed to"),
         (dict(phase="upload"), "phase"),
         (dict(key_id=bytes(16)), "under another key"),
@@ -371,18 +388,21 @@ def test_a_failed_check_uses_up_the_decryption(keys):
     decryptor = parties.helpers[0]
     with pytest.raises(ProtocolViolation, match="does not decrypt"):
         decryptor.handle(_request(keys, session, uploads, (0, 1, 2)))  # one client's ciphertexts
-    with pytest.raises(ProtocolViolation, match="already decrypted"):
+    with pytest.raises(AlreadyFinalized):
         decryptor.handle(_request(keys, session, uploads, (0, 1, 2)))
+    with pytest.raises(ProtocolViolation, match="already decrypted"):  # nor through another engine
+        _Decryptor(decryptor._run, keys).handle(_request(keys, session, uploads, (0, 1, 2)))
 
 
 def test_client_encrypts_once_and_checks_its_input(keys):
     protocol = Paillier(key_holder=keys)
     session = os.urandom(16)
-    parties = protocol.setup(clients=2, vector_length=4, session=session, round=0)
+    parties = protocol.setup(clients=3, vector_length=4, session=session, round=0)
+    with pytest.raises(LocalProtocolError, match="no input"):
+        parties.clients[2].handle(UploadRequest(session, 0, "upload", SERVER, "client/2"))
+    assert parties.clients[2].state is EngineState.ABORTED
     client = parties.clients[0]
     request = UploadRequest(session, 0, "upload", SERVER, "client/0")
-    with pytest.raises(ProtocolAbort, match="no input"):
-        client.handle(request)
     bound = protocol.layout.bound
     with pytest.raises(ConfigurationError, match=f"client/0 input coordinate 2 is {bound + 1}, outside"):
         client.provide_input(ring.from_signed(np.array([0, 1, bound + 1, 0]), 32))
@@ -393,9 +413,9 @@ def test_client_encrypts_once_and_checks_its_input(keys):
     client.provide_input(ring.from_signed(np.array([-bound, bound, 0, 1]), 32))
     (upload,) = client.handle(request)
     assert isinstance(upload, EncryptedUpload) and upload.recipient == SERVER
-    with pytest.raises(ProtocolViolation, match="already sent"):
+    with pytest.raises(AlreadyFinalized):
         client.handle(request)
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(UnexpectedSender):
         parties.clients[1].handle(UploadRequest(session, 0, "upload", DECRYPTOR, "client/1"))
 
 

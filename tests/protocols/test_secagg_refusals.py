@@ -8,9 +8,19 @@ import pytest
 
 from securefl.crypto import shamir
 from securefl.crypto.keys import SigningKey
-from securefl.errors import AlreadyFinalized, InvalidMessage, ProtocolAbort, ProtocolViolation
+from securefl.errors import (
+    AlreadyFinalized,
+    ConfigurationError,
+    InvalidMessage,
+    LocalProtocolError,
+    ProtocolAbort,
+    ProtocolViolation,
+    UnexpectedMessage,
+    UnexpectedSender,
+)
+from securefl.protocols.base import EngineState
 from securefl.protocols import SecAgg
-from securefl.protocols.base import SERVER, client_id, decode_message
+from securefl.protocols.wire import SERVER, client_id, decode_message
 from securefl.protocols.secagg import (
     AdvertiseRequest,
     ConsistencyRequest,
@@ -156,9 +166,9 @@ def test_unmask_request_that_disagrees_with_the_clients_view_is_refused(survivor
     client = game.engines["client/0"]
     with pytest.raises(error, match=match):
         game.send(game.unmask(0, survivors=survivors, dropped=dropped))
-    with pytest.raises(AlreadyFinalized, match="refused the unmasking request"):
+    assert client.state is EngineState.ABORTED and client.phase is None
+    with pytest.raises(AlreadyFinalized, match="refused UnmaskRequest in phase 'unmasking'"):
         game.send(game.unmask(0, survivors=[0, 1, 2, 3], dropped=[]))
-    assert client.phase is None
 
 
 def test_client_answers_exactly_one_unmask_request():
@@ -168,8 +178,9 @@ def test_client_answers_exactly_one_unmask_request():
     (reply,) = game.send(request)
     assert set(reply.self_mask_shares) == {0, 1, 2} and set(reply.mask_key_shares) == {3}
     for again in (request, game.unmask(0, survivors=[0, 1, 2, 3], dropped=[])):
-        with pytest.raises(AlreadyFinalized, match="answered its unmask request"):
+        with pytest.raises(AlreadyFinalized, match="finished this aggregation"):
             game.send(again)
+    assert game.engines["client/0"].state is EngineState.DONE
 
 
 def test_client_never_sends_both_shares_of_one_peer_in_an_honest_round():
@@ -231,17 +242,19 @@ def test_malicious_mode_client_needs_threshold_valid_signatures():
     [
         (dict(session=bytes(16)), "another session"),
         (dict(round=4), "round 4"),
-        (dict(sender="client/1"), "unexpected sender"),
+        (dict(sender="client/1"), "may not send it"),
         (dict(recipient="client/1"), "addressed to"),
-        (dict(phase="masked-input"), "phase 'masked-input'"),
+        (dict(phase="masked-input"), "labelled phase 'masked-input'"),
     ],
 )
 def test_client_rejects_misbound_requests_and_stays_usable(change, match):
     game = Round(clients=4)
     game.phase("advertise-keys")
     request = game.server.begin_phase("share-keys")[0]
+    client = game.engines[request.recipient]
     with pytest.raises(InvalidMessage, match=match):
         game.send(dataclasses.replace(request, **change), to=request.recipient)
+    assert client.state is EngineState.ACTIVE and client.phase == "advertise-keys"
     (reply,) = game.send(request)  # the genuine request still works
     assert isinstance(reply, EncryptedShares)
 
@@ -272,7 +285,7 @@ def test_tampered_redirected_or_replayed_ciphertexts_fail_authentication():
 
 
 def test_stage_transition_matrix():
-    """Only the request of the current phase is accepted; after the last phase nothing is."""
+    """Only the request of the next phase is accepted; a refusal leaves the client as it was; after the last, nothing."""
     game = Round(clients=3, malicious_server=True)
     bodies = {
         "advertise-keys": (AdvertiseRequest, {}),
@@ -282,28 +295,34 @@ def test_stage_transition_matrix():
         "unmasking": (UnmaskRequest, dict(survivors=(), dropped=(), signatures={})),
     }
     client = game.engines["client/0"]
+    previous = None
     for current in game.protocol.phases:
-        assert client.phase == current
+        assert client.phase == previous and client.state is EngineState.ACTIVE
         for phase, (kind, body) in bodies.items():
             if phase == current:
                 continue
-            with pytest.raises(InvalidMessage, match=f"expected {bodies[current][0].__name__}"):
+            with pytest.raises(UnexpectedMessage):
                 game.send(kind(**game.header(phase, 0), **body))
-            with pytest.raises(InvalidMessage):  # the right kind with the wrong phase
+            with pytest.raises(UnexpectedMessage, match="labelled phase"):  # the right kind with the wrong phase
                 game.send(bodies[current][0](**game.header(phase, 0), **bodies[current][1]))
+            assert client.phase == previous and client.state is EngineState.ACTIVE
         game.phase(current)
-    assert client.phase is None
+        previous = current
+    assert client.state is EngineState.DONE and client.phase is None
     for phase, (kind, body) in bodies.items():
         with pytest.raises(AlreadyFinalized):
             game.send(kind(**game.header(phase, 0), **body))
 
 
-def test_input_is_checked_and_fixed_once_masked():
-    game = Round(clients=3)
-    with pytest.raises(Exception, match="coordinates"):
-        game.clients[0].provide_input(np.zeros(5, np.uint32))
+def test_input_is_checked_and_given_once():
+    parties = SecAgg().setup(clients=3, vector_length=6, session=os.urandom(16), round=0)
+    with pytest.raises(ConfigurationError, match="coordinates"):
+        parties.clients[0].provide_input(np.zeros(5, np.uint32))
+    game = Round(clients=3)  # inputs given at setup
+    with pytest.raises(LocalProtocolError, match="already has its input"):
+        game.clients[0].provide_input(game.inputs[0])
     game.until("unmasking")
-    with pytest.raises(AlreadyFinalized, match="already sent its masked input"):
+    with pytest.raises(LocalProtocolError, match="already has its input"):
         game.clients[0].provide_input(game.inputs[0])
 
 
@@ -319,8 +338,9 @@ def test_client_without_input_refuses_to_mask():
                 parties.server.handle(reply)
         parties.server.end_phase(phase)
     request = next(q for q in parties.server.begin_phase("masked-input") if q.recipient == "client/0")
-    with pytest.raises(ProtocolAbort, match="no input"):
+    with pytest.raises(LocalProtocolError, match="no input"):
         engines["client/0"].handle(request)
+    assert engines["client/0"].state is EngineState.ABORTED
 
 
 # --- the server's validation ---------------------------------------------------------------------------
@@ -328,15 +348,21 @@ def test_client_without_input_refuses_to_mask():
 
 def test_server_runs_phases_in_order_only():
     game = Round(clients=3)
-    with pytest.raises(ProtocolAbort, match="'share-keys' cannot begin now; the next phase is 'advertise-keys'"):
+    with pytest.raises(LocalProtocolError, match="'share-keys' cannot begin now; the next phase is 'advertise-keys'"):
         game.server.begin_phase("share-keys")
     game.server.begin_phase("advertise-keys")
-    with pytest.raises(ProtocolAbort, match="cannot begin now"):
+    with pytest.raises(LocalProtocolError, match="still open"):
         game.server.begin_phase("advertise-keys")
-    with pytest.raises(ProtocolAbort, match="not open"):
+    with pytest.raises(LocalProtocolError, match="not open"):
         game.server.end_phase("share-keys")
-    with pytest.raises(ProtocolAbort, match="not completed"):
+    with pytest.raises(LocalProtocolError, match="not completed"):
         game.server.result()
+    assert game.server.state is EngineState.ACTIVE and game.server.phase == "advertise-keys"
+    honest = Round(clients=3)
+    honest.phase("advertise-keys")
+    with pytest.raises(LocalProtocolError, match="'advertise-keys' cannot begin now; the next phase is 'share-keys'"):
+        honest.server.begin_phase("advertise-keys")
+    assert honest.server.state is EngineState.ACTIVE
 
 
 def test_server_rejects_duplicates_strangers_and_stale_replies():
@@ -348,12 +374,13 @@ def test_server_rejects_duplicates_strangers_and_stale_replies():
     with pytest.raises(InvalidMessage, match="duplicate"):
         game.send(replies[0])
     stranger = dataclasses.replace(replies[1], sender="client/3")
-    with pytest.raises(InvalidMessage, match="client/3.*not asked"):
+    with pytest.raises(UnexpectedSender, match="client/3.*not asked"):
         game.server.handle(stranger)
     with pytest.raises(InvalidMessage, match="another session"):
         game.server.handle(dataclasses.replace(replies[1], session=bytes(16)))
-    with pytest.raises(InvalidMessage, match="expected EncryptedShares"):
-        game.server.handle(MaskedInput(**game.header("share-keys", 0), ring_bits=32, vector=np.zeros(6, np.uint32)))
+    wrong_kind = MaskedInput(**game.header("share-keys", 0), ring_bits=32, vector=np.zeros(6, np.uint32))
+    with pytest.raises(UnexpectedMessage, match="not a reply of phase 'share-keys'"):
+        game.server.handle(dataclasses.replace(wrong_kind, sender="client/0", recipient=SERVER))
 
 
 @pytest.mark.parametrize(
@@ -455,5 +482,6 @@ def test_server_stays_aborted():
     game.phase("advertise-keys")
     with pytest.raises(ProtocolAbort, match="phase 'share-keys': 2 of 4 clients answered; the threshold is 3"):
         game.phase("share-keys", silent=(0, 1))
-    with pytest.raises(ProtocolAbort, match="the round was aborted"):
+    assert game.server.state is EngineState.ABORTED
+    with pytest.raises(AlreadyFinalized, match="stopped"):
         game.server.begin_phase("masked-input")

@@ -7,9 +7,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securefl.encoding import Encoding
-from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
+from securefl.errors import (
+    AlreadyFinalized,
+    ConfigurationError,
+    InvalidMessage,
+    ProtocolAbort,
+    ProtocolViolation,
+    UnexpectedMessage,
+    UnexpectedSender,
+)
+from securefl.protocols.base import EngineState
 from securefl.protocols import SecretSharing
-from securefl.protocols.base import SERVER, decode_message
+from securefl.protocols.wire import SERVER, decode_message
 from securefl.protocols.secret_sharing import (
     AggregateRequest,
     ReportRequest,
@@ -26,7 +35,7 @@ PHASES = (None,) + SecretSharing.phases
 
 @pytest.mark.parametrize("clients", range(1, 7))
 def test_exact_sum_under_every_dropout_pattern(clients):
-    protocol = SecretSharing()
+    protocol = SecretSharing(min_clients=1) if clients == 1 else SecretSharing()
     bits = protocol.encoding.ring_bits
     inputs = random_inputs(clients, 17, bits, seed=clients)
     # Clients act only in 'upload'; a drop at a later phase is the same as none,
@@ -132,25 +141,48 @@ def _setup(clients=3, **options):
     return protocol, session, parties, engines
 
 
-def test_aggregator_refuses_a_second_request_and_small_sums():
-    _, session, parties, engines = _setup(clients=3, min_clients=2)
-    aggregator = engines[aggregator_id(0)]
-    single = AggregateRequest(session, 5, "aggregate", SERVER, aggregator_id(0), included=(1,))
+def _reported(clients=3, aggregator=0, **options):
+    """An aggregator that holds every client's share and has answered the report request."""
+    _, session, _, engines = _setup(clients=clients, **options)
+    engine = engines[aggregator_id(aggregator)]
+    (report,) = engine.handle(ReportRequest(session, 5, "report", SERVER, aggregator_id(aggregator)))
+    assert report.clients == tuple(range(clients))
+    return session, engine
+
+
+def _sum_request(session, aggregator, included):
+    return AggregateRequest(session, 5, "aggregate", SERVER, aggregator_id(aggregator), included=included)
+
+
+def test_aggregator_refuses_small_sums_and_stops():
+    session, aggregator = _reported(clients=3, min_clients=2)
     with pytest.raises(ProtocolViolation, match="min_clients=2"):
-        aggregator.handle(single)
-    both = AggregateRequest(session, 5, "aggregate", SERVER, aggregator_id(0), included=(0, 1))
-    assert len(aggregator.handle(both)) == 1
-    with pytest.raises(ProtocolViolation, match="already answered"):
-        aggregator.handle(AggregateRequest(session, 5, "aggregate", SERVER, aggregator_id(0), included=(0, 1, 2)))
+        aggregator.handle(_sum_request(session, 0, (1,)))
+    assert aggregator.state is EngineState.ABORTED
+    with pytest.raises(AlreadyFinalized):  # no second try at a different subset
+        aggregator.handle(_sum_request(session, 0, (0, 1)))
 
 
-def test_aggregator_refuses_unknown_or_repeated_clients():
+def test_aggregator_answers_one_request():
+    session, aggregator = _reported(clients=3, min_clients=2)
+    assert len(aggregator.handle(_sum_request(session, 0, (0, 1)))) == 1
+    assert aggregator.state is EngineState.DONE
+    with pytest.raises(AlreadyFinalized):
+        aggregator.handle(_sum_request(session, 0, (0, 1, 2)))
+
+
+@pytest.mark.parametrize("included, match", [((0, 7), "no share"), ((0, 0), "twice")])
+def test_aggregator_refuses_unknown_or_repeated_clients(included, match):
+    session, aggregator = _reported(clients=3, aggregator=1)
+    with pytest.raises(ProtocolViolation, match=match):
+        aggregator.handle(_sum_request(session, 1, included))
+
+
+def test_aggregator_needs_the_report_before_the_sum():
     _, session, _, engines = _setup(clients=3)
-    aggregator = engines[aggregator_id(1)]
-    with pytest.raises(ProtocolViolation, match="no share"):
-        aggregator.handle(AggregateRequest(session, 5, "aggregate", SERVER, aggregator_id(1), included=(0, 7)))
-    with pytest.raises(ProtocolViolation, match="twice"):
-        aggregator.handle(AggregateRequest(session, 5, "aggregate", SERVER, aggregator_id(1), included=(0, 0)))
+    with pytest.raises(UnexpectedMessage, match="expects phase 'report' first"):
+        engines[aggregator_id(0)].handle(_sum_request(session, 0, (0, 1, 2)))
+    assert engines[aggregator_id(0)].state is EngineState.ACTIVE
 
 
 @pytest.mark.parametrize(
@@ -158,10 +190,10 @@ def test_aggregator_refuses_unknown_or_repeated_clients():
     [
         (dict(session=bytes(16)), "another session"),
         (dict(round=6), "round 6"),
-        (dict(sender="client/9"), "unexpected sender"),
-        (dict(sender="server"), "unexpected sender"),
+        (dict(sender="client/9"), "may not send it"),
+        (dict(sender="server"), "may not send it"),
         (dict(recipient="aggregator/0"), "addressed to"),
-        (dict(phase="report"), "expected ReportRequest"),
+        (dict(phase="report"), "labelled phase 'report'"),
     ],
 )
 def test_aggregator_rejects_misbound_shares(mutate, match):
@@ -198,13 +230,13 @@ def test_client_shares_once_and_checks_the_request():
     client = parties.clients[0]
     client.provide_input(np.zeros(4, np.uint32))
     request = UploadRequest(session, 0, "upload", SERVER, "client/0")
-    assert len(client.handle(request)) == 2
-    with pytest.raises(ProtocolViolation):
-        client.handle(request)
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(UnexpectedSender):
         client.handle(UploadRequest(session, 0, "upload", "aggregator/0", "client/0"))
+    assert len(client.handle(request)) == 2
+    with pytest.raises(AlreadyFinalized):
+        client.handle(request)
     with pytest.raises(ConfigurationError):
-        client.provide_input(np.zeros(5, np.uint32))
+        parties.clients[1].provide_input(np.zeros(5, np.uint32))
 
 
 @pytest.mark.parametrize("aggregators", [1, 0, True, 2.0])

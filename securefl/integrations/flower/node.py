@@ -52,7 +52,8 @@ from securefl.integrations.flower.binding import (
     registers_client_keys,
     write_secret,
 )
-from securefl.protocols.base import SERVER, ClientEngine, Engine, Protocol, client_index, decode_message
+from securefl.protocols.base import ClientEngine, Engine, Protocol
+from securefl.protocols.wire import SERVER, client_index, decode_message
 
 __all__ = [
     "CLIENT",

@@ -41,13 +41,11 @@ from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolatio
 from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import bind, check_supported, registers_client_keys
 from securefl.integrations.flower.node import CLIENT
-from securefl.protocols.base import (
+from securefl.protocols.base import Engine, Protocol, RingAggregate
+from securefl.protocols.wire import (
     SERVER,
     SESSION_BYTES,
-    Engine,
     Message as ProtocolMessage,
-    Protocol,
-    RingAggregate,
     client_id,
     decode_message,
 )

@@ -6,11 +6,12 @@ Modules, one concern each:
 - ``keys``: ``KeyHolder`` (phe key pair, batched CRT decryption), ciphertext wire form;
 - ``obfuscators``: ``ObfuscatorPool`` of r^n mod n^2 made ahead of need, opt-in short exponents;
 - ``parallel``: gmpy2 exponentiations on all cores (threads; gmpy2 releases the GIL);
-- ``engines``: the messages and the client, server and decryptor engines;
+- ``messages``: the messages and wire constants;
+- ``engines``: the client, server and decryptor engines;
 - ``protocol``: the ``Paillier`` configuration.
 """
 
-from securefl.protocols.paillier.engines import (
+from securefl.protocols.paillier.messages import (
     DECRYPT,
     DECRYPTOR,
     UPLOAD,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import Parties, Protocol
-from securefl.protocols.paillier.engines import DECRYPT, UPLOAD, _Client, _Decryptor, _Run, _Server
-from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder
+from securefl import validation
+from securefl.protocols.base import DEFAULT_MIN_CLIENTS, Parties, Protocol, check_min_clients
+from securefl.protocols.paillier.engines import PaillierRun, _Client, _Decryptor, _Server
+from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder, key_id
+from securefl.protocols.paillier.messages import DECRYPT, UPLOAD
 from securefl.protocols.paillier.obfuscators import SHORT_EXPONENT, FixedBase, Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.packing import SlotLayout
 from securefl.protocols.paillier.parallel import resolve_workers
@@ -19,10 +20,6 @@ from securefl.protocols.paillier.parallel import resolve_workers
 __all__ = ["Paillier", "DEFAULT_KEY_BITS"]
 
 DEFAULT_KEY_BITS = 2048
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ class Paillier(Protocol):
     value_bits: int | None = None
     max_clients: int | None = None
     max_weight: int | None = None
-    min_clients: int = 2
+    min_clients: int = DEFAULT_MIN_CLIENTS
     encoding: Encoding = field(default_factory=Encoding)
     obfuscation: Obfuscation | str = "standard"
     precompute: bool = True
@@ -86,21 +83,15 @@ class Paillier(Protocol):
         key_bits = self.key_bits
         if key_bits is None:
             key_bits = holder.key_bits if holder is not None else DEFAULT_KEY_BITS
-        if not _is_int(key_bits) or key_bits < MIN_KEY_BITS or key_bits % 2:
+        if not validation.is_integer(key_bits) or key_bits < MIN_KEY_BITS or key_bits % 2:
             raise ConfigurationError(f"key_bits must be an even integer >= {MIN_KEY_BITS}; found {key_bits!r}")
         if holder is not None and holder.key_bits != key_bits:
             raise ConfigurationError(f"key_bits={key_bits} but the key holder's key has {holder.key_bits} bits")
         object.__setattr__(self, "key_bits", int(key_bits))
 
-        if not _is_int(self.min_clients) or self.min_clients < 1:
-            raise ConfigurationError(f"min_clients must be an integer >= 1; found {self.min_clients!r}")
-        if self.min_clients > self.encoding.max_clients:
-            raise ConfigurationError(
-                f"min_clients={self.min_clients} exceeds max_clients={self.encoding.max_clients}"
-            )
+        object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
         object.__setattr__(self, "obfuscation", Obfuscation.parse(self.obfuscation))
-        if not isinstance(self.precompute, bool):
-            raise ConfigurationError(f"precompute must be a bool; found {self.precompute!r}")
+        validation.boolean(self.precompute, "precompute")
         resolve_workers(self.workers, 1)  # validates
         encoding = self.encoding
         bound = encoding.max_weight * ((1 << (encoding.value_bits - 1)) - 1)
@@ -144,22 +135,16 @@ class Paillier(Protocol):
 
     # -- Protocol ------------------------------------------------------------
 
-    def check_clients(self, clients: int) -> None:
-        super().check_clients(clients)
-        if clients < self.min_clients:
-            raise ConfigurationError(
-                f"{clients} client(s) can never reach min_clients={self.min_clients}, the smallest sum the "
-                f"key holder decrypts"
-            )
-
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        self.check_clients(clients)
-        if not _is_int(vector_length) or vector_length < 1:
-            raise ConfigurationError(f"vector_length must be a positive integer; found {vector_length!r}")
+        base_run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
         keys = self.keys
-        run = _Run(self, clients, int(vector_length), session, round, keys.public_key)
+        run = PaillierRun(
+            **vars(base_run), public_key=keys.public_key, key_id=key_id(keys.public_key), layout=self.layout,
+            ciphertexts=self.ciphertexts_per_client(base_run.length), max_clients=self.encoding.max_clients,
+            workers=self.workers,
+        )
         base = self._fixed_base()
-        pools = [ObfuscatorPool(keys.public_key, self.obfuscation, base=base) for _ in range(clients)]
+        pools = [ObfuscatorPool(keys.public_key, self.obfuscation, base=base) for _ in range(run.clients)]
         if self.precompute:
             ObfuscatorPool.fill_all(pools, run.ciphertexts, workers=self.workers)
         return Parties(

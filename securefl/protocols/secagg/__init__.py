@@ -12,13 +12,13 @@ server can cancel the masks of whoever dropped and learns only the sum of the
 survivors' inputs. Phases: advertise-keys, share-keys, masked-input,
 [consistency-check (malicious-server mode)], unmasking.
 
-Modules: ``config`` (SecAgg, thresholds), ``graph`` (who masks with whom),
+Modules: ``protocol`` (the SecAgg configuration), ``config`` (thresholds, round parameters), ``graph`` (who masks with whom),
 ``messages``, ``labels`` (domain separation), ``primitives`` (batched X25519 +
 HKDF and in-place AES-CTR mask accumulation), ``masking`` (the masking
 equation), ``client`` and ``server`` (the engines). Spec: ``protocols/secagg.md``.
 """
 
-from securefl.protocols.secagg.config import Parameters, SecAgg, resolve_threshold
+from securefl.protocols.secagg.config import Parameters, resolve_threshold
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
     CONSISTENCY_CHECK,
@@ -36,6 +36,7 @@ from securefl.protocols.secagg.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
+from securefl.protocols.secagg.protocol import SecAgg
 
 __all__ = [
     "SecAgg",

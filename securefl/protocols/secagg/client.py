@@ -2,19 +2,23 @@
 
 Honest-client rules (each refusal raises and sends nothing):
 
-- Every request is checked against the current phase, session, round,
-  recipient and sender (``InvalidMessage``; the client's state is unchanged).
+- Every request is checked by the phase machine (``protocols.base``) against
+  the next phase, session, round, recipient and sender (``InvalidMessage``
+  or a subclass; the client's state is unchanged).
 - It continues only while at least ``threshold`` members of its neighbourhood
-  (itself included) remain (``ProtocolAbort``).
+  (itself included) remain (``ProtocolAbort``), and unmasks only a survivor
+  set of at least ``min_clients`` clients (``ProtocolViolation``; in
+  semi-honest SecAgg+ the client sees its neighbourhood only and checks
+  min(min_clients, neighbourhood size) there).
 - It never reveals both kinds of share for one peer: an unmask request whose
   survivor and dropped sets overlap, that leaves out or adds a neighbour
   relative to the keys the client actually received, or (malicious-server
   mode) whose survivors differ from the set it signed, raises
   ``ProtocolViolation``.
 - It answers one request per phase and at most one unmask request per
-  session; once it has answered the unmask request, or refused any request
-  after its header checked out, it wipes its secrets and raises
-  ``AlreadyFinalized`` on anything more.
+  session; once it has answered the unmask request (DONE), or refused any
+  request after its header checked out (ABORTED), it wipes its secrets and
+  raises ``AlreadyFinalized`` on anything more.
 - Ciphertexts that fail authentication and bad signatures raise
   ``InvalidMessage`` (and stop the client, as above).
 """
@@ -29,8 +33,9 @@ import numpy as np
 
 from securefl.crypto import aead, shamir
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify_signature
-from securefl.errors import AlreadyFinalized, ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
-from securefl.protocols.base import SERVER, ClientEngine, Message, check_vector, client_id, expect
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
+from securefl.protocols.base import SERVER_ONLY, ClientEngine, Step
+from securefl.protocols.wire import SERVER, Message, client_id
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import (
     SHARE_CHANNEL_LABEL,
@@ -91,17 +96,16 @@ def check_client_list(clients: tuple[int, ...], count: int, what: str) -> frozen
 class SecAggClient(ClientEngine):
     """One client of one SecAgg round (see the module docstring for the rules it keeps)."""
 
+    INPUT_PHASE = MASKED_INPUT
+    _run: Parameters
+
     def __init__(self, index: int, parameters: Parameters, *, signing_key: SigningKey | None = None) -> None:
         if parameters.malicious_server and not isinstance(signing_key, SigningKey):
             raise ConfigurationError("malicious-server mode needs the client's registered signing key")
-        self.party = client_id(index)
         self._index = index
         self._parameters = parameters
         self._signing_key = signing_key
-        self._input: np.ndarray | None = None
-        self._stage = 0
-        self._stopped: str | None = None
-        # Secrets, wiped by _stop().
+        # Secrets, wiped by _wipe().
         self._share_key: AgreementKey | None = None
         self._mask_key: AgreementKey | None = None
         self._self_mask_seed: bytes | None = None
@@ -112,49 +116,21 @@ class SecAggClient(ClientEngine):
         # What this client saw.
         self._masked_with: frozenset[int] = frozenset()
         self._signed_survivors: tuple[int, ...] | None = None
-        self._handlers: dict[str, Callable[[Message], Message]] = {
+        super().__init__(client_id(index), parameters)
+
+    def _steps(self) -> list[Step]:
+        handlers: dict[str, Callable[[Message], list[Message]]] = {
             ADVERTISE_KEYS: self._advertise_keys,
             SHARE_KEYS: self._share_keys,
             MASKED_INPUT: self._masked_input,
             CONSISTENCY_CHECK: self._consistency_check,
             UNMASKING: self._unmasking,
         }
+        return [Step(phase, (REQUESTS[phase],), handlers[phase], senders=SERVER_ONLY)
+                for phase in self._parameters.phases]
 
-    # -- the engine interface ---------------------------------------------------------
-
-    @property
-    def phase(self) -> str | None:
-        """The phase whose request this client expects next (None once it has stopped)."""
-        if self._stopped is not None:
-            return None
-        return self._parameters.phases[self._stage]
-
-    def provide_input(self, vector: np.ndarray) -> None:
-        if self._stopped is not None or self._parameters.phases[self._stage] not in (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT):
-            raise AlreadyFinalized(f"{self.party} has already sent its masked input")
-        parameters = self._parameters
-        self._input = check_vector(vector, length=parameters.length, ring_bits=parameters.ring_bits)
-
-    def handle(self, message: Message) -> list[Message]:
-        if self._stopped is not None:
-            raise AlreadyFinalized(f"{self.party} has stopped ({self._stopped}); it answers nothing more this session")
-        parameters = self._parameters
-        phase = parameters.phases[self._stage]
-        expect(message, REQUESTS[phase], session=parameters.session, round=parameters.round, phase=phase,
-               recipient=self.party, senders=(SERVER,))
-        try:
-            reply = self._handlers[phase](message)
-        except Exception as error:  # a refusal, or anything unexpected: either way this client is done
-            self._stop(f"refused the {phase} request: {error}")
-            raise
-        self._stage += 1
-        if self._stage == len(parameters.phases):
-            self._stop("answered its unmask request")
-        return [reply]
-
-    def _stop(self, reason: str) -> None:
-        self._stopped = reason
-        self._input = None
+    def _wipe(self) -> None:
+        super()._wipe()
         self._share_key = self._mask_key = None
         self._self_mask_seed = self._own_seed_share = None
         self._channel_keys = {}
@@ -174,7 +150,7 @@ class SecAggClient(ClientEngine):
 
     # -- AdvertiseKeys ----------------------------------------------------------------
 
-    def _advertise_keys(self, message: Message) -> Message:
+    def _advertise_keys(self, message: Message) -> list[Message]:
         parameters = self._parameters
         self._share_key = AgreementKey.generate()
         self._mask_key = AgreementKey.generate()
@@ -184,8 +160,8 @@ class SecAggClient(ClientEngine):
             signature = self._signing_key.sign(
                 advertise_statement(parameters.session, parameters.round, self._index, share_public, mask_public)
             )
-        return KeyAdvertisement(*self._header(ADVERTISE_KEYS), share_public=share_public, mask_public=mask_public,
-                                signature=signature)
+        return [KeyAdvertisement(*self._header(ADVERTISE_KEYS), share_public=share_public, mask_public=mask_public,
+                                 signature=signature)]
 
     # -- ShareKeys --------------------------------------------------------------------
 
@@ -212,7 +188,8 @@ class SecAggClient(ClientEngine):
             share_publics[peer], mask_publics[peer] = share_public, mask_public
         return share_publics, mask_publics
 
-    def _share_keys(self, message: ShareKeysRequest) -> Message:
+    def _share_keys(self, message: Message) -> list[Message]:
+        assert isinstance(message, ShareKeysRequest)
         parameters = self._parameters
         graph, session, round = parameters.graph, parameters.session, parameters.round
         share_publics, mask_publics = self._read_advertised_keys(message)
@@ -236,15 +213,15 @@ class SecAggClient(ClientEngine):
         self._mask_publics = mask_publics
         self._share_key = None  # the channel keys are derived; the private key is no longer needed
         commitment = self_mask_commitment(session, round, self._index, self._self_mask_seed)
-        return EncryptedShares(*self._header(SHARE_KEYS), ciphertexts=ciphertexts, self_mask_commitment=commitment)
+        return [EncryptedShares(*self._header(SHARE_KEYS), ciphertexts=ciphertexts, self_mask_commitment=commitment)]
 
     # -- MaskedInputCollection ----------------------------------------------------------
 
-    def _masked_input(self, message: MaskedInputRequest) -> Message:
+    def _masked_input(self, message: Message) -> list[Message]:
         parameters = self._parameters
         graph, session, round = parameters.graph, parameters.session, parameters.round
-        if self._input is None:
-            raise ProtocolAbort(f"{self.party} has no input to mask")
+        assert isinstance(message, MaskedInputRequest)
+        vector = self._take_input()
         senders = sorted(message.ciphertexts)
         for sender in senders:
             if sender not in self._channel_keys:
@@ -262,17 +239,16 @@ class SecAggClient(ClientEngine):
         self._held = held
         self._masked_with = frozenset(senders)
         masked = mask_input(
-            self._input, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
+            vector, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
             peer_publics={sender: self._mask_publics[sender] for sender in senders},
             session=session, round=round, ring_bits=parameters.ring_bits,
         )
-        # Nothing below needs the input, the keys or the seed again.
-        self._input = None
+        # Nothing below needs the keys or the seed again.
         self._mask_key = None
         self._self_mask_seed = None
         self._channel_keys = {}
         self._mask_publics = {}
-        return MaskedInput(*self._header(MASKED_INPUT), ring_bits=parameters.ring_bits, vector=masked)
+        return [MaskedInput(*self._header(MASKED_INPUT), ring_bits=parameters.ring_bits, vector=masked)]
 
     # -- ConsistencyCheck (malicious-server mode) ----------------------------------------
 
@@ -286,19 +262,40 @@ class SecAggClient(ClientEngine):
                     f"{what} lists client/{peer} as a survivor, but it never shared keys with {self.party}"
                 )
 
-    def _consistency_check(self, message: ConsistencyRequest) -> Message:
+    def _require_cohort(self, survivors: frozenset[int], what: str) -> None:
+        """Reveal nothing for a sum of fewer than ``min_clients`` clients (a sum of one is that client's input).
+
+        The whole survivor set is shown on the complete graph and in
+        malicious-server mode; semi-honest SecAgg+ shows the neighbourhood's
+        members only, where min(min_clients, neighbourhood size) is checked.
+        """
+        parameters = self._parameters
+        graph = parameters.graph
+        if graph.complete or parameters.malicious_server:
+            count, needed = len(survivors), parameters.min_clients
+        else:
+            count, needed = graph.count_in_group(self._index, survivors), min(parameters.min_clients, graph.group_size)
+        if count < needed:
+            raise ProtocolViolation(
+                f"{what} names {count} survivor(s); {self.party} unmasks only sums of min_clients={needed} or more"
+            )
+
+    def _consistency_check(self, message: Message) -> list[Message]:
+        assert isinstance(message, ConsistencyRequest) and self._signing_key is not None
         parameters = self._parameters
         survivors = check_client_list(message.survivors, parameters.clients, "consistency request survivors")
         self._check_survivors(survivors, "consistency request")
+        self._require_cohort(survivors, "consistency request")
         self._require_peers(parameters.graph.count_in_group(self._index, survivors), "survived")
         self._signed_survivors = tuple(message.survivors)
         signature = self._signing_key.sign(consistency_statement(parameters.session, parameters.round,
                                                                   message.survivors))
-        return ConsistencySignature(*self._header(CONSISTENCY_CHECK), signature=signature)
+        return [ConsistencySignature(*self._header(CONSISTENCY_CHECK), signature=signature)]
 
     # -- Unmasking --------------------------------------------------------------------
 
-    def _unmasking(self, message: UnmaskRequest) -> Message:
+    def _unmasking(self, message: Message) -> list[Message]:
+        assert isinstance(message, UnmaskRequest)
         parameters = self._parameters
         graph = parameters.graph
         survivors = check_client_list(message.survivors, parameters.clients, "unmask request survivors")
@@ -310,6 +307,7 @@ class SecAggClient(ClientEngine):
                 f"{self.party} never reveals both shares of one client"
             )
         self._check_survivors(survivors, "unmask request")
+        self._require_cohort(survivors, "unmask request")
         dropped_neighbours = {peer for peer in dropped if graph.is_neighbour(self._index, peer)}
         unseen = dropped_neighbours - self._masked_with
         if unseen:
@@ -328,8 +326,8 @@ class SecAggClient(ClientEngine):
         self_mask_shares = {peer: self._held[peer][SHARE_BYTES:] for peer in surviving_neighbours}
         self_mask_shares[self._index] = self._own_seed_share
         mask_key_shares = {peer: self._held[peer][:SHARE_BYTES] for peer in dropped_neighbours}
-        return UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,
-                            mask_key_shares=mask_key_shares)
+        return [UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,
+                             mask_key_shares=mask_key_shares)]
 
     def _check_consistency_signatures(self, message: UnmaskRequest) -> None:
         parameters = self._parameters

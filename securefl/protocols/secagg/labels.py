@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Iterable
 
 from securefl.crypto.keys import context
-from securefl.protocols.base import client_id
+from securefl.protocols.wire import client_id
 
 __all__ = [
     "SHARE_CHANNEL_LABEL",

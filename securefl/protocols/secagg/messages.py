@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from securefl.protocols.base import Message, RingVector
+from securefl.protocols.wire import Message, RingVector
 
 __all__ = [
     "ADVERTISE_KEYS",

@@ -27,7 +27,8 @@ from securefl import ring
 from securefl.crypto import shamir
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, verify_signature
 from securefl.errors import InvalidMessage, ProtocolAbort
-from securefl.protocols.base import SERVER, Message, RingAggregate, ServerEngine, client_id, client_index, expect
+from securefl.protocols.base import RingAggregate, ServerEngine, Step
+from securefl.protocols.wire import SERVER, Message, client_id, client_index
 from securefl.protocols.secagg.client import SEALED_SHARES_BYTES, check_share_header
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
@@ -67,14 +68,10 @@ _REPLIES: dict[str, type[Message]] = {
 class SecAggServer(ServerEngine):
     """The server of one SecAgg round (see the module docstring)."""
 
+    _run: Parameters
+
     def __init__(self, parameters: Parameters) -> None:
-        self.party = SERVER
         self._parameters = parameters
-        self._next = 0
-        self._phase: str | None = None
-        self._aborted: str | None = None
-        self._asked: frozenset[int] = frozenset()
-        self._answered: set[int] = set()
         # What the clients published.
         self._share_publics: dict[int, bytes] = {}
         self._mask_publics: dict[int, bytes] = {}
@@ -91,14 +88,17 @@ class SecAggServer(ServerEngine):
         self._self_mask_shares: dict[int, dict[int, bytes]] = {}
         self._mask_key_shares: dict[int, dict[int, bytes]] = {}
         self._result: RingAggregate | None = None
-        self._requests: dict[str, Callable[[], list[Message]]] = {
+        super().__init__(SERVER, parameters)
+
+    def _steps(self) -> list[Step]:
+        requests: dict[str, Callable[[], list[Message]]] = {
             ADVERTISE_KEYS: self._request_keys,
             SHARE_KEYS: self._request_shares,
             MASKED_INPUT: self._request_masked_inputs,
             CONSISTENCY_CHECK: self._request_signatures,
             UNMASKING: self._request_unmasking,
         }
-        self._receivers: dict[str, Callable[[int, Message], None]] = {
+        receivers: dict[str, Callable[[int, Message], None]] = {
             ADVERTISE_KEYS: self._receive_keys,
             SHARE_KEYS: self._receive_shares,
             MASKED_INPUT: self._receive_masked_input,
@@ -106,69 +106,39 @@ class SecAggServer(ServerEngine):
             UNMASKING: self._receive_unmask_shares,
         }
 
-    # -- the engine interface ---------------------------------------------------------
+        def step(phase: str) -> Step:
+            receive = receivers[phase]
 
-    def begin_phase(self, phase: str) -> list[Message]:
-        if self._aborted is not None:
-            raise ProtocolAbort(f"the round was aborted ({self._aborted})")
-        phases = self._parameters.phases
-        expected = phases[self._next] if self._next < len(phases) else None
-        if self._phase is not None or phase != expected:
-            raise ProtocolAbort(f"phase {phase!r} cannot begin now; the next phase is {expected!r}")
-        self._next += 1
-        self._phase = phase
-        self._answered = set()
-        try:
-            messages = self._requests[phase]()
-        except ProtocolAbort as abort:
-            self._aborted = str(abort)
-            raise
-        self._asked = frozenset(client_index(message.recipient) for message in messages)
-        return messages
+            def handler(message: Message) -> list[Message]:
+                receive(client_index(message.sender), message)
+                return []
 
-    def handle(self, message: Message) -> list[Message]:
-        parameters = self._parameters
-        phase = self._phase
-        if phase is None:
-            raise InvalidMessage(f"{type(message).__name__} from {message.sender!r} arrived while no phase is open")
-        expect(message, _REPLIES[phase], session=parameters.session, round=parameters.round, phase=phase,
-               recipient=SERVER)
-        sender = client_index(message.sender)
-        if sender not in self._asked:
-            raise InvalidMessage(f"unexpected sender {message.sender!r}: it was not asked in phase {phase!r}")
-        if sender in self._answered:
-            raise InvalidMessage(f"duplicate {phase} reply from {message.sender}")
-        self._receivers[phase](sender, message)
-        self._answered.add(sender)
-        return []
+            return Step(phase, (_REPLIES[phase],), handler, begin=requests[phase], end=lambda: self._close(phase))
 
-    def end_phase(self, phase: str) -> None:
-        if phase != self._phase:
-            raise ProtocolAbort(f"phase {phase!r} is not open")
-        self._phase = None
-        try:
-            self._close(phase)
-        except ProtocolAbort as abort:
-            self._aborted = str(abort)
-            raise
+        return [step(phase) for phase in self._parameters.phases]
 
     def _close(self, phase: str) -> None:
         threshold = self._parameters.threshold
-        if len(self._answered) < threshold:
+        answered = frozenset(client_index(party) for party in self.answered)
+        if len(answered) < threshold:
             raise ProtocolAbort(
-                f"phase {phase!r}: {len(self._answered)} of {len(self._asked)} clients answered; "
+                f"phase {phase!r}: {len(answered)} of {len(self.asked)} clients answered; "
                 f"the threshold is {threshold}"
             )
         if phase == MASKED_INPUT:
-            self._survivors = tuple(sorted(self._answered))
-            self._dropped = tuple(sorted(set(self._ciphertexts) - self._answered))
+            minimum = self._parameters.min_clients
+            if len(answered) < minimum:
+                raise ProtocolAbort(
+                    f"phase {phase!r}: {len(answered)} client(s) sent a masked input; min_clients={minimum}"
+                )
+            self._survivors = tuple(sorted(answered))
+            self._dropped = tuple(sorted(set(self._ciphertexts) - answered))
             self._survivor_set, self._dropped_set = frozenset(self._survivors), frozenset(self._dropped)
         elif phase == UNMASKING:
             self._unmask()
 
-    def result(self) -> RingAggregate:
-        if self._result is None:
-            raise ProtocolAbort("the aggregation has not completed")
+    def _aggregate(self) -> RingAggregate:
+        assert self._result is not None
         return self._result
 
     # -- helpers ------------------------------------------------------------------------
@@ -187,7 +157,8 @@ class SecAggServer(ServerEngine):
     def _request_keys(self) -> list[Message]:
         return [AdvertiseRequest(*self._header(ADVERTISE_KEYS, u)) for u in range(self._parameters.clients)]
 
-    def _receive_keys(self, sender: int, message: KeyAdvertisement) -> None:
+    def _receive_keys(self, sender: int, message: Message) -> None:
+        assert isinstance(message, KeyAdvertisement)
         parameters = self._parameters
         if len(message.share_public) != PUBLIC_KEY_BYTES or len(message.mask_public) != PUBLIC_KEY_BYTES:
             raise InvalidMessage(f"client/{sender}'s public keys must be {PUBLIC_KEY_BYTES} bytes each")
@@ -216,7 +187,8 @@ class SecAggServer(ServerEngine):
             requests.append(ShareKeysRequest(*self._header(SHARE_KEYS, u), keys={v: entries[v] for v in listed}))
         return requests
 
-    def _receive_shares(self, sender: int, message: EncryptedShares) -> None:
+    def _receive_shares(self, sender: int, message: Message) -> None:
+        assert isinstance(message, EncryptedShares)
         if message.ciphertexts.keys() != self._listed[sender]:
             raise InvalidMessage(f"client/{sender} must send one ciphertext to each neighbour whose keys it received")
         for recipient, ciphertext in message.ciphertexts.items():
@@ -239,7 +211,8 @@ class SecAggServer(ServerEngine):
         return [MaskedInputRequest(*self._header(MASKED_INPUT, u), ciphertexts=inbox.get(u, {}))
                 for u in self._viable(shared, shared)]
 
-    def _receive_masked_input(self, sender: int, message: MaskedInput) -> None:
+    def _receive_masked_input(self, sender: int, message: Message) -> None:
+        assert isinstance(message, MaskedInput)
         parameters = self._parameters
         if message.ring_bits != parameters.ring_bits or message.vector.size != parameters.length:
             raise InvalidMessage(
@@ -259,7 +232,8 @@ class SecAggServer(ServerEngine):
         return [ConsistencyRequest(*self._header(CONSISTENCY_CHECK, u), survivors=survivors)
                 for u in self._viable(survivors, survivors)]
 
-    def _receive_signature(self, sender: int, message: ConsistencySignature) -> None:
+    def _receive_signature(self, sender: int, message: Message) -> None:
+        assert isinstance(message, ConsistencySignature)
         parameters = self._parameters
         statement = consistency_statement(parameters.session, parameters.round, self._survivors)
         verify_signature(parameters.verification_keys[sender], message.signature, statement)
@@ -308,7 +282,8 @@ class SecAggServer(ServerEngine):
             requests.append(request)
         return requests
 
-    def _receive_unmask_shares(self, sender: int, message: UnmaskShares) -> None:
+    def _receive_unmask_shares(self, sender: int, message: Message) -> None:
+        assert isinstance(message, UnmaskShares)
         graph = self._parameters.graph
         group = graph.closed(sender)
         expected_self = {u for u in group if u in self._survivor_set}

@@ -65,3 +65,11 @@ def test_json_is_strict_even_for_an_infinite_epsilon(capsys):
     out = capsys.readouterr().out
     assert "Infinity" not in out and "NaN" not in out
     assert json.loads(out)["epsilon"] is None
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secagg+", "secret-sharing", "paillier"])
+def test_a_cohort_of_one_is_refused_up_front(capsys, protocol):
+    options = ["--neighbors", "2"] if protocol == "secagg+" else []
+    assert main(["run", "--protocol", protocol, *options, "--clients", "1", "--rounds", "1", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "min_clients=2" in error

@@ -56,6 +56,7 @@ from securefl.protocols.wire import SERVER, SESSION_BYTES, Message
 __all__ = [
     "EngineState",
     "Step",
+    "Header",
     "Engine",
     "RespondingEngine",
     "ClientEngine",
@@ -74,6 +75,8 @@ DEFAULT_MIN_CLIENTS = 2
 """No protocol releases a sum of fewer inputs unless configured to (a sum of one is that input)."""
 
 Handler = Callable[[Message], list[Message]]
+Header = tuple[bytes, int, str, str, str]
+"""The positional header fields of a message: session, round, phase, sender, recipient."""
 
 
 class EngineState(enum.Enum):
@@ -118,7 +121,7 @@ class RunParameters:
     ring_bits: int
     min_clients: int
 
-    def header(self, phase: str, sender: str, recipient: str) -> tuple[bytes, int, str, str, str]:
+    def header(self, phase: str, sender: str, recipient: str) -> Header:
         """The positional header fields of a message of this run."""
         return (self.session, self.round, phase, sender, recipient)
 

@@ -150,7 +150,8 @@ class _Client(ClientEngine):
         run = self._run
         vector = self._take_input()
         bits = run.ring_bits
-        streams, outbound = [], []
+        streams: list[tuple[bytes, bytes]] = []
+        outbound: list[Message] = []
         for aggregator in range(1, run.aggregators):
             seed = os.urandom(prg.SEED_BYTES)
             streams.append((seed, share_label(run.session, run.round, self._index, aggregator)))
@@ -167,7 +168,8 @@ class _Aggregator(RespondingEngine):
     _run: _Run
     def __init__(self, index: int, run: _Run) -> None:
         self._index = index
-        self._shares: dict[int, np.ndarray | bytes] = {}
+        self._vector_shares: dict[int, np.ndarray] = {}  # aggregator 0
+        self._seed_shares: dict[int, bytes] = {}  # aggregators j >= 1
         super().__init__(aggregator_id(index), run)
 
     def _steps(self) -> list[Step]:
@@ -180,7 +182,11 @@ class _Aggregator(RespondingEngine):
         ]
 
     def _wipe(self) -> None:
-        self._shares.clear()
+        self._vector_shares.clear()
+        self._seed_shares.clear()
+
+    def _holders(self) -> set[int]:
+        return set(self._vector_shares) | set(self._seed_shares)
 
     def _receive_share(self, message: Message) -> list[Message]:
         run = self._run
@@ -188,17 +194,17 @@ class _Aggregator(RespondingEngine):
         if isinstance(message, VectorShare):
             if message.ring_bits != run.ring_bits or message.vector.size != run.length:
                 raise InvalidMessage(f"share from {message.sender} has the wrong ring or length")
-            self._shares[sender] = message.vector
+            self._vector_shares[sender] = message.vector
         else:
             assert isinstance(message, SeedShare)
             if len(message.seed) != prg.SEED_BYTES:
                 raise InvalidMessage(f"seed share from {message.sender} is {len(message.seed)} bytes; expected 32")
-            self._shares[sender] = message.seed
+            self._seed_shares[sender] = message.seed
         return []
 
     def _report(self, message: Message) -> list[Message]:
         run = self._run
-        return [ReceivedReport(*run.header(REPORT, self.party, SERVER), clients=tuple(sorted(self._shares)))]
+        return [ReceivedReport(*run.header(REPORT, self.party, SERVER), clients=tuple(sorted(self._holders())))]
 
     def _aggregate(self, message: Message) -> list[Message]:
         assert isinstance(message, AggregateRequest)
@@ -206,7 +212,7 @@ class _Aggregator(RespondingEngine):
         included = message.included
         if len(set(included)) != len(included):
             raise ProtocolViolation("aggregation request lists a client twice")
-        unknown = set(included) - set(self._shares)
+        unknown = set(included) - self._holders()
         if unknown:
             raise ProtocolViolation(f"aggregation request names clients {sorted(unknown)} with no share here")
         if len(included) < run.min_clients:
@@ -214,10 +220,10 @@ class _Aggregator(RespondingEngine):
         bits = run.ring_bits
         total = np.zeros(run.length, dtype=ring.ring_dtype(bits))
         if self._index == 0:
-            ring.accumulate(total, [self._shares[i] for i in included], bits)
+            ring.accumulate(total, [self._vector_shares[i] for i in included], bits)
         else:
             labels = [share_label(run.session, run.round, i, self._index) for i in included]
-            prg.accumulate(total, [(self._shares[i], label) for i, label in zip(included, labels)], bits)
+            prg.accumulate(total, [(self._seed_shares[i], label) for i, label in zip(included, labels)], bits)
         return [AggregateShare(*run.header(AGGREGATE, self.party, SERVER), ring_bits=bits, vector=total)]
 
 

@@ -37,6 +37,7 @@ from securefl.protocols.paillier.messages import (
 )
 from securefl.protocols.paillier.obfuscators import ObfuscatorPool
 from securefl.protocols.paillier.packing import SlotLayout
+from securefl.protocols.paillier.parallel import Mpz
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["PaillierRun"]
@@ -105,7 +106,7 @@ class _Server(ServerEngine):
     _run: PaillierRun
 
     def __init__(self, run: PaillierRun) -> None:
-        self._aggregate_ciphertexts: list | None = None
+        self._aggregate_ciphertexts: list[Mpz] | None = None
         self._uploaded: list[int] = []
         self._sum: np.ndarray | None = None
         super().__init__(SERVER, run)

@@ -30,7 +30,7 @@ import phe
 
 from securefl.crypto.keys import context
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
-from securefl.protocols.paillier.parallel import powmod_many
+from securefl.protocols.paillier.parallel import Mpz, powmod_many
 
 __all__ = [
     "KEY_ID_BYTES",
@@ -56,7 +56,8 @@ def check_public_key(public_key: object) -> phe.PaillierPublicKey:
 
 
 def _modulus_bytes(public_key: phe.PaillierPublicKey) -> bytes:
-    return public_key.n.to_bytes((public_key.n.bit_length() + 7) // 8, "big")
+    n: int = public_key.n
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
 def key_id(public_key: phe.PaillierPublicKey) -> bytes:
@@ -67,7 +68,8 @@ def key_id(public_key: phe.PaillierPublicKey) -> bytes:
 
 def ciphertext_bytes(public_key: phe.PaillierPublicKey) -> int:
     """Bytes of one ciphertext on the wire: ceil(bitlength(n^2) / 8)."""
-    return (check_public_key(public_key).nsquare.bit_length() + 7) // 8
+    nsquare: int = check_public_key(public_key).nsquare
+    return (nsquare.bit_length() + 7) // 8
 
 
 def ciphertexts_to_bytes(ciphertexts: Sequence[object], public_key: phe.PaillierPublicKey) -> bytes:
@@ -92,7 +94,7 @@ def ciphertexts_to_bytes(ciphertexts: Sequence[object], public_key: phe.Paillier
     return bytes(out)
 
 
-def ciphertexts_from_bytes(data: bytes, public_key: phe.PaillierPublicKey, *, count: int, what: str) -> list:
+def ciphertexts_from_bytes(data: bytes, public_key: phe.PaillierPublicKey, *, count: int, what: str) -> list[Mpz]:
     """Parse ``count`` fixed-width ciphertexts; ``InvalidMessage`` naming ``what`` on any bad one.
 
     Each value must lie in [1, n^2) and be coprime to n (checked at once:
@@ -184,7 +186,8 @@ class KeyHolder:
 
     @property
     def key_bits(self) -> int:
-        return self._public_key.n.bit_length()
+        n: int = self._public_key.n
+        return n.bit_length()
 
     @property
     def key_id(self) -> bytes:
@@ -205,7 +208,7 @@ class KeyHolder:
         """Plaintexts in [0, n) of raw ciphertexts (ints in [1, n^2)), by CRT; batched over threads."""
         key = self._require_private()
         nsquare = self._public_key.nsquare
-        values = [int(c) for c in ciphertexts]
+        values = [int(c) for c in ciphertexts]  # type: ignore[call-overload]  # ints or gmpy2.mpz
         if any(not 1 <= c < nsquare for c in values):
             raise ConfigurationError("a ciphertext is outside [1, n^2)")
         residues = []
@@ -220,4 +223,5 @@ class KeyHolder:
         """phe's own decryption of one ``EncryptedNumber`` (checks it is under this key)."""
         if not isinstance(number, phe.EncryptedNumber) or number.public_key != self._public_key:
             raise ConfigurationError("expected an EncryptedNumber under this key holder's public key")
-        return self._require_private().decrypt(number)
+        plaintext: int = self._require_private().decrypt(number)
+        return plaintext

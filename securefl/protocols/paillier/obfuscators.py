@@ -38,7 +38,7 @@ import phe
 
 from securefl.errors import ConfigurationError
 from securefl.protocols.paillier.keys import check_public_key
-from securefl.protocols.paillier.parallel import powmod_many
+from securefl.protocols.paillier.parallel import Mpz, powmod_many
 
 __all__ = ["STANDARD", "SHORT_EXPONENT", "Obfuscation", "FixedBase", "ObfuscatorPool", "standard_obfuscators"]
 
@@ -98,7 +98,7 @@ def _random_unit(n: int) -> gmpy2.mpz:
             return r
 
 
-def standard_obfuscators(public_key: phe.PaillierPublicKey, count: int, *, workers: int | None = None) -> list:
+def standard_obfuscators(public_key: phe.PaillierPublicKey, count: int, *, workers: int | None = None) -> list[Mpz]:
     """``count`` fresh r^n mod n^2, r uniform in Z_n^*, on ``workers`` threads (None: automatic)."""
     check_public_key(public_key)
     bases = [_random_unit(public_key.n) for _ in range(count)]
@@ -127,7 +127,7 @@ class FixedBase:
         n, nsquare = gmpy2.mpz(public_key.n), gmpy2.mpz(public_key.nsquare)
         x = _random_unit(public_key.n)
         self.base = gmpy2.powmod(n - x * x % n, n, nsquare)
-        rows: list[list] = []
+        rows: list[list[Mpz]] = []
         step = self.base
         for _ in range(self.exponent_bytes):
             row = [gmpy2.mpz(1), step]
@@ -138,7 +138,7 @@ class FixedBase:
         self._rows = rows
         self._nsquare = nsquare
 
-    def powers(self, count: int) -> list:
+    def powers(self, count: int) -> list[Mpz]:
         """``count`` values h_s^a mod n^2 with a uniform in [0, 2^exponent_bits), a from ``secrets``."""
         digits = np.frombuffer(secrets.token_bytes(count * self.exponent_bytes), dtype=np.uint8)
         return self._evaluate(digits.reshape(count, self.exponent_bytes).tolist())
@@ -149,7 +149,7 @@ class FixedBase:
             raise ConfigurationError(f"exponent must be in [0, 2^{self.exponent_bits}); found {exponent}")
         return self._evaluate([list(int(exponent).to_bytes(self.exponent_bytes, "little"))])[0]
 
-    def _evaluate(self, exponents: list[list[int]]) -> list:
+    def _evaluate(self, exponents: list[list[int]]) -> list[Mpz]:
         """Products of one table entry per byte; byte j of an exponent (little-endian) indexes row j."""
         rows, nsquare = self._rows, self._nsquare
         out = []
@@ -183,12 +183,12 @@ class ObfuscatorPool:
         if base is not None and (self.obfuscation.kind != SHORT_EXPONENT or base.public_key != public_key):
             raise ConfigurationError("a fixed base applies to the short-exponent obfuscation under the same key")
         self._base = base
-        self._ready: deque = deque()
+        self._ready: deque[Mpz] = deque()
 
     def __len__(self) -> int:
         return len(self._ready)
 
-    def _make(self, count: int, workers: int | None) -> list:
+    def _make(self, count: int, workers: int | None) -> list[Mpz]:
         if count <= 0:
             return []
         if self.obfuscation.kind == STANDARD:
@@ -222,7 +222,7 @@ class ObfuscatorPool:
         for position, pool in enumerate(pools):
             pool._ready.extend(made[position * each : (position + 1) * each])
 
-    def take(self, count: int) -> list:
+    def take(self, count: int) -> list[Mpz]:
         """Remove and return ``count`` obfuscators; any the pool lacks are made now, inline."""
         ready = self._ready
         taken = [ready.popleft() for _ in range(min(count, len(ready)))]

@@ -117,10 +117,10 @@ class SlotLayout:
         count = self.plaintexts(values.size)
         raw = np.zeros(count * self.slots, dtype=np.uint64)
         raw[: values.size] = (values + self.bound).astype(np.uint64)
-        raw = raw.reshape(count, self.slots)
+        rows = raw.reshape(count, self.slots)
         out: list[int] = []
         for start in range(0, count, _BATCH):
-            out.extend(self._pack(raw[start : start + _BATCH]))
+            out.extend(self._pack(rows[start : start + _BATCH]))
         return out
 
     def decode(self, plaintexts: list[int], *, length: int, terms: int) -> np.ndarray | None:
@@ -143,7 +143,8 @@ class SlotLayout:
         if raw[length:].any() or (raw[:length] > np.uint64(2 * self.bound * terms)).any():
             return None
         shifted = raw[:length] - np.uint64(terms * self.bound)  # wraps below zero in uint64 ...
-        return shifted.view(np.int64)  # ... and two's complement reads it back: |sum| <= T B < 2^63
+        signed: np.ndarray = shifted.view(np.int64)  # ... and two's complement reads it back: |sum| <= T B < 2^63
+        return signed
 
     # -- bit plumbing: slots <-> big-endian bytes of each plaintext ---------------------------
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Sequence
 
 import gmpy2
 import numpy as np
 
 from securefl.errors import ConfigurationError
+
+Mpz = Any
+"""A ``gmpy2.mpz`` (gmpy2 ships no type information)."""
 
 __all__ = ["available_cores", "resolve_workers", "powmod_many"]
 
@@ -44,7 +47,7 @@ def resolve_workers(workers: int | None, jobs: int) -> int:
     return max(1, min(limit, jobs // MIN_PER_WORKER if workers is None else jobs))
 
 
-def powmod_many(bases: Sequence[object], exponent: object, modulus: object, *, workers: int | None = None) -> list:
+def powmod_many(bases: Sequence[object], exponent: object, modulus: object, *, workers: int | None = None) -> list[Mpz]:
     """[b^exponent mod modulus for b in bases] as gmpy2 integers, split over ``workers`` threads."""
     bases = list(bases)
     threads = resolve_workers(workers, len(bases))

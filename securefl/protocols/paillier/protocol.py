@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 
 from securefl.encoding import Encoding
@@ -59,7 +60,7 @@ class Paillier(Protocol):
     precompute: bool = True
     workers: int | None = None
     key_holder: KeyHolder | None = field(default=None, compare=False, repr=False)
-    _cache: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     name = "paillier"
     secure = True
@@ -95,7 +96,7 @@ class Paillier(Protocol):
         resolve_workers(self.workers, 1)  # validates
         encoding = self.encoding
         bound = encoding.max_weight * ((1 << (encoding.value_bits - 1)) - 1)
-        layout = SlotLayout.for_key(bound=bound, max_terms=encoding.max_clients, key_bits=self.key_bits)
+        layout = SlotLayout.for_key(bound=bound, max_terms=encoding.max_clients, key_bits=self._key_bits)
         self._cache["layout"] = layout
 
     # -- derived parameters ------------------------------------------------
@@ -103,20 +104,31 @@ class Paillier(Protocol):
     @property
     def layout(self) -> SlotLayout:
         """Slots of bitlength(2 B max_clients) bits, B = max_weight (2^(value_bits-1) - 1)."""
-        return self._cache["layout"]
+        layout: SlotLayout = self._cache["layout"]
+        return layout
+
+    @property
+    def _key_bits(self) -> int:
+        assert self.key_bits is not None  # resolved in __post_init__
+        return self.key_bits
+
+    @property
+    def _scheme(self) -> Obfuscation:
+        assert isinstance(self.obfuscation, Obfuscation)  # parsed in __post_init__
+        return self.obfuscation
 
     @property
     def keys(self) -> KeyHolder:
         """The key holder: ``key_holder`` if given, else a ``key_bits`` key made once, on first use."""
         if self.key_holder is not None:
             return self.key_holder
-        holder = self._cache.get("keys")
+        holder: KeyHolder | None = self._cache.get("keys")
         if holder is None:
-            holder = self._cache["keys"] = KeyHolder.generate(self.key_bits)
+            holder = self._cache["keys"] = KeyHolder.generate(self._key_bits)
         return holder
 
     @property
-    def public_key(self):
+    def public_key(self) -> Any:  # phe.PaillierPublicKey
         return self.keys.public_key
 
     def ciphertexts_per_client(self, vector_length: int) -> int:
@@ -124,12 +136,12 @@ class Paillier(Protocol):
         return self.layout.plaintexts(vector_length + 1)
 
     def _fixed_base(self) -> FixedBase | None:
-        if self.obfuscation.kind != SHORT_EXPONENT:
+        if self._scheme.kind != SHORT_EXPONENT:
             return None
         keys = self.keys
-        cached = self._cache.get("base")
+        cached: FixedBase | None = self._cache.get("base")
         if cached is None or cached.public_key != keys.public_key:
-            bits = self.obfuscation.exponent_bits_for(self.key_bits)
+            bits = self._scheme.exponent_bits_for(self._key_bits)
             cached = self._cache["base"] = FixedBase(keys.public_key, exponent_bits=bits)
         return cached
 
@@ -157,6 +169,6 @@ class Paillier(Protocol):
         layout = self.layout
         return (
             f"paillier ({self.key_bits}-bit key, {layout.slots} slots x {layout.slot_bits} bits per ciphertext, "
-            f"{self.obfuscation.describe(self.key_bits)}; the key holder decrypts only sums of >= "
+            f"{self._scheme.describe(self._key_bits)}; the key holder decrypts only sums of >= "
             f"{self.min_clients} clients)"
         )

@@ -34,7 +34,7 @@ import numpy as np
 from securefl.crypto import aead, shamir
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify_signature
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
-from securefl.protocols.base import SERVER_ONLY, ClientEngine, Step
+from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, Step
 from securefl.protocols.wire import SERVER, Message, client_id
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import (
@@ -137,7 +137,7 @@ class SecAggClient(ClientEngine):
         self._mask_publics = {}
         self._held = {}
 
-    def _header(self, phase: str) -> tuple:
+    def _header(self, phase: str) -> Header:
         return self._parameters.header(phase, self.party, SERVER)
 
     def _require_peers(self, present: int, what: str) -> None:
@@ -195,6 +195,7 @@ class SecAggClient(ClientEngine):
         share_publics, mask_publics = self._read_advertised_keys(message)
         peers = sorted(share_publics)
         self._require_peers(len(peers) + 1, "advertised keys")
+        assert self._share_key is not None and self._mask_key is not None  # made in advertise-keys
         self._self_mask_seed = os.urandom(SECRET_BYTES)
         key_shares, seed_shares = shamir.split_many(
             [self._mask_key.private_bytes, self._self_mask_seed],
@@ -238,6 +239,7 @@ class SecAggClient(ClientEngine):
             held[sender] = plaintext
         self._held = held
         self._masked_with = frozenset(senders)
+        assert self._self_mask_seed is not None and self._mask_key is not None  # made in the earlier phases
         masked = mask_input(
             vector, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
             peer_publics={sender: self._mask_publics[sender] for sender in senders},
@@ -324,6 +326,7 @@ class SecAggClient(ClientEngine):
             self._check_consistency_signatures(message)
         self._require_peers(graph.count_in_group(self._index, survivors), "survived")
         self_mask_shares = {peer: self._held[peer][SHARE_BYTES:] for peer in surviving_neighbours}
+        assert self._own_seed_share is not None  # kept since share-keys
         self_mask_shares[self._index] = self._own_seed_share
         mask_key_shares = {peer: self._held[peer][:SHARE_BYTES] for peer in dropped_neighbours}
         return [UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,

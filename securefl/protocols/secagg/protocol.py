@@ -53,7 +53,7 @@ class SecAgg(Protocol):
     neighbors: int | None = None
     malicious_server: bool = False
     min_clients: int = DEFAULT_MIN_CLIENTS
-    encoding: Encoding | None = field(default=None)  # type: ignore[assignment]
+    encoding: Encoding = field(default=None)  # type: ignore[assignment]  # None: Encoding(ring_bits=...) or the default
 
     secure = True
 
@@ -168,12 +168,14 @@ class SecAgg(Protocol):
             raise ConfigurationError("verification_keys must be distinct: one client, one key")
         if not isinstance(signing_keys, Mapping):
             raise ConfigurationError(f"signing_keys must map client indices to keys; found {type(signing_keys).__name__}")
-        for index, key in signing_keys.items():
+        for index, signing_key in signing_keys.items():
             if not validation.is_integer(index) or not 0 <= index < clients:
                 raise ConfigurationError(f"signing_keys names client {index!r}; clients are 0..{clients - 1}")
-            if not isinstance(key, SigningKey):
-                raise ConfigurationError(f"signing key of client {index} must be a SigningKey; found {type(key).__name__}")
-            if key.public_bytes != verification_keys[index]:
+            if not isinstance(signing_key, SigningKey):
+                raise ConfigurationError(
+                    f"signing key of client {index} must be a SigningKey; found {type(signing_key).__name__}"
+                )
+            if signing_key.public_bytes != verification_keys[index]:
                 raise ConfigurationError(f"the signing key of client {index} does not match its registered verification key")
         return self._parties(
             clients=clients, vector_length=vector_length, session=session, round=round,

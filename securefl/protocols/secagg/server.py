@@ -19,7 +19,7 @@ raises instead of yielding a wrong sum.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from securefl import ring
 from securefl.crypto import shamir
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, verify_signature
 from securefl.errors import InvalidMessage, ProtocolAbort
-from securefl.protocols.base import RingAggregate, ServerEngine, Step
+from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 from securefl.protocols.secagg.client import SEALED_SHARES_BYTES, check_share_header
 from securefl.protocols.secagg.config import Parameters
@@ -143,10 +143,10 @@ class SecAggServer(ServerEngine):
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _header(self, phase: str, client: int) -> tuple:
+    def _header(self, phase: str, client: int) -> Header:
         return self._parameters.header(phase, SERVER, client_id(client))
 
-    def _viable(self, candidates, live) -> list[int]:
+    def _viable(self, candidates: Iterable[int], live: Iterable[int]) -> list[int]:
         """Candidates whose neighbourhood has at least threshold live members (the rest would refuse)."""
         graph, threshold = self._parameters.graph, self._parameters.threshold
         live = frozenset(live)
@@ -263,7 +263,7 @@ class SecAggServer(ServerEngine):
                     f"phase 'unmasking': only {holders} clients that can answer hold shares of client/{owner}'s "
                     f"secrets; the threshold is {threshold}"
                 )
-        requests = []
+        requests: list[Message] = []
         for u in responders:
             if parameters.malicious_server:
                 signatures = {w: self._consistency_signatures[w] for w in graph.closed(u)
@@ -332,6 +332,7 @@ class SecAggServer(ServerEngine):
                 raise ProtocolAbort(f"client/{owner}'s reconstructed mask key does not match its public key "
                                     f"(a share was corrupted)")
             keys[owner] = key
+        assert self._total is not None  # at least threshold masked inputs arrived
         accumulator = MaskAccumulator(self._total, parameters.ring_bits)
         for owner, seed in zip(survivors, seeds):
             remove_self_mask(accumulator, client=owner, seed=seed, session=session, round=round)

@@ -251,9 +251,15 @@ class RespondingEngine(Engine):
             raise UnexpectedSender(f"{kind} from {message.sender!r}: it may not send it to {self.party}")
         if index == self._position and message.sender in self._answered:
             raise UnexpectedMessage(f"duplicate {kind} from {message.sender} in phase {step.phase!r}")
+        before = self._position, self._answered
         if index != self._position:
             self._position, self._answered = index, set()
-        replies = self._run_handler(step, message, abort_on_invalid=step.once)
+        try:
+            replies = self._run_handler(step, message, abort_on_invalid=step.once)
+        except InvalidMessage:
+            if self._state is EngineState.ACTIVE:  # a dropped reply of a collection leaves no trace
+                self._position, self._answered = before
+            raise
         self._answered.add(message.sender)
         if step.once and index == len(self._machine_steps) - 1:
             self._finish()

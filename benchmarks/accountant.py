@@ -13,6 +13,7 @@ PLD at the same value discretisation interval. Median and min of
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -78,12 +79,12 @@ def main() -> int:
     for setting in SETTINGS:
         q, z, steps, delta = (setting[k] for k in ("sample_rate", "noise_multiplier", "steps", "delta"))
         row: dict[str, object] = dict(setting)
-        ours = _timed(lambda: _ours_rdp(q, z, steps, delta), args.repeats)
-        theirs = _timed(lambda: _theirs_rdp(q, z, steps, delta), args.repeats)
+        ours = _timed(functools.partial(_ours_rdp, q, z, steps, delta), args.repeats)
+        theirs = _timed(functools.partial(_theirs_rdp, q, z, steps, delta), args.repeats)
         row["rdp"] = {"securefl": ours, "dp_accounting": theirs, "speedup": theirs["median_s"] / ours["median_s"]}
         for interval in PLD_INTERVALS:
-            ours = _timed(lambda: _ours_pld(q, z, steps, delta, interval), args.repeats)
-            theirs = _timed(lambda: _theirs_pld(q, z, steps, delta, interval), args.repeats)
+            ours = _timed(functools.partial(_ours_pld, q, z, steps, delta, interval), args.repeats)
+            theirs = _timed(functools.partial(_theirs_pld, q, z, steps, delta, interval), args.repeats)
             row[f"pld@{interval:g}"] = {
                 "securefl": ours,
                 "dp_accounting": theirs,

@@ -8,11 +8,10 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 
 # glibc returns freed multi-megabyte blocks to the OS and faults fresh pages in
 # on the next allocation; on virtual machines that costs more than AES-CTR on

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -33,10 +34,10 @@ import time
 import numpy as np
 
 from securefl import ring
-from securefl.protocols.wire import client_id, decode_message
 from securefl.protocols.paillier import KeyHolder, Paillier
 from securefl.protocols.paillier.obfuscators import FixedBase, Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.parallel import available_cores
+from securefl.protocols.wire import client_id, decode_message
 
 TARGET_SPEEDUP = 100.0
 TARGET_BYTES_PER_PARAMETER = 8.0
@@ -96,7 +97,7 @@ def main() -> None:
     server_seconds = []
     for position in range(uploads):
         upload = upload_1 if position == 1 else dataclasses.replace(upload_0, sender=client_id(position))
-        _, seconds = _timed(lambda: parties.server.handle(upload))
+        _, seconds = _timed(functools.partial(parties.server.handle, upload))
         server_seconds.append(seconds)
     parties.server.end_phase("upload")
 

@@ -55,15 +55,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey  # noqa: E402
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
 
-from common import ensure_warm_heap  # noqa: E402
-
 from securefl import ring  # noqa: E402
 from securefl.protocols import SecAgg  # noqa: E402
-from securefl.protocols.wire import client_id  # noqa: E402
-from securefl.protocols.wire import SERVER
 from securefl.protocols.secagg.config import resolve_threshold  # noqa: E402
 from securefl.protocols.secagg.primitives import counters  # noqa: E402
+from securefl.protocols.wire import SERVER, client_id  # noqa: E402
 from securefl.simulation import run_protocol  # noqa: E402
+
+from common import ensure_warm_heap  # noqa: E402
 
 TARGETS = {
     "complete_wall_seconds": 3.0,

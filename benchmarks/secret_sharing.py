@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import aes_ctr_keystream, emit, ensure_warm_heap  # noqa: E402
-
 from securefl.protocols import SecretSharing  # noqa: E402
 from securefl.simulation import run_protocol  # noqa: E402
+
+from common import aes_ctr_keystream, emit, ensure_warm_heap  # noqa: E402
 
 
 def main() -> None:

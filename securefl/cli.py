@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from securefl import jsonout
 from securefl.errors import ConfigurationError, SecureFLError
@@ -19,7 +20,7 @@ __all__ = ["main", "build_parser"]
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `securefl run: error: ...` and exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -254,7 +255,9 @@ def _distributed_trainer(protocol: Any, config: Any, args: argparse.Namespace) -
         raise ConfigurationError("--dp distributed is accounted with --accountant rdp only")
     if args.threshold is not None:
         if "threshold" not in {f.name for f in dataclasses.fields(protocol)}:
-            raise ConfigurationError(f"--threshold needs a protocol with a share threshold (secagg); found {protocol.name}")
+            raise ConfigurationError(
+                f"--threshold needs a protocol with a share threshold (secagg); found {protocol.name}"
+            )
         protocol = dataclasses.replace(protocol, threshold=args.threshold, ring_bits=None)
     dp = DistributedDP(bits=args.bits or 16, mechanism=args.mechanism or "skellam", target_epsilon=args.epsilon,
                        noise_multiplier=args.noise_multiplier, clip=args.clip, sample_rate=args.sample_rate,
@@ -339,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(subparsers)
     _add_compare(subparsers)
+    register_privacy: Callable[[Any], None] | None
     try:
         from securefl.privacy.cli import register as register_privacy
     except ImportError:  # pragma: no cover - the privacy package is part of the install

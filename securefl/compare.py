@@ -9,9 +9,11 @@ messages it received, and on the aggregate it releases.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -193,6 +195,16 @@ def _distributed_probe_hooks(trainer: DistributedDPFedAvg, clients: int) -> dict
                 noise_aggregate=noise_aggregate)
 
 
+def _central_probe_hooks(dp: CentralDP) -> dict[str, Any]:
+    """Probe hooks reproducing the server's view under central DP: L2 clipping, Gaussian noise on the sum."""
+
+    def noise_aggregate(total: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return total + gaussian_noise(shape=total.size, std=dp.noise_multiplier * dp.clip, rng=rng)
+
+    return dict(clip_update=lambda update: clip_l2(update, max_norm=dp.clip).clipped,
+                noise_aggregate=noise_aggregate)
+
+
 def compare(
     *,
     clients: int = 10,
@@ -217,30 +229,25 @@ def compare(
     for contender in chosen:
         started = time.perf_counter()
         protocol: Protocol = make_protocol(contender.protocol, **contender.options)
-        dp: CentralDP | None = None
+        dp: CentralDP | DistributedDP | None = None
         if contender.dp == "central":
             dp = CentralDP.for_target(epsilon=epsilon, delta=delta, rounds=rounds, clip=dp_clip, noise_seed=seed)
             trainer: FedAvg = DPFedAvg(protocol, config, dp=dp)
         elif contender.dp == "distributed":
             trainer = DistributedDPFedAvg(protocol, config, dp=DistributedDP(
                 target_epsilon=epsilon, delta=delta, clip=dp_clip, noise_seed=seed))
-            dp = trainer.dp  # type: ignore[assignment]
+            dp = trainer.dp
         else:
             trainer = FedAvg(protocol, config)
-        history = trainer.run(progress=(lambda record, name=contender.name: progress(name, record)) if progress else None)
+        history = trainer.run(progress=functools.partial(progress, contender.name) if progress else None)
         examples, labels = _probe_examples(trainer)
         model = make_model(hidden=config.hidden, seed=config.seed,
                            inputs=trainer.dataset.features, classes=trainer.dataset.classes)
         probe_dp: dict[str, Any] = {}
         if isinstance(trainer, DistributedDPFedAvg):
             probe_dp = _distributed_probe_hooks(trainer, len(examples))
-        elif dp is not None:
-            probe_dp = dict(
-                clip_update=lambda update: clip_l2(update, max_norm=dp.clip).clipped,
-                noise_aggregate=lambda total, rng: total + gaussian_noise(
-                    shape=total.size, std=dp.noise_multiplier * dp.clip, rng=rng
-                ),
-            )
+        elif isinstance(dp, CentralDP):
+            probe_dp = _central_probe_hooks(dp)
         probe = run_probe(protocol, model, examples, labels, seed=seed, **probe_dp)
         results.append(ContenderResult(
             contender=contender,

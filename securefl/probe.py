@@ -19,15 +19,14 @@ candidates (chance).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from securefl import ring
-from securefl.encoding import flatten_state
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import Protocol
 from securefl.protocols.wire import decode_message
@@ -68,7 +67,9 @@ class ProbeResult:
         }
 
 
-def reconstruct_inputs(update: np.ndarray, *, inputs: int, hidden: int, candidates: int = _CANDIDATES_PER_VECTOR) -> np.ndarray:
+def reconstruct_inputs(
+    update: np.ndarray, *, inputs: int, hidden: int, candidates: int = _CANDIDATES_PER_VECTOR
+) -> np.ndarray:
     """Rows Delta W_j / Delta b_j for the ``candidates`` neurons with the largest |Delta b_j|.
 
     ``update`` is a flattened parameter vector whose first ``hidden * inputs``

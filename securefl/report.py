@@ -121,6 +121,7 @@ def _report_markdown(data: dict[str, Any]) -> str:
 
 def _plot_accuracy(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(figsize=(7, 4.2))
     styles = ("-", "--", "-.", ":")
@@ -129,7 +130,9 @@ def _plot_accuracy(data: dict[str, Any], path: Path) -> None:
         accuracies = result["accuracy_per_round"]
         axes.plot(range(1, len(accuracies) + 1), accuracies, linestyle=styles[index % len(styles)],
                   marker=markers[index % len(markers)], markersize=4, label=result["name"])
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    locator = axes.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     axes.set_xlabel("round (exact protocols give identical, overlapping curves)")
     axes.set_ylabel("test accuracy")
     axes.set_ylim(0, 1)
@@ -148,13 +151,17 @@ def _plot_overhead(data: dict[str, Any], path: Path) -> None:
     positions = np.arange(len(names))
     figure, (seconds_axes, bytes_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.38
-    seconds_axes.bar(positions - width / 2, [r["client_seconds_per_round"] for r in data["protocols"]], width, label="client")
-    seconds_axes.bar(positions + width / 2, [max(r["server_seconds_per_round"], 1e-6) for r in data["protocols"]], width, label="server")
+    client_seconds = [r["client_seconds_per_round"] for r in data["protocols"]]
+    server_seconds = [max(r["server_seconds_per_round"], 1e-6) for r in data["protocols"]]
+    seconds_axes.bar(positions - width / 2, client_seconds, width, label="client")
+    seconds_axes.bar(positions + width / 2, server_seconds, width, label="server")
     seconds_axes.set_yscale("log")
     seconds_axes.set_ylabel("seconds per round (log)")
     seconds_axes.set_title("compute")
-    bytes_axes.bar(positions - width / 2, [r["bytes_up_per_client_per_round"] for r in data["protocols"]], width, label="upload")
-    bytes_axes.bar(positions + width / 2, [max(r["bytes_down_per_client_per_round"], 1) for r in data["protocols"]], width, label="download")
+    bytes_up = [r["bytes_up_per_client_per_round"] for r in data["protocols"]]
+    bytes_down = [max(r["bytes_down_per_client_per_round"], 1) for r in data["protocols"]]
+    bytes_axes.bar(positions - width / 2, bytes_up, width, label="upload")
+    bytes_axes.bar(positions + width / 2, bytes_down, width, label="download")
     bytes_axes.set_yscale("log")
     bytes_axes.set_ylabel("bytes per client per round (log)")
     bytes_axes.set_title("communication")

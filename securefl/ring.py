@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from securefl.errors import ConfigurationError, InvalidMessage
+from securefl import validation
+from securefl.errors import InvalidMessage
 
 __all__ = [
     "MAX_RING_BITS",
@@ -32,8 +33,7 @@ MAX_RING_BITS = 64
 
 
 def _check_bits(ring_bits: int) -> None:
-    if not isinstance(ring_bits, (int, np.integer)) or not 1 <= ring_bits <= MAX_RING_BITS:
-        raise ConfigurationError(f"ring_bits must be an integer in [1, 64]; found {ring_bits!r}")
+    validation.integer(ring_bits, "ring_bits", minimum=1, maximum=MAX_RING_BITS)
 
 
 def ring_dtype(ring_bits: int) -> np.dtype:
@@ -77,7 +77,7 @@ def sub(accumulator: np.ndarray, term: np.ndarray, ring_bits: int) -> np.ndarray
 CHUNK_BYTES = 1 << 18  # 256 KiB: a chunk of a vector and a scratch buffer stay in the L2 cache
 
 
-def accumulate(accumulator: np.ndarray, terms: "list[np.ndarray]", ring_bits: int) -> np.ndarray:
+def accumulate(accumulator: np.ndarray, terms: list[np.ndarray], ring_bits: int) -> np.ndarray:
     """accumulator += sum of ``terms`` (mod 2^k), chunk by chunk so the partial sum stays in cache."""
     if not terms:
         return accumulator
@@ -125,7 +125,7 @@ def pack_buffer(vector: np.ndarray, ring_bits: int) -> bytes | memoryview:
     vector = np.ascontiguousarray(vector, dtype=dtype)
     width = (ring_bits + 7) // 8
     if width == dtype.itemsize:
-        return memoryview(vector).cast("B")
+        return vector.data.cast("B")
     return vector.view(np.uint8).reshape(-1, dtype.itemsize)[:, :width].tobytes()
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from securefl import ring
-from securefl.errors import ConfigurationError
-from securefl.protocols.base import Protocol
+from securefl import ring, validation
+from securefl.encoding import warn_clipped
+from securefl.errors import ConfigurationError, InvalidUpdate
+from securefl.protocols.base import Protocol, RingAggregate
 from securefl.protocols.wire import SERVER, SESSION_BYTES, Message, client_id, decode_message
 
 __all__ = [
@@ -31,6 +33,9 @@ __all__ = [
     "summarize_metrics",
     "server_saw_individual_updates",
 ]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class TranscriptEntry:
@@ -55,7 +60,7 @@ class TranscriptEntry:
     @property
     def payload(self) -> bytes:
         if self._payload is None:
-            self._payload = b"".join(self._frames)
+            self._payload = b"".join(self._frames or ())
             self._frames = None
         return self._payload
 
@@ -69,6 +74,10 @@ class AggregationResult:
 
     ``total`` is sum_i w_i x_i over the included clients (w_i = 1 unless
     weights were given), ``weight_total`` is sum_i w_i, ``mean`` their ratio.
+    ``metrics`` holds the byte and second counts and, from ``secure_sum``,
+    ``clipped_coordinates`` (coordinates with |x| > clip, summed over every
+    client's update) and ``clipped_fraction`` (that count over all
+    coordinates of all clients).
     """
 
     total: np.ndarray
@@ -101,7 +110,7 @@ def _validate_dropouts(dropouts: Mapping[int, str] | None, clients: int, phases:
         return {}
     stops: dict[int, int] = {}
     for index, phase in dropouts.items():
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < clients:
+        if not validation.is_integer(index) or not 0 <= index < clients:
             raise ConfigurationError(f"dropout client index {index!r} is not in [0, {clients})")
         if phase not in phases:
             raise ConfigurationError(f"dropout phase {phase!r} is not one of {', '.join(phases)}")
@@ -117,7 +126,7 @@ def run_protocol(
     session: bytes | None = None,
     round: int = 0,
     lose: Callable[[Message], bool] | None = None,
-):
+) -> tuple[RingAggregate, list[TranscriptEntry], Ledger]:
     """Run one aggregation of already-encoded ring vectors.
 
     ``dropouts`` maps a client index to the phase from which it stops
@@ -139,25 +148,25 @@ def run_protocol(
     dropped_at = {client_id(i): stop for i, stop in stops.items()}
     transcript: list[TranscriptEntry] = []
 
-    def timed(party: str, phase: str, call: Callable[[], list[Message] | None]):
+    def timed(party: str, phase: str, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         start = time.perf_counter()
-        out = call()
+        out = call(*args, **kwargs)
         ledger.seconds[phase][party] += time.perf_counter() - start
         return out
 
-    for position, phase in enumerate(protocol.phases):
-        def silent(party: str) -> bool:
-            return party in dropped_at and dropped_at[party] <= position
+    def silent(party: str, position: int) -> bool:
+        return party in dropped_at and dropped_at[party] <= position
 
-        queue = deque(timed(SERVER, phase, lambda: parties.server.begin_phase(phase)))
+    for position, phase in enumerate(protocol.phases):
+        queue = deque(timed(SERVER, phase, parties.server.begin_phase, phase))
         while queue:
             message = queue.popleft()
-            if silent(message.sender):
+            if silent(message.sender, position):
                 continue
             frames = message.to_frames()
             size = sum(len(frame) if isinstance(frame, bytes) else frame.nbytes for frame in frames)
             ledger.bytes_sent[message.sender] += size
-            if silent(message.recipient) or (lose is not None and lose(message)):
+            if silent(message.recipient, position) or (lose is not None and lose(message)):
                 continue
             recipient = engines.get(message.recipient)
             if recipient is None:
@@ -166,8 +175,8 @@ def run_protocol(
             if message.recipient == SERVER:
                 transcript.append(TranscriptEntry(sender=message.sender, phase=message.phase, frames=frames))
             inbound = decode_message(frames)  # validated from the canonical frames, without a copy
-            queue.extend(timed(message.recipient, phase, lambda: recipient.handle(inbound)))
-        timed(SERVER, phase, lambda: parties.server.end_phase(phase))
+            queue.extend(timed(message.recipient, phase, recipient.handle, inbound))
+        timed(SERVER, phase, parties.server.end_phase, phase)
     aggregate = timed(SERVER, "result", parties.server.result)
     return aggregate, transcript, ledger
 
@@ -193,12 +202,20 @@ def summarize_metrics(ledger: Ledger, clients: int, included: Sequence[int], enc
 
 
 def _check_updates(updates: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The updates as flat float64 vectors of one length, each finite (``InvalidUpdate`` names the client)."""
     if len(updates) == 0:
         raise ConfigurationError("secure_sum needs at least one update")
     vectors = [np.asarray(u, dtype=np.float64).ravel() for u in updates]
     sizes = {v.size for v in vectors}
     if len(sizes) != 1:
         raise ConfigurationError(f"updates differ in length: {sorted(sizes)}")
+    for index, vector in enumerate(vectors):
+        finite = np.isfinite(vector)
+        if not finite.all():
+            bad = vector.size - int(np.count_nonzero(finite))
+            raise InvalidUpdate(
+                f"update of client {index} holds {bad} NaN or infinite value(s) out of {vector.size}"
+            )
     return vectors
 
 
@@ -218,7 +235,11 @@ def secure_sum(
     inside the secure sum; ``dropouts`` maps a client index to the phase
     name at which it stops answering; ``seed`` drives the (non-secret)
     stochastic rounding. Raises ``ProtocolAbort`` when the protocol cannot
-    complete.
+    complete, ``InvalidUpdate`` for an update holding a NaN or an infinity
+    (or, under ``Encoding.strict_clip``, a coordinate beyond the clip).
+    Coordinates cut by the clip are counted into ``metrics``
+    (``clipped_coordinates``, ``clipped_fraction``) and, when there are any,
+    reported by one ``ClippingWarning`` for the whole aggregation.
     """
     vectors = _check_updates(updates)
     if weights is None:
@@ -228,12 +249,22 @@ def secure_sum(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     encoding = protocol.encoding
     encoded, encode_seconds = [], []
-    for vector, weight in zip(vectors, weights):
+    clipped = 0
+    for index, (vector, weight) in enumerate(zip(vectors, weights, strict=True)):
+        clipped += encoding.count_clipped(vector)
         start = time.perf_counter()
-        encoded.append(encoding.encode(vector, weight=weight, rng=rng))
+        try:
+            encoded.append(encoding.encode(vector, weight=weight, rng=rng))
+        except InvalidUpdate as refused:
+            raise InvalidUpdate(f"client {index}: {refused}") from None
         encode_seconds.append(time.perf_counter() - start)
+    coordinates = len(vectors) * vectors[0].size
+    warn_clipped(clipped=clipped, coordinates=coordinates, clip=encoding.clip)
     aggregate, transcript, ledger = run_protocol(protocol, encoded, dropouts=dropouts, round=round, lose=lose)
     total, weight_total = encoding.decode_sum(aggregate.total)
+    metrics = summarize_metrics(ledger, len(vectors), aggregate.included, encode_seconds)
+    metrics["clipped_coordinates"] = clipped
+    metrics["clipped_fraction"] = clipped / coordinates if coordinates else 0.0
     return AggregationResult(
         total=total,
         weight_total=weight_total,
@@ -241,7 +272,7 @@ def secure_sum(
         ring_sum=aggregate.total,
         ring_bits=encoding.ring_bits,
         transcript=transcript,
-        metrics=summarize_metrics(ledger, len(vectors), aggregate.included, encode_seconds),
+        metrics=metrics,
         protocol=protocol.name,
         secure=protocol.secure,
     )

@@ -16,12 +16,14 @@ from securefl.errors import ConfigurationError
 
 __all__ = [
     "is_integer",
+    "is_number",
     "integer",
     "positive_int",
     "non_negative_int",
     "boolean",
     "finite_float",
     "positive_float",
+    "non_negative_float",
     "probability",
     "byte_string",
 ]
@@ -30,6 +32,11 @@ __all__ = [
 def is_integer(value: object) -> bool:
     """True for Python and numpy integers, False for bools and everything else."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """True for Python and numpy integers and reals, False for bools and everything else."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def integer(value: object, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -79,9 +86,19 @@ def positive_float(value: object, name: str) -> float:
     return float(value)
 
 
+def non_negative_float(value: object, name: str) -> float:
+    """``value`` as a finite float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < math.inf:
+        raise ConfigurationError(f"{name} must be a non-negative finite number; found {value!r}")
+    return float(value)
+
+
 def probability(value: object, name: str, *, allow_zero: bool = True, allow_one: bool = True) -> float:
-    """``value`` as a float in [0, 1]; ``allow_zero`` / ``allow_one`` open either end."""
-    number = finite_float(value, name) if not isinstance(value, bool) else math.nan
+    """``value`` as a float in [0, 1]; ``allow_zero`` / ``allow_one`` open either end.
+
+    Every failure (not a number, NaN, outside the interval) names the interval.
+    """
+    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
     low_ok = number > 0 or (allow_zero and number == 0)
     high_ok = number < 1 or (allow_one and number == 1)
     if not (low_ok and high_ok):

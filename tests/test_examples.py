@@ -43,7 +43,11 @@ def test_compare_example(tmp_path, monkeypatch, capsys):
     lines = _run("compare.py", str(tmp_path), monkeypatch=monkeypatch, capsys=capsys)
     assert lines[-1] == f"report written to {tmp_path / 'report.md'}"
     assert (tmp_path / "results.json").exists()
-    probes = {line.split()[0]: float(line.split("probe on messages ")[1].split()[0]) for line in lines if "probe on messages" in line}
+    probes = {
+        line.split()[0]: float(line.split("probe on messages ")[1].split()[0])
+        for line in lines
+        if "probe on messages" in line
+    }
     assert probes["plaintext"] > 0.99 and all(value < 0.7 for name, value in probes.items() if name != "plaintext")
 
 

@@ -7,12 +7,15 @@ from securefl import ring
 from securefl.errors import ConfigurationError, InvalidMessage
 
 
-@pytest.mark.parametrize("bits, dtype", [(1, np.uint8), (8, np.uint8), (9, np.uint16), (20, np.uint32), (32, np.uint32), (33, np.uint64), (64, np.uint64)])
+@pytest.mark.parametrize(
+    "bits, dtype",
+    [(1, np.uint8), (8, np.uint8), (9, np.uint16), (20, np.uint32), (32, np.uint32), (33, np.uint64), (64, np.uint64)],
+)
 def test_ring_dtype_is_narrowest(bits, dtype):
     assert ring.ring_dtype(bits) == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("bits", [0, 65, -1, 2.5])
+@pytest.mark.parametrize("bits", [0, 65, -1, 2.5, True])
 def test_ring_bits_out_of_range_refused(bits):
     with pytest.raises(ConfigurationError):
         ring.ring_dtype(bits)

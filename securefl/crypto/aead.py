@@ -18,6 +18,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from securefl import validation
 from securefl.crypto.keys import context
 from securefl.errors import ConfigurationError, InvalidMessage
 
@@ -78,6 +79,5 @@ def associated_data(*, session: bytes, round: int, sender: str, recipient: str, 
     for name, value in (("sender", sender), ("recipient", recipient), ("label", label)):
         if not isinstance(value, str) or not value:
             raise ConfigurationError(f"{name} must be a non-empty str; found {value!r}")
-    if isinstance(round, bool) or not isinstance(round, int) or not 0 <= round < 2**64:
-        raise ConfigurationError(f"round must be an integer in [0, 2^64); found {round!r}")
+    round = validation.integer(round, "round", minimum=0, maximum=2**64 - 1)
     return context(_AEAD_INFO, label, bytes(session), round, sender, recipient)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, TypeVar
+from typing import ClassVar, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from securefl import validation
 from securefl.errors import ConfigurationError, InvalidMessage
 
 __all__ = [
@@ -136,8 +137,9 @@ def hkdf(secret: bytes, *, info: bytes, length: int = 32) -> bytes:
         raise ConfigurationError(f"HKDF secret must be non-empty bytes; found {_describe_length(secret)}")
     if not isinstance(info, (bytes, bytearray)):
         raise ConfigurationError(f"HKDF info must be bytes; found {type(info).__name__}")
-    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= _MAX_HKDF_BYTES:
+    if not validation.is_integer(length) or not 1 <= length <= _MAX_HKDF_BYTES:
         raise ConfigurationError(f"HKDF length must be in 1..{_MAX_HKDF_BYTES}; found {length!r}")
+    length = int(length)
     padded = _extract(bytes(secret))
     inner_key, outer_key = padded.translate(_IPAD), padded.translate(_OPAD)
     blocks, block = [], b""
@@ -155,10 +157,12 @@ class _PrivateKey:
     """
 
     __slots__ = ("_private", "_public_bytes")
-    _KEY_CLASS: type
-    _ALGORITHM: str
+    _KEY_CLASS: ClassVar[type[X25519PrivateKey] | type[Ed25519PrivateKey]]
+    _ALGORITHM: ClassVar[str]
+    _private: X25519PrivateKey | Ed25519PrivateKey
+    _public_bytes: bytes
 
-    def __init__(self, private_key: Any) -> None:
+    def __init__(self, private_key: object) -> None:
         if not isinstance(private_key, self._KEY_CLASS):
             name = type(self).__name__
             raise ConfigurationError(
@@ -212,6 +216,7 @@ class KeyPair(_PrivateKey):
     __slots__ = ()
     _KEY_CLASS = X25519PrivateKey
     _ALGORITHM = "X25519"
+    _private: X25519PrivateKey
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The raw X25519 shared secret with ``peer_public``; prefer :func:`agree`, which adds HKDF.
@@ -264,8 +269,7 @@ def agree(
         raise ConfigurationError(f"label must be a non-empty str; found {label!r}")
     if not isinstance(session, (bytes, bytearray)):
         raise ConfigurationError(f"session must be bytes; found {type(session).__name__}")
-    if isinstance(round, bool) or not isinstance(round, int) or not 0 <= round < 2**64:
-        raise ConfigurationError(f"round must be an integer in [0, 2^64); found {round!r}")
+    round = validation.integer(round, "round", minimum=0, maximum=2**64 - 1)
     if not isinstance(parties, tuple) or len(parties) != 2:
         raise ConfigurationError(f"parties must be a tuple of two party ids; found {parties!r}")
     first, second = _check_party(parties[0], 0), _check_party(parties[1], 1)
@@ -284,6 +288,7 @@ class SigningKey(_PrivateKey):
     __slots__ = ()
     _KEY_CLASS = Ed25519PrivateKey
     _ALGORITHM = "Ed25519"
+    _private: Ed25519PrivateKey
 
     def sign(self, data: bytes) -> bytes:
         """A 64-byte deterministic Ed25519 signature over ``data``."""

@@ -13,11 +13,13 @@ same key. Security rests on AES as a PRF and HKDF as a KDF.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
+from securefl import validation
 from securefl.crypto.keys import derive32
 from securefl.errors import ConfigurationError
 from securefl.ring import CHUNK_BYTES, reduce, ring_dtype
@@ -64,7 +66,7 @@ def _stream_key(seed: bytes, label: bytes) -> bytes:
     return derive32(bytes(seed), _PRG_INFO + label)
 
 
-def _encryptor(seed: bytes, label: bytes):
+def _encryptor(seed: bytes, label: bytes) -> CipherContext:
     return Cipher(algorithms.AES(_stream_key(seed, label)), _CTR_FROM_ZERO).encryptor()
 
 
@@ -73,7 +75,7 @@ def keystream_bytes(seed: bytes, label: bytes, nbytes: int) -> np.ndarray:
     if nbytes < 0:
         raise ConfigurationError(f"keystream length must be >= 0; found {nbytes}")
     out = np.empty(nbytes + _BLOCK - 1, dtype=np.uint8)  # CTR's update_into wants a block of headroom
-    written = _encryptor(seed, label).update_into(_zero_input(nbytes), out)
+    written = _encryptor(seed, label).update_into(_zero_input(nbytes).data, out.data)
     if written != nbytes:  # pragma: no cover - CTR is a stream mode
         raise RuntimeError("AES-CTR wrote a short keystream")
     return out[:nbytes]
@@ -92,10 +94,14 @@ def expand(seed: bytes, label: bytes, length: int, ring_bits: int) -> np.ndarray
 
 
 def _signs(signs: int | Sequence[int], count: int) -> list[int]:
-    listed = [signs] * count if isinstance(signs, (int, np.integer)) and not isinstance(signs, bool) else list(signs)
-    if len(listed) != count or any(sign not in (1, -1) or isinstance(sign, bool) for sign in listed):
+    listed: list[int | np.integer[Any]]
+    if isinstance(signs, (int, np.integer)):  # one sign for every stream (a bool is refused below)
+        listed = [signs] * count
+    else:
+        listed = list(signs)
+    if len(listed) != count or not all(validation.is_integer(sign) and sign in (1, -1) for sign in listed):
         raise ConfigurationError(f"signs must be +1 or -1, one per stream ({count}); found {signs!r}")
-    return listed
+    return [int(sign) for sign in listed]
 
 
 def accumulate(
@@ -137,6 +143,7 @@ def accumulate(
     windows = -(-out.size * itemsize // CHUNK_BYTES)
     step = -(-out.size // windows)  # equal windows, each at most CHUNK_BYTES
     scratch = _scratch_buffer(step * itemsize + _BLOCK - 1)
+    scratch_buffer = scratch.data
     word = dtype.newbyteorder("<")
     for first in range(0, len(keys), _OPEN_STREAMS):
         batch = range(first, min(first + _OPEN_STREAMS, len(keys)))
@@ -146,12 +153,12 @@ def accumulate(
         for start in range(0, out.size, step):
             window = out[start : start + step]
             nbytes = window.size * itemsize
-            zeros = _zero_input(nbytes)
+            zeros = _zero_input(nbytes).data
             keystream = scratch[:nbytes].view(word)
             # The first fold of a window reads the starting vector, so out needs no copy of it.
             previous = window if base is None else base[start : start + step]
             for encryptor, fold in encryptors:
-                encryptor.update_into(zeros, scratch)
+                encryptor.update_into(zeros, scratch_buffer)
                 fold(previous, keystream, out=window)
                 previous = window
     return reduce(out, ring_bits)

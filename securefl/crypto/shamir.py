@@ -35,6 +35,7 @@ from functools import lru_cache
 import gmpy2
 from gmpy2 import mpz
 
+from securefl import validation
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort
 
 __all__ = [
@@ -76,10 +77,6 @@ def _chunk_lengths(secret_length: int) -> list[int]:
     return [CHUNK_BYTES] * full + ([rest] if rest else [])
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True, repr=False, slots=True)
 class Share:
     """One party's share of a byte secret: the point x and f_c(x) for every 32-byte chunk c.
@@ -93,9 +90,10 @@ class Share:
     values: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if not _is_int(self.x) or not 1 <= self.x <= MAX_SHARES:
+        if not validation.is_integer(self.x) or not 1 <= self.x <= MAX_SHARES:
             raise InvalidMessage(f"share x must be an integer in 1..{MAX_SHARES}; found {self.x!r}")
-        if not _is_int(self.secret_length) or not MIN_SECRET_BYTES <= self.secret_length <= MAX_SECRET_BYTES:
+        length = self.secret_length
+        if not validation.is_integer(length) or not MIN_SECRET_BYTES <= length <= MAX_SECRET_BYTES:
             raise InvalidMessage(
                 f"share secret_length must be in {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES}; "
                 f"found {self.secret_length!r}"
@@ -109,8 +107,12 @@ class Share:
                 f"found {len(self.values)}"
             )
         for index, value in enumerate(self.values):
-            if not _is_int(value) or not 0 <= value < PRIME:
+            if not validation.is_integer(value) or not 0 <= value < PRIME:
                 raise InvalidMessage(f"share value {index} is not a field element below p")
+        # numpy integers become ints: the wire codec and field arithmetic need Python ints
+        object.__setattr__(self, "x", int(self.x))
+        object.__setattr__(self, "secret_length", int(self.secret_length))
+        object.__setattr__(self, "values", tuple(int(value) for value in self.values))
 
     def __repr__(self) -> str:  # never print share values
         return f"Share(x={self.x}, secret_length={self.secret_length}, values=<{len(self.values)} hidden>)"
@@ -165,9 +167,10 @@ def _trusted_share(x: int, secret_length: int, values: tuple[int, ...]) -> Share
 # parameter checks
 
 
-def _check_prime(prime: int) -> None:
-    if not _is_int(prime) or prime < 3 or not _is_prime(prime):
+def _check_prime(prime: int) -> int:
+    if not validation.is_integer(prime) or prime < 3 or not _is_prime(int(prime)):
         raise ConfigurationError(f"prime must be an odd prime; found {prime!r}")
+    return int(prime)
 
 
 @lru_cache(maxsize=16)
@@ -175,20 +178,21 @@ def _is_prime(candidate: int) -> bool:
     return bool(gmpy2.is_prime(candidate, 64))
 
 
-def _check_threshold(threshold: int) -> None:
-    if not _is_int(threshold) or not 1 <= threshold <= MAX_SHARES:
-        raise ConfigurationError(f"threshold must be an integer in 1..{MAX_SHARES}; found {threshold!r}")
+def _check_threshold(threshold: int) -> int:
+    return validation.integer(threshold, "threshold", minimum=1, maximum=MAX_SHARES)
 
 
-def _check_parameters(threshold: int, shares: int, prime: int) -> None:
-    _check_threshold(threshold)
-    if not _is_int(shares) or not threshold <= shares <= MAX_SHARES:
+def _check_parameters(threshold: int, shares: int, prime: int) -> tuple[int, int]:
+    """``(threshold, shares)`` as ints, with 1 <= threshold <= shares < prime."""
+    threshold = _check_threshold(threshold)
+    if not validation.is_integer(shares) or not threshold <= shares <= MAX_SHARES:
         raise ConfigurationError(
             f"shares must be an integer with threshold ({threshold}) <= shares <= {MAX_SHARES}; "
             f"found {shares!r}"
         )
     if shares >= prime:
         raise ConfigurationError(f"shares ({shares}) must be below the prime ({prime}): x runs over 1..shares")
+    return threshold, int(shares)
 
 
 def _check_secret(secret: bytes) -> None:
@@ -219,7 +223,9 @@ def _slot_bytes(terms: int, shares: int, prime: int) -> int:
 
 def _unpack(packed: mpz, slots: int, slot_bytes: int, prime: int) -> list[int]:
     raw = packed.to_bytes(slots * slot_bytes, "little")
-    return [int.from_bytes(raw[offset : offset + slot_bytes], "little") % prime for offset in range(0, len(raw), slot_bytes)]
+    return [
+        int.from_bytes(raw[offset : offset + slot_bytes], "little") % prime for offset in range(0, len(raw), slot_bytes)
+    ]
 
 
 def _evaluate_by_horner(polynomials: Sequence[Sequence[int]], shares: int, prime: int) -> list[list[int]]:
@@ -301,11 +307,12 @@ def split_elements(
     Each f_k has degree threshold - 1 with coefficients drawn from the OS CSPRNG.
     Low-level: ``prime`` may be any prime above ``shares`` (tests use small fields).
     """
-    _check_prime(prime)
-    _check_parameters(threshold, shares, prime)
+    prime = _check_prime(prime)
+    threshold, shares = _check_parameters(threshold, shares, prime)
     for index, value in enumerate(values):
-        if not _is_int(value) or not 0 <= value < prime:
+        if not validation.is_integer(value) or not 0 <= value < prime:
             raise ConfigurationError(f"value {index} must be an integer in [0, {prime}); found {value!r}")
+    values = [int(value) for value in values]
     if not values:
         return [() for _ in range(shares)]
     randomness = _random_field_elements(len(values) * (threshold - 1), prime)
@@ -341,12 +348,12 @@ def _lagrange_at_zero(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
 def _check_points(xs: Sequence[int], prime: int) -> tuple[int, ...]:
     seen: set[int] = set()
     for x in xs:
-        if not _is_int(x) or not 1 <= x < prime:
+        if not validation.is_integer(x) or not 1 <= x < prime:
             raise InvalidMessage(f"share x must be an integer in 1..{prime - 1}; found {x!r}")
         if x in seen:
             raise InvalidMessage(f"duplicate share x={x}")
         seen.add(x)
-    return tuple(xs)
+    return tuple(int(x) for x in xs)
 
 
 def lagrange_coefficients(xs: Sequence[int], prime: int = PRIME) -> list[int]:
@@ -355,7 +362,7 @@ def lagrange_coefficients(xs: Sequence[int], prime: int = PRIME) -> list[int]:
     f(0) = sum_i lambda_i f(x_i) for every f of degree < len(xs). One modular
     inversion per call; results are cached per (xs, prime) since x-sets repeat.
     """
-    _check_prime(prime)
+    prime = _check_prime(prime)
     if len(xs) == 0:
         raise ConfigurationError("lagrange_coefficients needs at least one point")
     return list(_lagrange_at_zero(_check_points(xs, prime), prime))
@@ -379,9 +386,9 @@ def reconstruct_elements(xs: Sequence[int], rows: Sequence[Sequence[int]], *, pr
         if len(row) != width:
             raise InvalidMessage(f"share x={x} has {len(row)} values; expected {width}")
         for value in row:
-            if not _is_int(value) or not 0 <= value < prime:
+            if not validation.is_integer(value) or not 0 <= value < prime:
                 raise InvalidMessage(f"share x={x} holds a value that is not a field element below {prime}")
-    return _combine(coefficients, rows, width, prime)
+    return _combine(coefficients, [[int(value) for value in row] for row in rows], width, int(prime))
 
 
 # ---------------------------------------------------------------------------
@@ -389,7 +396,9 @@ def reconstruct_elements(xs: Sequence[int], rows: Sequence[Sequence[int]], *, pr
 
 
 def _chunks(secret: bytes) -> list[int]:
-    return [int.from_bytes(secret[offset : offset + CHUNK_BYTES], "big") for offset in range(0, len(secret), CHUNK_BYTES)]
+    return [
+        int.from_bytes(secret[offset : offset + CHUNK_BYTES], "big") for offset in range(0, len(secret), CHUNK_BYTES)
+    ]
 
 
 def _share_secrets(
@@ -401,7 +410,7 @@ def _share_secrets(
 ) -> list[list[Share]]:
     """Shares of every secret; ``higher_coefficients`` (one list of t-1 per chunk, all
     secrets' chunks in order) is for known-answer vectors only -- None means the OS CSPRNG."""
-    _check_parameters(threshold, shares, PRIME)
+    threshold, shares = _check_parameters(threshold, shares, PRIME)
     for secret in secrets:
         _check_secret(secret)
     elements: list[int] = []
@@ -415,10 +424,12 @@ def _share_secrets(
             randomness[k * (threshold - 1) : (k + 1) * (threshold - 1)] for k in range(len(elements))
         ]
     elif len(higher_coefficients) != len(elements) or any(
-        len(coefficients) != threshold - 1 or not all(_is_int(c) and 0 <= c < PRIME for c in coefficients)
+        len(coefficients) != threshold - 1 or not all(validation.is_integer(c) and 0 <= c < PRIME for c in coefficients)
         for coefficients in higher_coefficients
     ):
         raise ConfigurationError(f"need {len(elements)} lists of {threshold - 1} field elements")
+    else:
+        higher_coefficients = [[int(c) for c in coefficients] for coefficients in higher_coefficients]
     rows = _split_elements_with(elements, higher_coefficients, shares, PRIME)
     result = []
     start = 0
@@ -492,7 +503,7 @@ def reconstruct(shares: Sequence[Share], *, threshold: int) -> bytes:
 
 def reconstruct_many(share_lists: Sequence[Sequence[Share]], *, threshold: int) -> list[bytes]:
     """``reconstruct`` for many secrets; Lagrange coefficients are computed once per x-set."""
-    _check_threshold(threshold)
+    threshold = _check_threshold(threshold)
     selected = [_select(shares, threshold) for shares in share_lists]
     coefficients_by_xs: dict[tuple[int, ...], tuple[int, ...]] = {}
     secrets = []

@@ -17,11 +17,13 @@ one); nothing touches numpy's global random state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 
 __all__ = [
@@ -31,8 +33,10 @@ __all__ = [
     "partition",
     "label_skew",
     "SCHEMES",
+    "Scheme",
 ]
 
+Scheme = Literal["iid", "dirichlet"]
 SCHEMES = ("iid", "dirichlet")
 _DIRICHLET_ATTEMPTS = 100
 
@@ -58,21 +62,17 @@ class Dataset:
 def _generator(rng: np.random.Generator | int, name: str = "rng") -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+    if validation.is_integer(rng) and rng >= 0:
         return np.random.default_rng(int(rng))
     raise ConfigurationError(f"{name} must be a numpy.random.Generator or a non-negative integer seed; found {rng!r}")
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer; found {value!r}")
-    return int(value)
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
-        raise ConfigurationError(f"labels must be a non-empty 1-D integer array; found shape {labels.shape}, dtype {labels.dtype}")
+        raise ConfigurationError(
+            f"labels must be a non-empty 1-D integer array; found shape {labels.shape}, dtype {labels.dtype}"
+        )
     if labels.min() < 0:
         raise ConfigurationError(f"labels must be non-negative class indices; found {labels.min()}")
     return labels
@@ -87,8 +87,8 @@ def stratified_split(
     ``range(len(labels))``.
     """
     labels = _check_labels(labels)
-    if not isinstance(test_fraction, (int, float, np.floating)) or isinstance(test_fraction, bool) or not 0 < test_fraction < 1:
-        raise ConfigurationError(f"test_fraction must be in (0, 1); found {test_fraction!r}")
+    if not validation.is_number(test_fraction) or not 0 < test_fraction < 1:
+        raise ConfigurationError(f"test_fraction must be a number in (0, 1); found {test_fraction!r}")
     rng = _generator(rng)
     test: list[np.ndarray] = []
     for label in np.unique(labels):
@@ -162,7 +162,7 @@ def partition(
     labels: np.ndarray,
     *,
     clients: int,
-    scheme: Literal["iid", "dirichlet"] = "iid",
+    scheme: Scheme = "iid",
     alpha: float = 0.5,
     min_samples: int = 10,
     rng: np.random.Generator | int,
@@ -177,8 +177,8 @@ def partition(
     client).
     """
     labels = _check_labels(labels)
-    clients = _check_positive_int("clients", clients)
-    min_samples = _check_positive_int("min_samples", min_samples)
+    clients = validation.positive_int(clients, "clients")
+    min_samples = validation.positive_int(min_samples, "min_samples")
     if scheme not in SCHEMES:
         raise ConfigurationError(f"scheme must be one of {', '.join(SCHEMES)}; found {scheme!r}")
     if clients * min_samples > labels.size:
@@ -188,9 +188,8 @@ def partition(
     rng = _generator(rng)
     if scheme == "iid":
         return [np.sort(part) for part in np.array_split(rng.permutation(labels.size), clients)]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not (np.isfinite(alpha) and alpha > 0):
-        raise ConfigurationError(f"alpha must be a positive finite number; found {alpha!r}")
-    return _dirichlet(labels, clients=clients, alpha=float(alpha), min_samples=min_samples, rng=rng)
+    alpha = validation.positive_float(alpha, "alpha")
+    return _dirichlet(labels, clients=clients, alpha=alpha, min_samples=min_samples, rng=rng)
 
 
 def label_skew(labels: np.ndarray, parts: Sequence[np.ndarray]) -> float:

@@ -41,8 +41,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,7 @@ from securefl.privacy.distributed import (
     MECHANISMS,
     WRAP_WARNING_THRESHOLD,
     DistributedPipeline,
+    Mechanism,
     WrapAroundWarning,
     rotation_signs,
 )
@@ -115,7 +117,7 @@ def with_ring_bits(protocol: Protocol, bits: int) -> Protocol:
     for shortcut in ("ring_bits", "value_bits", "max_clients", "max_weight"):
         if shortcut in {f.name for f in dataclasses.fields(protocol)}:
             changes[shortcut] = None
-    return dataclasses.replace(protocol, **changes)  # type: ignore[type-var]
+    return dataclasses.replace(protocol, **changes)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class DistributedDP:
     """
 
     bits: int = 16
-    mechanism: str = "skellam"
+    mechanism: Mechanism = "skellam"
     target_epsilon: float | None = None
     noise_multiplier: float | None = None
     clip: float = 1.0
@@ -169,13 +171,16 @@ class DistributedDP:
 class DistributedDPFedAvg(DPFedAvg):
     """FedAvg with user-level distributed DP: the noise is added by the clients, inside the secure sum."""
 
+    # The distributed parameters take the place of DPFedAvg's CentralDP.
+    dp: DistributedDP  # type: ignore[assignment]
+
     def __init__(
         self, protocol: Protocol, config: FedAvgConfig | None = None, *, dp: DistributedDP, dataset: Any = None
     ) -> None:
         if not isinstance(dp, DistributedDP):
             raise ConfigurationError(f"dp must be a DistributedDP; found {type(dp).__name__}")
         protocol = with_ring_bits(protocol, dp.bits)
-        self.dp = dp  # type: ignore[assignment]
+        self.dp = dp
         FedAvg.__init__(self, protocol, config, dataset=dataset)
         self._check_sampling()
         clients = self.config.clients
@@ -183,7 +188,7 @@ class DistributedDPFedAvg(DPFedAvg):
         self._design_shares = minimum_survivors(self.protocol, design_cohort)
         self.pipeline = DistributedPipeline.design(
             dimension=self._parameter_count(), ring_bits=dp.bits, clients=design_cohort,
-            shares=self._design_shares, clip=dp.clip, mechanism=dp.mechanism,  # type: ignore[arg-type]
+            shares=self._design_shares, clip=dp.clip, mechanism=dp.mechanism,
             noise_multiplier=dp.noise_multiplier, target_epsilon=dp.target_epsilon, delta=dp.delta,
             sample_rate=dp.sample_rate, steps=self.config.rounds, beta=dp.beta, wrap_target=dp.wrap_target)
         self.dp = dataclasses.replace(dp, noise_multiplier=self.pipeline.noise_multiplier, target_epsilon=None)
@@ -207,7 +212,8 @@ class DistributedDPFedAvg(DPFedAvg):
 
     def _client_rng(self, round: int, client: int) -> np.random.Generator:
         """The client's own (secret) generator for rounding and noise in ``round``."""
-        return np.random.default_rng(np.random.SeedSequence(self._noise_entropy, spawn_key=(_STREAM_CLIENT_NOISE, round, client)))
+        seed = np.random.SeedSequence(self._noise_entropy, spawn_key=(_STREAM_CLIENT_NOISE, round, client))
+        return np.random.default_rng(seed)
 
     def _rotation(self, round: int) -> np.ndarray:
         """The public random signs of ``round`` (derived from the run's seed)."""
@@ -238,7 +244,9 @@ class DistributedDPFedAvg(DPFedAvg):
         aggregate, transcript, ledger = run_protocol(self.protocol, inputs, dropouts=dropouts or {}, round=round)
         included = tuple(aggregate.included)
         if len(included) < shares:
-            raise ProtocolAbort(f"round {round}: {len(included)} inputs summed, fewer than the {shares} the noise needs")
+            raise ProtocolAbort(
+                f"round {round}: {len(included)} inputs summed, fewer than the {shares} the noise needs"
+            )
         for position in included:
             self._participation[sampled[position]] += 1
         probability = self.pipeline.wrap_probability(clients=len(included), shares=shares)

@@ -23,17 +23,18 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from securefl.errors import ConfigurationError
 from securefl.fl.fedavg import FedAvg, FedAvgConfig, State
-from securefl.protocols.base import Protocol
 from securefl.privacy.accountant import PLDAccountant, PrivacyAccountingWarning, RDPAccountant
-from securefl.privacy.calibration import calibrate_noise_multiplier
+from securefl.privacy.calibration import AccountantName, calibrate_noise_multiplier
 from securefl.privacy.mechanisms import clip_l2, gaussian_noise
+from securefl.protocols.base import Protocol
 from securefl.simulation import AggregationResult
 
 __all__ = ["CentralDP", "DPFedAvg"]
@@ -84,9 +85,9 @@ class CentralDP:
         rounds: int,
         sample_rate: float = 1.0,
         clip: float = 1.0,
-        accountant: str = "rdp",
+        accountant: AccountantName = "rdp",
         noise_seed: int | None = None,
-    ) -> "CentralDP":
+    ) -> CentralDP:
         """The smallest z (by bisection) whose epsilon after ``rounds`` rounds is <= ``epsilon``."""
         z = calibrate_noise_multiplier(
             target_epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps=rounds, accountant=accountant

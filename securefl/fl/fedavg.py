@@ -33,16 +33,19 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from securefl import validation
 from securefl.encoding import flatten_state, unflatten_state
 from securefl.errors import ConfigurationError, ProtocolAbort, ProtocolViolation
-from securefl.fl.data import SCHEMES, Dataset, load_digits_data, partition as partition_indices
+from securefl.fl.data import SCHEMES, Dataset, Scheme, load_digits_data
+from securefl.fl.data import partition as partition_indices
 from securefl.fl.models import make_model
 from securefl.protocols.base import Protocol
 from securefl.simulation import AggregationResult, secure_sum, server_saw_individual_updates
@@ -55,14 +58,6 @@ State = Mapping[str, torch.Tensor]
 # Independent random streams derived from the seed, so that e.g. turning
 # dropouts on does not change which clients are sampled.
 _STREAM_PARTITION, _STREAM_SAMPLING, _STREAM_DROPOUT, _STREAM_ROUNDING, _STREAM_LOCAL = range(5)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -84,7 +79,7 @@ class FedAvgConfig:
     lr: float = 0.3
     client_fraction: float = 1.0
     dropout: float = 0.0
-    partition: str = "iid"
+    partition: Scheme = "iid"
     alpha: float = 0.5
     mu: float = 0.0
     hidden: int = 64
@@ -92,23 +87,15 @@ class FedAvgConfig:
 
     def __post_init__(self) -> None:
         for name in ("clients", "rounds", "local_epochs", "batch_size", "hidden"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer; found {value!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ConfigurationError(f"seed must be a non-negative integer; found {self.seed!r}")
-        if not _is_real(self.lr) or self.lr <= 0:
-            raise ConfigurationError(f"lr must be a positive finite number; found {self.lr!r}")
-        if not _is_real(self.client_fraction) or not 0 < self.client_fraction <= 1:
-            raise ConfigurationError(f"client_fraction must be in (0, 1]; found {self.client_fraction!r}")
-        if not _is_real(self.dropout) or not 0 <= self.dropout <= 1:
-            raise ConfigurationError(f"dropout must be a probability in [0, 1]; found {self.dropout!r}")
+            validation.positive_int(getattr(self, name), name)
+        validation.non_negative_int(self.seed, "seed")
+        validation.positive_float(self.lr, "lr")
+        validation.probability(self.client_fraction, "client_fraction", allow_zero=False)
+        validation.probability(self.dropout, "dropout")
         if self.partition not in SCHEMES:
             raise ConfigurationError(f"partition must be one of {', '.join(SCHEMES)}; found {self.partition!r}")
-        if not _is_real(self.alpha) or self.alpha <= 0:
-            raise ConfigurationError(f"alpha must be a positive finite number; found {self.alpha!r}")
-        if not _is_real(self.mu) or self.mu < 0:
-            raise ConfigurationError(f"mu must be a non-negative finite number; found {self.mu!r}")
+        validation.positive_float(self.alpha, "alpha")
+        validation.non_negative_float(self.mu, "mu")
 
     @property
     def clients_per_round(self) -> int:
@@ -125,12 +112,11 @@ def quantise_weights(counts: Sequence[int], *, max_weight: int) -> list[int]:
     rounding of n_i / n_j (relative error <= 1 / (2 w_i)). The encoding
     refuses weights above max_weight because they could wrap the ring.
     """
-    if not _is_int(max_weight) or max_weight < 1:
-        raise ConfigurationError(f"max_weight must be a positive integer; found {max_weight!r}")
+    max_weight = validation.positive_int(max_weight, "max_weight")
     if len(counts) == 0:
         raise ConfigurationError("quantise_weights needs at least one sample count")
     for count in counts:
-        if not _is_int(count) or count < 1:
+        if not validation.is_integer(count) or count < 1:
             raise ConfigurationError(f"sample counts must be positive integers; found {count!r}")
     largest = max(int(c) for c in counts)
     if largest <= max_weight:
@@ -240,7 +226,9 @@ class FedAvg:
     denominator in :meth:`_aggregate`, without touching the rest.
     """
 
-    def __init__(self, protocol: Protocol, config: FedAvgConfig | None = None, *, dataset: Dataset | None = None) -> None:
+    def __init__(
+        self, protocol: Protocol, config: FedAvgConfig | None = None, *, dataset: Dataset | None = None
+    ) -> None:
         if not isinstance(protocol, Protocol):
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
         config = FedAvgConfig() if config is None else config
@@ -255,7 +243,7 @@ class FedAvg:
         self.client_indices = partition_indices(
             self.dataset.train_y,
             clients=config.clients,
-            scheme=config.partition,  # type: ignore[arg-type]
+            scheme=config.partition,
             alpha=config.alpha,
             rng=self._stream(_STREAM_PARTITION),
         )
@@ -353,7 +341,7 @@ class FedAvg:
         round: int,
         *,
         dropouts: Mapping[int, str] | None = None,
-    ) -> tuple[np.ndarray, AggregationResult]:
+    ) -> tuple[np.ndarray, AggregationResult | None]:
         """(sum_I w_i u_i / sum_I w_i, the protocol's result) over the included clients I."""
         if not updates:
             raise ProtocolAbort(f"round {round}: no client was sampled")

@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
-from securefl.errors import ConfigurationError
+from securefl import validation
 
 __all__ = ["MLP", "make_model"]
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer; found {value!r}")
-    return int(value)
 
 
 class MLP(nn.Module):
@@ -47,12 +40,11 @@ def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
 
 def make_model(*, hidden: int = 64, seed: int, inputs: int = 64, classes: int = 10) -> MLP:
     """An MLP (inputs -> hidden -> classes) whose float32 parameters depend only on ``seed``."""
-    inputs = _check_positive_int("inputs", inputs)
-    hidden = _check_positive_int("hidden", hidden)
-    classes = _check_positive_int("classes", classes)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigurationError(f"seed must be a non-negative integer; found {seed!r}")
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    inputs = validation.positive_int(inputs, "inputs")
+    hidden = validation.positive_int(hidden, "hidden")
+    classes = validation.positive_int(classes, "classes")
+    seed = validation.non_negative_int(seed, "seed")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     model = MLP(inputs=inputs, hidden=hidden, classes=classes)
     _init_linear(model.hidden, generator)
     _init_linear(model.output, generator)

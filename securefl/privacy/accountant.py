@@ -43,6 +43,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import fft as sp_fft
 from scipy import special
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 
 __all__ = [
@@ -55,6 +56,11 @@ __all__ = [
     "PrivacyEvent",
     "PrivacyLossPair",
     "RDPAccountant",
+    "check_delta",
+    "check_noise_multiplier",
+    "check_orders",
+    "check_sample_rate",
+    "check_steps",
     "compute_rdp",
     "eps_from_rdp",
     "delta_from_rdp",
@@ -97,54 +103,39 @@ class PrivacyAccountingWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------
-# validation (every message echoes the bad value)
+# parameter checks shared by the privacy modules (every message echoes the bad value)
 # --------------------------------------------------------------------------
 
 
-def _check_sample_rate(sample_rate: float) -> float:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.floating, np.integer)):
-        raise ConfigurationError(f"sample_rate must be a number in (0, 1]; found {sample_rate!r}")
-    if not 0.0 < float(sample_rate) <= 1.0:
-        raise ConfigurationError(f"sample_rate must be in (0, 1]; found {sample_rate}")
-    return float(sample_rate)
+def check_sample_rate(sample_rate: object) -> float:
+    """The Poisson sampling rate ``q`` as a float in (0, 1]."""
+    return validation.probability(sample_rate, "sample_rate", allow_zero=False)
 
 
-def _check_noise_multiplier(noise_multiplier: float) -> float:
-    if isinstance(noise_multiplier, bool) or not isinstance(
-        noise_multiplier, (int, float, np.floating, np.integer)
-    ):
-        raise ConfigurationError(f"noise_multiplier must be a number >= 0; found {noise_multiplier!r}")
-    value = float(noise_multiplier)
-    if not value >= 0.0 or math.isinf(value):
-        raise ConfigurationError(f"noise_multiplier must be finite and >= 0; found {noise_multiplier}")
-    return value
+def check_noise_multiplier(noise_multiplier: object) -> float:
+    """The noise multiplier ``z`` (noise std over sensitivity) as a finite float >= 0."""
+    return validation.non_negative_float(noise_multiplier, "noise_multiplier")
 
 
-def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise ConfigurationError(f"steps must be an integer >= 1; found {steps!r}")
-    if steps < 1:
-        raise ConfigurationError(f"steps must be >= 1; found {steps}")
-    return int(steps)
+def check_steps(steps: object) -> int:
+    """A count of composed rounds as an int >= 1."""
+    return validation.positive_int(steps, "steps")
 
 
-def _check_delta(delta: float) -> float:
-    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating, np.integer)):
-        raise ConfigurationError(f"delta must be a number in (0, 1); found {delta!r}")
-    if not 0.0 < float(delta) < 1.0:
-        raise ConfigurationError(f"delta must be in (0, 1); found {delta}")
-    return float(delta)
+def check_delta(delta: object) -> float:
+    """The target ``delta`` as a float in (0, 1)."""
+    return validation.probability(delta, "delta", allow_zero=False, allow_one=False)
 
 
 def _check_epsilon(epsilon: float) -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating, np.integer)):
+    # +inf is a legal question here: get_delta(inf) is 0.
+    if not validation.is_number(epsilon) or not float(epsilon) >= 0.0:
         raise ConfigurationError(f"epsilon must be a number >= 0; found {epsilon!r}")
-    if not float(epsilon) >= 0.0:
-        raise ConfigurationError(f"epsilon must be >= 0; found {epsilon}")
     return float(epsilon)
 
 
-def _check_orders(orders: Iterable[float]) -> NDArray[np.float64]:
+def check_orders(orders: Iterable[float]) -> NDArray[np.float64]:
+    """RDP orders as a non-empty 1-D float64 array, every order finite and > 1."""
     array = np.asarray(list(orders), dtype=np.float64)
     if array.ndim != 1 or array.size == 0:
         raise ConfigurationError(f"orders must be a non-empty sequence; found {orders!r}")
@@ -212,7 +203,7 @@ class GaussianEvent(PrivacyEvent):
     noise_multiplier: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_multiplier", _check_noise_multiplier(self.noise_multiplier))
+        object.__setattr__(self, "noise_multiplier", check_noise_multiplier(self.noise_multiplier))
 
 
 @register_event
@@ -246,8 +237,8 @@ class PoissonSampledGaussianEvent(PrivacyEvent):
     sample_rate: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_multiplier", _check_noise_multiplier(self.noise_multiplier))
-        object.__setattr__(self, "sample_rate", _check_sample_rate(self.sample_rate))
+        object.__setattr__(self, "noise_multiplier", check_noise_multiplier(self.noise_multiplier))
+        object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate))
 
 
 # --------------------------------------------------------------------------
@@ -257,7 +248,8 @@ class PoissonSampledGaussianEvent(PrivacyEvent):
 
 def _log_comb(n: NDArray[np.float64], k: NDArray[np.float64]) -> NDArray[np.float64]:
     """log |C(n, k)| for real n and integer k >= 0 (generalised binomial)."""
-    return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+    result: NDArray[np.float64] = special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+    return result
 
 
 @functools.lru_cache(maxsize=4)
@@ -398,7 +390,7 @@ def compute_rdp(
     RDP composes additively (Mironov 2017, Prop. 1).
     """
     event = PoissonSampledGaussianEvent(noise_multiplier=noise_multiplier, sample_rate=q)
-    return _check_steps(steps) * rdp_of_event(event, _check_orders(orders))
+    return check_steps(steps) * rdp_of_event(event, check_orders(orders))
 
 
 def eps_from_rdp(*, orders: ArrayLike, rdp: ArrayLike, delta: float) -> tuple[float, float]:
@@ -410,8 +402,8 @@ def eps_from_rdp(*, orders: ArrayLike, rdp: ArrayLike, delta: float) -> tuple[fl
     bounds KL, and total variation is at most ``sqrt(1 - exp(-KL))``
     (Bretagnolle-Huber), as in dp-accounting. Returns ``(eps, alpha*)``.
     """
-    delta = _check_delta(delta)
-    orders_arr = _check_orders(np.atleast_1d(np.asarray(orders, dtype=np.float64)))
+    delta = check_delta(delta)
+    orders_arr = check_orders(np.atleast_1d(np.asarray(orders, dtype=np.float64)))
     rdp_arr = np.maximum(np.asarray(rdp, dtype=np.float64), 0.0)
     if rdp_arr.shape != orders_arr.shape:
         raise ConfigurationError(f"orders and rdp must have one shape; found {orders_arr.shape} and {rdp_arr.shape}")
@@ -430,7 +422,7 @@ def delta_from_rdp(*, orders: ArrayLike, rdp: ArrayLike, epsilon: float) -> tupl
     (arXiv 2004.00010, Prop. 12), or ``delta = sqrt(1 - exp(-rdp))`` via KL.
     """
     epsilon = _check_epsilon(epsilon)
-    orders_arr = _check_orders(np.atleast_1d(np.asarray(orders, dtype=np.float64)))
+    orders_arr = check_orders(np.atleast_1d(np.asarray(orders, dtype=np.float64)))
     rdp_arr = np.maximum(np.asarray(rdp, dtype=np.float64), 0.0)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         log_delta = (orders_arr - 1.0) * (rdp_arr - epsilon + np.log1p(-1.0 / orders_arr)) - np.log(orders_arr)
@@ -453,7 +445,8 @@ def _gaussian_delta_array(eps: NDArray[np.float64], sigma: float) -> NDArray[np.
     log_pb = eps + special.log_ndtr(b)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.exp(log_pa) * -np.expm1(np.minimum(log_pb - log_pa, 0.0))
-    return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+    result: NDArray[np.float64] = np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+    return result
 
 
 def gaussian_delta(*, epsilon: ArrayLike, noise_multiplier: float) -> float | NDArray[np.float64]:
@@ -464,7 +457,7 @@ def gaussian_delta(*, epsilon: ArrayLike, noise_multiplier: float) -> float | ND
     ``z = s / D = noise_multiplier`` only (Balle & Wang 2018, "Improving the
     Gaussian mechanism", Thm. 8).
     """
-    z = _check_noise_multiplier(noise_multiplier)
+    z = check_noise_multiplier(noise_multiplier)
     eps = np.asarray(epsilon, dtype=np.float64)
     if z == 0.0:
         out = np.ones_like(eps)
@@ -479,8 +472,8 @@ def gaussian_epsilon(*, delta: float, noise_multiplier: float) -> float:
     Bisection on the strictly decreasing curve; the returned epsilon satisfies
     ``gaussian_delta(eps) <= delta`` and is within 1e-12 (relative) of exact.
     """
-    delta = _check_delta(delta)
-    z = _check_noise_multiplier(noise_multiplier)
+    delta = check_delta(delta)
+    z = check_noise_multiplier(noise_multiplier)
     if z == 0.0:
         return math.inf
 
@@ -526,7 +519,7 @@ class DiscretePLD:
 
     @property
     def losses(self) -> NDArray[np.float64]:
-        return (self.lower + np.arange(self.probs.size)) * self.interval
+        return (self.lower + np.arange(self.probs.size, dtype=np.float64)) * self.interval
 
     def _suffix_sums(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """U_k = inf + sum_{j>=k} p_j and log W_k = log sum_{j>=k} p_j e^-l_j (k = 0..n)."""
@@ -603,7 +596,7 @@ class DiscretePLD:
         delta) and ``tail_mass`` is added to +inf, so the result stays an upper
         bound.
         """
-        count = _check_steps(count)
+        count = check_steps(count)
         if count == 1:
             return self
         total = float(self.probs.sum())
@@ -642,7 +635,8 @@ class DiscretePLD:
         size = sp_fft.next_fast_len(window, real=True)
         probs = self.probs
         if probs.size > size:  # fold onto the circle first: same DFT at these frequencies
-            probs = np.bincount(np.arange(probs.size) % size, weights=probs, minlength=size)
+            folded = np.bincount(np.arange(probs.size) % size, weights=probs, minlength=size)
+            probs = np.asarray(folded, dtype=np.float64)
         spectrum = np.fft.rfft(probs, size) ** count
         circular = np.fft.irfft(spectrum, size)
         composed = np.maximum(np.roll(circular, -(low % size))[:window], 0.0)
@@ -779,7 +773,7 @@ class _Accountant:
 
     def compose(self, event: PrivacyEvent, *, count: int = 1) -> None:
         """Record ``count`` occurrences of ``event``."""
-        count = _check_steps(count)
+        count = check_steps(count)
         if not isinstance(event, PrivacyEvent):
             raise ConfigurationError(f"event must be a PrivacyEvent; found {event!r}")
         self._account(event, count)
@@ -801,7 +795,9 @@ class _Accountant:
 
     def _load_ledger(self, state: dict[str, Any]) -> None:
         if state.get("kind") != self.kind:
-            raise ConfigurationError(f"state_dict is not from a {self.kind!r} accountant; found kind {state.get('kind')!r}")
+            raise ConfigurationError(
+                f"state_dict is not from a {self.kind!r} accountant; found kind {state.get('kind')!r}"
+            )
         self._ledger = []
         for entry in state.get("ledger", []):
             self.compose(event_from_dict(entry["event"]), count=entry["count"])
@@ -823,18 +819,18 @@ class RDPAccountant(_Accountant):
 
     def __init__(self, *, orders: Sequence[float] = DEFAULT_RDP_ORDERS) -> None:
         super().__init__()
-        self._orders = np.sort(_check_orders(orders))
-        self._rdp = np.zeros_like(self._orders)
+        self._orders: NDArray[np.float64] = np.sort(check_orders(orders))
+        self._rdp: NDArray[np.float64] = np.zeros_like(self._orders)
         self._cache: dict[PrivacyEvent, NDArray[np.float64]] = {}
 
     @property
     def orders(self) -> NDArray[np.float64]:
-        return self._orders.copy()
+        return np.copy(self._orders)
 
     @property
     def rdp(self) -> NDArray[np.float64]:
         """The composed RDP curve at :attr:`orders`."""
-        return self._rdp.copy()
+        return np.copy(self._rdp)
 
     def _account(self, event: PrivacyEvent, count: int) -> None:
         if event not in self._cache:
@@ -880,7 +876,7 @@ class RDPAccountant(_Accountant):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict` (recomputes the RDP curve from the ledger)."""
-        self._orders = np.sort(_check_orders(state.get("orders", DEFAULT_RDP_ORDERS)))
+        self._orders = np.sort(check_orders(state.get("orders", DEFAULT_RDP_ORDERS)))
         self._rdp = np.zeros_like(self._orders)
         self._cache = {}
         self._load_ledger(state)
@@ -948,23 +944,28 @@ class PLDAccountant(_Accountant):
             for event, count in counts.items():
                 single = pld_of_event(event, interval=self._interval, max_points=self._max_points)
                 remove = single.remove.self_compose(count, max_points=self._max_points)
-                add = remove if single.add is single.remove else single.add.self_compose(count, max_points=self._max_points)
+                if single.add is single.remove:
+                    add = remove
+                else:
+                    add = single.add.self_compose(count, max_points=self._max_points)
                 parts.append(PrivacyLossPair(remove, add))
             if parts and gaussian_z is not None:
-                parts.append(pld_of_event(GaussianEvent(gaussian_z), interval=self._interval, max_points=self._max_points))
+                gaussian = pld_of_event(GaussianEvent(gaussian_z), interval=self._interval, max_points=self._max_points)
+                parts.append(gaussian)
             for part in parts:
                 if pair is None:
                     pair = part
                 else:
                     remove = pair.remove.compose(part.remove)
-                    add = remove if (pair.add is pair.remove and part.add is part.remove) else pair.add.compose(part.add)
+                    symmetric = pair.add is pair.remove and part.add is part.remove
+                    add = remove if symmetric else pair.add.compose(part.add)
                     pair = PrivacyLossPair(remove, add)
         self._composed = (pair, gaussian_z, non_private)
         return self._composed
 
     def get_epsilon(self, delta: float) -> float:
         """Epsilon at ``delta``: an upper bound, tight up to the discretisation."""
-        delta = _check_delta(delta)
+        delta = check_delta(delta)
         pair, gaussian_z, non_private = self._compose_ledger()
         if non_private:
             return math.inf

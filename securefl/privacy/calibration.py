@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.privacy.accountant import (
     PLDAccountant,
     PrivacyAccountingWarning,
     PrivacyEvent,
     RDPAccountant,
-    _check_delta,
-    _check_sample_rate,
-    _check_steps,
+    check_delta,
+    check_sample_rate,
+    check_steps,
     gaussian_delta,
 )
 
@@ -46,22 +48,6 @@ _MIN_NOISE_MULTIPLIER = 1e-2
 _MAX_NOISE_MULTIPLIER = 1e6
 
 
-def _check_target_epsilon(epsilon: float, name: str = "epsilon") -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-        raise ConfigurationError(f"{name} must be a number > 0; found {epsilon!r}")
-    if not (0.0 < float(epsilon) < math.inf):
-        raise ConfigurationError(f"{name} must be finite and > 0; found {epsilon}")
-    return float(epsilon)
-
-
-def _check_sensitivity(sensitivity: float) -> float:
-    if isinstance(sensitivity, bool) or not isinstance(sensitivity, (int, float)):
-        raise ConfigurationError(f"sensitivity must be a number > 0; found {sensitivity!r}")
-    if not (0.0 < float(sensitivity) < math.inf):
-        raise ConfigurationError(f"sensitivity must be finite and > 0; found {sensitivity}")
-    return float(sensitivity)
-
-
 def classical_gaussian_sigma(*, epsilon: float, delta: float, sensitivity: float = 1.0) -> float:
     """``sigma = sqrt(2 ln(1.25 / delta)) * sensitivity / epsilon``.
 
@@ -70,14 +56,15 @@ def classical_gaussian_sigma(*, epsilon: float, delta: float, sensitivity: float
     is not valid (it can under-noise), so this function refuses it. Prefer
     :func:`analytic_gaussian_sigma`, which is valid everywhere and smaller.
     """
-    epsilon = _check_target_epsilon(epsilon)
+    epsilon = validation.positive_float(epsilon, "epsilon")
     if epsilon >= 1.0:
         raise ConfigurationError(
             f"the classical Gaussian bound holds only for epsilon < 1; found {epsilon}: "
             "use analytic_gaussian_sigma"
         )
-    delta = _check_delta(delta)
-    return math.sqrt(2.0 * math.log(1.25 / delta)) * _check_sensitivity(sensitivity) / epsilon
+    delta = check_delta(delta)
+    sensitivity = validation.positive_float(sensitivity, "sensitivity")
+    return math.sqrt(2.0 * math.log(1.25 / delta)) * sensitivity / epsilon
 
 
 def analytic_gaussian_sigma(*, epsilon: float, delta: float, sensitivity: float = 1.0) -> float:
@@ -90,9 +77,9 @@ def analytic_gaussian_sigma(*, epsilon: float, delta: float, sensitivity: float 
     The returned sigma always satisfies the inequality (the bisection keeps
     the feasible end) and is within a relative 1e-12 of the optimum.
     """
-    epsilon = _check_target_epsilon(epsilon)
-    delta = _check_delta(delta)
-    sensitivity = _check_sensitivity(sensitivity)
+    epsilon = validation.positive_float(epsilon, "epsilon")
+    delta = check_delta(delta)
+    sensitivity = validation.positive_float(sensitivity, "sensitivity")
 
     def feasible(z: float) -> bool:
         return float(gaussian_delta(epsilon=epsilon, noise_multiplier=z)) <= delta
@@ -167,10 +154,10 @@ def calibrate_noise_multiplier(
     during the search. Raises ``ConfigurationError`` if even ``z = 1e6``
     misses the target.
     """
-    target_epsilon = _check_target_epsilon(target_epsilon, "target_epsilon")
-    delta = _check_delta(delta)
-    sample_rate = _check_sample_rate(sample_rate)
-    steps = _check_steps(steps)
+    target_epsilon = validation.positive_float(target_epsilon, "target_epsilon")
+    delta = check_delta(delta)
+    sample_rate = check_sample_rate(sample_rate)
+    steps = check_steps(steps)
     if accountant not in ("rdp", "pld"):
         raise ConfigurationError(f"accountant must be 'rdp' or 'pld'; found {accountant!r}")
     if not (0.0 < tolerance < 1.0):

@@ -12,17 +12,18 @@ import json
 import math
 import sys
 import warnings
-from typing import Any
+from typing import Any, Literal
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.privacy.accountant import (
     PLDAccountant,
     PrivacyAccountingWarning,
     RDPAccountant,
-    _check_delta,
-    _check_noise_multiplier,
-    _check_sample_rate,
-    _check_steps,
+    check_delta,
+    check_noise_multiplier,
+    check_sample_rate,
+    check_steps,
 )
 from securefl.privacy.calibration import EventFactory, calibrate_noise_multiplier, epsilon_for
 
@@ -54,9 +55,9 @@ def _mechanism(args: argparse.Namespace) -> tuple[EventFactory | None, dict[str,
     ``--dimension`` and ``--scale`` (their sensitivities after conditional
     rounding, in ring units) and, for ``ddgauss``, ``--shares``.
     """
-    from securefl.privacy.distributed import event_factory, sensitivities
+    from securefl.privacy.distributed import Mechanism, event_factory, sensitivities
 
-    mechanism = getattr(args, "mechanism", "gaussian")
+    mechanism: Mechanism | Literal["gaussian"] = getattr(args, "mechanism", "gaussian")
     discrete = {"--dimension": args.dimension, "--scale": args.scale, "--shares": args.shares}
     if mechanism == "gaussian":
         given = [flag for flag, value in discrete.items() if value is not None]
@@ -80,10 +81,10 @@ def _mechanism(args: argparse.Namespace) -> tuple[EventFactory | None, dict[str,
 def run_epsilon(args: argparse.Namespace) -> int:
     """Print epsilon (and, for RDP, the optimal order) of T subsampled rounds of ``--mechanism``."""
     try:
-        z = _check_noise_multiplier(args.noise_multiplier)
-        q = _check_sample_rate(args.sample_rate)
-        steps = _check_steps(args.steps)
-        delta = _check_delta(args.delta)
+        z = check_noise_multiplier(args.noise_multiplier)
+        q = check_sample_rate(args.sample_rate)
+        steps = check_steps(args.steps)
+        delta = check_delta(args.delta)
         event_for, figures = _mechanism(args)
         order: float | None = None
         with warnings.catch_warnings(record=True) as caught:
@@ -131,14 +132,13 @@ def run_epsilon(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     """Print the noise multiplier reaching a target epsilon, and the epsilon it achieves."""
     try:
-        if not (isinstance(args.epsilon, float) and 0.0 < args.epsilon < math.inf):
-            raise ConfigurationError(f"epsilon must be finite and > 0; found {args.epsilon}")
-        q = _check_sample_rate(args.sample_rate)
-        steps = _check_steps(args.steps)
-        delta = _check_delta(args.delta)
+        target_epsilon = validation.positive_float(args.epsilon, "epsilon")
+        q = check_sample_rate(args.sample_rate)
+        steps = check_steps(args.steps)
+        delta = check_delta(args.delta)
         event_for, figures = _mechanism(args)
         z = calibrate_noise_multiplier(
-            target_epsilon=args.epsilon,
+            target_epsilon=target_epsilon,
             delta=delta,
             sample_rate=q,
             steps=steps,
@@ -161,7 +161,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return _error("calibrate", str(exc))
     result = {
         "accountant": args.accountant,
-        "target_epsilon": args.epsilon,
+        "target_epsilon": target_epsilon,
         "sample_rate": q,
         "steps": steps,
         "delta": delta,
@@ -171,14 +171,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
     }
     lines = [
         f"noise multiplier = {z:.6g}",
-        f"epsilon = {achieved:.6g} at delta = {delta:g} (target {args.epsilon:g}, {args.accountant.upper()} accountant)",
+        f"epsilon = {achieved:.6g} at delta = {delta:g} "
+        f"(target {target_epsilon:g}, {args.accountant.upper()} accountant)",
     ]
     _emit(result, args.json, lines)
     return 0
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sample-rate", type=float, required=True, metavar="Q", help="Poisson sampling rate q in (0, 1]")
+    parser.add_argument("--sample-rate", type=float, required=True, metavar="Q",
+                        help="Poisson sampling rate q in (0, 1]")
     parser.add_argument("--steps", type=int, required=True, metavar="T", help="number of rounds T >= 1")
     parser.add_argument("--delta", type=float, required=True, metavar="D", help="target delta in (0, 1)")
     parser.add_argument("--accountant", choices=("rdp", "pld"), default="rdp", help="accountant (default: rdp)")

@@ -48,16 +48,23 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Final, Literal, Sequence
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from securefl import ring
+from securefl import ring, validation
 from securefl.errors import ConfigurationError
-from securefl.privacy.accountant import PrivacyEvent, _check_delta, _check_sample_rate, _check_steps
+from securefl.privacy.accountant import (
+    PrivacyEvent,
+    check_delta,
+    check_noise_multiplier,
+    check_sample_rate,
+    check_steps,
+)
 from securefl.privacy.distributed_accounting import DistributedDiscreteGaussianEvent, SkellamEvent
 from securefl.privacy.mechanisms import clip_l2, discrete_gaussian_noise, skellam_noise
 
@@ -108,9 +115,7 @@ class WrapAroundWarning(UserWarning):
 
 def padded_dimension(dimension: int) -> int:
     """The smallest power of two >= ``dimension``."""
-    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
-        raise ConfigurationError(f"dimension must be an integer >= 1; found {dimension!r}")
-    return 1 << (int(dimension) - 1).bit_length()
+    return 1 << (validation.positive_int(dimension, "dimension") - 1).bit_length()
 
 
 def walsh_hadamard(values: ArrayLike) -> NDArray[Any]:
@@ -181,9 +186,8 @@ def unrotate(values: ArrayLike, *, signs: NDArray[Any], dimension: int) -> NDArr
 
 
 def _check_beta(beta: float) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating)) or not 0.0 <= float(beta) < 1.0:
-        raise ConfigurationError(f"beta must be a number in [0, 1); found {beta!r}")
-    return float(beta)
+    """The rounding failure probability per attempt, in [0, 1) (0: the deterministic bound only)."""
+    return validation.probability(beta, "beta", allow_one=False)
 
 
 def rounded_l2_bound(*, norm: float, dimension: int, beta: float = DEFAULT_BETA) -> float:
@@ -193,13 +197,9 @@ def rounded_l2_bound(*, norm: float, dimension: int, beta: float = DEFAULT_BETA)
     the first is deterministic (every coordinate moves by < 1), the second
     holds with probability >= 1 - beta; ``beta = 0`` keeps only the first.
     """
-    if isinstance(norm, bool) or not isinstance(norm, (int, float, np.floating)) or not 0.0 < float(norm) < math.inf:
-        raise ConfigurationError(f"norm must be finite and > 0; found {norm!r}")
+    c = validation.positive_float(norm, "norm")
     beta = _check_beta(beta)
-    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
-        raise ConfigurationError(f"dimension must be an integer >= 1; found {dimension!r}")
-    d = int(dimension)
-    c = float(norm)
+    d = validation.positive_int(dimension, "dimension")
     deterministic = c + math.sqrt(d)
     if beta == 0.0:
         return deterministic
@@ -222,10 +222,9 @@ def sensitivities(
     and ``Delta_1 = Delta_2 min(sqrt(d'), Delta_2)``.
     """
     padded = padded_dimension(dimension)
-    for name, value in (("scale", scale), ("clip", clip)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < float(value) < math.inf:
-            raise ConfigurationError(f"{name} must be finite and > 0; found {value!r}")
-    bound = rounded_l2_bound(norm=float(scale) * float(clip), dimension=padded, beta=beta)
+    scale = validation.positive_float(scale, "scale")
+    clip = validation.positive_float(clip, "clip")
+    bound = rounded_l2_bound(norm=scale * clip, dimension=padded, beta=beta)
     if not math.isfinite(bound * bound):
         raise ConfigurationError(
             f"scale={scale} x clip={clip} gives an L2 bound too large to represent; lower the scale"
@@ -271,8 +270,7 @@ def conditional_round(
     """
     if not isinstance(rng, np.random.Generator):
         raise ConfigurationError(f"rng must be a numpy.random.Generator; found {type(rng).__name__}")
-    if isinstance(squared_bound, bool) or not isinstance(squared_bound, (int, np.integer)) or squared_bound < 0:
-        raise ConfigurationError(f"squared_bound must be an integer >= 0; found {squared_bound!r}")
+    squared_bound = validation.non_negative_int(squared_bound, "squared_bound")
     array = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(array)):
         raise ConfigurationError("values must be finite; found NaN or inf")
@@ -339,22 +337,18 @@ def wrap_probability(
 # --------------------------------------------------------------------------
 
 
-def _check_mechanism(mechanism: str) -> str:
+def _check_mechanism(mechanism: object) -> Mechanism:
     if mechanism not in MECHANISMS:
         raise ConfigurationError(f"mechanism must be one of {', '.join(MECHANISMS)}; found {mechanism!r}")
-    return mechanism
+    return cast(Mechanism, mechanism)
 
 
 def _check_ring_bits(ring_bits: int) -> int:
-    if isinstance(ring_bits, bool) or not isinstance(ring_bits, (int, np.integer)) or not 2 <= ring_bits <= _MAX_RING_BITS:
-        raise ConfigurationError(f"ring_bits must be an integer in [2, {_MAX_RING_BITS}]; found {ring_bits!r}")
-    return int(ring_bits)
+    return validation.integer(ring_bits, "ring_bits", minimum=2, maximum=_MAX_RING_BITS)
 
 
 def _check_shares(shares: int) -> int:
-    if isinstance(shares, bool) or not isinstance(shares, (int, np.integer)) or shares < 1:
-        raise ConfigurationError(f"shares must be an integer >= 1; found {shares!r}")
-    return int(shares)
+    return validation.positive_int(shares, "shares")
 
 
 @dataclass(frozen=True)
@@ -381,19 +375,14 @@ class DistributedPipeline:
         _check_mechanism(self.mechanism)
         padded_dimension(self.dimension)
         _check_ring_bits(self.ring_bits)
-        for name in ("clip", "scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < float(value) < math.inf:
-                raise ConfigurationError(f"{name} must be finite and > 0; found {value!r}")
-        z = self.noise_multiplier
-        if isinstance(z, bool) or not isinstance(z, (int, float, np.floating)) or not 0 <= float(z) < math.inf:
-            raise ConfigurationError(f"noise_multiplier must be finite and >= 0; found {z!r}")
+        validation.positive_float(self.clip, "clip")
+        validation.positive_float(self.scale, "scale")
+        check_noise_multiplier(self.noise_multiplier)
         _check_beta(self.beta)
         if self.squared_l2_bound == 0:
             squared, _, _ = sensitivities(dimension=self.dimension, scale=self.scale, clip=self.clip, beta=self.beta)
             object.__setattr__(self, "squared_l2_bound", squared)
-        if not isinstance(self.squared_l2_bound, (int, np.integer)) or self.squared_l2_bound < 1:
-            raise ConfigurationError(f"squared_l2_bound must be an integer >= 1; found {self.squared_l2_bound!r}")
+        validation.positive_int(self.squared_l2_bound, "squared_l2_bound")
 
     # -- derived parameters -------------------------------------------------
 
@@ -484,7 +473,9 @@ class DistributedPipeline:
         signed = ring.to_signed(vector, self.ring_bits).astype(np.float64) / self.scale
         return unrotate(signed, signs=signs, dimension=self.dimension)
 
-    def decoded_noise(self, *, clients: int, shares: int, signs: NDArray[Any], rng: np.random.Generator) -> NDArray[np.float64]:
+    def decoded_noise(
+        self, *, clients: int, shares: int, signs: NDArray[Any], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
         """The float noise :meth:`decode` leaves on an aggregate of ``clients`` shares (for probes)."""
         total = np.zeros(self.padded_dimension, dtype=np.int64)
         for _ in range(clients):
@@ -510,7 +501,7 @@ class DistributedPipeline:
         steps: int = 1,
         beta: float = DEFAULT_BETA,
         wrap_target: float = DEFAULT_WRAP_TARGET,
-    ) -> "DistributedPipeline":
+    ) -> DistributedPipeline:
         """The largest scale whose wrap bound for ``clients`` summed inputs is <= ``wrap_target``.
 
         ``shares`` is the threshold t for that cohort. Give ``noise_multiplier``
@@ -520,33 +511,37 @@ class DistributedPipeline:
         Delta_2), alternating with the scale until both settle. Warns with
         :class:`WrapAroundWarning` if the final bound exceeds 1e-4.
         """
-        mechanism = _check_mechanism(mechanism)  # type: ignore[assignment]
+        mechanism = _check_mechanism(mechanism)
+        dimension = validation.positive_int(dimension, "dimension")
+        clip = validation.positive_float(clip, "clip")
         ring_bits = _check_ring_bits(ring_bits)
         shares = _check_shares(shares)
-        if isinstance(clients, bool) or not isinstance(clients, (int, np.integer)) or clients < shares:
+        if not validation.is_integer(clients) or clients < shares:
             raise ConfigurationError(f"clients must be an integer >= shares={shares}; found {clients!r}")
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ConfigurationError("give exactly one of noise_multiplier and target_epsilon")
         if target_epsilon is not None and delta is None:
             raise ConfigurationError("target_epsilon needs delta")
-        if not (isinstance(wrap_target, float) and 0.0 < wrap_target < 1.0):
-            raise ConfigurationError(f"wrap_target must be a float in (0, 1); found {wrap_target!r}")
-        base = dict(mechanism=mechanism, dimension=int(dimension), clip=float(clip), ring_bits=ring_bits, beta=beta)
+        wrap_target = validation.probability(wrap_target, "wrap_target", allow_zero=False, allow_one=False)
+
+        def pipeline_at(scale: float, z: float) -> DistributedPipeline:
+            return cls(mechanism=mechanism, dimension=dimension, clip=clip, scale=scale, ring_bits=ring_bits,
+                       noise_multiplier=z, beta=beta)
 
         def calibrated(scale: float) -> float:
             if noise_multiplier is not None:
                 return float(noise_multiplier)
             from securefl.privacy.calibration import calibrate_noise_multiplier
 
-            event_for = event_factory(mechanism=mechanism, dimension=int(dimension), scale=scale, clip=float(clip),
-                                      beta=beta, shares=shares)
+            event_for = event_factory(mechanism=mechanism, dimension=dimension, scale=scale, clip=clip, beta=beta,
+                                      shares=shares)
             return calibrate_noise_multiplier(
-                target_epsilon=target_epsilon,  # type: ignore[arg-type]
-                delta=_check_delta(delta),  # type: ignore[arg-type]
-                sample_rate=_check_sample_rate(sample_rate), steps=_check_steps(steps), event_for=event_for)
+                target_epsilon=validation.positive_float(target_epsilon, "target_epsilon"),
+                delta=check_delta(delta), sample_rate=check_sample_rate(sample_rate), steps=check_steps(steps),
+                event_for=event_for)
 
         def wrap_at(scale: float, z: float) -> float:
-            return cls(scale=scale, noise_multiplier=z, **base).wrap_probability(clients=clients, shares=shares)  # type: ignore[arg-type]
+            return pipeline_at(scale, z).wrap_probability(clients=clients, shares=shares)
 
         def largest_scale(z: float) -> float:
             low, high = 1e-9 / clip, float(1 << ring_bits) / clip
@@ -574,7 +569,7 @@ class DistributedPipeline:
             if settled:
                 break
             scale = largest_scale(z)
-        pipeline = cls(scale=scale, noise_multiplier=z, **base)  # type: ignore[arg-type]
+        pipeline = pipeline_at(scale, z)
         probability = pipeline.wrap_probability(clients=clients, shares=shares)
         if probability > WRAP_WARNING_THRESHOLD:
             warnings.warn(

@@ -68,19 +68,21 @@ The PLD accountant does not support these events (``ConfigurationError``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Final
+from typing import ClassVar, Final
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.privacy.accountant import (
     PrivacyEvent,
-    _check_noise_multiplier,
-    _check_orders,
-    _check_sample_rate,
+    check_noise_multiplier,
+    check_orders,
+    check_sample_rate,
     rdp_of_event,
     register_event,
 )
@@ -99,23 +101,9 @@ __all__ = [
 _MAX_SUBSAMPLED_ORDER: Final = 1 << 13
 
 
-def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigurationError(f"{name} must be a finite number > 0; found {value!r}")
-    if not (0.0 < float(value) < math.inf):
-        raise ConfigurationError(f"{name} must be finite and > 0; found {value}")
-    return float(value)
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1; found {value!r}")
-    return int(value)
-
-
 def _check_sensitivities(l2: float, l1: float) -> tuple[float, float]:
-    l2 = _check_positive("l2_sensitivity", l2)
-    l1 = _check_positive("l1_sensitivity", l1)
+    l2 = validation.positive_float(l2, "l2_sensitivity")
+    l1 = validation.positive_float(l1, "l1_sensitivity")
     if l1 < l2 * (1.0 - 1e-12):
         raise ConfigurationError(f"l1_sensitivity must be >= l2_sensitivity={l2}; found {l1}")
     return l2, l1
@@ -138,7 +126,8 @@ def _at_orders(
     low = np.floor(alpha + 1e-12).astype(np.int64)
     t = np.clip(alpha - low, 0.0, 1.0)
     needed = np.unique(np.concatenate([low[low >= 2], low + 1]))
-    log_moment = dict(zip(needed.tolist(), ((needed - 1) * np.asarray(integer_curve(needed), dtype=np.float64)).tolist()))
+    scaled = (needed - 1) * np.asarray(integer_curve(needed), dtype=np.float64)
+    log_moment = dict(zip(needed.tolist(), scaled.tolist()))
     log_moment[1] = 0.0
     f_low = np.array([log_moment[k] for k in low.tolist()])
     f_high = np.array([log_moment[k + 1] for k in low.tolist()])
@@ -162,7 +151,7 @@ def skellam_rdp(
     ``eps(alpha) = alpha D2^2/(2V) + min(((2 alpha - 1) D2^2 + 6 D1)/(4 V^2), 3 D1/(2V))``
     with ``V = (z D2)^2``; between integer orders, the chord of :func:`_at_orders`.
     """
-    z = _check_noise_multiplier(noise_multiplier)
+    z = check_noise_multiplier(noise_multiplier)
     l2, l1 = _check_sensitivities(l2_sensitivity, l1_sensitivity)
     if z == 0.0:
         return np.full(np.shape(orders), math.inf)
@@ -185,8 +174,8 @@ def ddg_tau(*, local_variance: float, shares: int) -> float:
     Bounds how far the sum of n discrete Gaussians ``N_Z(0, sigma^2)`` is from
     a discrete Gaussian of variance ``n sigma^2``; negligible once sigma >> 1.
     """
-    sigma2 = _check_positive("local_variance", local_variance)
-    n = _check_count("shares", shares)
+    sigma2 = validation.positive_float(local_variance, "local_variance")
+    n = validation.positive_int(shares, "shares")
     k = np.arange(1, n, dtype=np.float64)
     return float(10.0 * np.sum(np.exp(-2.0 * math.pi**2 * sigma2 * k / (k + 1.0))))
 
@@ -201,10 +190,10 @@ def distributed_discrete_gaussian_rdp(
     with ``a = D2/sqrt(V)``, ``b = D1/sqrt(V)``, ``V = (z D2)^2``, local ``sigma^2 = V/n``;
     between integer orders, the chord of :func:`_at_orders`.
     """
-    z = _check_noise_multiplier(noise_multiplier)
+    z = check_noise_multiplier(noise_multiplier)
     l2, l1 = _check_sensitivities(l2_sensitivity, l1_sensitivity)
-    d = _check_count("dimension", dimension)
-    n = _check_count("shares", shares)
+    d = validation.positive_int(dimension, "dimension")
+    n = validation.positive_int(shares, "shares")
     if z == 0.0:
         return np.full(np.shape(orders), math.inf)
     variance = (z * l2) ** 2
@@ -252,14 +241,14 @@ def poisson_subsampled_rdp(
     i >= 3 terms by 3); never more than the unsampled ``eps(alpha)``. Summed in log space, one vectorised sum per
     distinct order; ``curve`` maps an int64 array of orders >= 2 to RDP.
     """
-    q = _check_sample_rate(sample_rate)
+    q = check_sample_rate(sample_rate)
     if q == 1.0:
         return _at_orders(curve, orders)
 
     def at_integers(alpha: NDArray[np.int64]) -> NDArray[np.float64]:
         unsampled = np.asarray(curve(alpha), dtype=np.float64)
         small = alpha <= _MAX_SUBSAMPLED_ORDER
-        result = unsampled.copy()
+        result = np.copy(unsampled)
         if not np.any(small):
             return result
         unique = np.unique(alpha[small])
@@ -290,9 +279,9 @@ def poisson_subsampled_rdp(
 # --------------------------------------------------------------------------
 
 
-def _check_noise_fields(event: PrivacyEvent) -> None:
+def _check_noise_fields(event: SkellamEvent | DistributedDiscreteGaussianEvent) -> None:
     """Validate and normalise the noise multiplier and both sensitivities of a frozen event in place."""
-    object.__setattr__(event, "noise_multiplier", _check_noise_multiplier(event.noise_multiplier))
+    object.__setattr__(event, "noise_multiplier", check_noise_multiplier(event.noise_multiplier))
     l2, l1 = _check_sensitivities(event.l2_sensitivity, event.l1_sensitivity)
     object.__setattr__(event, "l2_sensitivity", l2)
     object.__setattr__(event, "l1_sensitivity", l1)
@@ -317,7 +306,7 @@ class SkellamEvent(PrivacyEvent):
 
     def __post_init__(self) -> None:
         _check_noise_fields(self)
-        object.__setattr__(self, "sample_rate", _check_sample_rate(self.sample_rate))
+        object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate))
 
     def rdp(self, orders: NDArray[np.float64] | NDArray[np.int64]) -> NDArray[np.float64]:
         def curve(alpha: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -348,9 +337,9 @@ class DistributedDiscreteGaussianEvent(PrivacyEvent):
 
     def __post_init__(self) -> None:
         _check_noise_fields(self)
-        object.__setattr__(self, "dimension", _check_count("dimension", self.dimension))
-        object.__setattr__(self, "shares", _check_count("shares", self.shares))
-        object.__setattr__(self, "sample_rate", _check_sample_rate(self.sample_rate))
+        object.__setattr__(self, "dimension", validation.positive_int(self.dimension, "dimension"))
+        object.__setattr__(self, "shares", validation.positive_int(self.shares, "shares"))
+        object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate))
 
     def rdp(self, orders: NDArray[np.float64] | NDArray[np.int64]) -> NDArray[np.float64]:
         def curve(alpha: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -363,9 +352,9 @@ class DistributedDiscreteGaussianEvent(PrivacyEvent):
 
 @rdp_of_event.register
 def _(event: SkellamEvent, orders: NDArray[np.float64]) -> NDArray[np.float64]:
-    return event.rdp(_check_orders(orders))
+    return event.rdp(check_orders(orders))
 
 
 @rdp_of_event.register
 def _(event: DistributedDiscreteGaussianEvent, orders: NDArray[np.float64]) -> NDArray[np.float64]:
-    return event.rdp(_check_orders(orders))
+    return event.rdp(check_orders(orders))

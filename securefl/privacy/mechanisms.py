@@ -17,6 +17,7 @@ not.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 
 __all__ = [
@@ -46,7 +48,7 @@ def _check_rng(rng: Any) -> np.random.Generator:
 
 def _check_shape(shape: int | tuple[int, ...]) -> tuple[int, ...]:
     dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in dims):
+    if not all(validation.is_integer(d) and d >= 0 for d in dims):
         raise ConfigurationError(f"shape must be non-negative integers; found {shape!r}")
     return tuple(int(d) for d in dims)
 
@@ -76,10 +78,7 @@ def clip_l2(updates: ArrayLike, *, max_norm: float) -> ClipResult:
     standard DP-FedAvg diagnostic; it is itself data-dependent, so releasing
     it costs privacy unless it is privatised too).
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.floating)):
-        raise ConfigurationError(f"max_norm must be a number > 0; found {max_norm!r}")
-    if not (0.0 < float(max_norm) < math.inf):
-        raise ConfigurationError(f"max_norm must be finite and > 0; found {max_norm}")
+    max_norm = validation.positive_float(max_norm, "max_norm")
     array = np.asarray(updates, dtype=np.float64)
     if array.ndim not in (1, 2):
         raise ConfigurationError(f"updates must be 1-D or 2-D; found shape {array.shape}")
@@ -88,7 +87,7 @@ def clip_l2(updates: ArrayLike, *, max_norm: float) -> ClipResult:
     batch = np.atleast_2d(array)
     norms = np.linalg.norm(batch, axis=1)
     with np.errstate(divide="ignore"):
-        scale = np.minimum(1.0, float(max_norm) / norms)
+        scale = np.minimum(1.0, max_norm / norms)
     clipped = batch * scale[:, None]
     fraction = float(np.mean(norms > max_norm)) if norms.size else 0.0
     if array.ndim == 1:
@@ -105,9 +104,8 @@ def gaussian_noise(
     *, shape: int | tuple[int, ...], std: float, rng: np.random.Generator
 ) -> NDArray[np.float64]:
     """I.i.d. ``N(0, std^2)`` noise of ``shape``; for DP-FedAvg ``std = z * C``."""
-    if isinstance(std, bool) or not isinstance(std, (int, float, np.floating)) or not (0.0 <= float(std) < math.inf):
-        raise ConfigurationError(f"std must be finite and >= 0; found {std!r}")
-    return _check_rng(rng).normal(0.0, float(std), size=_check_shape(shape))
+    std = validation.non_negative_float(std, "std")
+    return _check_rng(rng).normal(0.0, std, size=_check_shape(shape))
 
 
 # --------------------------------------------------------------------------
@@ -115,7 +113,9 @@ def gaussian_noise(
 # --------------------------------------------------------------------------
 
 
-def _bernoulli_rational(numerator: NDArray[Any], denominator: NDArray[Any], rng: np.random.Generator) -> NDArray[np.bool_]:
+def _bernoulli_rational(
+    numerator: NDArray[Any], denominator: NDArray[Any], rng: np.random.Generator
+) -> NDArray[np.bool_]:
     """Exact Bernoulli(numerator / denominator) per element (0 <= num <= den).
 
     int64 arrays compare one uniform integer in [0, den). Python-int (object)
@@ -167,7 +167,9 @@ def _bernoulli_exp_neg_one(size: int, rng: np.random.Generator) -> NDArray[np.bo
     return _bernoulli_exp_neg_fraction(ones, ones, rng)
 
 
-def _bernoulli_exp_neg(numerator: NDArray[Any], denominator: NDArray[Any], rng: np.random.Generator) -> NDArray[np.bool_]:
+def _bernoulli_exp_neg(
+    numerator: NDArray[Any], denominator: NDArray[Any], rng: np.random.Generator
+) -> NDArray[np.bool_]:
     """Exact Bernoulli(exp(-g)) for rational g = num/den >= 0 (CKS 2020, Alg. 1, g > 1 case).
 
     ``floor(g)`` independent Bernoulli(exp(-1)) must all succeed, then one
@@ -187,15 +189,14 @@ def _bernoulli_exp_neg(numerator: NDArray[Any], denominator: NDArray[Any], rng: 
     return alive
 
 
-def _check_scale(value: Any, name: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, np.integer, np.floating)):
-        raise ConfigurationError(f"{name} must be a positive number; found {value!r}")
-    if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
-        raise ConfigurationError(f"{name} must be finite and > 0; found {value}")
-    exact = Fraction(value) if not isinstance(value, np.floating) else Fraction(float(value))
-    if exact <= 0:
-        raise ConfigurationError(f"{name} must be > 0; found {value}")
-    return exact
+def _check_scale(value: object, name: str) -> Fraction:
+    """``value`` as an exact rational > 0: a float is its exact binary value, an int or Fraction itself."""
+    if isinstance(value, (float, np.floating)):
+        return Fraction(validation.positive_float(value, name))
+    exact = Fraction(value) if isinstance(value, numbers.Rational) and validation.is_number(value) else None
+    if exact is not None and exact > 0:
+        return exact
+    raise ConfigurationError(f"{name} must be a positive finite number; found {value!r}")
 
 
 def _discrete_laplace_batch(t: int, size: int, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -229,11 +230,10 @@ def discrete_laplace_noise(
     *, shape: int | tuple[int, ...], scale: int, rng: np.random.Generator
 ) -> NDArray[np.int64]:
     """Exact discrete Laplace noise ``P(y) ∝ exp(-|y| / scale)`` on the integers (CKS 2020, Alg. 2)."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise ConfigurationError(f"scale must be an integer >= 1; found {scale!r}")
+    scale = validation.positive_int(scale, "scale")
     dims = _check_shape(shape)
     count = int(np.prod(dims, dtype=np.int64))
-    return _discrete_laplace_batch(int(scale), count, _check_rng(rng)).reshape(dims)
+    return _discrete_laplace_batch(scale, count, _check_rng(rng)).reshape(dims)
 
 
 def discrete_gaussian_noise(
@@ -290,7 +290,7 @@ def skellam_noise(*, shape: int | tuple[int, ...], mu: float, rng: np.random.Gen
     Skellam(sum mu_i), so per-client shares add up to the central noise.
     Uses numpy's Poisson sampler (not bit-exact).
     """
-    if isinstance(mu, bool) or not isinstance(mu, (int, float, np.floating)) or not (0.0 <= float(mu) < 1e15):
+    if not validation.is_number(mu) or not 0.0 <= float(mu) < 1e15:
         raise ConfigurationError(f"mu must be a number in [0, 1e15); found {mu!r}")
     rng = _check_rng(rng)
     dims = _check_shape(shape)

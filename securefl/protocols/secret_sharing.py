@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 
@@ -45,7 +46,7 @@ from securefl.protocols.base import (
     Step,
     check_min_clients,
 )
-from securefl.protocols.wire import SERVER, Message, RingVector, client_id, client_index
+from securefl.protocols.wire import SERVER, Message, RingVector, Size, client_id, client_index
 
 __all__ = [
     "SecretSharing",
@@ -93,7 +94,7 @@ class SeedShare(Message):
     """Client -> aggregator j >= 1: the 32-byte seed of s_j."""
 
     KIND = "secret-sharing/seed-share"
-    seed: bytes
+    seed: Annotated[bytes, Size(prg.SEED_BYTES)]
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,7 @@ class _Aggregator(RespondingEngine):
                 raise InvalidMessage(f"share from {message.sender} has the wrong ring or length")
             self._vector_shares[sender] = message.vector
         else:
-            assert isinstance(message, SeedShare)
-            if len(message.seed) != prg.SEED_BYTES:
-                raise InvalidMessage(f"seed share from {message.sender} is {len(message.seed)} bytes; expected 32")
+            assert isinstance(message, SeedShare)  # its seed has 32 bytes: the schema refuses any other length
             self._seed_shares[sender] = message.seed
         return []
 

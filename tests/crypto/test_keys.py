@@ -37,7 +37,9 @@ field = st.one_of(st.binary(max_size=8), st.text(max_size=8), st.integers(0, 2**
 def test_context_layout_known_answer():
     encoded = context("ab", b"\x01", 7)
 
-    assert encoded == bytes.fromhex("0003" "02" "00000002" "6162" "01" "00000001" "01" "03" "00000008" "0000000000000007")
+    assert encoded == bytes.fromhex(
+        "0003" "02" "00000002" "6162" "01" "00000001" "01" "03" "00000008" "0000000000000007"
+    )
 
 
 @settings(max_examples=150, deadline=None)

@@ -147,6 +147,8 @@ def test_accumulate_with_no_streams_copies_the_start():
         (dict(signs=[1]), "one per stream"),
         (dict(signs=0), "found 0"),
         (dict(signs=[True, 1]), "must be \\+1 or -1"),
+        (dict(signs=True), "must be \\+1 or -1"),
+        (dict(signs=[1.0, 1]), "must be \\+1 or -1"),
         (dict(start_from=np.zeros(3, np.uint32)), "start_from must be"),
         (dict(streams=[(bytes(31), b"l"), (bytes(32), b"l")]), "found 31 bytes"),
     ],

@@ -322,6 +322,24 @@ def test_share_constructor_validates(fields, message):
         Share(**fields)
 
 
+def test_share_constructor_stores_numpy_integers_as_ints():
+    share = shamir.split(SECRET, threshold=2, shares=2)[0]
+    rebuilt = Share(x=np.uint16(share.x), secret_length=np.int64(share.secret_length), values=share.values)
+    from_numpy = Share(x=np.int32(1), secret_length=np.int64(32), values=(np.int64(5),))
+
+    assert rebuilt == share
+    assert all(type(field) is int for field in (from_numpy.x, from_numpy.secret_length, *from_numpy.values))
+    assert Share.from_bytes(from_numpy.to_bytes()) == from_numpy
+
+
+def test_numpy_parameters_and_elements_are_accepted():
+    rows = shamir.split_elements([np.int64(7)], threshold=np.int64(2), shares=np.uint8(3), prime=np.int64(11))
+    xs = [np.int64(1), np.int64(3)]
+
+    assert shamir.reconstruct_elements(xs, [rows[0], rows[2]], prime=11) == [7]
+    assert shamir.reconstruct_elements(xs, [np.array(rows[0]), np.array(rows[2])], prime=11) == [7]
+
+
 @pytest.mark.parametrize("data", ["00", 5, None])
 def test_share_from_non_bytes_rejected(data):
     with pytest.raises(InvalidMessage, match="share must be bytes"):
@@ -366,7 +384,8 @@ def test_non_share_inputs_rejected():
 
 def test_inconsistent_shares_detected_when_chunk_overflows():
     all_shares = shamir.split(os.urandom(33), threshold=2, shares=2)  # last chunk is 1 byte
-    tampered = Share(x=2, secret_length=33, values=(all_shares[1].values[0], (all_shares[1].values[1] + 2**100) % PRIME))
+    first, second = all_shares[1].values
+    tampered = Share(x=2, secret_length=33, values=(first, (second + 2**100) % PRIME))
 
     with pytest.raises(InvalidMessage, match="inconsistent"):
         shamir.reconstruct([all_shares[0], tampered], threshold=2)

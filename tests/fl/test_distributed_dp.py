@@ -15,7 +15,8 @@ from securefl.protocols import Plaintext, SecAgg, SecretSharing
 
 def _trainer(protocol=None, **overrides):
     dp = DistributedDP(bits=overrides.pop("bits", 16), noise_multiplier=overrides.pop("z", 1.0), clip=0.5,
-                       sample_rate=overrides.pop("q", 0.5), noise_seed=3, mechanism=overrides.pop("mechanism", "skellam"))
+                       sample_rate=overrides.pop("q", 0.5), noise_seed=3,
+                       mechanism=overrides.pop("mechanism", "skellam"))
     config = FedAvgConfig(clients=overrides.pop("clients", 12), rounds=overrides.pop("rounds", 3), hidden=8, seed=1,
                           dropout=overrides.pop("dropout", 0.0))
     return DistributedDPFedAvg(protocol or SecretSharing(min_clients=2), config, dp=dp)
@@ -95,7 +96,8 @@ def test_with_ring_bits_keeps_the_protocol_and_its_threshold():
 @pytest.mark.parametrize(
     ("options", "message"),
     [(dict(bits=1, noise_multiplier=1.0), "found 1"), (dict(mechanism="gauss", noise_multiplier=1.0), "found 'gauss'"),
-     (dict(noise_multiplier=1.0, target_epsilon=2.0), "exactly one"), (dict(noise_multiplier=1.0, sample_rate=0.0), "found 0.0"),
+     (dict(noise_multiplier=1.0, target_epsilon=2.0), "exactly one"),
+     (dict(noise_multiplier=1.0, sample_rate=0.0), "found 0.0"),
      (dict(noise_multiplier=1.0, accountant="pld"), "RDP accountant only")],
 )
 def test_bad_parameters_refused(options, message):

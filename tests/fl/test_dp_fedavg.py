@@ -12,7 +12,8 @@ from securefl.protocols import SecretSharing
 
 
 def _trainer(**overrides):
-    dp = CentralDP(noise_multiplier=overrides.pop("z", 1.5), clip=0.5, sample_rate=overrides.pop("q", 0.5), noise_seed=3)
+    dp = CentralDP(noise_multiplier=overrides.pop("z", 1.5), clip=0.5, sample_rate=overrides.pop("q", 0.5),
+                   noise_seed=3)
     config = FedAvgConfig(clients=overrides.pop("clients", 20), rounds=overrides.pop("rounds", 3), hidden=8, seed=1)
     return DPFedAvg(SecretSharing(), config, dp=dp)
 
@@ -68,7 +69,10 @@ def test_calibration_meets_the_target():
     assert epsilon_for(noise_multiplier=dp.noise_multiplier, sample_rate=0.2, steps=10, delta=1e-5) <= 3.0
 
 
-@pytest.mark.parametrize("field, value", [("clip", 0), ("sample_rate", 1.5), ("delta", 1.0), ("noise_multiplier", -1), ("accountant", "x")])
+@pytest.mark.parametrize(
+    "field, value",
+    [("clip", 0), ("sample_rate", 1.5), ("delta", 1.0), ("noise_multiplier", -1), ("accountant", "x")],
+)
 def test_bad_parameters_refused(field, value):
     parameters = dict(noise_multiplier=1.0, clip=1.0, sample_rate=0.5, delta=1e-5, accountant="rdp")
     parameters[field] = value

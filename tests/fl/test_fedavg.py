@@ -241,7 +241,8 @@ def test_updates_are_clipped_to_the_encoding_bound(digits):
 
 def test_progress_is_called_once_per_round_and_history_is_json(digits):
     seen = []
-    history = FedAvg(SecretSharing(), FedAvgConfig(rounds=2, dropout=0.5, seed=3), dataset=digits).run(progress=seen.append)
+    trainer = FedAvg(SecretSharing(), FedAvgConfig(rounds=2, dropout=0.5, seed=3), dataset=digits)
+    history = trainer.run(progress=seen.append)
     assert [r.round for r in seen] == [0, 1] and seen == history.records
     data = json.loads(json.dumps(history.to_dict()))
     assert data["final_accuracy"] == history.final_accuracy

@@ -33,7 +33,10 @@ def test_shapes_and_default_linear_initialisation_bounds():
     assert model.hidden.weight.std() > 0.5 / np.sqrt(3 * 64)
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [({"hidden": 0}, "hidden"), ({"seed": -2}, "seed"), ({"seed": 1.0}, "seed"), ({"classes": 0}, "classes")])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [({"hidden": 0}, "hidden"), ({"seed": -2}, "seed"), ({"seed": 1.0}, "seed"), ({"classes": 0}, "classes")],
+)
 def test_bad_values_are_refused_by_name(kwargs, named):
     arguments = {"seed": 0, **kwargs}
     with pytest.raises(ConfigurationError, match=named):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from flwr.app import Context, Message, RecordDict
 from flwr.common.serde import context_from_proto, context_to_proto, message_from_proto, message_to_proto

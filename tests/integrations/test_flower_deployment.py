@@ -20,16 +20,17 @@ import pytest
 pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
 
 from securefl import ring  # noqa: E402
-
 from tests.integrations.flower_processes import LocalFederation, flower_cli_available, wait_for  # noqa: E402
 
 pytestmark = [
     pytest.mark.flower,
     pytest.mark.deployment,
-    pytest.mark.skipif(not flower_cli_available(), reason="the flower-superlink / flower-supernode / flwr commands are missing"),
+    pytest.mark.skipif(not flower_cli_available(),
+                       reason="the flower-superlink / flower-supernode / flwr commands are missing"),
     # One federation of processes serves both tests; xdist would start one per worker on a shared CPU.
     pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")),
-                       reason="the deployment test runs alone, without xdist: python -m pytest -q -m deployment tests/integrations"),
+                       reason="the deployment test runs alone, without xdist: "
+                              "python -m pytest -q -m deployment tests/integrations"),
 ]
 
 APP = Path(__file__).parent / "flower_app"
@@ -98,7 +99,8 @@ def test_paillier_over_flower_sums_exactly_with_the_key_on_its_own_supernode(fed
 
 def test_secagg_over_flower_sums_exactly_then_recovers_from_a_supernode_killed_between_phases(federation):
     victim = federation.nodes["client-1"]
-    out = run(federation, "secagg", protocol="secagg", aggregations=2, **{"pause-after": "share-keys", "pause-round": 1})
+    pause = {"pause-after": "share-keys", "pause-round": 1}
+    out = run(federation, "secagg", protocol="secagg", aggregations=2, **pause)
 
     full = result(federation, out, 0)
     assert full["included"] == list(range(CLIENTS)) and full["dropped"] == {}

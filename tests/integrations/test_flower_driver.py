@@ -26,12 +26,13 @@ from securefl.integrations.flower import (  # noqa: E402
     FlowerDriver,
     SecureFLNode,
     make_client_app,
+    persist,
     protocol_from_config,
+    wire,
 )
-from securefl.integrations.flower import persist, wire  # noqa: E402
 from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
-from securefl.protocols.wire import decode_message  # noqa: E402
 from securefl.protocols.secagg import SecAgg  # noqa: E402
+from securefl.protocols.wire import decode_message  # noqa: E402
 from securefl.simulation import server_saw_individual_updates  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
 

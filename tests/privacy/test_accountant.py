@@ -107,7 +107,7 @@ def test_bad_step_values_are_echoed(make, kwargs, message) -> None:
 @pytest.mark.parametrize("make", ACCOUNTANTS, ids=IDS)
 @pytest.mark.parametrize("delta", [0.0, 1.0, -1e-5, float("nan")])
 def test_bad_delta_is_echoed(make, delta) -> None:
-    with pytest.raises(ConfigurationError, match="delta must be in"):
+    with pytest.raises(ConfigurationError, match=r"delta must be a probability in \(0, 1\); found "):
         make().get_epsilon(delta)
 
 

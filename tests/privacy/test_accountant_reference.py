@@ -60,7 +60,7 @@ def _grid_id(cell: tuple[float, float, int]) -> str:
     return f"q={q}-z={z}-T={steps}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _their_rdp_curve(q: float, z: float) -> np.ndarray:
     """dp-accounting's single-step RDP curve on its default orders (cached: T scales it)."""
     accountant = dp_rdp.RdpAccountant()
@@ -73,7 +73,7 @@ def _their_rdp_epsilon(q: float, z: float, steps: int, delta: float) -> float:
     return float(dp_rdp.compute_epsilon(dp_rdp.DEFAULT_RDP_ORDERS, steps * curve, delta)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _our_rdp_epsilons(q: float, z: float, steps: int) -> dict[float, float]:
     accountant = RDPAccountant()
     accountant.step(noise_multiplier=z, sample_rate=q, steps=steps)
@@ -82,7 +82,7 @@ def _our_rdp_epsilons(q: float, z: float, steps: int) -> dict[float, float]:
         return {delta: accountant.get_epsilon(delta) for delta in DELTAS}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _our_pld_epsilons(q: float, z: float, steps: int) -> dict[float, float]:
     accountant = PLDAccountant(value_discretization_interval=PLD_INTERVAL)
     accountant.step(noise_multiplier=z, sample_rate=q, steps=steps)

@@ -89,8 +89,8 @@ def test_pld_calibrates_less_noise_than_rdp() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"target_epsilon": 0.0}, "target_epsilon must be finite and > 0; found 0.0"),
-        ({"delta": 1.0}, "delta must be in \\(0, 1\\); found 1.0"),
+        ({"target_epsilon": 0.0}, "target_epsilon must be a positive finite number; found 0.0"),
+        ({"delta": 1.0}, "delta must be a probability in \\(0, 1\\); found 1.0"),
         ({"sample_rate": 2.0}, "found 2.0"),
         ({"steps": 0}, "found 0"),
         ({"accountant": "gdp"}, "found 'gdp'"),

@@ -60,4 +60,5 @@ def test_bad_values_give_one_line_and_exit_2(argv: list[str], named: str, capsys
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(("securefl epsilon: error: ", "securefl calibrate: error: ")) and f"found {named}" in lines[0]
+    assert lines[0].startswith(("securefl epsilon: error: ", "securefl calibrate: error: "))
+    assert f"found {named}" in lines[0]

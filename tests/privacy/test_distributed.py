@@ -119,7 +119,7 @@ def test_conditional_rounding_refuses_an_input_above_the_design_norm() -> None:
 def test_rounded_bound_is_the_smaller_of_the_two() -> None:
     assert rounded_l2_bound(norm=10.0, dimension=4, beta=0.0) == 12.0
     assert rounded_l2_bound(norm=1000.0, dimension=1024, beta=math.exp(-0.5)) < 1000.0 + 32
-    with pytest.raises(ConfigurationError, match="beta must be a number in \\[0, 1\\); found 1.0"):
+    with pytest.raises(ConfigurationError, match="beta must be a probability in \\[0, 1\\); found 1.0"):
         rounded_l2_bound(norm=1.0, dimension=4, beta=1.0)
 
 
@@ -199,7 +199,7 @@ def test_encode_refuses_a_wrong_length() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("mechanism", "laplace", "found 'laplace'"), ("scale", 0.0, "scale must be finite and > 0; found 0.0"),
+    [("mechanism", "laplace", "found 'laplace'"), ("scale", 0.0, "scale must be a positive finite number; found 0.0"),
      ("ring_bits", 63, "found 63"), ("noise_multiplier", -1.0, "found -1.0")],
 )
 def test_bad_pipeline_parameters_are_named(field: str, value: object, message: str) -> None:

@@ -72,8 +72,8 @@ def test_skellam_bound_dominates_in_two_dimensions() -> None:
     log_q = _log_skellam(support, variance)
     for alpha in (2, 4, 9):
         exact = sum(_renyi(_log_skellam(support - s, variance), log_q, alpha) for s in (2, -1))
-        bound = skellam_rdp(orders=np.array([alpha]), noise_multiplier=math.sqrt(variance / 5), l2_sensitivity=math.sqrt(5),
-                            l1_sensitivity=3.0)[0]
+        bound = skellam_rdp(orders=np.array([alpha]), noise_multiplier=math.sqrt(variance / 5),
+                            l2_sensitivity=math.sqrt(5), l1_sensitivity=3.0)[0]
         assert exact <= bound
 
 
@@ -169,7 +169,8 @@ def test_skellam_epsilon_is_within_five_percent_of_the_gaussian_at_equal_varianc
 def test_calibration_with_a_discrete_event_never_overshoots() -> None:
     factory = event_factory(mechanism="skellam", dimension=500, scale=50.0)
     for target in (1.0, 4.0, 10.0):
-        z = calibrate_noise_multiplier(target_epsilon=target, delta=1e-6, sample_rate=0.05, steps=200, event_for=factory)
+        z = calibrate_noise_multiplier(target_epsilon=target, delta=1e-6, sample_rate=0.05, steps=200,
+                                       event_for=factory)
         assert epsilon_for(noise_multiplier=z, sample_rate=0.05, steps=200, delta=1e-6, event_for=factory) <= target
 
 
@@ -198,7 +199,7 @@ def test_pld_accountant_refuses_the_discrete_events() -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(dict(l2_sensitivity=0.0, l1_sensitivity=1.0), "l2_sensitivity must be finite and > 0; found 0.0"),
+    [(dict(l2_sensitivity=0.0, l1_sensitivity=1.0), "l2_sensitivity must be a positive finite number; found 0.0"),
      (dict(l2_sensitivity=10.0, l1_sensitivity=5.0), "l1_sensitivity must be >= l2_sensitivity=10.0; found 5.0"),
      (dict(l2_sensitivity=10.0, l1_sensitivity=10.0, sample_rate=1.5), "found 1.5")],
 )
@@ -236,8 +237,10 @@ def test_epsilon_and_calibrate_with_a_mechanism(capsys: pytest.CaptureFixture[st
     [(["--mechanism", "skellam"], "needs --dimension and --scale"),
      (["--scale", "3"], "--scale needs --mechanism skellam or ddgauss"),
      (["--mechanism", "skellam", "--dimension", "10", "--scale", "3", "--accountant", "pld"], "PLD accountant"),
-     (["--mechanism", "skellam", "--dimension", "10", "--scale", "3", "--shares", "2"], "--shares needs --mechanism ddgauss")],
+     (["--mechanism", "skellam", "--dimension", "10", "--scale", "3", "--shares", "2"],
+      "--shares needs --mechanism ddgauss")],
 )
 def test_mechanism_flags_are_checked(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = _cli(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.1", "--steps", "5", "--delta", "1e-5", *argv])
+    code = _cli(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.1", "--steps", "5", "--delta", "1e-5",
+                 *argv])
     assert code == 2 and message in capsys.readouterr().err

@@ -27,7 +27,7 @@ CASES = [
 ] + [(q, 1.0, alpha) for q in (0.001, 0.1, 0.6) for alpha in (1.5, 10.9)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_log_a(q: float, sigma: float, alpha: float) -> mpmath.mpf:
     """log A_alpha by tanh-sinh quadrature at 30 digits, split where the integrand turns."""
     with mpmath.workdps(30):

@@ -23,12 +23,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, TypeGuard
 
+from securefl.crypto.keys import SigningKey
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
-from securefl.protocols.base import Protocol
+from securefl.protocols.base import Parties, Protocol
 
 __all__ = ["publish", "bind", "check_supported", "registers_client_keys", "protocol_from_config", "ENCODING_KEYS"]
 
@@ -37,12 +40,28 @@ ENCODING_KEYS = ("clip", "value_bits", "ring_bits", "max_clients", "max_weight")
 
 try:
     import phe
-    from securefl.protocols.paillier import DECRYPTOR, KeyHolder, Paillier, key_id
+
+    from securefl.protocols.paillier import DECRYPTOR, KeyHolder, Paillier
 except ImportError:  # pragma: no cover - Paillier ships with securefl; tolerate a tree without it
     Paillier = None  # type: ignore[assignment,misc]
 
 
-def _is_paillier(protocol: Protocol) -> bool:
+class RegisteredSetup(typing.Protocol):
+    """A protocol whose engines are built around client keys registered elsewhere (SecAgg, malicious server)."""
+
+    def setup_registered(
+        self,
+        *,
+        clients: int,
+        vector_length: int,
+        session: bytes,
+        round: int,
+        verification_keys: Sequence[bytes],
+        signing_keys: Mapping[int, SigningKey],
+    ) -> Parties: ...
+
+
+def _is_paillier(protocol: Protocol) -> TypeGuard[Paillier]:
     return Paillier is not None and isinstance(protocol, Paillier)
 
 
@@ -57,7 +76,7 @@ def check_supported(protocol: Protocol) -> None:
         )
 
 
-def registers_client_keys(protocol: Protocol) -> bool:
+def registers_client_keys(protocol: Protocol) -> TypeGuard[RegisteredSetup]:
     """Whether each client signs with a key of its own that every party must know (SecAgg, malicious server).
 
     Over Flower each client node makes that Ed25519 key itself and publishes
@@ -79,14 +98,16 @@ def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> t
     if _is_paillier(protocol) and party == DECRYPTOR:
         holder = protocol.key_holder
         if holder is None:
-            holder = _stored_key_holder(key_dir, protocol.key_bits) if key_dir else KeyHolder.generate(protocol.key_bits)
+            key_bits = protocol.key_bits
+            assert key_bits is not None  # resolved in Paillier.__post_init__
+            holder = _stored_key_holder(key_dir, key_bits) if key_dir else KeyHolder.generate(key_bits)
         bound = dataclasses.replace(protocol, key_holder=holder)
         n = holder.public_key.n
         return bound, n.to_bytes((n.bit_length() + 7) // 8, "big")
     return protocol, b""
 
 
-def _stored_key_holder(key_dir: Path, key_bits: int) -> "KeyHolder":
+def _stored_key_holder(key_dir: Path, key_bits: int) -> KeyHolder:
     path = Path(key_dir) / f"paillier-{key_bits}.json"
     if path.exists():
         stored = json.loads(path.read_text())
@@ -154,8 +175,9 @@ def protocol_from_config(config: Mapping[str, Any], *, prefix: str = "") -> Prot
         raise ConfigurationError(f"the run config must name a protocol ({prefix}protocol = \"secagg\"); found {name!r}")
     encoding = Encoding(**{key: options.pop(key) for key in ENCODING_KEYS if key in options})
     protocol = make_protocol(name, encoding=encoding, **options)
-    fields = {f.name for f in dataclasses.fields(protocol) if f.init} if dataclasses.is_dataclass(protocol) else set()
-    changes = {key: value for key, value in options.items() if key in fields and getattr(protocol, key) != value}
-    if changes:
-        protocol = dataclasses.replace(protocol, **changes)
+    if dataclasses.is_dataclass(protocol):
+        fields = {f.name for f in dataclasses.fields(protocol) if f.init}
+        changes = {key: value for key, value in options.items() if key in fields and getattr(protocol, key) != value}
+        if changes:
+            protocol = dataclasses.replace(protocol, **changes)
     return protocol

@@ -34,9 +34,10 @@ import functools
 import json
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from logging import INFO
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, RecordDict
@@ -49,6 +50,15 @@ from securefl.integrations.flower.node import Contribution, Job, SecureFLNode
 from securefl.integrations.flower.server import FlowerAggregation, FlowerDriver
 from securefl.protocols.base import Protocol
 from securefl.simulation import AggregationResult
+
+if TYPE_CHECKING:
+    # Type-checking only: securefl.fl needs torch, which this module imports on first use.
+    from securefl.fl import FedAvg, FedAvgConfig, RoundRecord
+    from securefl.fl.dp import CentralDP, DPFedAvg
+
+    _MixinBase = FedAvg
+else:
+    _MixinBase = object
 
 __all__ = [
     "MODEL_KEY",
@@ -65,7 +75,7 @@ __all__ = [
 MODEL_KEY = "securefl.model"
 
 
-def fedavg_config_from(run_config: Mapping[str, Any]) -> "FedAvgConfig":
+def fedavg_config_from(run_config: Mapping[str, Any]) -> FedAvgConfig:
     """A ``FedAvgConfig`` from the run config's kebab-case keys (``local-epochs``, ``lr``, ...)."""
     from securefl.fl import FedAvgConfig
 
@@ -74,7 +84,7 @@ def fedavg_config_from(run_config: Mapping[str, Any]) -> "FedAvgConfig":
     return FedAvgConfig(**{key: value for key, value in values.items() if key in fields})
 
 
-class FlowerRounds:
+class FlowerRounds(_MixinBase):
     """Mixin for a ``FedAvg`` (sub)class: its rounds run over Flower (see the module docstring).
 
     ``class FlowerFedAvg(FlowerRounds, FedAvg)``; for DP-FedAvg,
@@ -98,14 +108,16 @@ class FlowerRounds:
     def _sample_dropouts(self, sampled: Sequence[int]) -> dict[int, str]:
         return {}
 
-    def _secure_sum(self, updates, weights, round: int, *, dropouts) -> AggregationResult:
+    def _secure_sum(
+        self, updates: Sequence[np.ndarray], weights: Sequence[int], round: int, *, dropouts: Mapping[int, str]
+    ) -> AggregationResult:
         """The round's aggregation over Flower (the updates are on the nodes, not here)."""
         nodes, extra = self._flower_round
         aggregation = self._driver.aggregate(nodes, vector_length=self._vector_length, round=round, extra=extra)
         self.last_aggregation = aggregation
         return aggregation.result()
 
-    def _round(self, round: int) -> "RoundRecord":
+    def _round(self, round: int) -> RoundRecord:
         from securefl.fl import RoundRecord
 
         if getattr(self, "_driver", None) is None:
@@ -113,6 +125,7 @@ class FlowerRounds:
         started = time.perf_counter()
         sampled = self._sample_clients(round)
         federation = self._driver.federation
+        assert federation is not None  # discovered in attach
         nodes = [federation.node_for_partition(partition) for partition in sampled]
         model = ArrayRecord(torch_state_dict=dict(self.global_state))
         self._flower_round = (nodes, lambda node, index: RecordDict({MODEL_KEY: model}))
@@ -123,16 +136,18 @@ class FlowerRounds:
         abort_reason: str | None = None
         try:
             # The updates are on the nodes; the in-process steps only need one entry per sampled client.
-            mean_update, result = self._aggregate([None] * len(sampled), [], round, dropouts={})
+            placeholders: list[Any] = [None] * len(sampled)
+            mean_update, result = self._aggregate(placeholders, [], round, dropouts={})
         except ProtocolAbort as abort:
             abort_reason = str(abort)
         else:
             self.global_state = self._apply(self.global_state, mean_update)
         accuracy, loss = self._evaluate(self.global_state)
 
-        aggregation = self.last_aggregation
+        aggregation: FlowerAggregation | None = self.last_aggregation  # set by _secure_sum, if it ran
         metrics = result.metrics if result is not None else {}
-        dropouts = {partition: self._driver.protocol.phases[0] for partition, node in zip(sampled, nodes) if node is None}
+        first_phase = self._driver.protocol.phases[0]
+        dropouts = {partition: first_phase for partition, node in zip(sampled, nodes) if node is None}
         node_partition = dict(zip(nodes, sampled))
         dropouts.update({node_partition[node]: phase for node, phase in self._driver.last_dropped.items()
                          if node in node_partition})
@@ -167,7 +182,7 @@ class FlowerRounds:
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fedavg_classes() -> dict[str, type]:
     from securefl.fl import FedAvg
     from securefl.fl.dp import DPFedAvg
@@ -195,7 +210,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def central_dp_from(run_config: Mapping[str, Any]) -> "CentralDP | None":
+if TYPE_CHECKING:  # made by _fedavg_classes on first use (see __getattr__)
+
+    class FlowerFedAvg(FlowerRounds, FedAvg): ...
+
+    class FlowerDPFedAvg(FlowerRounds, DPFedAvg): ...
+
+
+def central_dp_from(run_config: Mapping[str, Any]) -> CentralDP | None:
     """``CentralDP`` from ``dp-noise-multiplier`` (or ``dp-epsilon``, calibrated over ``rounds``),
     ``dp-clip``, ``dp-sample-rate``, ``dp-delta``, ``dp-accountant``; None when neither is set
     (an empty string is unset)."""
@@ -230,6 +252,8 @@ def fedavg_input_fn(make_fedavg: Callable[[Context, Protocol], Any]) -> Callable
     def input_fn(job: Job) -> Contribution:
         import torch
 
+        from securefl.encoding import warn_clipped
+
         partition = job.partition
         if partition is None:
             raise ConfigurationError("this SuperNode has no partition-id in its node config; it holds no data")
@@ -251,15 +275,19 @@ def fedavg_input_fn(make_fedavg: Callable[[Context, Protocol], Any]) -> Callable
         finally:
             torch.set_num_threads(threads)
         weight = fedavg._weights([count])[0]
-        vector = job.protocol.encoding.encode(update, weight=weight, rng=np.random.default_rng())
+        encoding = job.protocol.encoding
+        warn_clipped(clipped=encoding.count_clipped(update), coordinates=int(np.size(update)), clip=encoding.clip)
+        vector = encoding.encode(update, weight=weight, rng=np.random.default_rng())
         if vector.size != job.vector_length:
-            raise ConfigurationError(f"the model has {vector.size - 1} parameters; the server expects {job.vector_length - 1}")
+            raise ConfigurationError(
+                f"the model has {vector.size - 1} parameters; the server expects {job.vector_length - 1}"
+            )
         return Contribution(vector=vector, metrics={"train-seconds": train_seconds})
 
     return input_fn
 
 
-def _default_node_fedavg(context: Context, protocol: Protocol) -> "FedAvg":
+def _default_node_fedavg(context: Context, protocol: Protocol) -> FedAvg:
     """FedAvg, or DPFedAvg when the run config sets ``dp-noise-multiplier`` or ``dp-epsilon``."""
     from securefl.fl import FedAvg
     from securefl.fl.dp import DPFedAvg
@@ -325,8 +353,10 @@ def fedavg_server_app(
         min_nodes = config.get("min-nodes", "")
         fedavg.attach(driver, min_nodes=None if min_nodes == "" else int(min_nodes),
                       wait=float(config.get("discovery-wait", 120.0)))
+        federation = driver.federation
+        assert federation is not None  # discovered in attach
         log(INFO, "securefl: %s over %d client SuperNode(s), helpers %s", chosen.describe(),
-            len(driver.federation.clients), driver.federation.helpers or "none")
+            len(federation.clients), federation.helpers or "none")
 
         def report(record: Any) -> None:
             log(INFO, "securefl: round %d accuracy %.4f included %d/%d dropped %s%s", record.round, record.accuracy,

@@ -32,15 +32,17 @@ SuperNodes run app code their operators trust (Flower's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from logging import INFO
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar, Union
+from typing import TypeVar
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from securefl import validation
 from securefl.crypto.keys import KeyPair, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, SecureFLError
 from securefl.integrations.flower import persist, wire
@@ -100,7 +102,9 @@ class Job:
     def partition(self) -> int | None:
         """The node's ``partition-id`` from its node config, if it has one."""
         value = self.context.node_config.get(PARTITION_KEY)
-        return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
+        if value is None or not validation.is_integer(value):
+            return None
+        return int(value)
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ class Contribution:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
-InputFn = Callable[[Job], Union[np.ndarray, Contribution]]
-ProtocolSource = Union[Protocol, Callable[[Context], Protocol], None]
+InputFn = Callable[[Job], np.ndarray | Contribution]
+ProtocolSource = Protocol | Callable[[Context], Protocol] | None
 
 
 @dataclass
@@ -202,7 +206,9 @@ class SecureFLNode:
         pins: Mapping[str, str] | None = None,
     ) -> None:
         if protocol is not None and not isinstance(protocol, Protocol) and not callable(protocol):
-            raise ConfigurationError(f"protocol must be a Protocol, a function of the Context, or None; found {protocol!r}")
+            raise ConfigurationError(
+                f"protocol must be a Protocol, a function of the Context, or None; found {protocol!r}"
+            )
         self._protocol = protocol
         self._input_fn = input_fn
         self._role = role
@@ -239,7 +245,10 @@ class SecureFLNode:
         record = context.state.config_records.get(STATE_KEY)
         if record is None:
             return None
-        state = persist.loads(record["pickle"])
+        data = record["pickle"]
+        if not isinstance(data, bytes):
+            raise InvalidMessage("stored node state is not bytes")
+        state = persist.loads(data)
         if not isinstance(state, _NodeState):
             raise InvalidMessage("stored node state has the wrong type")
         return state
@@ -282,11 +291,11 @@ class SecureFLNode:
             _log("securefl: this SuperNode is %s; fingerprint %s (clients pin it)", role, fingerprint)
         self._save(context, state)
         partition = context.node_config.get(PARTITION_KEY, -1)
-        control = {
+        control: dict[str, ConfigRecordValues] = {
             "op": "discover",
             "role": role,
             "protocol": protocol.name,
-            "partition": int(partition) if isinstance(partition, int) and not isinstance(partition, bool) else -1,
+            "partition": int(partition) if validation.is_integer(partition) else -1,
             "transport-key": state.transport.public_bytes if state.transport else b"",
             "parameters": state.parameters,
             "verification-key": state.signing.public_bytes if state.signing else b"",
@@ -316,6 +325,7 @@ class SecureFLNode:
             while len(state.played) > _SESSIONS_REMEMBERED:
                 del state.played[next(iter(state.played))]
         engine = state.engine
+        assert engine is not None  # made by _new_engine
         outgoing: list[wire.Entry] = []
         started = time.perf_counter()
         for entry in entries:
@@ -355,7 +365,9 @@ class SecureFLNode:
             helper_pins = {name: value for name, value in pins.items() if not name.startswith(CLIENT_PIN_PREFIX)}
             client_pins = {value for name, value in pins.items() if name.startswith(CLIENT_PIN_PREFIX)}
             for pinned, fingerprint in helper_pins.items():
-                if pinned not in keys or wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint:
+                if pinned not in keys or (
+                    wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint
+                ):
                     raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
             protocol = bind(self.protocol_for(context), parameters)
             state.helper_keys = {party_id: key for party_id, key in keys.items() if key}
@@ -417,7 +429,8 @@ class SecureFLNode:
             for position, key in enumerate(keys):
                 if position != index and wire.client_fingerprint(key) not in client_pins:
                     raise InvalidMessage(
-                        f"the verification key relayed for client/{position} does not match any fingerprint this node pinned"
+                        f"the verification key relayed for client/{position} does not match any fingerprint "
+                        "this node pinned"
                     )
         return {index: state.signing}
 

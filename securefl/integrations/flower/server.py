@@ -30,28 +30,28 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
+from securefl import validation
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import bind, check_supported, registers_client_keys
 from securefl.integrations.flower.node import CLIENT
 from securefl.protocols.base import Engine, Protocol, RingAggregate
-from securefl.protocols.wire import (
-    SERVER,
-    SESSION_BYTES,
-    Message as ProtocolMessage,
-    client_id,
-    decode_message,
-)
+from securefl.protocols.wire import SERVER, SESSION_BYTES, client_id, decode_message
+from securefl.protocols.wire import Message as ProtocolMessage
 from securefl.simulation import AggregationResult, Ledger, TranscriptEntry, summarize_metrics
 
 __all__ = ["NodeInfo", "Federation", "PhaseReport", "FlowerAggregation", "FlowerDriver"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,8 @@ class FlowerAggregation:
 
     @property
     def included_nodes(self) -> tuple[int, ...]:
-        return tuple(self.nodes[i] for i in self.aggregate.included)
+        # A client without a SuperNode drops out in the first phase, so every included one has a node.
+        return tuple(node for node in (self.nodes[i] for i in self.aggregate.included) if node is not None)
 
     def result(self) -> AggregationResult:
         """Decoded with the protocol's encoding, as ``securefl.simulation.secure_sum`` returns it."""
@@ -175,8 +176,7 @@ class FlowerDriver:
     ) -> None:
         check_supported(protocol)
         for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds; found {value!r}")
+            validation.positive_float(value, f"{name} (seconds)")
         self.grid = grid
         self.protocol = protocol
         self.timeout = float(timeout)
@@ -254,9 +254,7 @@ class FlowerDriver:
         complete.
         """
         started = time.perf_counter()
-        if self.federation is None:
-            self.discover()
-        federation = self.federation
+        federation = self.federation if self.federation is not None else self.discover()
         clients = [None if node is None else int(node) for node in clients]
         present = [node for node in clients if node is not None]
         if len(set(present)) != len(present):
@@ -319,7 +317,7 @@ class FlowerDriver:
             for phase in protocol.phases:
                 phase_started = time.perf_counter()
                 run.run_phase(phase)
-                run.timed(SERVER, phase, lambda: server.end_phase(phase))
+                run.timed(SERVER, phase, server.end_phase, phase)
                 if self.on_phase_end is not None:
                     self.on_phase_end(
                         PhaseReport(phase=phase, round=round, session=session, dropped=run.dropped_nodes(),
@@ -369,16 +367,16 @@ class FlowerDriver:
         deadline = time.monotonic() + self.timeout
         while pending:
             for reply in self.grid.pull_messages(list(pending)):
-                node = pending.pop(reply.metadata.reply_to_message_id, None)
-                if node is None:
+                replied = pending.pop(reply.metadata.reply_to_message_id, None)
+                if replied is None:
                     continue
                 if reply.has_error():
-                    failures[node] = f"error reply: {reply.error.reason}"
+                    failures[replied] = f"error reply: {reply.error.reason}"
                     continue
                 try:
-                    replies[node] = wire.unpack(reply.content)
+                    replies[replied] = wire.unpack(reply.content)
                 except InvalidMessage as error:
-                    failures[node] = str(error)
+                    failures[replied] = str(error)
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(self.poll_interval)
@@ -408,9 +406,9 @@ class _Run:
         self.input_seconds: list[float] = []
         self.node_metrics: dict[str, dict[str, float]] = defaultdict(dict)
 
-    def timed(self, party: str, phase: str, call):
+    def timed(self, party: str, phase: str, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         start = time.perf_counter()
-        out = call()
+        out = call(*args, **kwargs)
         self.ledger.seconds[phase][party] += time.perf_counter() - start
         return out
 
@@ -423,7 +421,7 @@ class _Run:
         return {self.node_of[party]: phase for party, phase in self.dropped.items() if party in self.node_of}
 
     def run_phase(self, phase: str) -> None:
-        queue: deque[ProtocolMessage] = deque(self.timed(SERVER, phase, lambda: self.server.begin_phase(phase)))
+        queue: deque[ProtocolMessage] = deque(self.timed(SERVER, phase, self.server.begin_phase, phase))
         outbox: dict[str, list[wire.Entry]] = defaultdict(list)
         while queue or outbox:
             while queue:
@@ -456,7 +454,7 @@ class _Run:
             engine = self.server
         else:
             engine = self.local_helpers[recipient]
-        queue.extend(self.timed(recipient, phase, lambda: engine.handle(inbound)))
+        queue.extend(self.timed(recipient, phase, engine.handle, inbound))
 
     def _exchange(self, sending: dict[str, list[wire.Entry]], phase: str, queue: deque, outbox: dict) -> None:
         contents: dict[int, RecordDict] = {}
@@ -497,7 +495,7 @@ class _Run:
             self.input_seconds.append(encode)
             self.node_metrics[party]["input-seconds"] = encode
         for key, value in control.items():
-            if key.startswith("metric.") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key.startswith("metric.") and validation.is_number(value):
                 self.node_metrics[party][key[len("metric."):]] = float(value)
 
     def _route_reply(self, party: str, entry: wire.Entry, phase: str, queue: deque, outbox: dict) -> None:

@@ -34,11 +34,11 @@ envelopes: clients that pin the helpers' fingerprints (see
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import msgpack
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues, RecordDict
 
 from securefl.crypto import aead
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, KeyPair, agree, context
@@ -78,7 +78,9 @@ class Entry:
     sealed: bool = False
 
 
-def pack(control: Mapping[str, object], entries: Sequence[Entry], extra: RecordDict | None = None) -> RecordDict:
+def pack(
+    control: Mapping[str, ConfigRecordValues], entries: Sequence[Entry], extra: RecordDict | None = None
+) -> RecordDict:
     """The content of a driver message: control fields, the entries, and any extra records."""
     arrays = {
         f"{position:06d}": Array(
@@ -92,7 +94,7 @@ def pack(control: Mapping[str, object], entries: Sequence[Entry], extra: RecordD
     return content
 
 
-def unpack(content: RecordDict) -> tuple[dict[str, object], list[Entry]]:
+def unpack(content: RecordDict) -> tuple[dict[str, ConfigRecordValues], list[Entry]]:
     """(control fields, entries) of a driver message; ``InvalidMessage`` if it is not one."""
     if CONTROL not in content.config_records or MESSAGES not in content.array_records:
         raise InvalidMessage("not a securefl driver message (no securefl records)")

@@ -25,10 +25,10 @@ import hashlib
 from typing import Sequence
 
 import gmpy2
-import numpy as np
 import phe
 
 from securefl.crypto.keys import context
+from securefl import validation
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.protocols.paillier.parallel import Mpz, powmod_many
 
@@ -143,8 +143,7 @@ class KeyHolder:
     @classmethod
     def generate(cls, key_bits: int = 2048) -> "KeyHolder":
         """A fresh key pair with an n of exactly ``key_bits`` bits (primes from the OS CSPRNG)."""
-        is_int = isinstance(key_bits, (int, np.integer)) and not isinstance(key_bits, bool)
-        if not is_int or key_bits < MIN_KEY_BITS or key_bits % 2:
+        if not validation.is_integer(key_bits) or key_bits < MIN_KEY_BITS or key_bits % 2:
             raise ConfigurationError(f"key_bits must be an even integer >= {MIN_KEY_BITS}; found {key_bits!r}")
         public_key, private_key = phe.generate_paillier_keypair(n_length=int(key_bits))
         return cls(public_key, private_key)

@@ -8,13 +8,16 @@ included clients; decryptor -> server: the ring sum).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from securefl.protocols.wire import Message, RingVector
+from securefl.protocols.paillier.keys import KEY_ID_BYTES
+from securefl.protocols.wire import Message, RingVector, Size
 
 __all__ = [
     "UPLOAD",
     "DECRYPT",
     "DECRYPTOR",
+    "KeyId",
     "UploadRequest",
     "EncryptedUpload",
     "DecryptRequest",
@@ -23,6 +26,9 @@ __all__ = [
 
 UPLOAD, DECRYPT = "upload", "decrypt"
 DECRYPTOR = "decryptor"
+
+KeyId = Annotated[bytes, Size(KEY_ID_BYTES)]
+"""``keys.key_id`` of the Paillier public key a message is under."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class EncryptedUpload(Message):
     """Client -> server: ceil((D + 1) / slots) packed ciphertexts, each |n^2| bytes big-endian."""
 
     KIND = "paillier/encrypted-upload"
-    key_id: bytes
+    key_id: KeyId
     length: int
     ciphertexts: bytes
 
@@ -47,7 +53,7 @@ class DecryptRequest(Message):
     """Server -> decryptor: the product of the included clients' ciphertexts, and who they are."""
 
     KIND = "paillier/decrypt-request"
-    key_id: bytes
+    key_id: KeyId
     included: tuple[int, ...]
     length: int
     ciphertexts: bytes

@@ -36,6 +36,7 @@ import gmpy2
 import numpy as np
 import phe
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.protocols.paillier.keys import check_public_key
 from securefl.protocols.paillier.parallel import Mpz, powmod_many
@@ -68,7 +69,7 @@ class Obfuscation:
         if bits is not None:
             if self.kind == STANDARD:
                 raise ConfigurationError("exponent_bits applies to the short-exponent obfuscation only")
-            if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < MIN_EXPONENT_BITS:
+            if not validation.is_integer(bits) or bits < MIN_EXPONENT_BITS:
                 raise ConfigurationError(f"exponent_bits must be an integer >= {MIN_EXPONENT_BITS}; found {bits!r}")
 
     @classmethod
@@ -116,8 +117,7 @@ class FixedBase:
 
     def __init__(self, public_key: phe.PaillierPublicKey, *, exponent_bits: int) -> None:
         check_public_key(public_key)
-        is_int = isinstance(exponent_bits, (int, np.integer)) and not isinstance(exponent_bits, bool)
-        if not is_int or exponent_bits < MIN_EXPONENT_BITS:
+        if not validation.is_integer(exponent_bits) or exponent_bits < MIN_EXPONENT_BITS:
             raise ConfigurationError(
                 f"exponent_bits must be an integer >= {MIN_EXPONENT_BITS}; found {exponent_bits!r}"
             )
@@ -200,9 +200,7 @@ class ObfuscatorPool:
 
     def fill(self, count: int, *, workers: int | None = None) -> None:
         """Add ``count`` fresh obfuscators (``workers`` threads; None: automatic)."""
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise ConfigurationError(f"count must be a non-negative integer; found {count!r}")
-        self._ready.extend(self._make(int(count), workers))
+        self._ready.extend(self._make(validation.non_negative_int(count, "count"), workers))
 
     @staticmethod
     def fill_all(pools: "list[ObfuscatorPool]", each: int, *, workers: int | None = None) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 
 __all__ = ["SlotLayout", "MAX_SLOT_BITS"]
@@ -29,12 +30,6 @@ __all__ = ["SlotLayout", "MAX_SLOT_BITS"]
 MAX_SLOT_BITS = 64
 # Plaintexts per numpy batch: bounds the bit matrices to ~(batch x slots x 64) bytes.
 _BATCH = 2048
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer; found {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -54,9 +49,9 @@ class SlotLayout:
     slots: int = field(init=False)
 
     def __post_init__(self) -> None:
-        bound = _positive_int("bound", self.bound)
-        max_terms = _positive_int("max_terms", self.max_terms)
-        plaintext_bits = _positive_int("plaintext_bits", self.plaintext_bits)
+        bound = validation.positive_int(self.bound, "bound")
+        max_terms = validation.positive_int(self.max_terms, "max_terms")
+        plaintext_bits = validation.positive_int(self.plaintext_bits, "plaintext_bits")
         slot_bits = (2 * bound * max_terms).bit_length()
         if slot_bits > MAX_SLOT_BITS:
             raise ConfigurationError(
@@ -75,7 +70,7 @@ class SlotLayout:
     @classmethod
     def for_key(cls, *, bound: int, max_terms: int, key_bits: int) -> "SlotLayout":
         """The layout for an n of exactly ``key_bits`` bits (plaintexts below 2^(key_bits-1) <= n)."""
-        return cls(bound=bound, max_terms=max_terms, plaintext_bits=_positive_int("key_bits", key_bits) - 1)
+        return cls(bound=bound, max_terms=max_terms, plaintext_bits=validation.positive_int(key_bits, "key_bits") - 1)
 
     @property
     def used_bits(self) -> int:
@@ -88,9 +83,7 @@ class SlotLayout:
 
     def plaintexts(self, count: int) -> int:
         """Plaintexts (ciphertexts) needed for ``count`` values: ceil(count / slots)."""
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise ConfigurationError(f"value count must be a non-negative integer; found {count!r}")
-        return -(-int(count) // self.slots)
+        return -(-validation.non_negative_int(count, "value count") // self.slots)
 
     def check(self, values: np.ndarray, *, what: str = "value") -> np.ndarray:
         """``values`` as a 1-D int64 array, or ``ConfigurationError`` naming the first out of [-B, B]."""

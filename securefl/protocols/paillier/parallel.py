@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import gmpy2
-import numpy as np
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 
 Mpz = Any
@@ -41,7 +41,7 @@ def resolve_workers(workers: int | None, jobs: int) -> int:
     Automatic: one thread per MIN_PER_WORKER jobs, at most one per core, at
     least one (so a 2-core machine, a CI runner or a tiny test runs inline).
     """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+    if workers is not None and (not validation.is_integer(workers) or workers < 1):
         raise ConfigurationError(f"workers must be a positive integer or None (automatic); found {workers!r}")
     limit = available_cores() if workers is None else int(workers)
     return max(1, min(limit, jobs // MIN_PER_WORKER if workers is None else jobs))

@@ -29,10 +29,9 @@ import os
 from functools import lru_cache
 from typing import Callable
 
-import numpy as np
 
 from securefl.crypto import aead, shamir
-from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify_signature
+from securefl.crypto.keys import SigningKey, verify_signature
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, Step
 from securefl.protocols.wire import SERVER, Message, client_id
@@ -169,22 +168,22 @@ class SecAggClient(ClientEngine):
         """(share-channel publics, mask publics) by neighbour, after every check."""
         parameters = self._parameters
         graph = parameters.graph
-        size = 2 * PUBLIC_KEY_BYTES + (SIGNATURE_BYTES if parameters.malicious_server else 0)
         share_publics, mask_publics = {}, {}
+        assert self._share_key is not None and self._mask_key is not None  # made in AdvertiseKeys
         publics = {self._share_key.public_bytes, self._mask_key.public_bytes}
-        for peer, advertised in message.keys.items():
+        for peer, advertised in message.keys.items():  # sizes checked by the schema: keys 32, signature 0 or 64
             if not graph.is_neighbour(self._index, peer):
                 raise InvalidMessage(f"share-keys request lists client/{peer}, which is not a neighbour of {self.party}")
-            if len(advertised) != size:
-                raise InvalidMessage(f"share-keys request: client/{peer}'s entry must be {size} bytes; "
-                                     f"found {len(advertised)}")
-            share_public, mask_public = advertised[:PUBLIC_KEY_BYTES], advertised[PUBLIC_KEY_BYTES:2 * PUBLIC_KEY_BYTES]
+            share_public, mask_public = advertised.share_public, advertised.mask_public
             if share_public in publics or mask_public in publics or share_public == mask_public:
                 raise InvalidMessage("share-keys request repeats a public key")
             publics.update((share_public, mask_public))
             if parameters.malicious_server:
                 statement = advertise_statement(parameters.session, parameters.round, peer, share_public, mask_public)
-                verify_signature(parameters.verification_keys[peer], advertised[2 * PUBLIC_KEY_BYTES:], statement)
+                verify_signature(parameters.verification_keys[peer], advertised.signature, statement)
+            elif advertised.signature:
+                raise InvalidMessage(f"share-keys request carries a signature of client/{peer}'s keys, "
+                                     f"which only malicious-server mode uses")
             share_publics[peer], mask_publics[peer] = share_public, mask_public
         return share_publics, mask_publics
 

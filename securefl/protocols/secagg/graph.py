@@ -30,6 +30,7 @@ import numpy as np
 
 from securefl.crypto import prg
 from securefl.crypto.keys import context, hkdf
+from securefl import validation
 from securefl.errors import ConfigurationError, InvalidMessage
 
 __all__ = ["Graph", "complete_graph", "harary_graph", "round_graph", "graph_order"]
@@ -141,8 +142,7 @@ def effective_degree(clients: int, neighbors: int) -> int:
 
 def harary_graph(clients: int, neighbors: int, order: Sequence[int]) -> Graph:
     """H(k, n) over ``order`` (ring position -> client); complete when the degree reaches n-1."""
-    if isinstance(neighbors, bool) or not isinstance(neighbors, int) or neighbors < 1:
-        raise ConfigurationError(f"neighbors must be a positive integer; found {neighbors!r}")
+    validation.positive_int(neighbors, "neighbors")
     if sorted(order) != list(range(clients)):
         raise ConfigurationError("order must be a permutation of the client indices")
     if effective_degree(clients, neighbors) >= clients - 1:

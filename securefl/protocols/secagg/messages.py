@@ -4,13 +4,18 @@ Client-to-client traffic (the encrypted Shamir shares) travels through the
 server: a client hands its ciphertexts to the server in ShareKeys, and the
 server forwards each recipient's ciphertexts in the next phase's request.
 Clients are named by index in message bodies (``client_id(i)`` in headers).
+Every fixed-size byte string is declared with its size (``wire.Size``), so the
+decoder refuses another length before an engine sees the message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from securefl.protocols.wire import Message, RingVector
+from securefl.crypto import aead, shamir
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
+from securefl.protocols.wire import Message, Record, RingVector, Size
 
 __all__ = [
     "ADVERTISE_KEYS",
@@ -18,6 +23,16 @@ __all__ = [
     "MASKED_INPUT",
     "CONSISTENCY_CHECK",
     "UNMASKING",
+    "COMMITMENT_BYTES",
+    "SHARE_BYTES",
+    "SEALED_SHARES_BYTES",
+    "PublicKey",
+    "Signature",
+    "SignatureOrEmpty",
+    "Commitment",
+    "SealedShares",
+    "ShareBytes",
+    "AdvertisedKeys",
     "AdvertiseRequest",
     "KeyAdvertisement",
     "ShareKeysRequest",
@@ -37,6 +52,36 @@ MASKED_INPUT = "masked-input"
 CONSISTENCY_CHECK = "consistency-check"
 UNMASKING = "unmasking"
 
+COMMITMENT_BYTES = 32
+"""SHA-256 of the self-mask seed (``labels.self_mask_commitment``)."""
+SHARE_BYTES = 4 + shamir.ELEMENT_BYTES
+"""``Share.to_bytes()`` of a 32-byte secret: x (2 bytes), secret length (2 bytes), one field element."""
+SEALED_SHARES_BYTES = 2 * SHARE_BYTES + aead.OVERHEAD_BYTES
+"""``aead.seal`` of a mask-key share followed by a self-mask share: nonce, 2 shares, tag."""
+
+PublicKey = Annotated[bytes, Size(PUBLIC_KEY_BYTES)]
+"""A raw X25519 public key."""
+Signature = Annotated[bytes, Size(SIGNATURE_BYTES)]
+"""A raw Ed25519 signature."""
+SignatureOrEmpty = Annotated[bytes, Size(0, SIGNATURE_BYTES)]
+"""An Ed25519 signature in malicious-server mode; empty in semi-honest mode."""
+Commitment = Annotated[bytes, Size(COMMITMENT_BYTES)]
+SealedShares = Annotated[bytes, Size(SEALED_SHARES_BYTES)]
+ShareBytes = Annotated[bytes, Size(SHARE_BYTES)]
+
+
+@dataclass(frozen=True)
+class AdvertisedKeys(Record):
+    """What client v advertised, as the server forwards it: C_v, S_v and v's signature over them.
+
+    On the wire: [share_public, mask_public, signature]. ``signature`` is
+    empty in semi-honest mode.
+    """
+
+    share_public: PublicKey
+    mask_public: PublicKey
+    signature: SignatureOrEmpty
+
 
 @dataclass(frozen=True)
 class AdvertiseRequest(Message):
@@ -54,21 +99,17 @@ class KeyAdvertisement(Message):
     """
 
     KIND = "secagg/key-advertisement"
-    share_public: bytes
-    mask_public: bytes
-    signature: bytes
+    share_public: PublicKey
+    mask_public: PublicKey
+    signature: SignatureOrEmpty
 
 
 @dataclass(frozen=True)
 class ShareKeysRequest(Message):
-    """Server -> client u: what each of u's neighbours advertised, by client index.
-
-    ``keys[v]`` = share_public (32 bytes) || mask_public (32 bytes), followed
-    in malicious-server mode by v's 64-byte signature over them.
-    """
+    """Server -> client u: what each of u's neighbours advertised, by client index."""
 
     KIND = "secagg/share-keys-request"
-    keys: dict[int, bytes]
+    keys: dict[int, AdvertisedKeys]
 
 
 @dataclass(frozen=True)
@@ -76,8 +117,8 @@ class EncryptedShares(Message):
     """Client u -> server: AES-GCM ciphertexts of u's shares, by recipient index, and a commitment to b_u."""
 
     KIND = "secagg/encrypted-shares"
-    ciphertexts: dict[int, bytes]
-    self_mask_commitment: bytes
+    ciphertexts: dict[int, SealedShares]
+    self_mask_commitment: Commitment
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,7 @@ class MaskedInputRequest(Message):
     """Server -> client u: the ciphertexts addressed to u, by sender index; send your masked input."""
 
     KIND = "secagg/masked-input-request"
-    ciphertexts: dict[int, bytes]
+    ciphertexts: dict[int, SealedShares]
 
 
 @dataclass(frozen=True)
@@ -110,7 +151,7 @@ class ConsistencySignature(Message):
     """Client -> server: Ed25519 signature over ``labels.consistency_statement``."""
 
     KIND = "secagg/consistency-signature"
-    signature: bytes
+    signature: Signature
 
 
 @dataclass(frozen=True)
@@ -126,7 +167,7 @@ class UnmaskRequest(Message):
     KIND = "secagg/unmask-request"
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
-    signatures: dict[int, bytes]
+    signatures: dict[int, Signature]
 
 
 @dataclass(frozen=True)
@@ -135,8 +176,8 @@ class UnmaskShares(Message):
     of the mask private key for dropped clients. Never both for one owner."""
 
     KIND = "secagg/unmask-shares"
-    self_mask_shares: dict[int, bytes]
-    mask_key_shares: dict[int, bytes]
+    self_mask_shares: dict[int, ShareBytes]
+    mask_key_shares: dict[int, ShareBytes]
 
 
 REQUESTS: dict[str, type[Message]] = {

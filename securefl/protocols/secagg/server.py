@@ -25,11 +25,11 @@ import numpy as np
 
 from securefl import ring
 from securefl.crypto import shamir
-from securefl.crypto.keys import PUBLIC_KEY_BYTES, verify_signature
+from securefl.crypto.keys import verify_signature
 from securefl.errors import InvalidMessage, ProtocolAbort
 from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
-from securefl.protocols.secagg.client import SEALED_SHARES_BYTES, check_share_header
+from securefl.protocols.secagg.client import check_share_header
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
 from securefl.protocols.secagg.masking import remove_dropped_masks, remove_self_mask
@@ -39,6 +39,7 @@ from securefl.protocols.secagg.messages import (
     MASKED_INPUT,
     SHARE_KEYS,
     UNMASKING,
+    AdvertisedKeys,
     AdvertiseRequest,
     ConsistencyRequest,
     ConsistencySignature,
@@ -53,8 +54,6 @@ from securefl.protocols.secagg.messages import (
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator
 
 __all__ = ["SecAggServer"]
-
-_COMMITMENT_BYTES = 32
 
 _REPLIES: dict[str, type[Message]] = {
     ADVERTISE_KEYS: KeyAdvertisement,
@@ -160,8 +159,6 @@ class SecAggServer(ServerEngine):
     def _receive_keys(self, sender: int, message: Message) -> None:
         assert isinstance(message, KeyAdvertisement)
         parameters = self._parameters
-        if len(message.share_public) != PUBLIC_KEY_BYTES or len(message.mask_public) != PUBLIC_KEY_BYTES:
-            raise InvalidMessage(f"client/{sender}'s public keys must be {PUBLIC_KEY_BYTES} bytes each")
         if message.share_public == message.mask_public:
             raise InvalidMessage(f"client/{sender} advertised the same key for shares and masks")
         if parameters.malicious_server:
@@ -179,8 +176,9 @@ class SecAggServer(ServerEngine):
     def _request_shares(self) -> list[Message]:
         parameters = self._parameters
         advertised = frozenset(self._share_publics)
-        entries = {v: self._share_publics[v] + self._mask_publics[v] + self._key_signatures[v] for v in advertised}
-        requests = []
+        entries = {v: AdvertisedKeys(share_public=self._share_publics[v], mask_public=self._mask_publics[v],
+                                     signature=self._key_signatures[v]) for v in advertised}
+        requests: list[Message] = []
         for u in self._viable(advertised, advertised):
             listed = [v for v in parameters.graph.neighbours(u) if v in advertised]
             self._listed[u] = frozenset(listed)
@@ -191,12 +189,6 @@ class SecAggServer(ServerEngine):
         assert isinstance(message, EncryptedShares)
         if message.ciphertexts.keys() != self._listed[sender]:
             raise InvalidMessage(f"client/{sender} must send one ciphertext to each neighbour whose keys it received")
-        for recipient, ciphertext in message.ciphertexts.items():
-            if len(ciphertext) != SEALED_SHARES_BYTES:
-                raise InvalidMessage(f"client/{sender}'s ciphertext to client/{recipient} is {len(ciphertext)} bytes; "
-                                     f"expected {SEALED_SHARES_BYTES}")
-        if len(message.self_mask_commitment) != _COMMITMENT_BYTES:
-            raise InvalidMessage(f"client/{sender}'s self-mask commitment must be {_COMMITMENT_BYTES} bytes")
         self._ciphertexts[sender] = message.ciphertexts
         self._commitments[sender] = message.self_mask_commitment
 

@@ -198,7 +198,7 @@ class Engine(ABC):
         self._state = EngineState.DONE
         self._wipe()
 
-    def _wipe(self) -> None:
+    def _wipe(self) -> None:  # noqa: B027 - a hook: engines without secrets keep the empty default
         """Forget every secret (called on DONE and ABORTED); engines holding secrets extend it."""
 
     def _run_handler(self, step: Step, message: Message, *, abort_on_invalid: bool) -> list[Message]:
@@ -390,7 +390,8 @@ class ServerEngine(Engine):
         self._require_active()
         current = self._machine_steps[self._position].phase if self._position >= 0 else None
         if not self._open or current != phase:
-            raise LocalProtocolError(f"phase {phase!r} is not open (the open phase is {current if self._open else None!r})")
+            open_phase = current if self._open else None
+            raise LocalProtocolError(f"phase {phase!r} is not open (the open phase is {open_phase!r})")
         self._open = False
         step = self._machine_steps[self._position]
         if step.end is not None:

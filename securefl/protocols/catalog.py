@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
@@ -33,7 +34,9 @@ def _secagg(encoding: Encoding, options: dict[str, Any]) -> Protocol:
     from securefl.protocols.secagg import SecAgg
 
     if options.get("neighbors") is not None:
-        raise ConfigurationError("secagg uses the complete graph; for k neighbours use --protocol secagg+ --neighbors K")
+        raise ConfigurationError(
+            "secagg uses the complete graph; for k neighbours use --protocol secagg+ --neighbors K"
+        )
     return SecAgg(encoding=encoding)
 
 

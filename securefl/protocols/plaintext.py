@@ -88,7 +88,8 @@ class _Server(ServerEngine):
         run = self._run
         if len(self._uploads) < run.min_clients:
             raise ProtocolAbort(
-                f"phase 'upload': {len(self._uploads)} of {run.clients} client(s) uploaded; min_clients={run.min_clients}"
+                f"phase 'upload': {len(self._uploads)} of {run.clients} client(s) uploaded; "
+                f"min_clients={run.min_clients}"
             )
 
     def _aggregate(self) -> RingAggregate:

@@ -260,7 +260,9 @@ class _Server(ServerEngine):
     def _close_reports(self) -> None:
         run = self._run
         if len(self._reports) < len(self._aggregators):
-            raise ProtocolAbort(f"phase 'report': {len(self._reports)} of {len(self._aggregators)} aggregators answered")
+            raise ProtocolAbort(
+                f"phase 'report': {len(self._reports)} of {len(self._aggregators)} aggregators answered"
+            )
         included = frozenset.intersection(*self._reports.values())
         if len(included) < run.min_clients:
             raise ProtocolAbort(
@@ -282,7 +284,9 @@ class _Server(ServerEngine):
 
     def _close_sums(self) -> None:
         if len(self._sums) < len(self._aggregators):
-            raise ProtocolAbort(f"phase 'aggregate': {len(self._sums)} of {len(self._aggregators)} aggregators answered")
+            raise ProtocolAbort(
+                f"phase 'aggregate': {len(self._sums)} of {len(self._aggregators)} aggregators answered"
+            )
 
     def _aggregate(self) -> RingAggregate:
         bits = self._run.ring_bits

@@ -21,9 +21,8 @@ from securefl.errors import (
     UnexpectedMessage,
     UnexpectedSender,
 )
-from securefl.protocols.base import EngineState
 from securefl.protocols import Paillier
-from securefl.protocols.wire import SERVER, decode_message
+from securefl.protocols.base import EngineState
 from securefl.protocols.catalog import make_protocol
 from securefl.protocols.paillier import (
     DECRYPTOR,
@@ -35,6 +34,7 @@ from securefl.protocols.paillier import (
     ciphertexts_to_bytes,
 )
 from securefl.protocols.paillier.engines import _Decryptor
+from securefl.protocols.wire import SERVER, decode_message
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates
 from tests.protocols.helpers import ring_sum
 

@@ -320,6 +320,6 @@ def test_a_public_only_holder_cannot_decrypt_and_factors_rebuild_the_pair(keys):
     with pytest.raises(ProtocolViolation):
         public_only.decrypt_raw([ciphertext.ciphertext(be_secure=False)])
     with pytest.raises(ProtocolViolation):
-        public_only.factors
+        _ = public_only.factors
     rebuilt = KeyHolder.from_factors(keys.public_key.n, *keys.factors)
     assert rebuilt.can_decrypt and rebuilt.decrypt(ciphertext) == 7

@@ -14,9 +14,9 @@ from securefl import ring
 from securefl.encoding import Encoding
 from securefl.errors import ProtocolAbort
 from securefl.protocols import SecAgg
-from securefl.protocols.wire import decode_message
 from securefl.protocols.secagg import MaskedInput
 from securefl.protocols.secagg.graph import round_graph
+from securefl.protocols.wire import decode_message
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates
 from tests.protocols.helpers import random_inputs, ring_sum
 
@@ -49,6 +49,7 @@ def expected_outcome(protocol: SecAgg, graph, drop_at: dict) -> tuple[int, ...]:
 
     live = answers(set(range(graph.clients)), 0)
     survivors = signers = None
+    dropped: set[int] = set()
     for position, phase in enumerate(phases):
         if position > 0:
             if phase == "consistency-check":

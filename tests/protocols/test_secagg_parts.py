@@ -361,7 +361,9 @@ def _write_vectors() -> None:
     path = Path(VECTORS_DIR) / "secagg_masking.json"
     text = json.dumps(document, indent=2)
     # One line per integer list, as in the other vector files.
-    text = re.sub(r"\[\s*([0-9,\s]+?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text)
+    text = re.sub(
+        r"\[\s*([0-9,\s]+?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text
+    )
     path.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {len(document['cases'])} cases to {path}", file=sys.stderr)
 

@@ -18,9 +18,8 @@ from securefl.errors import (
     UnexpectedMessage,
     UnexpectedSender,
 )
-from securefl.protocols.base import EngineState
 from securefl.protocols import SecAgg
-from securefl.protocols.wire import SERVER, client_id, decode_message
+from securefl.protocols.base import EngineState
 from securefl.protocols.secagg import (
     AdvertiseRequest,
     ConsistencyRequest,
@@ -30,6 +29,7 @@ from securefl.protocols.secagg import (
     ShareKeysRequest,
     UnmaskRequest,
 )
+from securefl.protocols.wire import SERVER, client_id, decode_message
 from tests.protocols.helpers import random_inputs, ring_sum
 
 
@@ -130,7 +130,7 @@ def test_split_views_are_refused_in_malicious_server_mode():
     signatures = {int(r.sender.split("/")[1]): r.signature for r in game.replies["consistency-check"]}
     for holder in (3, 4):  # they signed the survivor set {0..4}; a request claiming client/2 dropped is refused
         request = game.unmask(holder, survivors=[0, 1, 3, 4], dropped=[2], signatures=signatures)
-        with pytest.raises(ProtocolViolation, match="differ from the set client/%d signed" % holder):
+        with pytest.raises(ProtocolViolation, match=f"differ from the set client/{holder} signed"):
             game.send(request)
 
 
@@ -140,7 +140,8 @@ def test_server_cannot_replace_keys_in_malicious_server_mode():
     request = game.server.begin_phase("share-keys")[0]
     entry = request.keys[1]
     forged = dict(request.keys)
-    forged[1] = os.urandom(64) + entry[64:]  # the server's own keys under client/1's signature
+    # the server's own keys under client/1's signature
+    forged[1] = dataclasses.replace(entry, share_public=os.urandom(32), mask_public=os.urandom(32))
     with pytest.raises(InvalidMessage, match="signature verification failed"):
         game.send(dataclasses.replace(request, keys=forged))
 
@@ -285,7 +286,7 @@ def test_tampered_redirected_or_replayed_ciphertexts_fail_authentication():
 
 
 def test_stage_transition_matrix():
-    """Only the request of the next phase is accepted; a refusal leaves the client as it was; after the last, nothing."""
+    """Only the next phase's request is accepted; a refusal leaves the client as it was; after the last, nothing."""
     game = Round(clients=3, malicious_server=True)
     bodies = {
         "advertise-keys": (AdvertiseRequest, {}),

@@ -16,9 +16,8 @@ from securefl.errors import (
     UnexpectedMessage,
     UnexpectedSender,
 )
-from securefl.protocols.base import EngineState
 from securefl.protocols import SecretSharing
-from securefl.protocols.wire import SERVER, decode_message
+from securefl.protocols.base import EngineState
 from securefl.protocols.secret_sharing import (
     AggregateRequest,
     ReportRequest,
@@ -27,6 +26,7 @@ from securefl.protocols.secret_sharing import (
     VectorShare,
     aggregator_id,
 )
+from securefl.protocols.wire import SERVER, decode_message
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates
 from tests.protocols.helpers import random_inputs, ring_sum
 
@@ -40,7 +40,8 @@ def test_exact_sum_under_every_dropout_pattern(clients):
     inputs = random_inputs(clients, 17, bits, seed=clients)
     # Clients act only in 'upload'; a drop at a later phase is the same as none,
     # so every pattern is a subset dropping at 'upload' plus the later phases.
-    patterns = itertools.product(PHASES, repeat=clients) if clients <= 4 else itertools.product((None, "upload", "aggregate"), repeat=clients)
+    choices = PHASES if clients <= 4 else (None, "upload", "aggregate")
+    patterns = itertools.product(choices, repeat=clients)
     for pattern in patterns:
         dropouts = {i: phase for i, phase in enumerate(pattern) if phase is not None}
         delivered = [i for i in range(clients) if dropouts.get(i) != "upload"]
@@ -62,7 +63,8 @@ def test_exact_sum_under_every_dropout_pattern(clients):
     data=st.data(),
 )
 def test_exact_sum_random_configurations(clients, aggregators, ring_bits, seed, data):
-    protocol = SecretSharing(aggregators=aggregators, min_clients=1, encoding=Encoding(ring_bits=ring_bits, value_bits=8, max_clients=64, max_weight=1))
+    encoding = Encoding(ring_bits=ring_bits, value_bits=8, max_clients=64, max_weight=1)
+    protocol = SecretSharing(aggregators=aggregators, min_clients=1, encoding=encoding)
     inputs = random_inputs(clients, 33, ring_bits, seed)
     dropped = data.draw(st.sets(st.integers(0, clients - 1), max_size=clients - 1))
     aggregate, _, _ = run_protocol(protocol, inputs, dropouts={i: "upload" for i in dropped})

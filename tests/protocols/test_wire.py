@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from securefl.crypto import aead, shamir
 from securefl.errors import ConfigurationError, InvalidMessage
-from securefl.protocols.secagg import client as secagg_client
 from securefl.protocols.secagg import messages as secagg
 from securefl.protocols.wire import (
     Message,
@@ -247,9 +247,10 @@ def test_decoder_refuses_wrong_sizes(position, bad):
         decode_message(_with(_sample(), position, bad))
 
 
-def test_secagg_sizes_match_the_client_engine():
-    assert secagg.SHARE_BYTES == secagg_client.SHARE_BYTES
-    assert secagg.SEALED_SHARES_BYTES == secagg_client.SEALED_SHARES_BYTES == 102
+def test_secagg_sizes_are_those_of_the_shares_the_client_seals():
+    share = shamir.split(bytes(32), threshold=2, shares=3)[0].to_bytes()
+    assert secagg.SHARE_BYTES == len(share) == 37
+    assert secagg.SEALED_SHARES_BYTES == len(aead.seal(bytes(32), share + share, associated=b"")) == 102
 
 
 def test_schema_refuses_what_it_cannot_encode():

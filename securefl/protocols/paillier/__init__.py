@@ -11,6 +11,13 @@ Modules, one concern each:
 - ``protocol``: the ``Paillier`` configuration.
 """
 
+from securefl.protocols.paillier.keys import (
+    KeyHolder,
+    ciphertext_bytes,
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    key_id,
+)
 from securefl.protocols.paillier.messages import (
     DECRYPT,
     DECRYPTOR,
@@ -19,13 +26,6 @@ from securefl.protocols.paillier.messages import (
     DecryptRequest,
     EncryptedUpload,
     UploadRequest,
-)
-from securefl.protocols.paillier.keys import (
-    KeyHolder,
-    ciphertext_bytes,
-    ciphertexts_from_bytes,
-    ciphertexts_to_bytes,
-    key_id,
 )
 from securefl.protocols.paillier.obfuscators import FixedBase, Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.packing import SlotLayout

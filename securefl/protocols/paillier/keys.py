@@ -22,13 +22,13 @@ the concatenation, so its length is checked before any value is read.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import gmpy2
 import phe
 
-from securefl.crypto.keys import context
 from securefl import validation
+from securefl.crypto.keys import context
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.protocols.paillier.parallel import Mpz, powmod_many
 
@@ -141,7 +141,7 @@ class KeyHolder:
         self._decrypted: set[tuple[bytes, int]] = set()
 
     @classmethod
-    def generate(cls, key_bits: int = 2048) -> "KeyHolder":
+    def generate(cls, key_bits: int = 2048) -> KeyHolder:
         """A fresh key pair with an n of exactly ``key_bits`` bits (primes from the OS CSPRNG)."""
         if not validation.is_integer(key_bits) or key_bits < MIN_KEY_BITS or key_bits % 2:
             raise ConfigurationError(f"key_bits must be an even integer >= {MIN_KEY_BITS}; found {key_bits!r}")
@@ -149,7 +149,7 @@ class KeyHolder:
         return cls(public_key, private_key)
 
     @classmethod
-    def public_only(cls, public_key: phe.PaillierPublicKey) -> "KeyHolder":
+    def public_only(cls, public_key: phe.PaillierPublicKey) -> KeyHolder:
         """What the server and the clients hold: the public key, and no way to decrypt."""
         check_public_key(public_key)
         holder = cls.__new__(cls)
@@ -160,7 +160,7 @@ class KeyHolder:
         return holder
 
     @classmethod
-    def from_factors(cls, n: int, p: int, q: int) -> "KeyHolder":
+    def from_factors(cls, n: int, p: int, q: int) -> KeyHolder:
         """Rebuild a key pair from n = p q (e.g. from the key holder's own key store)."""
         public_key = phe.PaillierPublicKey(int(n))
         return cls(public_key, phe.PaillierPrivateKey(public_key, int(p), int(q)))

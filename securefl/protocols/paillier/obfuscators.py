@@ -73,7 +73,7 @@ class Obfuscation:
                 raise ConfigurationError(f"exponent_bits must be an integer >= {MIN_EXPONENT_BITS}; found {bits!r}")
 
     @classmethod
-    def parse(cls, value: "Obfuscation | str") -> "Obfuscation":
+    def parse(cls, value: Obfuscation | str) -> Obfuscation:
         if isinstance(value, Obfuscation):
             return value
         if isinstance(value, str):
@@ -203,7 +203,7 @@ class ObfuscatorPool:
         self._ready.extend(self._make(validation.non_negative_int(count, "count"), workers))
 
     @staticmethod
-    def fill_all(pools: "list[ObfuscatorPool]", each: int, *, workers: int | None = None) -> None:
+    def fill_all(pools: list[ObfuscatorPool], each: int, *, workers: int | None = None) -> None:
         """Add ``each`` obfuscators to every pool, made as one batch so the threads see the whole job.
 
         The pools must share a key and an obfuscation (and fixed base, if any).

@@ -68,7 +68,7 @@ class SlotLayout:
         object.__setattr__(self, "slots", plaintext_bits // slot_bits)
 
     @classmethod
-    def for_key(cls, *, bound: int, max_terms: int, key_bits: int) -> "SlotLayout":
+    def for_key(cls, *, bound: int, max_terms: int, key_bits: int) -> SlotLayout:
         """The layout for an n of exactly ``key_bits`` bits (plaintexts below 2^(key_bits-1) <= n)."""
         return cls(bound=bound, max_terms=max_terms, plaintext_bits=validation.positive_int(key_bits, "key_bits") - 1)
 

@@ -10,8 +10,9 @@ thread: a thread only pays off once it has a few exponentiations to do.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import gmpy2
 

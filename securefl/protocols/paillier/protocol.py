@@ -6,10 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-
+from securefl import validation
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl import validation
 from securefl.protocols.base import DEFAULT_MIN_CLIENTS, Parties, Protocol, check_min_clients
 from securefl.protocols.paillier.engines import PaillierRun, _Client, _Decryptor, _Server
 from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder, key_id

@@ -12,10 +12,11 @@ server can cancel the masks of whoever dropped and learns only the sum of the
 survivors' inputs. Phases: advertise-keys, share-keys, masked-input,
 [consistency-check (malicious-server mode)], unmasking.
 
-Modules: ``protocol`` (the SecAgg configuration), ``config`` (thresholds, round parameters), ``graph`` (who masks with whom),
-``messages``, ``labels`` (domain separation), ``primitives`` (batched X25519 +
-HKDF and in-place AES-CTR mask accumulation), ``masking`` (the masking
-equation), ``client`` and ``server`` (the engines). Spec: ``protocols/secagg.md``.
+Modules: ``protocol`` (the SecAgg configuration), ``config`` (thresholds,
+round parameters), ``graph`` (who masks with whom), ``messages``, ``labels``
+(domain separation), ``primitives`` (batched X25519 + HKDF and in-place
+AES-CTR mask accumulation), ``masking`` (the masking equation), ``client``
+and ``server`` (the engines). Spec: ``protocols/secagg.md``.
 """
 
 from securefl.protocols.secagg.config import Parameters, resolve_threshold

@@ -26,15 +26,13 @@ Honest-client rules (each refusal raises and sends nothing):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
-
 
 from securefl.crypto import aead, shamir
 from securefl.crypto.keys import SigningKey, verify_signature
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, Step
-from securefl.protocols.wire import SERVER, Message, client_id
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import (
     SHARE_CHANNEL_LABEL,
@@ -49,6 +47,7 @@ from securefl.protocols.secagg.messages import (
     CONSISTENCY_CHECK,
     MASKED_INPUT,
     REQUESTS,
+    SHARE_BYTES,
     SHARE_KEYS,
     UNMASKING,
     ConsistencyRequest,
@@ -62,12 +61,11 @@ from securefl.protocols.secagg.messages import (
     UnmaskShares,
 )
 from securefl.protocols.secagg.primitives import AgreementKey, agree_many
+from securefl.protocols.wire import SERVER, Message, client_id
 
-__all__ = ["SecAggClient", "SHARE_BYTES", "SEALED_SHARES_BYTES", "check_share_header", "check_client_list"]
+__all__ = ["SecAggClient", "check_share_header", "check_client_list"]
 
 SECRET_BYTES = 32
-SHARE_BYTES = 4 + shamir.ELEMENT_BYTES  # Share.to_bytes() of a 32-byte secret: x, length, one element
-SEALED_SHARES_BYTES = 2 * SHARE_BYTES + aead.OVERHEAD_BYTES
 
 
 @lru_cache(maxsize=4096)
@@ -173,7 +171,9 @@ class SecAggClient(ClientEngine):
         publics = {self._share_key.public_bytes, self._mask_key.public_bytes}
         for peer, advertised in message.keys.items():  # sizes checked by the schema: keys 32, signature 0 or 64
             if not graph.is_neighbour(self._index, peer):
-                raise InvalidMessage(f"share-keys request lists client/{peer}, which is not a neighbour of {self.party}")
+                raise InvalidMessage(
+                    f"share-keys request lists client/{peer}, which is not a neighbour of {self.party}"
+                )
             share_public, mask_public = advertised.share_public, advertised.mask_public
             if share_public in publics or mask_public in publics or share_public == mask_public:
                 raise InvalidMessage("share-keys request repeats a public key")

@@ -51,7 +51,7 @@ def resolve_threshold(threshold: int | float | None, group_size: int, *, malicio
         raise ConfigurationError(
             f"threshold {t} does not fit a neighbourhood of {group_size} clients (each client counted in its "
             f"own): {mode} mode needs {bound} * {group_size} < threshold <= {group_size}"
-            + (f" (from threshold={threshold!r})" if threshold is not None and not validation.is_integer(threshold) else "")
+            + (f" (from threshold={threshold!r})" if isinstance(threshold, float) else "")
         )
     return t
 

@@ -24,13 +24,13 @@ same for every client since the graph is regular.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from securefl import validation
 from securefl.crypto import prg
 from securefl.crypto.keys import context, hkdf
-from securefl import validation
 from securefl.errors import ConfigurationError, InvalidMessage
 
 __all__ = ["Graph", "complete_graph", "harary_graph", "round_graph", "graph_order"]

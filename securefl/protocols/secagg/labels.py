@@ -12,8 +12,8 @@ same bytes ``context`` gives for the whole field list (the tests check).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 from securefl.crypto.keys import context
 from securefl.protocols.wire import client_id
@@ -43,7 +43,8 @@ _SELF_MASK = f"{_VERSION}/self-mask"
 _COMMITMENT = f"{_VERSION}/self-mask-commitment"
 _ADVERTISE = f"{_VERSION}/advertise"
 _CONSISTENCY = f"{_VERSION}/consistency"
-_AEAD_INFO = "securefl/aead/v1"  # securefl.crypto.aead.associated_data: context(this, label, session, round, sender, recipient)
+# securefl.crypto.aead.associated_data: context(this, label, session, round, sender, recipient)
+_AEAD_INFO = "securefl/aead/v1"
 _INT_FIELD = b"\x03\x00\x00\x00\x08"  # context's tag and length of an unsigned 64-bit integer
 
 

@@ -17,7 +17,7 @@ for every survivor u in M(v).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -120,7 +120,9 @@ class SecAgg(Protocol):
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
         """Every engine of one round; in malicious-server mode setup deals every client's signing key."""
-        clients = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round).clients
+        clients = self.run_parameters(
+            clients=clients, vector_length=vector_length, session=session, round=round
+        ).clients
         signing_keys = [SigningKey.generate() for _ in range(clients)] if self.malicious_server else []
         return self._parties(
             clients=clients, vector_length=vector_length, session=session, round=round,
@@ -151,12 +153,17 @@ class SecAgg(Protocol):
         """
         if not self.malicious_server:
             raise ConfigurationError("setup_registered is for malicious_server=True; use setup")
-        clients = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round).clients
+        clients = self.run_parameters(
+            clients=clients, vector_length=vector_length, session=session, round=round
+        ).clients
         if isinstance(verification_keys, (bytes, str)) or not isinstance(verification_keys, Sequence):
-            raise ConfigurationError(f"verification_keys must be a sequence of keys; found {type(verification_keys).__name__}")
+            raise ConfigurationError(
+                f"verification_keys must be a sequence of keys; found {type(verification_keys).__name__}"
+            )
         if len(verification_keys) != clients:
             raise ConfigurationError(
-                f"verification_keys must hold one key per client: {clients} clients; found {len(verification_keys)} keys"
+                f"verification_keys must hold one key per client: {clients} clients; "
+                f"found {len(verification_keys)} keys"
             )
         for index, key in enumerate(verification_keys):
             if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
@@ -167,7 +174,9 @@ class SecAgg(Protocol):
         if len(set(verification_keys)) != clients:
             raise ConfigurationError("verification_keys must be distinct: one client, one key")
         if not isinstance(signing_keys, Mapping):
-            raise ConfigurationError(f"signing_keys must map client indices to keys; found {type(signing_keys).__name__}")
+            raise ConfigurationError(
+                f"signing_keys must map client indices to keys; found {type(signing_keys).__name__}"
+            )
         for index, signing_key in signing_keys.items():
             if not validation.is_integer(index) or not 0 <= index < clients:
                 raise ConfigurationError(f"signing_keys names client {index!r}; clients are 0..{clients - 1}")
@@ -176,7 +185,9 @@ class SecAgg(Protocol):
                     f"signing key of client {index} must be a SigningKey; found {type(signing_key).__name__}"
                 )
             if signing_key.public_bytes != verification_keys[index]:
-                raise ConfigurationError(f"the signing key of client {index} does not match its registered verification key")
+                raise ConfigurationError(
+                    f"the signing key of client {index} does not match its registered verification key"
+                )
         return self._parties(
             clients=clients, vector_length=vector_length, session=session, round=round,
             verification_keys=tuple(bytes(key) for key in verification_keys),

@@ -28,7 +28,6 @@ from securefl.crypto import shamir
 from securefl.crypto.keys import verify_signature
 from securefl.errors import InvalidMessage, ProtocolAbort
 from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step
-from securefl.protocols.wire import SERVER, Message, client_id, client_index
 from securefl.protocols.secagg.client import check_share_header
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
@@ -52,6 +51,7 @@ from securefl.protocols.secagg.messages import (
     UnmaskShares,
 )
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator
+from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["SecAggServer"]
 

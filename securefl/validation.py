@@ -31,7 +31,10 @@ __all__ = [
 
 def is_integer(value: object) -> bool:
     """True for Python and numpy integers, False for bools and everything else."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int:  # the common case, without the abstract-class check (this runs on hot paths)
+        return True
+    return kind is not bool and isinstance(value, numbers.Integral)
 
 
 def is_number(value: object) -> bool:

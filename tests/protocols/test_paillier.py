@@ -468,3 +468,19 @@ def test_catalog_and_description():
     assert isinstance(protocol, Paillier) and protocol.secure
     assert protocol.phases == ("upload", "decrypt")
     assert "2048-bit key, 68 slots x 30 bits" in protocol.describe()
+
+
+def test_finished_engines_let_go_of_their_secrets(keys):
+    protocol = Paillier(key_holder=keys)
+    session = os.urandom(16)
+    parties = protocol.setup(clients=3, vector_length=4, session=session, round=0)
+    stopped = parties.clients[2]  # never given an input: it aborts, and forgets its precomputed obfuscators
+    assert len(stopped._pool) > 0
+    with pytest.raises(LocalProtocolError):
+        stopped.handle(UploadRequest(session, 0, "upload", SERVER, "client/2"))
+    assert stopped.state is EngineState.ABORTED and len(stopped._pool) == 0
+    decryptor = parties.helpers[0]
+    with pytest.raises(ProtocolViolation):
+        decryptor.handle(DecryptRequest(session, 0, "decrypt", SERVER, DECRYPTOR, key_id=keys.key_id, included=(0,),
+                                        length=4, ciphertexts=bytes(keys.public_key.nsquare.bit_length() // 8 + 1)))
+    assert decryptor.state is EngineState.ABORTED and decryptor._keys is None

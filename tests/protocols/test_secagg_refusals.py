@@ -486,3 +486,23 @@ def test_server_stays_aborted():
     assert game.server.state is EngineState.ABORTED
     with pytest.raises(AlreadyFinalized, match="stopped"):
         game.server.begin_phase("masked-input")
+
+
+def test_a_share_outside_the_field_is_dropped_on_arrival_and_the_round_still_completes():
+    game = Round(clients=4)  # threshold 3: the three other replies suffice
+    game.until("unmasking")
+    replies = [r for q in game.server.begin_phase("unmasking") for r in game.send(q)]
+    bad = next(r for r in replies if r.sender == "client/0")
+    owner = min(bad.self_mask_shares)
+    share = bad.self_mask_shares[owner]
+    forged = dataclasses.replace(bad, self_mask_shares={**bad.self_mask_shares, owner: share[:4] + b"\xff" * 33})
+    with pytest.raises(InvalidMessage, match="share"):
+        game.send(forged)
+    assert game.server.state is EngineState.ACTIVE
+    for reply in replies:
+        if reply is not bad:
+            game.send(reply)
+    game.server.end_phase("unmasking")
+    aggregate = game.server.result()
+    assert aggregate.included == (0, 1, 2, 3)
+    np.testing.assert_array_equal(aggregate.total, ring_sum(game.inputs, range(4), 32))

@@ -84,6 +84,7 @@ class _Client(ClientEngine):
     def _wipe(self) -> None:
         super()._wipe()
         self._values = None
+        self._pool.clear()
 
     def _upload(self, message: Message) -> list[Message]:
         run = self._run
@@ -179,14 +180,18 @@ class _Decryptor(RespondingEngine):
     _run: PaillierRun
 
     def __init__(self, run: PaillierRun, keys: KeyHolder) -> None:
-        self._keys = keys
+        self._keys: KeyHolder | None = keys
         super().__init__(DECRYPTOR, run)
+
+    def _wipe(self) -> None:
+        # The KeyHolder serves the protocol's later rounds; this engine lets go of its reference.
+        self._keys = None
 
     def _steps(self) -> list[Step]:
         return [Step(DECRYPT, (DecryptRequest,), self._decrypt, senders=SERVER_ONLY)]
 
     def _decrypt(self, message: Message) -> list[Message]:
-        assert isinstance(message, DecryptRequest)
+        assert isinstance(message, DecryptRequest) and self._keys is not None  # held until DONE/ABORTED
         run = self._run
         if message.key_id != self._keys.key_id:
             raise InvalidMessage(f"decryption request is under another key (key id {message.key_id.hex()})")

@@ -220,6 +220,10 @@ class ObfuscatorPool:
         for position, pool in enumerate(pools):
             pool._ready.extend(made[position * each : (position + 1) * each])
 
+    def clear(self) -> None:
+        """Forget every obfuscator made so far (a client that will not encrypt)."""
+        self._ready.clear()
+
     def take(self, count: int) -> list[Mpz]:
         """Remove and return ``count`` obfuscators; any the pool lacks are made now, inline."""
         ready = self._ready

@@ -63,7 +63,7 @@ from securefl.protocols.secagg.messages import (
 from securefl.protocols.secagg.primitives import AgreementKey, agree_many
 from securefl.protocols.wire import SERVER, Message, client_id
 
-__all__ = ["SecAggClient", "check_share_header", "check_client_list"]
+__all__ = ["SecAggClient", "check_share", "check_client_list"]
 
 SECRET_BYTES = 32
 
@@ -74,9 +74,11 @@ def _share_header(x: int) -> bytes:
     return x.to_bytes(2, "big") + SECRET_BYTES.to_bytes(2, "big")
 
 
-def check_share_header(share: bytes, *, x: int, what: str) -> None:
-    """A share must be ``SHARE_BYTES`` long, at point ``x``, of a 32-byte secret (``InvalidMessage``)."""
-    if len(share) != SHARE_BYTES or share[:4] != _share_header(x):
+def check_share(share: bytes, *, x: int, what: str) -> None:
+    """A share must be ``SHARE_BYTES`` long, at point ``x``, of a 32-byte secret, its value below the
+    field prime (``InvalidMessage``): what ``Share.from_bytes`` would refuse is refused on arrival."""
+    if (len(share) != SHARE_BYTES or share[:4] != _share_header(x)
+            or int.from_bytes(share[4:], "big") >= shamir.PRIME):
         raise InvalidMessage(f"{what} is not a {SHARE_BYTES}-byte share of a {SECRET_BYTES}-byte secret at x={x}")
 
 
@@ -233,8 +235,8 @@ class SecAggClient(ClientEngine):
         for sender in senders:
             plaintext = aead.open_sealed(self._channel_keys[sender], message.ciphertexts[sender],
                                          associated=shares_associated_data(session, round, sender, self._index))
-            check_share_header(plaintext[:SHARE_BYTES], x=x[sender], what=f"client/{sender}'s mask-key share")
-            check_share_header(plaintext[SHARE_BYTES:], x=x[sender], what=f"client/{sender}'s self-mask share")
+            check_share(plaintext[:SHARE_BYTES], x=x[sender], what=f"client/{sender}'s mask-key share")
+            check_share(plaintext[SHARE_BYTES:], x=x[sender], what=f"client/{sender}'s self-mask share")
             held[sender] = plaintext
         self._held = held
         self._masked_with = frozenset(senders)

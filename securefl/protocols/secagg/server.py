@@ -28,7 +28,7 @@ from securefl.crypto import shamir
 from securefl.crypto.keys import verify_signature
 from securefl.errors import InvalidMessage, ProtocolAbort
 from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step
-from securefl.protocols.secagg.client import check_share_header
+from securefl.protocols.secagg.client import check_share
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
 from securefl.protocols.secagg.masking import remove_dropped_masks, remove_self_mask
@@ -134,7 +134,10 @@ class SecAggServer(ServerEngine):
             self._dropped = tuple(sorted(set(self._ciphertexts) - answered))
             self._survivor_set, self._dropped_set = frozenset(self._survivors), frozenset(self._dropped)
         elif phase == UNMASKING:
-            self._unmask()
+            try:
+                self._unmask()
+            except InvalidMessage as error:  # shares that do not reconstruct: the round cannot finish
+                raise ProtocolAbort(f"phase 'unmasking': {error}") from None
 
     def _aggregate(self) -> RingAggregate:
         assert self._result is not None
@@ -286,9 +289,9 @@ class SecAggServer(ServerEngine):
                 f"dropped member of its neighbourhood, nothing else"
             )
         for owner, share in message.self_mask_shares.items():
-            check_share_header(share, x=graph.share_point(owner, sender), what=f"self-mask share of client/{owner}")
+            check_share(share, x=graph.share_point(owner, sender), what=f"self-mask share of client/{owner}")
         for owner, share in message.mask_key_shares.items():
-            check_share_header(share, x=graph.share_point(owner, sender), what=f"mask-key share of client/{owner}")
+            check_share(share, x=graph.share_point(owner, sender), what=f"mask-key share of client/{owner}")
         self._self_mask_shares[sender] = message.self_mask_shares
         self._mask_key_shares[sender] = message.mask_key_shares
 

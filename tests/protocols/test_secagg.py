@@ -215,7 +215,7 @@ def test_float_sum_and_weights_travel_inside_the_masks():
 
 def test_server_transcript_holds_only_masked_vectors_and_ciphertexts():
     rng = np.random.default_rng(4)
-    updates = [rng.normal(scale=0.3, size=300) for _ in range(5)]
+    updates = [np.clip(rng.normal(scale=0.3, size=300), -1, 1) for _ in range(5)]  # within the clip
     result = secure_sum(SecAgg(neighbors=2), updates, seed=0)
     kinds = {decode_message(entry.payload).KIND for entry in result.transcript}
     assert kinds == {"secagg/key-advertisement", "secagg/encrypted-shares", "secagg/masked-input",

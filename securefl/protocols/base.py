@@ -37,7 +37,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_MIN_CLIENTS",
     "SERVER_ONLY",
     "check_min_clients",
+    "received",
 ]
 
 DEFAULT_MIN_CLIENTS = 2
@@ -77,6 +78,16 @@ DEFAULT_MIN_CLIENTS = 2
 Handler = Callable[[Message], list[Message]]
 Header = tuple[bytes, int, str, str, str]
 """The positional header fields of a message: session, round, phase, sender, recipient."""
+
+
+MessageT = TypeVar("MessageT", bound=Message)
+
+
+def received(message: Message, kind: type[MessageT]) -> MessageT:
+    """``message`` as the type its step accepts (``UnexpectedMessage`` for any other)."""
+    if not isinstance(message, kind):
+        raise UnexpectedMessage(f"expected {kind.__name__}; found {type(message).__name__}")
+    return message
 
 
 class EngineState(enum.Enum):
@@ -202,9 +213,11 @@ class Engine(ABC):
         """Forget every secret (called on DONE and ABORTED); engines holding secrets extend it."""
 
     def _run_handler(self, step: Step, message: Message, *, abort_on_invalid: bool) -> list[Message]:
-        assert step.receive is not None
+        receive = step.receive
+        if receive is None:
+            raise UnexpectedMessage(f"phase {step.phase!r} of {self.party} takes no message")
         try:
-            return step.receive(message)
+            return receive(message)
         except InvalidMessage as error:
             if abort_on_invalid:
                 self._abort(f"refused {type(message).__name__} in phase {step.phase!r}: {error}")
@@ -246,8 +259,7 @@ class RespondingEngine(Engine):
             raise UnexpectedMessage(f"{kind} is out of order: {self.party} expects phase {skipped[0]!r} first")
         if message.phase != step.phase:
             raise UnexpectedMessage(f"{kind} is labelled phase {message.phase!r}; it belongs to {step.phase!r}")
-        assert step.senders is not None
-        if message.sender not in step.senders:
+        if step.senders is None or message.sender not in step.senders:
             raise UnexpectedSender(f"{kind} from {message.sender!r}: it may not send it to {self.party}")
         if index == self._position and message.sender in self._answered:
             raise UnexpectedMessage(f"duplicate {kind} from {message.sender} in phase {step.phase!r}")
@@ -355,11 +367,13 @@ class ServerEngine(Engine):
             expected = self._machine_steps[upcoming].phase if upcoming < len(self._machine_steps) else None
             raise LocalProtocolError(f"phase {phase!r} cannot begin now; the next phase is {expected!r}")
         step = self._machine_steps[upcoming]
-        assert step.begin is not None
+        begin = step.begin
+        if begin is None:  # refused when the engine was made; kept for the type checker
+            raise LocalProtocolError(f"phase {phase!r} has no way to begin")
         self._position, self._open = upcoming, True
         self._answered = set()
         try:
-            requests = step.begin()
+            requests = begin()
         except Exception as error:
             self._abort(f"phase {phase!r} could not begin: {error}")
             raise

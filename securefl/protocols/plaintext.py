@@ -25,6 +25,7 @@ from securefl.protocols.base import (
     ServerEngine,
     Step,
     check_min_clients,
+    received,
 )
 from securefl.protocols.wire import SERVER, Message, RingVector, client_id, client_index
 
@@ -77,7 +78,7 @@ class _Server(ServerEngine):
         return [UploadRequest(*run.header(UPLOAD, SERVER, client_id(i))) for i in range(run.clients)]
 
     def _receive(self, message: Message) -> list[Message]:
-        assert isinstance(message, PlaintextUpload)
+        message = received(message, PlaintextUpload)
         run = self._run
         if message.ring_bits != run.ring_bits or message.vector.size != run.length:
             raise InvalidMessage(f"upload from {message.sender} has the wrong ring or length")

@@ -45,6 +45,7 @@ from securefl.protocols.base import (
     ServerEngine,
     Step,
     check_min_clients,
+    received,
 )
 from securefl.protocols.wire import SERVER, Message, RingVector, Size, client_id, client_index
 
@@ -197,7 +198,7 @@ class _Aggregator(RespondingEngine):
                 raise InvalidMessage(f"share from {message.sender} has the wrong ring or length")
             self._vector_shares[sender] = message.vector
         else:
-            assert isinstance(message, SeedShare)  # its seed has 32 bytes: the schema refuses any other length
+            message = received(message, SeedShare)  # its seed has 32 bytes: the schema refuses any other length
             self._seed_shares[sender] = message.seed
         return []
 
@@ -206,7 +207,7 @@ class _Aggregator(RespondingEngine):
         return [ReceivedReport(*run.header(REPORT, self.party, SERVER), clients=tuple(sorted(self._holders())))]
 
     def _aggregate(self, message: Message) -> list[Message]:
-        assert isinstance(message, AggregateRequest)
+        message = received(message, AggregateRequest)
         run = self._run
         included = message.included
         if len(set(included)) != len(included):
@@ -251,7 +252,7 @@ class _Server(ServerEngine):
         return [ReportRequest(*self._run.header(REPORT, SERVER, a)) for a in self._aggregators]
 
     def _receive_report(self, message: Message) -> list[Message]:
-        assert isinstance(message, ReceivedReport)
+        message = received(message, ReceivedReport)
         if any(not 0 <= i < self._run.clients for i in message.clients):
             raise InvalidMessage(f"report from {message.sender} names unknown clients")
         self._reports[message.sender] = frozenset(message.clients)
@@ -275,7 +276,7 @@ class _Server(ServerEngine):
         return [AggregateRequest(*run.header(AGGREGATE, SERVER, a), included=self._included) for a in self._aggregators]
 
     def _receive_sum(self, message: Message) -> list[Message]:
-        assert isinstance(message, AggregateShare)
+        message = received(message, AggregateShare)
         run = self._run
         if message.ring_bits != run.ring_bits or message.vector.size != run.length:
             raise InvalidMessage(f"aggregate share from {message.sender} has the wrong ring or length")

@@ -162,7 +162,8 @@ class _VectorReader:
     def payload(self, placeholder: _WireVector) -> memoryview:
         if self.frames is not None:
             return self.frames[placeholder.start]
-        assert self.body is not None
+        if self.body is None:
+            raise InvalidMessage("a vector placeholder has no bytes behind it")
         return self.body[placeholder.start : placeholder.start + placeholder.nbytes]
 
     def ext_hook(self, code: int, data: bytes) -> Any:
@@ -486,7 +487,8 @@ def _record_codec(cls: type[Record]) -> _Codec:
 def _validate_all(item: _Codec) -> Callable[[list[Any], str], None]:
     """The construction checks of a container's items, in one pass over them where the item allows it."""
     validate = item.validate
-    assert validate is not None
+    if validate is None:
+        raise ConfigurationError("container items without a construction check")
     expected: set[type] = {bytes} if item.size is not None else {item.record} if item.record is not None else set()
     lengths = item.size.lengths if item.size is not None else None
 

@@ -99,7 +99,8 @@ def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> t
         holder = protocol.key_holder
         if holder is None:
             key_bits = protocol.key_bits
-            assert key_bits is not None  # resolved in Paillier.__post_init__
+            if key_bits is None:  # resolved in Paillier.__post_init__
+                raise ConfigurationError("the Paillier protocol has no key size")
             holder = _stored_key_holder(key_dir, key_bits) if key_dir else KeyHolder.generate(key_bits)
         bound = dataclasses.replace(protocol, key_holder=holder)
         n = holder.public_key.n

@@ -125,7 +125,8 @@ class FlowerRounds(_MixinBase):
         started = time.perf_counter()
         sampled = self._sample_clients(round)
         federation = self._driver.federation
-        assert federation is not None  # discovered in attach
+        if federation is None:
+            raise ConfigurationError("call attach(driver) before run(): no federation was discovered")
         nodes = [federation.node_for_partition(partition) for partition in sampled]
         model = ArrayRecord(torch_state_dict=dict(self.global_state))
         self._flower_round = (nodes, lambda node, index: RecordDict({MODEL_KEY: model}))
@@ -354,7 +355,8 @@ def fedavg_server_app(
         fedavg.attach(driver, min_nodes=None if min_nodes == "" else int(min_nodes),
                       wait=float(config.get("discovery-wait", 120.0)))
         federation = driver.federation
-        assert federation is not None  # discovered in attach
+        if federation is None:
+            raise ConfigurationError("call attach(driver) before run(): no federation was discovered")
         log(INFO, "securefl: %s over %d client SuperNode(s), helpers %s", chosen.describe(),
             len(federation.clients), federation.helpers or "none")
 

@@ -325,7 +325,8 @@ class SecureFLNode:
             while len(state.played) > _SESSIONS_REMEMBERED:
                 del state.played[next(iter(state.played))]
         engine = state.engine
-        assert engine is not None  # made by _new_engine
+        if engine is None:
+            raise ConfigurationError(f"no engine for session {session.hex()}")
         outgoing: list[wire.Entry] = []
         started = time.perf_counter()
         for entry in entries:

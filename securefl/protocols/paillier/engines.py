@@ -15,7 +15,7 @@ import numpy as np
 import phe
 
 from securefl import ring
-from securefl.errors import InvalidMessage, ProtocolAbort, ProtocolViolation
+from securefl.errors import InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import (
     SERVER_ONLY,
     ClientEngine,
@@ -24,6 +24,7 @@ from securefl.protocols.base import (
     RunParameters,
     ServerEngine,
     Step,
+    received,
 )
 from securefl.protocols.paillier.keys import KeyHolder, ciphertexts_from_bytes, ciphertexts_to_bytes
 from securefl.protocols.paillier.messages import (
@@ -89,7 +90,8 @@ class _Client(ClientEngine):
     def _upload(self, message: Message) -> list[Message]:
         run = self._run
         self._take_input()
-        assert self._values is not None
+        if self._values is None:
+            raise LocalProtocolError(f"{self.party} has no packed input")
         plaintexts = run.layout.encode(self._values)
         self._values = None
         obfuscators = self._pool.take(len(plaintexts))
@@ -123,7 +125,7 @@ class _Server(ServerEngine):
         return [UploadRequest(*run.header(UPLOAD, SERVER, client_id(i))) for i in range(run.clients)]
 
     def _receive_upload(self, message: Message) -> list[Message]:
-        assert isinstance(message, EncryptedUpload)
+        message = received(message, EncryptedUpload)
         run = self._run
         if message.key_id != run.key_id:
             raise InvalidMessage(f"upload from {message.sender} is under another key (key id {message.key_id.hex()})")
@@ -152,13 +154,14 @@ class _Server(ServerEngine):
 
     def _request_decryption(self) -> list[Message]:
         run = self._run
-        assert self._aggregate_ciphertexts is not None
+        if self._aggregate_ciphertexts is None:
+            raise LocalProtocolError("no upload arrived to aggregate")
         body = ciphertexts_to_bytes(self._aggregate_ciphertexts, run.public_key)
         return [DecryptRequest(*run.header(DECRYPT, SERVER, DECRYPTOR), key_id=run.key_id,
                                included=tuple(sorted(self._uploaded)), length=run.length, ciphertexts=body)]
 
     def _receive_sum(self, message: Message) -> list[Message]:
-        assert isinstance(message, DecryptedSum)
+        message = received(message, DecryptedSum)
         run = self._run
         if message.ring_bits != run.ring_bits or message.vector.size != run.length:
             raise InvalidMessage(f"decrypted sum from {message.sender} has the wrong ring or length")
@@ -170,7 +173,8 @@ class _Server(ServerEngine):
             raise ProtocolAbort("phase 'decrypt': the decryptor did not answer")
 
     def _aggregate(self) -> RingAggregate:
-        assert self._sum is not None
+        if self._sum is None:
+            raise LocalProtocolError("the decryptor's sum has not arrived")
         return RingAggregate(total=self._sum, included=tuple(sorted(self._uploaded)))
 
 
@@ -191,7 +195,9 @@ class _Decryptor(RespondingEngine):
         return [Step(DECRYPT, (DecryptRequest,), self._decrypt, senders=SERVER_ONLY)]
 
     def _decrypt(self, message: Message) -> list[Message]:
-        assert isinstance(message, DecryptRequest) and self._keys is not None  # held until DONE/ABORTED
+        message = received(message, DecryptRequest)  # held until DONE/ABORTED
+        if self._keys is None:
+            raise LocalProtocolError(f"{self.party} no longer holds the key")
         run = self._run
         if message.key_id != self._keys.key_id:
             raise InvalidMessage(f"decryption request is under another key (key id {message.key_id.hex()})")

@@ -108,12 +108,14 @@ class Paillier(Protocol):
 
     @property
     def _key_bits(self) -> int:
-        assert self.key_bits is not None  # resolved in __post_init__
+        if self.key_bits is None:  # resolved in __post_init__
+            raise ConfigurationError("key_bits is unresolved")
         return self.key_bits
 
     @property
     def _scheme(self) -> Obfuscation:
-        assert isinstance(self.obfuscation, Obfuscation)  # parsed in __post_init__
+        if not isinstance(self.obfuscation, Obfuscation):  # parsed in __post_init__
+            raise ConfigurationError(f"obfuscation {self.obfuscation!r} is unparsed")
         return self.obfuscation
 
     @property

@@ -31,8 +31,8 @@ from functools import lru_cache
 
 from securefl.crypto import aead, shamir
 from securefl.crypto.keys import SigningKey, verify_signature
-from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
-from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, Step
+from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
+from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, Step, received
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import (
     SHARE_CHANNEL_LABEL,
@@ -169,7 +169,8 @@ class SecAggClient(ClientEngine):
         parameters = self._parameters
         graph = parameters.graph
         share_publics, mask_publics = {}, {}
-        assert self._share_key is not None and self._mask_key is not None  # made in AdvertiseKeys
+        if self._share_key is None or self._mask_key is None:
+            raise LocalProtocolError(f"{self.party} has no keys: advertise-keys comes first")
         publics = {self._share_key.public_bytes, self._mask_key.public_bytes}
         for peer, advertised in message.keys.items():  # sizes checked by the schema: keys 32, signature 0 or 64
             if not graph.is_neighbour(self._index, peer):
@@ -190,13 +191,14 @@ class SecAggClient(ClientEngine):
         return share_publics, mask_publics
 
     def _share_keys(self, message: Message) -> list[Message]:
-        assert isinstance(message, ShareKeysRequest)
+        message = received(message, ShareKeysRequest)
         parameters = self._parameters
         graph, session, round = parameters.graph, parameters.session, parameters.round
         share_publics, mask_publics = self._read_advertised_keys(message)
         peers = sorted(share_publics)
         self._require_peers(len(peers) + 1, "advertised keys")
-        assert self._share_key is not None and self._mask_key is not None  # made in advertise-keys
+        if self._share_key is None or self._mask_key is None:
+            raise LocalProtocolError(f"{self.party} has no keys: advertise-keys comes first")
         self._self_mask_seed = os.urandom(SECRET_BYTES)
         key_shares, seed_shares = shamir.split_many(
             [self._mask_key.private_bytes, self._self_mask_seed],
@@ -222,7 +224,7 @@ class SecAggClient(ClientEngine):
     def _masked_input(self, message: Message) -> list[Message]:
         parameters = self._parameters
         graph, session, round = parameters.graph, parameters.session, parameters.round
-        assert isinstance(message, MaskedInputRequest)
+        message = received(message, MaskedInputRequest)
         vector = self._take_input()
         senders = sorted(message.ciphertexts)
         for sender in senders:
@@ -240,7 +242,8 @@ class SecAggClient(ClientEngine):
             held[sender] = plaintext
         self._held = held
         self._masked_with = frozenset(senders)
-        assert self._self_mask_seed is not None and self._mask_key is not None  # made in the earlier phases
+        if self._self_mask_seed is None or self._mask_key is None:
+            raise LocalProtocolError(f"{self.party} has no mask key or self-mask seed: share-keys comes first")
         masked = mask_input(
             vector, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
             peer_publics={sender: self._mask_publics[sender] for sender in senders},
@@ -284,7 +287,9 @@ class SecAggClient(ClientEngine):
             )
 
     def _consistency_check(self, message: Message) -> list[Message]:
-        assert isinstance(message, ConsistencyRequest) and self._signing_key is not None
+        message = received(message, ConsistencyRequest)
+        if self._signing_key is None:
+            raise LocalProtocolError(f"{self.party} has no signing key: consistency-check is for malicious-server mode")
         parameters = self._parameters
         survivors = check_client_list(message.survivors, parameters.clients, "consistency request survivors")
         self._check_survivors(survivors, "consistency request")
@@ -298,7 +303,7 @@ class SecAggClient(ClientEngine):
     # -- Unmasking --------------------------------------------------------------------
 
     def _unmasking(self, message: Message) -> list[Message]:
-        assert isinstance(message, UnmaskRequest)
+        message = received(message, UnmaskRequest)
         parameters = self._parameters
         graph = parameters.graph
         survivors = check_client_list(message.survivors, parameters.clients, "unmask request survivors")
@@ -327,7 +332,8 @@ class SecAggClient(ClientEngine):
             self._check_consistency_signatures(message)
         self._require_peers(graph.count_in_group(self._index, survivors), "survived")
         self_mask_shares = {peer: self._held[peer][SHARE_BYTES:] for peer in surviving_neighbours}
-        assert self._own_seed_share is not None  # kept since share-keys
+        if self._own_seed_share is None:
+            raise LocalProtocolError(f"{self.party} holds no share of its self-mask seed: share-keys comes first")
         self_mask_shares[self._index] = self._own_seed_share
         mask_key_shares = {peer: self._held[peer][:SHARE_BYTES] for peer in dropped_neighbours}
         return [UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,

@@ -26,8 +26,8 @@ import numpy as np
 from securefl import ring
 from securefl.crypto import shamir
 from securefl.crypto.keys import verify_signature
-from securefl.errors import InvalidMessage, ProtocolAbort
-from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step
+from securefl.errors import InvalidMessage, LocalProtocolError, ProtocolAbort
+from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step, received
 from securefl.protocols.secagg.client import check_share
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
@@ -140,7 +140,8 @@ class SecAggServer(ServerEngine):
                 raise ProtocolAbort(f"phase 'unmasking': {error}") from None
 
     def _aggregate(self) -> RingAggregate:
-        assert self._result is not None
+        if self._result is None:
+            raise LocalProtocolError("the unmasking phase has not produced the aggregate")
         return self._result
 
     # -- helpers ------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class SecAggServer(ServerEngine):
         return [AdvertiseRequest(*self._header(ADVERTISE_KEYS, u)) for u in range(self._parameters.clients)]
 
     def _receive_keys(self, sender: int, message: Message) -> None:
-        assert isinstance(message, KeyAdvertisement)
+        message = received(message, KeyAdvertisement)
         parameters = self._parameters
         if message.share_public == message.mask_public:
             raise InvalidMessage(f"client/{sender} advertised the same key for shares and masks")
@@ -189,7 +190,7 @@ class SecAggServer(ServerEngine):
         return requests
 
     def _receive_shares(self, sender: int, message: Message) -> None:
-        assert isinstance(message, EncryptedShares)
+        message = received(message, EncryptedShares)
         if message.ciphertexts.keys() != self._listed[sender]:
             raise InvalidMessage(f"client/{sender} must send one ciphertext to each neighbour whose keys it received")
         self._ciphertexts[sender] = message.ciphertexts
@@ -207,7 +208,7 @@ class SecAggServer(ServerEngine):
                 for u in self._viable(shared, shared)]
 
     def _receive_masked_input(self, sender: int, message: Message) -> None:
-        assert isinstance(message, MaskedInput)
+        message = received(message, MaskedInput)
         parameters = self._parameters
         if message.ring_bits != parameters.ring_bits or message.vector.size != parameters.length:
             raise InvalidMessage(
@@ -228,7 +229,7 @@ class SecAggServer(ServerEngine):
                 for u in self._viable(survivors, survivors)]
 
     def _receive_signature(self, sender: int, message: Message) -> None:
-        assert isinstance(message, ConsistencySignature)
+        message = received(message, ConsistencySignature)
         parameters = self._parameters
         statement = consistency_statement(parameters.session, parameters.round, self._survivors)
         verify_signature(parameters.verification_keys[sender], message.signature, statement)
@@ -278,7 +279,7 @@ class SecAggServer(ServerEngine):
         return requests
 
     def _receive_unmask_shares(self, sender: int, message: Message) -> None:
-        assert isinstance(message, UnmaskShares)
+        message = received(message, UnmaskShares)
         graph = self._parameters.graph
         group = graph.closed(sender)
         expected_self = {u for u in group if u in self._survivor_set}
@@ -327,7 +328,8 @@ class SecAggServer(ServerEngine):
                 raise ProtocolAbort(f"client/{owner}'s reconstructed mask key does not match its public key "
                                     f"(a share was corrupted)")
             keys[owner] = key
-        assert self._total is not None  # at least threshold masked inputs arrived
+        if self._total is None:
+            raise LocalProtocolError("no masked input arrived")
         accumulator = MaskAccumulator(self._total, parameters.ring_bits)
         for owner, seed in zip(survivors, seeds):
             remove_self_mask(accumulator, client=owner, seed=seed, session=session, round=round)

@@ -251,8 +251,8 @@ def secure_sum(
     encoded, encode_seconds = [], []
     clipped = 0
     for index, (vector, weight) in enumerate(zip(vectors, weights, strict=True)):
+        start = time.perf_counter()  # the clip count is part of the client's encoding time
         clipped += encoding.count_clipped(vector)
-        start = time.perf_counter()
         try:
             encoded.append(encoding.encode(vector, weight=weight, rng=rng))
         except InvalidUpdate as refused:

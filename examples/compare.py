@@ -8,8 +8,8 @@ splits and seeds, then writes the report (results.json, report.md, plots).
 
 import sys
 
-from securefl.compare import compare
-from securefl.report import format_table, write_report
+from securefl.evaluation.compare import compare
+from securefl.evaluation.report import format_table, write_report
 
 
 def main() -> None:

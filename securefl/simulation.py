@@ -1,71 +1,38 @@
-"""The in-process driver: runs every engine of a protocol and records what the server saw.
+"""The in-process simulator: every party of a protocol in one process, and what the server saw.
 
-The driver owns the "network" and the clock: it serialises every message to
-its canonical frames, counts the bytes, delivers them to the recipient engine
-(decoding and validating on the way in), injects dropouts, and times each
-engine call. The transcript is exactly the list of byte strings the server
-engine received; messages between other parties travel as zero-copy frames.
+``run_protocol`` sets up the engines of one aggregation and runs them with
+the driver core (:class:`securefl.driver.Round`) over an
+:class:`~securefl.driver.InProcessTransport`: messages travel as their
+canonical frames (zero copy), every byte is counted, dropouts and lost
+messages are injected, and each engine call is timed. The transcript is
+exactly the list of byte strings the server engine received.
+``secure_sum`` encodes float updates, runs the protocol and decodes the
+aggregate; ``server_saw_individual_updates`` audits a transcript.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass
 
 import numpy as np
 
 from securefl import ring, validation
+from securefl.driver import InProcessTransport, Ledger, Round, TranscriptEntry, summarize_metrics
 from securefl.encoding import warn_clipped
 from securefl.errors import ConfigurationError, InvalidUpdate
 from securefl.protocols.base import Protocol, RingAggregate
-from securefl.protocols.wire import SERVER, SESSION_BYTES, Message, client_id, decode_message
+from securefl.protocols.wire import SESSION_BYTES, Message, client_id, decode_message
 
 __all__ = [
-    "TranscriptEntry",
     "AggregationResult",
-    "Ledger",
     "secure_sum",
     "run_protocol",
     "summarize_metrics",
     "server_saw_individual_updates",
 ]
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-class TranscriptEntry:
-    """One message the server engine received: its sender, phase and canonical bytes.
-
-    ``payload`` is the exact byte string on the wire; the simulator keeps the
-    message's frames (immutable: sent vectors are frozen) and joins them on
-    first access, so recording the transcript costs no copy of big vectors.
-    """
-
-    __slots__ = ("sender", "phase", "_frames", "_payload")
-
-    def __init__(self, *, sender: str, phase: str, payload: bytes | None = None,
-                 frames: Sequence[bytes | memoryview] | None = None) -> None:
-        if (payload is None) == (frames is None):
-            raise ConfigurationError("a transcript entry needs exactly one of payload and frames")
-        self.sender = sender
-        self.phase = phase
-        self._frames = frames
-        self._payload = payload
-
-    @property
-    def payload(self) -> bytes:
-        if self._payload is None:
-            self._payload = b"".join(self._frames or ())
-            self._frames = None
-        return self._payload
-
-    def __repr__(self) -> str:
-        return f"TranscriptEntry(sender={self.sender!r}, phase={self.phase!r}, bytes={len(self.payload)})"
 
 
 @dataclass
@@ -93,15 +60,6 @@ class AggregationResult:
     @property
     def mean(self) -> np.ndarray:
         return self.total / max(self.weight_total, 1)
-
-
-@dataclass
-class Ledger:
-    """What a driver measured: bytes sent and received per party, seconds per phase per party."""
-
-    bytes_sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    bytes_received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    seconds: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
 
 
 def _validate_dropouts(dropouts: Mapping[int, str] | None, clients: int, phases: Sequence[str]) -> dict[int, int]:
@@ -139,66 +97,16 @@ def run_protocol(
     length = int(inputs[0].size)
     session = os.urandom(SESSION_BYTES) if session is None else session
     stops = _validate_dropouts(dropouts, clients, protocol.phases)
-    ledger = Ledger()
-
     parties = protocol.setup(clients=clients, vector_length=length, session=session, round=round)
     for engine, vector in zip(parties.clients, inputs):
         engine.provide_input(vector)
-    engines = parties.by_id()
-    dropped_at = {client_id(i): stop for i, stop in stops.items()}
-    transcript: list[TranscriptEntry] = []
-
-    def timed(party: str, phase: str, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        start = time.perf_counter()
-        out = call(*args, **kwargs)
-        ledger.seconds[phase][party] += time.perf_counter() - start
-        return out
-
-    def silent(party: str, position: int) -> bool:
-        return party in dropped_at and dropped_at[party] <= position
-
-    for position, phase in enumerate(protocol.phases):
-        queue = deque(timed(SERVER, phase, parties.server.begin_phase, phase))
-        while queue:
-            message = queue.popleft()
-            if silent(message.sender, position):
-                continue
-            frames = message.to_frames()
-            size = sum(len(frame) if isinstance(frame, bytes) else frame.nbytes for frame in frames)
-            ledger.bytes_sent[message.sender] += size
-            if silent(message.recipient, position) or (lose is not None and lose(message)):
-                continue
-            recipient = engines.get(message.recipient)
-            if recipient is None:
-                raise ConfigurationError(f"message addressed to unknown party {message.recipient!r}")
-            ledger.bytes_received[message.recipient] += size
-            if message.recipient == SERVER:
-                transcript.append(TranscriptEntry(sender=message.sender, phase=message.phase, frames=frames))
-            inbound = decode_message(frames)  # validated from the canonical frames, without a copy
-            queue.extend(timed(message.recipient, phase, recipient.handle, inbound))
-        timed(SERVER, phase, parties.server.end_phase, phase)
-    aggregate = timed(SERVER, "result", parties.server.result)
-    return aggregate, transcript, ledger
-
-
-def summarize_metrics(ledger: Ledger, clients: int, included: Sequence[int], encode_seconds: list[float]) -> dict:
-    """The metrics of an ``AggregationResult``: per-client bytes (over the included clients) and seconds."""
-    ids = [client_id(i) for i in (included or range(clients))]
-    seconds = {phase: dict(parties) for phase, parties in ledger.seconds.items()}
-    client_seconds = [sum(seconds[p].get(c, 0.0) for p in seconds) for c in ids]
-    helpers = sorted({p for phase in seconds.values() for p in phase if p != SERVER and not p.startswith("client/")})
-    return {
-        "bytes_up_per_client": float(np.mean([ledger.bytes_sent.get(c, 0) for c in ids])),
-        "bytes_down_per_client": float(np.mean([ledger.bytes_received.get(c, 0) for c in ids])),
-        "bytes_up_max_client": int(max(ledger.bytes_sent.get(c, 0) for c in ids)),
-        "bytes_server_received": int(ledger.bytes_received.get(SERVER, 0)),
-        "bytes_server_sent": int(ledger.bytes_sent.get(SERVER, 0)),
-        "seconds_per_phase_per_party": seconds,
-        "client_seconds_mean": float(np.mean(client_seconds)),
-        "client_encode_seconds_mean": float(np.mean(encode_seconds)) if encode_seconds else 0.0,
-        "server_seconds": float(sum(phase.get(SERVER, 0.0) for phase in seconds.values())),
-        "helper_seconds": {h: float(sum(phase.get(h, 0.0) for phase in seconds.values())) for h in helpers},
-    }
+    transport = InProcessTransport(
+        [*parties.clients, *parties.helpers],
+        phases=protocol.phases,
+        dropouts={client_id(index): protocol.phases[stop] for index, stop in stops.items()},
+    )
+    outcome = Round(parties.server, phases=protocol.phases, transport=transport, lose=lose, drop_refused=False).run()
+    return outcome.aggregate, outcome.transcript, outcome.ledger
 
 
 def _check_updates(updates: Sequence[np.ndarray]) -> list[np.ndarray]:

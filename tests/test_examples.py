@@ -54,5 +54,5 @@ def test_compare_example(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_exercised(script):
     exercised = {"fedavg_secagg.py", "fedavg_paillier.py", "fedavg_central_dp.py", "compare.py",
-                 "fedavg_plaintext.py", "fedavg_secret_sharing.py"}
+                 "fedavg_plaintext.py", "fedavg_secret_sharing.py", "own_model.py"}  # own_model: tests/fl/
     assert script in exercised, f"examples/{script} has no test"

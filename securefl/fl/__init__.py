@@ -1,7 +1,7 @@
 """Federated learning on top of the protocols: FedAvg/FedProx, datasets, models."""
 
 from securefl.fl.data import Dataset, label_skew, load_digits_data, partition
-from securefl.fl.fedavg import FedAvg, FedAvgConfig, History, RoundRecord, quantise_weights
+from securefl.fl.fedavg import FedAvg, FedAvgConfig, History, RoundRecord
 from securefl.fl.models import MLP, make_model
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "FedAvgConfig",
     "History",
     "RoundRecord",
-    "quantise_weights",
 ]

@@ -1,39 +1,36 @@
-"""Federated averaging over a secure-aggregation protocol.
+"""Federated averaging (FedAvg, FedProx) of any PyTorch model over a secure-aggregation protocol.
 
 Each round r the server samples a set S_r of clients; client i trains the
-global model w for ``local_epochs`` of minibatch SGD on its own data
-(optionally with the FedProx term (mu/2) ||w_i - w||^2, Li et al.,
-arXiv 1812.06127) and submits its update
+global model w on its own data for ``local_epochs`` epochs (the user's
+optimizer, SGD at ``lr`` by default; optionally with the FedProx term
+(mu/2) ||w_i - w||^2, Li et al., arXiv 1812.06127) and the round goes through
+one :class:`~securefl.aggregator.SecureAggregator`:
 
-    u_i = clip(w_i - w, -c, c)      (coordinate-wise, c = protocol.encoding.clip)
+    w <- w + sum_{i in I} n_i (w_i - w) / sum_{i in I} n_i
 
-with integer weight n_i (its sample count, see :func:`quantise_weights`)
-through ``protocol`` via :func:`securefl.simulation.secure_sum`. The server
-learns only sum_{i in I} n_i u_i and sum_{i in I} n_i over the clients I the
-protocol included and applies
-
-    w <- w + sum_{i in I} n_i u_i / sum_{i in I} n_i.
-
-The coordinate clip is the one the encoding applies anyway (it clips to
-[-c, c] before quantising); doing it here too makes the aggregated update
-exactly the clipped update the client computed, whichever protocol runs,
-and lets :class:`RoundRecord` report how many coordinates it touched.
+over the clients I the protocol included, n_i their sample counts (scaled to
+the encoding's integer weights inside the aggregator). With a DP plugin
+(``dp=CentralDP(...)`` or ``DistributedDP(...)``) clients are Poisson-sampled
+at its rate q, each weighs 1, and the step is the plugin's release divided by
+q N; epsilon is reported every round.
 
 Threat model: that of the protocol. With :class:`~securefl.protocols.Plaintext`
-the server reads every u_i (``server_saw_individual_updates`` is True);
+the server reads every update (``server_saw_individual_updates`` is True);
 with a secure protocol it sees only the aggregate. The aggregate itself, the
-set I and the round's sample-count total are not protected; differential
-privacy (added by overriding :meth:`FedAvg._local_update`,
-:meth:`FedAvg._aggregate` and :meth:`FedAvg._apply`) is what bounds what the
-aggregate reveals.
+set I and the round's weight total are not protected; differential privacy
+bounds what the aggregate reveals. A simulation is reproducible when a seed
+is given (``FedAvgConfig.seed``); without one every random choice (sampling,
+rounding, noise) comes from the OS entropy pool.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,15 +39,16 @@ import torch
 import torch.nn.functional as F
 
 from securefl import validation
-from securefl.encoding import flatten_state, unflatten_state
+from securefl.aggregator import Aggregate, SecureAggregator
 from securefl.errors import ConfigurationError, ProtocolAbort, ProtocolViolation
 from securefl.fl.data import SCHEMES, Dataset, Scheme, load_digits_data
 from securefl.fl.data import partition as partition_indices
 from securefl.fl.models import make_model
+from securefl.privacy.plugins import DifferentialPrivacy
 from securefl.protocols.base import Protocol
-from securefl.simulation import AggregationResult, secure_sum, server_saw_individual_updates
+from securefl.simulation import server_saw_individual_updates
 
-__all__ = ["FedAvgConfig", "FedAvg", "RoundRecord", "History", "quantise_weights"]
+__all__ = ["FedAvgConfig", "FedAvg", "RoundRecord", "History", "InProcessClients", "ClientsOutcome"]
 
 #: A model's parameters by name, as ``state_dict()`` returns them.
 State = Mapping[str, torch.Tensor]
@@ -58,6 +56,7 @@ State = Mapping[str, torch.Tensor]
 # Independent random streams derived from the seed, so that e.g. turning
 # dropouts on does not change which clients are sampled.
 _STREAM_PARTITION, _STREAM_SAMPLING, _STREAM_DROPOUT, _STREAM_ROUNDING, _STREAM_LOCAL = range(5)
+_STREAM_NOISE = 7
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,10 @@ class FedAvgConfig:
     one); each sampled client independently drops out with probability
     ``dropout`` at a protocol phase chosen uniformly. ``partition`` is
     ``"iid"`` or ``"dirichlet"`` (label skew with concentration ``alpha``).
-    ``mu`` > 0 adds the FedProx proximal term. The defaults reach about 0.95
-    test accuracy on the digits in 20 rounds with 10 IID clients.
+    ``mu`` > 0 adds the FedProx proximal term. ``seed`` makes a simulation
+    reproducible (partition, sampling, rounding, noise); None draws every
+    random choice from the OS entropy pool. The defaults reach about 0.95 test
+    accuracy on the digits in 20 rounds with 10 IID clients.
     """
 
     clients: int = 10
@@ -83,12 +84,13 @@ class FedAvgConfig:
     alpha: float = 0.5
     mu: float = 0.0
     hidden: int = 64
-    seed: int = 0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("clients", "rounds", "local_epochs", "batch_size", "hidden"):
             validation.positive_int(getattr(self, name), name)
-        validation.non_negative_int(self.seed, "seed")
+        if self.seed is not None:
+            validation.non_negative_int(self.seed, "seed")
         validation.positive_float(self.lr, "lr")
         validation.probability(self.client_fraction, "client_fraction", allow_zero=False)
         validation.probability(self.dropout, "dropout")
@@ -101,27 +103,6 @@ class FedAvgConfig:
     def clients_per_round(self) -> int:
         """max(1, round(client_fraction * clients))."""
         return max(1, int(math.floor(self.client_fraction * self.clients + 0.5)))
-
-
-def quantise_weights(counts: Sequence[int], *, max_weight: int) -> list[int]:
-    """Integer aggregation weights in [1, max_weight] proportional to sample counts.
-
-    w_i = n_i when max_j n_j <= max_weight (exact FedAvg weighting);
-    otherwise w_i = max(1, floor(n_i * max_weight / max_j n_j + 1/2)), so
-    the largest client gets max_weight and each ratio w_i / w_j is within
-    rounding of n_i / n_j (relative error <= 1 / (2 w_i)). The encoding
-    refuses weights above max_weight because they could wrap the ring.
-    """
-    max_weight = validation.positive_int(max_weight, "max_weight")
-    if len(counts) == 0:
-        raise ConfigurationError("quantise_weights needs at least one sample count")
-    for count in counts:
-        if not validation.is_integer(count) or count < 1:
-            raise ConfigurationError(f"sample counts must be positive integers; found {count!r}")
-    largest = max(int(c) for c in counts)
-    if largest <= max_weight:
-        return [int(c) for c in counts]
-    return [max(1, int(math.floor(int(c) * max_weight / largest + 0.5))) for c in counts]
 
 
 @dataclass(frozen=True)
@@ -210,77 +191,247 @@ class History:
         }
 
 
+class _Batches:
+    """The demo's minibatches of in-memory tensors: a fresh seeded permutation per epoch."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                 rng: np.random.Generator) -> None:
+        self.features, self.labels, self.batch_size, self.rng = features, labels, batch_size, rng
+        self.dataset = labels  # len() is the sample count
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = int(self.labels.shape[0])
+        order = torch.from_numpy(self.rng.permutation(count))
+        for start in range(0, count, self.batch_size):
+            batch = order[start : start + self.batch_size]
+            yield self.features[batch], self.labels[batch]
+
+
+def _is_loader(data: object) -> bool:
+    return isinstance(data, torch.utils.data.DataLoader)
+
+
+def _count(data: Any) -> int:
+    try:
+        count = len(data.dataset) if _is_loader(data) else len(data)
+    except TypeError:
+        raise ConfigurationError(f"client data of type {type(data).__name__} has no length (sample count)") from None
+    return int(count)
+
+
+@dataclass
+class ClientsOutcome:
+    """What the clients' side of one round produced, for the round's record.
+
+    ``aggregate`` is None when the round aborted (``abort_reason`` says why);
+    ``dropouts`` maps client index -> the phase it stopped at; seconds are
+    means over the sampled clients; ``audit`` is the transcript audit (None
+    where the individual updates are not at hand, e.g. on remote nodes).
+    """
+
+    aggregate: Aggregate | None
+    abort_reason: str | None
+    dropouts: dict[int, str]
+    train_seconds: float
+    protocol_seconds: float
+    audit: bool | None
+
+
+class InProcessClients:
+    """The sampled clients of a simulation: trained here, one after the other, and aggregated in process.
+
+    ``FedAvgConfig.dropout`` makes each one stop answering at a random
+    protocol phase. Another deployment (e.g. Flower) provides its own object
+    with the same :meth:`train_and_aggregate`.
+    """
+
+    def train_and_aggregate(self, fedavg: FedAvg, sampled: Sequence[int], *, round: int) -> ClientsOutcome:
+        reference = fedavg.global_state
+        dropouts = fedavg.sample_dropouts(sampled)
+        states: list[State] = []
+        counts: list[int] = []
+        train_seconds: list[float] = []
+        for client in sampled:
+            begin = time.perf_counter()
+            state, count = fedavg.local_update(client, reference, round=round)
+            train_seconds.append(time.perf_counter() - begin)
+            states.append(state)
+            counts.append(count)
+        aggregate: Aggregate | None = None
+        abort_reason: str | None = None
+        try:
+            if not states and fedavg.dp is None:
+                raise ProtocolAbort(f"round {round}: no client was sampled")
+            aggregate = fedavg.aggregator.aggregate_models(
+                states, reference=reference, weights=None if fedavg.dp is not None else counts,
+                dropouts=dropouts, round=round, clients=sampled)
+        except (ProtocolAbort, ProtocolViolation) as abort:
+            # A violation (a party refusing a malicious request) also ends the
+            # round without an aggregate: the model stays as it was.
+            abort_reason = f"{type(abort).__name__}: {abort}"
+        metrics = aggregate.metrics if aggregate is not None else {}
+        audit: bool | None = None
+        if aggregate is not None and aggregate.included:
+            layout = fedavg.aggregator.layout
+            start = layout.flatten(reference, client=-1)
+            audit = server_saw_individual_updates(
+                aggregate.result, [layout.flatten(state, client=i) - start for i, state in enumerate(states)])
+        return ClientsOutcome(
+            aggregate=aggregate,
+            abort_reason=abort_reason,
+            dropouts={sampled[position]: phase for position, phase in dropouts.items()},
+            train_seconds=float(np.mean(train_seconds)) if train_seconds else 0.0,
+            protocol_seconds=float(metrics.get("client_seconds_mean", 0.0))
+            + float(metrics.get("client_encode_seconds_mean", 0.0)),
+            audit=audit,
+        )
+
+
 class FedAvg:
-    """Federated averaging of a small MLP on a dataset dealt to simulated clients.
+    """Federated averaging of the user's model on the user's per-client data, through ``protocol``.
 
-    ``protocol`` aggregates the updates (see the module docstring for the
-    math and threat model); ``dataset`` defaults to the digits split with
-    ``config.seed``. A run is a pure function of (protocol, config, dataset):
-    the same seed gives the same accuracies, whatever the protocol, as long
-    as the protocol sums exactly (randomness inside protocols, such as
-    masks and session ids, cancels out of the aggregate).
-
-    The round is cut into small overridable steps so that a differentially
-    private variant can clip each update's L2 norm in
-    :meth:`_local_update`, add noise to the sum and divide by a fixed
-    denominator in :meth:`_aggregate`, without touching the rest.
+    ``model`` is a ``torch.nn.Module`` (or a function making one);
+    ``client_data`` one torch ``Dataset`` or ``DataLoader`` per client
+    (Datasets are batched at ``config.batch_size`` and shuffled); ``test_data``
+    a Dataset or DataLoader for the accuracy and loss after each round;
+    ``optimizer`` a function of the parameters making a ``torch.optim``
+    optimizer (SGD at ``config.lr`` by default); ``loss`` a function of
+    (outputs, targets) (cross-entropy by default). With none of model and
+    data given it trains a small MLP on the digits split (``dataset``).
+    ``dp`` is an optional DP plugin. ``clients`` runs the clients' side of
+    each round (:class:`InProcessClients` by default: local training and one
+    :meth:`SecureAggregator.aggregate_models` call); see the module docstring
+    for the math and the threat model.
     """
 
     def __init__(
-        self, protocol: Protocol, config: FedAvgConfig | None = None, *, dataset: Dataset | None = None
+        self,
+        protocol: Protocol,
+        config: FedAvgConfig | None = None,
+        *,
+        model: torch.nn.Module | Callable[[], torch.nn.Module] | None = None,
+        client_data: Sequence[Any] | None = None,
+        test_data: Any = None,
+        optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        dp: DifferentialPrivacy | None = None,
+        dataset: Dataset | None = None,
+        clients: InProcessClients | Any = None,
     ) -> None:
         if not isinstance(protocol, Protocol):
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
         config = FedAvgConfig() if config is None else config
         if not isinstance(config, FedAvgConfig):
             raise ConfigurationError(f"config must be a FedAvgConfig; found {type(config).__name__}")
-        protocol.check_clients(config.clients_per_round)
+        if dp is not None and not isinstance(dp, DifferentialPrivacy):
+            raise ConfigurationError(f"dp must be CentralDP, DistributedDP or None; found {type(dp).__name__}")
         self.protocol = protocol
         self.config = config
-        self.dataset = load_digits_data(seed=config.seed) if dataset is None else dataset
-        if not isinstance(self.dataset, Dataset):
-            raise ConfigurationError(f"dataset must be a securefl.fl.data.Dataset; found {type(self.dataset).__name__}")
-        self.client_indices = partition_indices(
-            self.dataset.train_y,
-            clients=config.clients,
-            scheme=config.partition,
-            alpha=config.alpha,
-            rng=self._stream(_STREAM_PARTITION),
-        )
-        train_x = torch.from_numpy(np.asarray(self.dataset.train_x, dtype=np.float32))
-        train_y = torch.from_numpy(np.asarray(self.dataset.train_y, dtype=np.int64))
-        self._client_data = [
-            (train_x[torch.from_numpy(part)], train_y[torch.from_numpy(part)]) for part in self.client_indices
-        ]
-        self._test_x = torch.from_numpy(np.asarray(self.dataset.test_x, dtype=np.float32))
-        self._test_y = torch.from_numpy(np.asarray(self.dataset.test_y, dtype=np.int64))
-        self._model = make_model(
-            hidden=config.hidden, seed=config.seed, inputs=self.dataset.features, classes=self.dataset.classes
-        )
+        self._entropy = config.seed if config.seed is not None else int.from_bytes(os.urandom(16), "little")
+        self.dp = self._population_dp(dp, config) if dp is not None else None
+        if self.dp is None:
+            protocol.check_clients(config.clients_per_round)
+        elif config.client_fraction != 1.0:
+            raise ConfigurationError(
+                "DP-FedAvg samples clients by Poisson sampling at dp.sample_rate; "
+                f"leave client_fraction at 1.0 (found {config.client_fraction})"
+            )
+        self.clients = InProcessClients() if clients is None else clients
+        self.loss = F.cross_entropy if loss is None else loss
+        self.make_optimizer = optimizer
+        self._setup_data(model, client_data, test_data, dataset)
         self.initial_state: State = OrderedDict((k, v.detach().clone()) for k, v in self._model.state_dict().items())
         self._restart()
 
+    @staticmethod
+    def _population_dp(dp: DifferentialPrivacy, config: FedAvgConfig) -> DifferentialPrivacy:
+        """The plugin with N = ``config.clients`` (the population the sampling rate applies to)."""
+        if dp.population is not None and dp.population != config.clients:
+            raise ConfigurationError(f"dp.population={dp.population} but the federation has {config.clients} clients")
+        return dataclasses.replace(dp, population=config.clients)  # type: ignore[type-var]
+
+    def _setup_data(self, model: Any, client_data: Sequence[Any] | None, test_data: Any,
+                    dataset: Dataset | None) -> None:
+        config = self.config
+        demo = model is None and client_data is None
+        self.dataset: Dataset | None
+        if demo or dataset is not None:
+            self.dataset = load_digits_data(seed=self._entropy % 2**63) if dataset is None else dataset
+            if not isinstance(self.dataset, Dataset):
+                raise ConfigurationError(
+                    f"dataset must be a securefl.fl.data.Dataset; found {type(self.dataset).__name__}")
+        else:
+            self.dataset = None
+        if client_data is None:
+            if self.dataset is None:  # pragma: no cover - demo implies a dataset
+                raise ConfigurationError("client_data is needed with a model of your own")
+            self.client_indices = partition_indices(
+                self.dataset.train_y, clients=config.clients, scheme=config.partition, alpha=config.alpha,
+                rng=self._stream(_STREAM_PARTITION))
+            train_x = torch.from_numpy(np.asarray(self.dataset.train_x, dtype=np.float32))
+            train_y = torch.from_numpy(np.asarray(self.dataset.train_y, dtype=np.int64))
+            self._tensors: list[tuple[torch.Tensor, torch.Tensor]] | None = [
+                (train_x[torch.from_numpy(part)], train_y[torch.from_numpy(part)]) for part in self.client_indices]
+            self._client_data: list[Any] = []
+        else:
+            if len(client_data) != config.clients:
+                raise ConfigurationError(f"{len(client_data)} client datasets for config.clients={config.clients}")
+            self._tensors = None
+            self._client_data = list(client_data)
+            for index, data in enumerate(self._client_data):
+                if _count(data) < 1:
+                    raise ConfigurationError(f"client {index} has no data")
+        if test_data is None and self.dataset is not None:
+            test_data = (torch.from_numpy(np.asarray(self.dataset.test_x, dtype=np.float32)),
+                         torch.from_numpy(np.asarray(self.dataset.test_y, dtype=np.int64)))
+        self._test_data = test_data
+        if model is None:
+            if self.dataset is None:
+                raise ConfigurationError("a model is needed with client_data of your own")
+            model = make_model(hidden=config.hidden, seed=self._entropy % 2**63, inputs=self.dataset.features,
+                               classes=self.dataset.classes)
+        elif not isinstance(model, torch.nn.Module):
+            if not callable(model):
+                raise ConfigurationError(f"model must be a torch.nn.Module or a function making one; found "
+                                         f"{type(model).__name__}")
+            model = model()
+            if not isinstance(model, torch.nn.Module):
+                raise ConfigurationError(f"the model factory returned a {type(model).__name__}, not a Module")
+        self._model: torch.nn.Module = model
+
     def _restart(self) -> None:
-        """Back to the seeded initial model and the start of every random stream."""
+        """Back to the initial model, a fresh aggregator and the start of every random stream."""
         self.global_state = self.initial_state
         self._sampling_rng = self._stream(_STREAM_SAMPLING)
         self._dropout_rng = self._stream(_STREAM_DROPOUT)
-        self._rounding_rng = self._stream(_STREAM_ROUNDING)
+        dp = self.dp
+        if dp is not None:  # a fresh plugin: its noise and rotation streams start over as well
+            noise = self._stream(_STREAM_NOISE) if self.config.seed is not None else None
+            dp = dataclasses.replace(dp, rng=noise)  # type: ignore[type-var]
+        self.aggregator = SecureAggregator(self.protocol, dp=dp, rng=self._stream(_STREAM_ROUNDING))
+        self._wrap_probabilities: list[float] = []
 
     # -- random streams ---------------------------------------------------
 
     def _stream(self, *key: int) -> np.random.Generator:
-        """An independent generator for one purpose (and round/client), derived from the seed."""
-        return np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=tuple(key)))
+        """An independent generator for one purpose (and round/client), derived from the seed or the OS."""
+        return np.random.default_rng(np.random.SeedSequence(self._entropy, spawn_key=tuple(key)))
 
     # -- the steps of a round ---------------------------------------------
 
-    def _sample_clients(self, round: int) -> list[int]:
-        """Sorted indices of the clients taking part in ``round`` (uniform, without replacement)."""
+    def sample_clients(self, round: int) -> list[int]:
+        """Sorted indices of the clients taking part in ``round``.
+
+        Uniform without replacement (``clients_per_round`` of them); under DP
+        each client joins independently with probability q (Poisson).
+        """
+        if self.dp is not None:
+            joins = self._sampling_rng.random(self.config.clients) < self.dp.sample_rate
+            return [int(c) for c in np.flatnonzero(joins)]
         chosen = self._sampling_rng.choice(self.config.clients, size=self.config.clients_per_round, replace=False)
         return sorted(int(c) for c in chosen)
 
-    def _sample_dropouts(self, sampled: Sequence[int]) -> dict[int, str]:
+    def sample_dropouts(self, sampled: Sequence[int]) -> dict[int, str]:
         """Position in ``sampled`` -> phase at which that client stops answering."""
         if self.config.dropout == 0:
             return {}
@@ -289,144 +440,119 @@ class FedAvg:
         chosen = self._dropout_rng.integers(len(phases), size=len(sampled))
         return {position: phases[int(chosen[position])] for position in np.flatnonzero(drops).tolist()}
 
-    def _local_update(self, client: int, global_state: State, *, round: int) -> tuple[np.ndarray, int]:
-        """Train from ``global_state`` on ``client``'s data; return (clipped update, sample count).
+    def client_batches(self, client: int, *, round: int) -> Iterable[Any]:
+        """The minibatches of ``client`` for one local epoch (a DataLoader, or the demo's shuffled tensors)."""
+        if self._tensors is not None:
+            features, labels = self._tensors[client]
+            return _Batches(features, labels, batch_size=self.config.batch_size,
+                            rng=self._stream(_STREAM_LOCAL, round, client))
+        data = self._client_data[client]
+        if _is_loader(data):
+            return data
+        generator = torch.Generator().manual_seed(int(self._stream(_STREAM_LOCAL, round, client).integers(2**62)))
+        return torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=True, generator=generator)
 
-        The update is clip(w_local - w_global, -c, c) flattened with
-        :func:`securefl.encoding.flatten_state` (float64), c the encoding's clip.
-        """
+    def sample_count(self, client: int) -> int:
+        """n_i, the number of training samples of ``client``."""
+        if self._tensors is not None:
+            return int(self._tensors[client][1].shape[0])
+        return _count(self._client_data[client])
+
+    def local_update(self, client: int, global_state: State, *, round: int) -> tuple[State, int]:
+        """Train from ``global_state`` on ``client``'s data; (the local model's state, its sample count)."""
         config = self.config
         model = self._model
         model.load_state_dict(global_state)
         model.train()
-        features, labels = self._client_data[client]
-        count = int(labels.shape[0])
-        parameters = list(model.parameters())
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = (torch.optim.SGD(parameters, lr=config.lr) if self.make_optimizer is None
+                     else self.make_optimizer(parameters))
         anchors = [p.detach().clone() for p in parameters] if config.mu > 0 else []
-        shuffle = self._stream(_STREAM_LOCAL, round, client)
+        batches = self.client_batches(client, round=round)
         for _ in range(config.local_epochs):
-            order = torch.from_numpy(shuffle.permutation(count))
-            for start in range(0, count, config.batch_size):
-                batch = order[start : start + config.batch_size]
-                loss = F.cross_entropy(model(features[batch]), labels[batch])
+            for features, labels in batches:
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(model(features), labels)
                 if anchors:
-                    proximal = sum(((p - a) ** 2).sum() for p, a in zip(parameters, anchors))
+                    proximal = sum(((p - a) ** 2).sum() for p, a in zip(parameters, anchors, strict=True))
                     loss = loss + 0.5 * config.mu * proximal
-                # Plain SGD, w <- w - lr * grad, without torch.optim's per-step overhead.
-                gradients = torch.autograd.grad(loss, parameters)
-                with torch.no_grad():
-                    for parameter, gradient in zip(parameters, gradients):
-                        parameter.add_(gradient, alpha=-config.lr)
-        local, _ = flatten_state(model.state_dict())
-        start_point, _ = flatten_state(global_state)
-        clip = self.protocol.encoding.clip
-        return np.clip(local - start_point, -clip, clip), count
-
-    def _weights(self, counts: Sequence[int]) -> list[int]:
-        """Aggregation weights from sample counts (:func:`quantise_weights` to the encoding's max_weight)."""
-        return quantise_weights(counts, max_weight=self.protocol.encoding.max_weight)
-
-    def _secure_sum(
-        self, updates: Sequence[np.ndarray], weights: Sequence[int], round: int, *, dropouts: Mapping[int, str]
-    ) -> AggregationResult:
-        """Run the protocol on the round's updates; ``ProtocolAbort`` if it cannot complete."""
-        return secure_sum(
-            self.protocol, updates, weights=weights, dropouts=dropouts, seed=self._rounding_rng, round=round
-        )
-
-    def _aggregate(
-        self,
-        updates: Sequence[np.ndarray],
-        weights: Sequence[int],
-        round: int,
-        *,
-        dropouts: Mapping[int, str] | None = None,
-    ) -> tuple[np.ndarray, AggregationResult | None]:
-        """(sum_I w_i u_i / sum_I w_i, the protocol's result) over the included clients I."""
-        if not updates:
-            raise ProtocolAbort(f"round {round}: no client was sampled")
-        result = self._secure_sum(updates, weights, round, dropouts=dropouts or {})
-        if result.weight_total < 1:
-            raise ProtocolAbort(f"round {round}: the aggregate carries no weight")
-        return result.total / result.weight_total, result
-
-    def _apply(self, global_state: State, mean_update: np.ndarray) -> State:
-        """w + mean_update, as a new state (float arithmetic in float64, stored in the model's dtype)."""
-        vector, layout = flatten_state(global_state)
-        return unflatten_state(vector + mean_update, layout)
+                loss.backward()
+                optimizer.step()
+        state = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
+        return state, self.sample_count(client)
 
     @torch.no_grad()
-    def _evaluate(self, global_state: State) -> tuple[float, float]:
-        """(accuracy, mean cross-entropy) of ``global_state`` on the held-out test set."""
+    def evaluate(self, global_state: State) -> tuple[float, float]:
+        """(accuracy, mean loss) of ``global_state`` on the test data; (nan, nan) without test data."""
+        if self._test_data is None:
+            return math.nan, math.nan
         model = self._model
         model.load_state_dict(global_state)
         model.eval()
-        logits = model(self._test_x)
-        loss = float(F.cross_entropy(logits, self._test_y))
-        accuracy = float((logits.argmax(dim=1) == self._test_y).double().mean())
-        return accuracy, loss
+        if isinstance(self._test_data, tuple):
+            batches: Iterable[Any] = [self._test_data]
+        elif _is_loader(self._test_data):
+            batches = self._test_data
+        else:
+            batches = torch.utils.data.DataLoader(self._test_data, batch_size=256)
+        correct, total, loss_sum = 0, 0, 0.0
+        for features, labels in batches:
+            logits = model(features)
+            loss_sum += float(self.loss(logits, labels)) * int(labels.shape[0])
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            total += int(labels.shape[0])
+        return (correct / total, loss_sum / total) if total else (math.nan, math.nan)
+
+    def epsilon(self) -> float | None:
+        """Privacy spent so far at ``dp.delta`` against observers of the model (None without DP)."""
+        return self.aggregator.epsilon
+
+    def summary(self) -> dict[str, Any]:
+        """The DP figures of a run (plugin parameters, epsilon so far, against the server too)."""
+        if self.dp is None:
+            return {"dp": None}
+        plugin = self.aggregator.dp
+        summary = plugin.summary() if plugin is not None else {}
+        summary["epsilon"] = self.epsilon()
+        if self.aggregator.server_epsilon is not None:
+            summary["server_epsilon"] = self.aggregator.server_epsilon
+            summary["wrap_probability_max"] = max(self._wrap_probabilities, default=0.0)
+        return summary
 
     # -- the loop ---------------------------------------------------------
 
     def _round(self, round: int) -> RoundRecord:
         started = time.perf_counter()
-        sampled = self._sample_clients(round)
-        dropouts = self._sample_dropouts(sampled)
-        updates: list[np.ndarray] = []
-        counts: list[int] = []
-        train_seconds: list[float] = []
-        for client in sampled:
-            begin = time.perf_counter()
-            update, count = self._local_update(client, self.global_state, round=round)
-            train_seconds.append(time.perf_counter() - begin)
-            updates.append(update)
-            counts.append(count)
-        weights = self._weights(counts)
-        clip = self.protocol.encoding.clip
-        clipped = float(np.mean([np.mean(np.abs(u) >= clip) for u in updates])) if updates else 0.0
-
-        result: AggregationResult | None = None
-        abort_reason: str | None = None
-        try:
-            mean_update, result = self._aggregate(updates, weights, round, dropouts=dropouts)
-        except (ProtocolAbort, ProtocolViolation) as abort:
-            # A violation (a party refusing a malicious request) also ends the
-            # round without an aggregate: the model stays as it was.
-            abort_reason = f"{type(abort).__name__}: {abort}"
-        else:
-            self.global_state = self._apply(self.global_state, mean_update)
-        accuracy, loss = self._evaluate(self.global_state)
-
-        train_mean = float(np.mean(train_seconds)) if train_seconds else 0.0
-        metrics = result.metrics if result is not None else {}
-        protocol_seconds = metrics.get("client_seconds_mean", 0.0) + metrics.get("client_encode_seconds_mean", 0.0)
+        sampled = self.sample_clients(round)
+        outcome = self.clients.train_and_aggregate(self, sampled, round=round)
+        aggregate = outcome.aggregate
+        if aggregate is not None and (aggregate.included or self.dp is not None and self.dp.kind == "central"):
+            self.global_state = aggregate.model
+        accuracy, loss = self.evaluate(self.global_state)
+        metrics = aggregate.metrics if aggregate is not None else {}
+        self._wrap_probabilities.append(float(metrics.get("wrap_probability", 0.0)))
         return RoundRecord(
             round=round,
             accuracy=accuracy,
             loss=loss,
             sampled=tuple(sampled),
-            included=tuple(sampled[i] for i in result.included) if result is not None else (),
-            dropped=len(dropouts),
-            dropouts={sampled[position]: phase for position, phase in sorted(dropouts.items())},
-            aborted=abort_reason is not None,
-            abort_reason=abort_reason,
-            weights=tuple(weights),
+            included=tuple(sampled[i] for i in aggregate.included) if aggregate is not None else (),
+            dropped=len(outcome.dropouts),
+            dropouts=dict(sorted(outcome.dropouts.items())),
+            aborted=outcome.abort_reason is not None,
+            abort_reason=outcome.abort_reason,
+            weights=tuple(metrics.get("weights", ())),
             bytes_up_per_client=float(metrics.get("bytes_up_per_client", 0.0)),
             bytes_down_per_client=float(metrics.get("bytes_down_per_client", 0.0)),
-            client_seconds=train_mean + float(protocol_seconds),
-            client_train_seconds=train_mean,
+            client_seconds=outcome.train_seconds + outcome.protocol_seconds,
+            client_train_seconds=outcome.train_seconds,
             server_seconds=float(metrics.get("server_seconds", 0.0)),
             seconds=time.perf_counter() - started,
-            server_saw_individual_updates=(
-                server_saw_individual_updates(result, updates) if result is not None else None
-            ),
-            clipped_fraction=clipped,
-            **self._round_extras(),
+            server_saw_individual_updates=outcome.audit,
+            clipped_fraction=float(metrics.get("clipped_fraction", math.nan)),
+            epsilon=self.epsilon(),
+            l2_clip_fraction=float(metrics["l2_clip_fraction"]) if "l2_clip_fraction" in metrics else None,
         )
-
-    def _round_extras(self) -> dict[str, Any]:
-        """Extra RoundRecord fields a variant reports (DP: epsilon so far)."""
-        return {}
 
     def run(self, *, progress: Callable[[RoundRecord], None] | None = None) -> History:
         """Train for ``config.rounds`` rounds from the seeded initial model; call ``progress`` after each.
@@ -445,7 +571,7 @@ class FedAvg:
                 config=self.config,
                 protocol=self.protocol.describe(),
                 secure=bool(self.protocol.secure),
-                initial_accuracy=self._evaluate(self.global_state)[0],
+                initial_accuracy=self.evaluate(self.global_state)[0],
             )
             for round in range(self.config.rounds):
                 record = self._round(round)

@@ -81,6 +81,7 @@ Header = tuple[bytes, int, str, str, str]
 
 
 MessageT = TypeVar("MessageT", bound=Message)
+_ProtocolT = TypeVar("_ProtocolT", bound="Protocol")
 
 
 def received(message: Message, kind: type[MessageT]) -> MessageT:
@@ -455,11 +456,16 @@ class Protocol(ABC):
 
     ``phases`` are the phases in order (the names the simulator's ``dropouts``
     refer to); ``secure`` is False only for the insecure plaintext baseline;
-    ``min_clients`` is the smallest sum any party of the protocol releases.
+    ``min_clients`` is the smallest sum any party of the protocol releases;
+    ``modular_sum`` is True when the aggregate is the sum of the ring vectors
+    modulo 2^k (so inputs may be any ring elements, e.g. distributed-DP noise
+    shares), False when inputs must stay within the encoding's bounds
+    (Paillier's packed slots).
     """
 
     name: ClassVar[str]
     secure: ClassVar[bool] = True
+    modular_sum: ClassVar[bool] = True
     phases: tuple[str, ...]
     encoding: Encoding
     min_clients: int
@@ -481,6 +487,34 @@ class Protocol(ABC):
                 f"{count} client(s) can never reach min_clients={self.min_clients}, the smallest sum "
                 f"{self.name} releases; a sum of one client is that client's update"
             )
+
+    def minimum_inputs(self, clients: int) -> int:
+        """The fewest client inputs a completed aggregation of ``clients`` clients sums.
+
+        ``min(clients, min_clients)`` here; protocols with a reconstruction
+        threshold (SecAgg) raise it to that threshold.
+        """
+        return min(validation.positive_int(clients, "clients"), self.min_clients)
+
+    def with_encoding(self: _ProtocolT, encoding: Encoding) -> _ProtocolT:
+        """This protocol over ``encoding`` (every other parameter kept).
+
+        Protocols are frozen dataclasses with an ``encoding`` field; encoding
+        shortcut fields (``ring_bits``, ``value_bits`` ...) are reset so that
+        they are read back from the new encoding.
+        """
+        if not isinstance(encoding, Encoding):
+            raise ConfigurationError(f"encoding must be an Encoding; found {type(encoding).__name__}")
+        if not dataclasses.is_dataclass(self):
+            raise ConfigurationError(f"cannot change the encoding of {type(self).__name__}")
+        fields = {item.name for item in dataclasses.fields(self)}
+        if "encoding" not in fields:
+            raise ConfigurationError(f"{type(self).__name__} has no encoding field")
+        changes: dict[str, object] = {"encoding": encoding}
+        for shortcut in ("ring_bits", "value_bits", "max_clients", "max_weight"):
+            if shortcut in fields:
+                changes[shortcut] = None
+        return dataclasses.replace(self, **changes)
 
     def run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int) -> RunParameters:
         """The checked public parameters of one aggregation (protocols extend them)."""

@@ -1,95 +1,142 @@
+"""FedAvg with DP as a plugin: central and distributed noise through one FedAvg, no subclass."""
+
 import json
+import math
 
 import numpy as np
 import pytest
 
 from securefl.cli import main
 from securefl.errors import ConfigurationError
-from securefl.fl.dp import CentralDP, DPFedAvg
-from securefl.fl.fedavg import FedAvgConfig
+from securefl.fl.fedavg import FedAvg, FedAvgConfig
 from securefl.privacy.calibration import epsilon_for
-from securefl.protocols import SecretSharing
+from securefl.privacy.distributed import event_factory
+from securefl.privacy.plugins import CentralDP, DistributedDP
+from securefl.protocols import SecAgg, SecretSharing
 
 
-def _trainer(**overrides):
-    dp = CentralDP(noise_multiplier=overrides.pop("z", 1.5), clip=0.5, sample_rate=overrides.pop("q", 0.5),
-                   noise_seed=3)
+def _central(**overrides):
+    dp = CentralDP(noise_multiplier=overrides.pop("z", 1.5), clip=0.5, sample_rate=overrides.pop("q", 0.5))
     config = FedAvgConfig(clients=overrides.pop("clients", 20), rounds=overrides.pop("rounds", 3), hidden=8, seed=1)
-    return DPFedAvg(SecretSharing(), config, dp=dp)
+    return FedAvg(SecretSharing(), config, dp=dp)
 
 
-def test_noise_on_the_mean_has_the_calibrated_scale():
-    trainer = _trainer(clients=20, q=0.5, z=1.5)
-    length = trainer._parameter_count()
-    zeros = [np.zeros(length) for _ in range(4)]
-    mean, result = trainer._aggregate(zeros, [1] * 4, 0)
-    expected_std = 1.5 * 0.5 / (0.5 * 20)
-    assert result is not None and result.included == (0, 1, 2, 3)
-    assert abs(mean.std() / expected_std - 1) < 0.1  # ~770 coordinates
-    assert abs(mean.mean()) < 4 * expected_std / np.sqrt(length)
+def _distributed(protocol=None, **overrides):
+    dp = DistributedDP(bits=overrides.pop("bits", 16), noise_multiplier=overrides.pop("z", 1.0), clip=0.5,
+                       sample_rate=overrides.pop("q", 0.5), mechanism=overrides.pop("mechanism", "skellam"))
+    config = FedAvgConfig(clients=overrides.pop("clients", 12), rounds=overrides.pop("rounds", 3), hidden=8, seed=1)
+    return FedAvg(protocol or SecretSharing(min_clients=2), config, dp=dp)
 
 
-def test_epsilon_is_the_accountants_for_the_rounds_run():
-    trainer = _trainer(rounds=4, q=0.5, z=1.5)
+def test_central_epsilon_is_the_accountants_for_the_rounds_run():
+    trainer = _central(rounds=4, q=0.5, z=1.5)
     history = trainer.run()
     expected = epsilon_for(noise_multiplier=1.5, sample_rate=0.5, steps=4, delta=1e-5)
     assert history.records[-1].epsilon == pytest.approx(expected, rel=1e-9)
     assert [r.epsilon for r in history.records] == sorted(r.epsilon for r in history.records)
+    assert all(r.l2_clip_fraction is not None for r in history.records if not r.aborted)
 
 
-def test_poisson_sampling_rate_and_reproducibility():
-    first = _trainer(clients=40, q=0.25, rounds=6).run()
-    second = _trainer(clients=40, q=0.25, rounds=6).run()
+def test_central_poisson_sampling_rate_and_reproducibility():
+    first = _central(clients=40, q=0.25, rounds=6).run()
+    second = _central(clients=40, q=0.25, rounds=6).run()
     sampled = [len(r.sampled) for r in first.records]
     assert 0.1 < np.mean(sampled) / 40 < 0.4
     assert [r.accuracy for r in first.records] == [r.accuracy for r in second.records]
-    assert all(r.weights == (1,) * len(r.sampled) for r in first.records)
 
 
-def test_encoded_updates_stay_within_the_l2_bound():
-    """The sensitivity the noise is calibrated to holds for what is summed: the quantised update."""
-    trainer = _trainer()
-    encoding = trainer.protocol.encoding
-    rng = np.random.default_rng(0)
-    for client in range(5):
-        update, _ = trainer._local_update(client, trainer.global_state, round=0)
-        for _ in range(20):
-            decoded, weight = encoding.decode_sum(encoding.encode(update, weight=1, rng=rng))
-            assert weight == 1
-            assert np.linalg.norm(decoded) <= 0.5
+def test_without_a_seed_two_runs_differ():
+    config = FedAvgConfig(clients=20, rounds=2, hidden=8)
+    first = FedAvg(SecretSharing(), config, dp=CentralDP(noise_multiplier=1.0, sample_rate=0.5)).run()
+    second = FedAvg(SecretSharing(), config, dp=CentralDP(noise_multiplier=1.0, sample_rate=0.5)).run()
+    assert [r.sampled for r in first.records] != [r.sampled for r in second.records] or \
+        [r.loss for r in first.records] != [r.loss for r in second.records]
 
 
-def test_clip_below_the_rounding_error_is_refused():
+def test_central_clip_below_the_rounding_error_is_refused():
     with pytest.raises(ConfigurationError, match="rounding error"):
-        DPFedAvg(SecretSharing(), FedAvgConfig(hidden=64), dp=CentralDP(noise_multiplier=1.0, clip=0.01))
+        FedAvg(SecretSharing(), FedAvgConfig(rounds=1, seed=0), dp=CentralDP(noise_multiplier=1.0, clip=0.01)).run()
 
 
-def test_calibration_meets_the_target():
-    dp = CentralDP.for_target(epsilon=3.0, delta=1e-5, rounds=10, sample_rate=0.2)
-    assert epsilon_for(noise_multiplier=dp.noise_multiplier, sample_rate=0.2, steps=10, delta=1e-5) <= 3.0
-
-
-@pytest.mark.parametrize(
-    "field, value",
-    [("clip", 0), ("sample_rate", 1.5), ("delta", 1.0), ("noise_multiplier", -1), ("accountant", "x")],
-)
-def test_bad_parameters_refused(field, value):
-    parameters = dict(noise_multiplier=1.0, clip=1.0, sample_rate=0.5, delta=1e-5, accountant="rdp")
-    parameters[field] = value
-    with pytest.raises(ConfigurationError):
-        CentralDP(**parameters)
-
-
-def test_dp_refuses_client_fraction():
+def test_dp_refuses_client_fraction_and_a_foreign_population():
     with pytest.raises(ConfigurationError, match="client_fraction"):
-        DPFedAvg(SecretSharing(), FedAvgConfig(client_fraction=0.5), dp=CentralDP(noise_multiplier=1.0))
+        FedAvg(SecretSharing(), FedAvgConfig(client_fraction=0.5, seed=0), dp=CentralDP(noise_multiplier=1.0))
+    with pytest.raises(ConfigurationError, match="population=7"):
+        FedAvg(SecretSharing(), FedAvgConfig(seed=0), dp=CentralDP(noise_multiplier=1.0, population=7))
 
 
-def test_cli_reports_epsilon_and_parameters(capsys):
+def test_distributed_epsilon_is_the_accountants_and_bounds_the_servers():
+    trainer = _distributed(rounds=3, q=0.5, z=1.0)
+    history = trainer.run()
+    pipeline = trainer.aggregator.dp.pipeline
+    factory = event_factory(mechanism="skellam", dimension=pipeline.dimension, scale=pipeline.scale, clip=0.5)
+    expected = epsilon_for(noise_multiplier=1.0, sample_rate=0.5, steps=3, delta=1e-5, event_for=factory)
+    assert history.records[-1].epsilon == pytest.approx(expected, rel=1e-9)
+    summary = trainer.summary()
+    assert summary["server_epsilon"] >= history.records[-1].epsilon
+    assert all(r.server_saw_individual_updates is False for r in history.records if not r.aborted and r.included)
+    assert summary["wrap_probability_max"] <= 1e-6
+
+
+def test_distributed_run_is_reproducible_and_learns():
+    first = _distributed(rounds=4, z=0.3).run()
+    second = _distributed(rounds=4, z=0.3).run()
+    assert [r.accuracy for r in first.records] == [r.accuracy for r in second.records]
+    assert first.final_accuracy > first.initial_accuracy + 0.2
+
+
+def test_distributed_target_epsilon_is_calibrated_on_the_mechanisms_own_events():
+    config = FedAvgConfig(clients=10, rounds=2, hidden=8, seed=0)
+    dp = DistributedDP(bits=18, mechanism="ddgauss", target_epsilon=4.0, rounds=2, sample_rate=0.5)
+    trainer = FedAvg(SecretSharing(min_clients=3), config, dp=dp)
+    history = trainer.run()
+    assert history.records[-1].epsilon <= 4.0
+    assert trainer.summary()["noise_multiplier"] > 0
+
+
+def test_central_cli_reports_epsilon_and_parameters(capsys):
     code = main(["run", "--protocol", "secret-sharing", "--clients", "20", "--rounds", "3", "--hidden", "8",
-                 "--dp", "central", "--epsilon", "8", "--delta", "1e-5", "--sample-rate", "0.5", "--json", "--quiet"])
+                 "--dp", "central", "--epsilon", "8", "--delta", "1e-5", "--sample-rate", "0.5", "--json", "--quiet",
+                 "--seed", "1"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["dp"] == "central"
     assert 7.9 < summary["epsilon"] <= 8.0
     assert summary["delta"] == 1e-5 and summary["clip"] == 1.0 and summary["noise_multiplier"] > 0
+
+
+def test_distributed_cli_run_json(capsys):
+    code = main(["run", "--protocol", "secagg", "--dp", "distributed", "--epsilon", "8", "--bits", "16",
+                 "--clients", "8", "--rounds", "2", "--hidden", "8", "--sample-rate", "0.5", "--json", "--quiet",
+                 "--seed", "1"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["dp"] == "distributed" and summary["mechanism"] == "skellam"
+    assert summary["epsilon"] <= 8.0 and summary["bits"] == 16 and "16-bit ring" in summary["description"]
+    assert summary["wrap_probability_max"] <= 1e-4 and math.isfinite(summary["server_epsilon"])
+    assert summary["server_saw_individual_updates"] is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--bits", "16"], "--bits needs --dp distributed"),
+     (["--dp", "distributed", "--epsilon", "8", "--accountant", "pld"], "accountant rdp only"),
+     (["--dp", "distributed", "--epsilon", "8", "--threshold", "0.8", "--protocol", "plaintext"], "share threshold"),
+     (["--dp", "distributed"], "exactly one of --epsilon and --noise-multiplier")],
+)
+def test_cli_distributed_flags_are_checked(argv, message, capsys):
+    code = main(["run", "--clients", "4", "--rounds", "1", "--quiet", *argv])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_distributed_dp_needs_a_modular_sum(digits=None):
+    from securefl.protocols import Paillier
+
+    with pytest.raises(ConfigurationError, match="modular_sum"):
+        FedAvg(Paillier(key_bits=1024), FedAvgConfig(clients=4, rounds=1, hidden=8, seed=0),
+               dp=DistributedDP(noise_multiplier=1.0)).run()
+
+
+def test_secagg_threshold_sets_the_distributed_shares():
+    trainer = _distributed(SecAgg(), q=1.0, clients=6, rounds=1)
+    trainer.run()
+    assert trainer.summary()["design_threshold"] == SecAgg().minimum_inputs(6) == 4

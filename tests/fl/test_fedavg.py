@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from securefl.aggregator import quantise_weights
 from securefl.encoding import Encoding, flatten_state
-from securefl.errors import ConfigurationError
-from securefl.fl import FedAvg, FedAvgConfig, load_digits_data, quantise_weights
+from securefl.errors import ClippingWarning, ConfigurationError
+from securefl.fl import FedAvg, FedAvgConfig, load_digits_data
 from securefl.protocols import Plaintext, SecretSharing
 
 
@@ -52,21 +53,21 @@ def test_config_refuses_bad_values_naming_field_and_value(field, value):
 
 
 def test_clients_per_round_rounds_the_fraction_and_samples_at_least_one():
-    assert FedAvgConfig(clients=10, client_fraction=0.25).clients_per_round == 3
-    assert FedAvgConfig(clients=10, client_fraction=0.01).clients_per_round == 1
-    assert FedAvgConfig(clients=10).clients_per_round == 10
+    assert FedAvgConfig(clients=10, client_fraction=0.25, seed=0).clients_per_round == 3
+    assert FedAvgConfig(clients=10, client_fraction=0.01, seed=0).clients_per_round == 1
+    assert FedAvgConfig(clients=10, seed=0).clients_per_round == 10
 
 
 def test_fedavg_refuses_more_clients_than_the_encoding_allows(digits):
     protocol = Plaintext(encoding=Encoding(max_clients=4))
     with pytest.raises(ConfigurationError, match="max_clients"):
-        FedAvg(protocol, FedAvgConfig(clients=10), dataset=digits)
-    FedAvg(protocol, FedAvgConfig(clients=10, client_fraction=0.4), dataset=digits)
+        FedAvg(protocol, FedAvgConfig(clients=10, seed=0), dataset=digits)
+    FedAvg(protocol, FedAvgConfig(clients=10, client_fraction=0.4, seed=0), dataset=digits)
 
 
 def test_fedavg_refuses_non_protocols_and_non_configs(digits):
     with pytest.raises(ConfigurationError, match="protocol"):
-        FedAvg("plaintext", FedAvgConfig(), dataset=digits)
+        FedAvg("plaintext", FedAvgConfig(seed=0), dataset=digits)
     with pytest.raises(ConfigurationError, match="config"):
         FedAvg(Plaintext(), {"clients": 10}, dataset=digits)
 
@@ -98,10 +99,10 @@ def test_weights_refuse_bad_input(counts, max_weight):
 
 def test_large_clients_get_quantised_weights_within_the_encoding(digits):
     # Two clients hold ~719 samples each, above max_weight = 256.
-    history = FedAvg(Plaintext(), FedAvgConfig(clients=2, rounds=1), dataset=digits).run()
+    history = FedAvg(Plaintext(), FedAvgConfig(clients=2, rounds=1, seed=0), dataset=digits).run()
     assert history.records[0].weights == (256, 256)
     protocol = Plaintext(encoding=Encoding(max_weight=16))
-    history = FedAvg(protocol, FedAvgConfig(partition="dirichlet", rounds=1), dataset=digits).run()
+    history = FedAvg(protocol, FedAvgConfig(partition="dirichlet", rounds=1, seed=0), dataset=digits).run()
     assert max(history.records[0].weights) == 16 and len(set(history.records[0].weights)) > 1
 
 
@@ -109,7 +110,7 @@ def test_large_clients_get_quantised_weights_within_the_encoding(digits):
 
 
 def test_iid_reaches_90_percent_in_20_rounds_with_plaintext_and_secret_sharing_alike(digits):
-    config = FedAvgConfig()  # 10 IID clients, 20 rounds, seed 0
+    config = FedAvgConfig(seed=0)  # 10 IID clients, 20 rounds, seed 0
     plaintext = FedAvg(Plaintext(), config, dataset=digits).run()
     shared = FedAvg(SecretSharing(), config, dataset=digits).run()
 
@@ -141,7 +142,7 @@ def test_same_seed_same_history_other_seed_other_history(digits):
 
 
 def test_run_twice_restarts_from_the_initial_model(digits):
-    trainer = FedAvg(Plaintext(), FedAvgConfig(rounds=2), dataset=digits)
+    trainer = FedAvg(Plaintext(), FedAvgConfig(rounds=2, seed=0), dataset=digits)
     first = trainer.run()
     second = trainer.run()
     assert first.accuracies == second.accuracies
@@ -149,11 +150,11 @@ def test_run_twice_restarts_from_the_initial_model(digits):
 
 def test_aborted_rounds_leave_the_model_unchanged(digits):
     class EveryoneDrops(FedAvg):
-        def _secure_sum(self, updates, weights, round, *, dropouts):
+        def sample_dropouts(self, sampled):
             # No share reaches the aggregators: the server aborts at 'report'.
-            return super()._secure_sum(updates, weights, round, dropouts={p: "upload" for p in range(len(updates))})
+            return {position: "upload" for position in range(len(sampled))}
 
-    trainer = EveryoneDrops(SecretSharing(), FedAvgConfig(rounds=2), dataset=digits)
+    trainer = EveryoneDrops(SecretSharing(), FedAvgConfig(rounds=2, seed=0), dataset=digits)
     history = trainer.run()
     assert history.aborted_rounds == [0, 1]
     assert states_equal(trainer.global_state, trainer.initial_state)
@@ -167,18 +168,19 @@ def test_aborted_rounds_leave_the_model_unchanged(digits):
 def test_a_cohort_that_can_never_reach_min_clients_is_refused(digits):
     # Ten clients can never satisfy min_clients=100: a configuration error, not ten aborted rounds.
     with pytest.raises(ConfigurationError, match="min_clients=100"):
-        FedAvg(SecretSharing(min_clients=100), FedAvgConfig(rounds=2), dataset=digits).run()
+        FedAvg(SecretSharing(min_clients=100), FedAvgConfig(rounds=2, seed=0), dataset=digits).run()
 
 
 def test_an_aborted_round_between_good_rounds_keeps_the_previous_model(digits):
     class AbortRoundOne(FedAvg):
-        def _secure_sum(self, updates, weights, round, *, dropouts):
-            # Every client drops at upload in round 1: the plaintext server has nothing.
-            if round == 1:
-                dropouts = {position: "upload" for position in range(len(updates))}
-            return super()._secure_sum(updates, weights, round, dropouts=dropouts)
+        rounds_seen = 0
 
-    history = AbortRoundOne(Plaintext(), FedAvgConfig(rounds=3), dataset=digits).run()
+        def sample_dropouts(self, sampled):
+            # Every client drops at upload in round 1: the plaintext server has nothing.
+            self.rounds_seen += 1
+            return {position: "upload" for position in range(len(sampled))} if self.rounds_seen == 2 else {}
+
+    history = AbortRoundOne(Plaintext(), FedAvgConfig(rounds=3, seed=0), dataset=digits).run()
     assert history.aborted_rounds == [1]
     assert history.records[1].accuracy == history.records[0].accuracy
     assert history.records[1].loss == history.records[0].loss
@@ -203,40 +205,42 @@ def test_dropouts_remove_clients_that_stop_before_sending(digits):
 
 
 def test_plaintext_dropout_at_every_client_aborts_every_round(digits):
-    history = FedAvg(Plaintext(), FedAvgConfig(rounds=2, dropout=1.0), dataset=digits).run()
+    history = FedAvg(Plaintext(), FedAvgConfig(rounds=2, dropout=1.0, seed=0), dataset=digits).run()
     assert history.aborted_rounds == [0, 1]
     assert all(set(r.dropouts) == set(r.sampled) for r in history.records)
 
 
 def test_client_sampling_takes_the_configured_fraction(digits):
-    history = FedAvg(Plaintext(), FedAvgConfig(rounds=4, client_fraction=0.3), dataset=digits).run()
+    history = FedAvg(Plaintext(), FedAvgConfig(rounds=4, client_fraction=0.3, seed=0), dataset=digits).run()
     samples = [record.sampled for record in history.records]
     assert all(len(s) == 3 and list(s) == sorted(set(s)) for s in samples)
     assert len(set(samples)) > 1
 
 
 def test_fedprox_runs_and_its_proximal_term_shrinks_local_updates(digits):
-    history = FedAvg(Plaintext(), FedAvgConfig(rounds=2, mu=0.1, partition="dirichlet"), dataset=digits).run()
+    history = FedAvg(Plaintext(), FedAvgConfig(rounds=2, mu=0.1, partition="dirichlet", seed=0), dataset=digits).run()
     assert history.final_accuracy > history.initial_accuracy
     norms = {}
     for mu in (0.0, 1.0):
-        trainer = FedAvg(Plaintext(), FedAvgConfig(mu=mu, local_epochs=5), dataset=digits)
-        update, count = trainer._local_update(0, trainer.initial_state, round=0)
-        norms[mu] = np.linalg.norm(update)
+        trainer = FedAvg(Plaintext(), FedAvgConfig(mu=mu, local_epochs=5, seed=0), dataset=digits)
+        state, count = trainer.local_update(0, trainer.initial_state, round=0)
+        norms[mu] = np.linalg.norm(flatten_state(state)[0] - flatten_state(trainer.initial_state)[0])
         assert count == trainer.client_indices[0].size
     assert norms[1.0] < 0.8 * norms[0.0]
 
 
-def test_updates_are_clipped_to_the_encoding_bound(digits):
+def test_updates_beyond_the_encoding_clip_are_counted_and_the_step_stays_within_it(digits):
     clip = 0.01
-    trainer = FedAvg(Plaintext(encoding=Encoding(clip=clip)), FedAvgConfig(rounds=1), dataset=digits)
-    update, _ = trainer._local_update(3, trainer.initial_state, round=0)
-    start, _ = flatten_state(trainer.initial_state)
-    assert update.shape == start.shape
-    assert np.abs(update).max() <= clip
-    assert np.mean(np.abs(update) == clip) > 0
-    history = trainer.run()
+    trainer = FedAvg(Plaintext(encoding=Encoding(clip=clip)), FedAvgConfig(rounds=1, seed=0), dataset=digits)
+    state, _ = trainer.local_update(3, trainer.initial_state, round=0)
+    update = flatten_state(state)[0] - flatten_state(trainer.initial_state)[0]
+    assert np.abs(update).max() > clip  # the local step itself is not cut
+    with pytest.warns(ClippingWarning, match="cut to the clip 0.01"):
+        history = trainer.run()
     assert history.records[0].clipped_fraction > 0
+    step = flatten_state(trainer.global_state)[0] - flatten_state(trainer.initial_state)[0]
+    # The mean of clipped updates is within the clip, up to one quantisation step.
+    assert np.abs(step).max() <= clip + trainer.protocol.encoding.step
 
 
 def test_progress_is_called_once_per_round_and_history_is_json(digits):
@@ -258,7 +262,7 @@ def test_run_leaves_global_random_state_and_thread_count_alone(digits):
     numpy_before = np.random.get_state()[1].copy()
     torch_before = torch.random.get_rng_state()
     threads = torch.get_num_threads()
-    FedAvg(Plaintext(), FedAvgConfig(rounds=1, dropout=0.5), dataset=digits).run()
+    FedAvg(Plaintext(), FedAvgConfig(rounds=1, dropout=0.5, seed=0), dataset=digits).run()
     assert np.array_equal(np.random.get_state()[1], numpy_before)
     assert torch.equal(torch.random.get_rng_state(), torch_before)
     assert torch.get_num_threads() == threads

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import special
 
+from securefl.cli.privacy import register
 from securefl.errors import ConfigurationError
 from securefl.privacy.accountant import (
     PLDAccountant,
@@ -20,7 +21,6 @@ from securefl.privacy.accountant import (
     event_from_dict,
 )
 from securefl.privacy.calibration import calibrate_noise_multiplier, epsilon_for
-from securefl.privacy.cli import register
 from securefl.privacy.distributed import event_factory, sensitivities
 from securefl.privacy.distributed_accounting import (
     DistributedDiscreteGaussianEvent,

@@ -1,19 +1,21 @@
 """The server side: run a protocol's phases from a Flower ServerApp over the Grid.
 
-:class:`FlowerDriver` is the in-process simulator's loop (``run_protocol``)
-with Flower carrying the messages. For each protocol phase the server engine
-opens the phase; the driver packs, for every party addressed, the canonical
-bytes of its messages into one Flower message to that party's SuperNode
-(:mod:`.wire`), pushes them all, and pulls the replies until every node has
-answered or ``timeout`` seconds have passed. Replies addressed to the server
-go to its engine; replies addressed to another party (a client's share for
-an aggregator, a ciphertext SecAgg relays) are delivered to that party in a
-further exchange of the same phase. A node that does not answer in time,
-answers with an error, or sends a message the server engine rejects is a
-dropout from then on, exactly as a ``dropouts`` entry of the simulator: it
-is sent nothing more and its late replies are ignored. The server engine
-then decides in ``end_phase`` whether it can go on (``ProtocolAbort`` if
-not).
+:class:`FlowerDriver` discovers the SuperNodes (their roles, the helpers'
+published keys) and runs each aggregation with the driver core -- the very
+loop of the in-process simulator (:class:`securefl.driver.Round`) -- over a
+:class:`~securefl.integrations.flower.transport.GridTransport`. For each
+protocol phase the server engine opens the phase; the transport packs, for
+every party addressed, the canonical bytes of its messages into one Flower
+message to that party's SuperNode (:mod:`.wire`), pushes them all, and
+pulls the replies until every node has answered or ``timeout`` seconds
+have passed. Replies addressed to the server go to its engine; replies
+addressed to another party (a client's share for an aggregator, a
+ciphertext SecAgg relays) are delivered to that party in a further exchange
+of the same phase. A node that does not answer in time, answers with an
+error, or sends a message the server engine rejects is a dropout from then
+on, exactly as a ``dropouts`` entry of the simulator: it is sent nothing
+more and its late replies are ignored. The server engine then decides in
+``end_phase`` whether it can go on (``ProtocolAbort`` if not).
 
 Threat model: the ServerApp holds only the server engine. Helper parties run
 on their own SuperNodes (node config ``securefl-role``), and what clients
@@ -29,29 +31,25 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
 
-from flwr.app import Message, RecordDict
+from flwr.app import ConfigRecordValues
 from flwr.serverapp import Grid
 
 from securefl import validation
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
-from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
+from securefl.driver import PhaseEnd, Round, TranscriptEntry, summarize_metrics
+from securefl.errors import ConfigurationError
 from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import bind, check_supported, registers_client_keys
 from securefl.integrations.flower.node import CLIENT
+from securefl.integrations.flower.transport import ExtraContent, GridTransport, push_and_pull
 from securefl.protocols.base import Engine, Protocol, RingAggregate
-from securefl.protocols.wire import SERVER, SESSION_BYTES, client_id, decode_message
-from securefl.protocols.wire import Message as ProtocolMessage
-from securefl.simulation import AggregationResult, Ledger, TranscriptEntry, summarize_metrics
+from securefl.protocols.wire import SESSION_BYTES, client_id
+from securefl.simulation import AggregationResult
 
 __all__ = ["NodeInfo", "Federation", "PhaseReport", "FlowerAggregation", "FlowerDriver"]
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -152,9 +150,6 @@ class FlowerAggregation:
         )
 
 
-ExtraContent = Callable[[int, int], "RecordDict | None"]
-
-
 class FlowerDriver:
     """Runs ``protocol`` aggregations from a ServerApp's ``main(grid, context)``.
 
@@ -198,9 +193,10 @@ class FlowerDriver:
             node_ids = sorted(self.grid.get_node_ids())
         if len(node_ids) < min_nodes:
             raise ConfigurationError(f"{len(node_ids)} SuperNode(s) connected after {wait:.0f} s; need {min_nodes}")
-        replies, failures = self._exchange(
+        replies, failures = push_and_pull(
+            self.grid,
             {node: wire.pack({"op": "discover", "protocol": self.protocol.name}, []) for node in node_ids},
-            group="discover",
+            group="discover", timeout=self.timeout, poll_interval=self.poll_interval,
         )
         nodes: dict[int, NodeInfo] = {}
         roles: dict[str, int] = {}
@@ -282,12 +278,11 @@ class FlowerDriver:
                                                 round=round, verification_keys=verification_keys, signing_keys={})
         else:
             parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=session, round=round)
-        server = parties.server
-        local_helpers: dict[str, Engine] = {}
+        local_helpers: list[Engine] = []
         node_of: dict[str, int] = {client_id(i): node for i, node in enumerate(clients) if node is not None}
         for helper in parties.helpers:
             if self.host_helpers_in_server:
-                local_helpers[helper.party] = helper
+                local_helpers.append(helper)
             elif helper.party in federation.helpers:
                 node_of[helper.party] = federation.helpers[helper.party]
             else:
@@ -296,7 +291,7 @@ class FlowerDriver:
                     f"--node-config 'securefl-role=\"{helper.party}\"' (or host_helpers_in_server=True for tests)"
                 )
         helpers_used = [party for party in node_of if not party.startswith("client/")]
-        setup = {
+        setup: dict[str, ConfigRecordValues] = {
             "op": "phase",
             "session": session,
             "round": int(round),
@@ -309,210 +304,39 @@ class FlowerDriver:
         }
         if verification_keys:
             setup["verification-keys"] = verification_keys
-        run = _Run(self, protocol, server, local_helpers, node_of, setup, extra, session, round)
-        for position, node in enumerate(clients):
-            if node is None:
-                run.drop(client_id(position), protocol.phases[0], "no SuperNode")
+        transport = GridTransport(self.grid, node_of=node_of, setup=setup, group=f"{round}", timeout=self.timeout,
+                                  poll_interval=self.poll_interval, extra=extra)
+
+        def nodes(dropped: Mapping[str, str]) -> dict[int, str]:
+            return {node_of[party]: phase for party, phase in dropped.items() if party in node_of}
+
+        def report(end: PhaseEnd) -> None:
+            if self.on_phase_end is not None:
+                self.on_phase_end(PhaseReport(phase=end.phase, round=round, session=session,
+                                              dropped=nodes(end.dropped), seconds=end.seconds))
+
+        run = Round(
+            server=parties.server,
+            phases=protocol.phases,
+            transport=transport,
+            hosted=local_helpers,
+            absent={client_id(position): "no SuperNode" for position, node in enumerate(clients) if node is None},
+            on_phase_end=report,
+        )
         try:
-            for phase in protocol.phases:
-                phase_started = time.perf_counter()
-                run.run_phase(phase)
-                run.timed(SERVER, phase, server.end_phase, phase)
-                if self.on_phase_end is not None:
-                    self.on_phase_end(
-                        PhaseReport(phase=phase, round=round, session=session, dropped=run.dropped_nodes(),
-                                    seconds=time.perf_counter() - phase_started)
-                    )
-            aggregate = run.timed(SERVER, "result", server.result)
+            outcome = run.run()
         finally:
             # Who dropped, also when the protocol aborted (FedAvg records it for the aborted round).
-            self.last_dropped = run.dropped_nodes()
-        metrics = summarize_metrics(run.ledger, len(clients), aggregate.included, run.input_seconds)
+            self.last_dropped = nodes(run.dropped)
+        aggregate = outcome.aggregate
         return FlowerAggregation(
             protocol=protocol,
             aggregate=aggregate,
             nodes=tuple(clients),
-            dropped=run.dropped_nodes(),
-            errors={node_of[party]: reason for party, reason in run.errors.items() if party in node_of},
-            transcript=run.transcript,
-            metrics=metrics,
-            node_metrics={node_of[party]: values for party, values in run.node_metrics.items()},
+            dropped=nodes(outcome.dropped),
+            errors={node_of[party]: reason for party, reason in outcome.errors.items() if party in node_of},
+            transcript=outcome.transcript,
+            metrics=summarize_metrics(outcome.ledger, len(clients), aggregate.included, transport.input_seconds),
+            node_metrics={node_of[party]: values for party, values in transport.node_metrics.items()},
             seconds=time.perf_counter() - started,
         )
-
-    # -- transport ---------------------------------------------------------------------
-
-    def _exchange(
-        self, contents: Mapping[int, RecordDict], *, group: str
-    ) -> tuple[dict[int, tuple[dict, list[wire.Entry]]], dict[int, str]]:
-        """Send one message per node; collect replies until all answered or ``timeout`` passed.
-
-        Returns ({node: (control, entries)}, {node: why it gave no usable reply}).
-        """
-        nodes = list(contents)
-        ttl = max(self.timeout * 2, 60.0)
-        messages = [
-            Message(contents[node], dst_node_id=node, message_type=wire.MESSAGE_TYPE, group_id=group, ttl=ttl)
-            for node in nodes
-        ]
-        ids = list(self.grid.push_messages(messages)) if messages else []
-        failures: dict[int, str] = {}
-        pending: dict[str, int] = {}
-        for node, message_id in zip(nodes, ids + [None] * (len(nodes) - len(ids))):
-            if message_id:
-                pending[message_id] = node
-            else:
-                failures[node] = "the SuperLink did not accept the message"
-        replies: dict[int, tuple[dict, list[wire.Entry]]] = {}
-        deadline = time.monotonic() + self.timeout
-        while pending:
-            for reply in self.grid.pull_messages(list(pending)):
-                replied = pending.pop(reply.metadata.reply_to_message_id, None)
-                if replied is None:
-                    continue
-                if reply.has_error():
-                    failures[replied] = f"error reply: {reply.error.reason}"
-                    continue
-                try:
-                    replies[replied] = wire.unpack(reply.content)
-                except InvalidMessage as error:
-                    failures[replied] = str(error)
-            if not pending or time.monotonic() >= deadline:
-                break
-            time.sleep(self.poll_interval)
-        for node in pending.values():
-            failures[node] = f"no reply within {self.timeout:g} s"
-        return replies, failures
-
-
-class _Run:
-    """The state of one aggregation: the routing loop of ``simulation.run_protocol`` over the Grid."""
-
-    def __init__(self, driver, protocol, server, local_helpers, node_of, setup, extra, session, round) -> None:
-        self.driver = driver
-        self.protocol = protocol
-        self.server = server
-        self.local_helpers = local_helpers
-        self.node_of = node_of
-        self.setup = setup
-        self.extra = extra
-        self.session = session
-        self.round = round
-        self.ledger = Ledger()
-        self.transcript: list[TranscriptEntry] = []
-        self.dropped: dict[str, str] = {}
-        self.errors: dict[str, str] = {}
-        self.contacted: set[str] = set()
-        self.input_seconds: list[float] = []
-        self.node_metrics: dict[str, dict[str, float]] = defaultdict(dict)
-
-    def timed(self, party: str, phase: str, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        start = time.perf_counter()
-        out = call(*args, **kwargs)
-        self.ledger.seconds[phase][party] += time.perf_counter() - start
-        return out
-
-    def drop(self, party: str, phase: str, reason: str) -> None:
-        if party not in self.dropped:
-            self.dropped[party] = phase
-            self.errors[party] = reason
-
-    def dropped_nodes(self) -> dict[int, str]:
-        return {self.node_of[party]: phase for party, phase in self.dropped.items() if party in self.node_of}
-
-    def run_phase(self, phase: str) -> None:
-        queue: deque[ProtocolMessage] = deque(self.timed(SERVER, phase, self.server.begin_phase, phase))
-        outbox: dict[str, list[wire.Entry]] = defaultdict(list)
-        while queue or outbox:
-            while queue:
-                self._route_local(queue.popleft(), phase, queue, outbox)
-            if not outbox:
-                break
-            sending, outbox = outbox, defaultdict(list)
-            self._exchange(sending, phase, queue, outbox)
-
-    def _route_local(self, message: ProtocolMessage, phase: str, queue: deque, outbox: dict) -> None:
-        """A message made in this process (by the server engine or a hosted helper)."""
-        if message.sender in self.dropped:
-            return
-        payload = message.to_bytes()
-        self.ledger.bytes_sent[message.sender] += len(payload)
-        if message.recipient in self.dropped:
-            return
-        if message.recipient == SERVER or message.recipient in self.local_helpers:
-            self._deliver_local(message.recipient, message.sender, payload, phase, queue)
-        elif message.recipient in self.node_of:
-            outbox[message.recipient].append(wire.Entry(payload))
-        else:
-            raise ConfigurationError(f"message addressed to unknown party {message.recipient!r}")
-
-    def _deliver_local(self, recipient: str, sender: str, payload: bytes, phase: str, queue: deque) -> None:
-        self.ledger.bytes_received[recipient] += len(payload)
-        inbound = decode_message(payload)
-        if recipient == SERVER:
-            self.transcript.append(TranscriptEntry(sender=sender, phase=inbound.phase, payload=payload))
-            engine = self.server
-        else:
-            engine = self.local_helpers[recipient]
-        queue.extend(self.timed(recipient, phase, engine.handle, inbound))
-
-    def _exchange(self, sending: dict[str, list[wire.Entry]], phase: str, queue: deque, outbox: dict) -> None:
-        contents: dict[int, RecordDict] = {}
-        party_of: dict[int, str] = {}
-        for party, entries in sending.items():
-            if party in self.dropped:
-                continue
-            node = self.node_of[party]
-            extra = None
-            if party not in self.contacted and party.startswith("client/") and self.extra is not None:
-                extra = self.extra(node, int(party.split("/", 1)[1]))
-            self.contacted.add(party)
-            contents[node] = wire.pack({**self.setup, "phase": phase, "party": party}, entries, extra)
-            party_of[node] = party
-            for entry in entries:
-                self.ledger.bytes_received[party] += len(entry.data)
-        replies, failures = self.driver._exchange(contents, group=f"{self.round}")
-        for node, reason in failures.items():
-            self.drop(party_of[node], phase, reason)
-        for node, (control, entries) in replies.items():
-            party = party_of[node]
-            if control.get("party") != party:
-                self.drop(party, phase, f"answered as {control.get('party')!r}")
-                continue
-            self._record_metrics(party, phase, control)
-            try:
-                for entry in entries:
-                    self._route_reply(party, entry, phase, queue, outbox)
-            except (InvalidMessage, ProtocolViolation) as error:
-                self.drop(party, phase, f"{type(error).__name__}: {error}")
-
-    def _record_metrics(self, party: str, phase: str, control: dict) -> None:
-        seconds = control.get("engine-seconds")
-        if isinstance(seconds, float):
-            self.ledger.seconds[phase][party] += seconds
-        encode = control.get("input-seconds")
-        if isinstance(encode, float):
-            self.input_seconds.append(encode)
-            self.node_metrics[party]["input-seconds"] = encode
-        for key, value in control.items():
-            if key.startswith("metric.") and validation.is_number(value):
-                self.node_metrics[party][key[len("metric."):]] = float(value)
-
-    def _route_reply(self, party: str, entry: wire.Entry, phase: str, queue: deque, outbox: dict) -> None:
-        """A message a node sent: to the server engine, or relayed to another party."""
-        if entry.sealed:
-            recipient, sender = wire.envelope_route(entry.data)
-        else:
-            message = decode_message(entry.data)
-            recipient, sender = message.recipient, message.sender
-        if sender != party:
-            raise InvalidMessage(f"{party} sent a message as {sender!r}")
-        self.ledger.bytes_sent[party] += len(entry.data)
-        if recipient in self.dropped:
-            return
-        if not entry.sealed and (recipient == SERVER or recipient in self.local_helpers):
-            self._deliver_local(recipient, sender, entry.data, phase, queue)
-        elif recipient in self.node_of:
-            outbox[recipient].append(entry)
-        else:
-            raise InvalidMessage(f"{party} sent a message to unknown party {recipient!r}")

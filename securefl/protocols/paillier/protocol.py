@@ -63,6 +63,7 @@ class Paillier(Protocol):
 
     name = "paillier"
     secure = True
+    modular_sum = False  # packed slots hold bounded integers, not ring elements
     phases = (UPLOAD, DECRYPT)
 
     def __post_init__(self) -> None:

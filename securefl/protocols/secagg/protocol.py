@@ -118,6 +118,11 @@ class SecAgg(Protocol):
         """The share threshold t used with ``clients`` clients (``ConfigurationError`` if none fits)."""
         return resolve_threshold(self.threshold, self.group_size(clients), malicious_server=self.malicious_server)
 
+    def minimum_inputs(self, clients: int) -> int:
+        """max(min_clients, t): every survivor's self-mask needs t shares, so a round sums at least t inputs."""
+        clients = validation.positive_int(clients, "clients")
+        return min(clients, max(self.min_clients, self.threshold_for(clients)))
+
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
         """Every engine of one round; in malicious-server mode setup deals every client's signing key."""
         clients = self.run_parameters(

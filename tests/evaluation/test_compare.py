@@ -3,7 +3,7 @@ import json
 import pytest
 
 from securefl.cli import main
-from securefl.compare import contender_names
+from securefl.evaluation.compare import contender_names
 
 FIELDS = {
     "name", "protocol", "description", "secure", "dp", "threat_model", "final_accuracy", "accuracy_per_round",

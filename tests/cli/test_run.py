@@ -73,3 +73,39 @@ def test_a_cohort_of_one_is_refused_up_front(capsys, protocol):
     assert main(["run", "--protocol", protocol, *options, "--clients", "1", "--rounds", "1", "--quiet"]) == 2
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1 and "min_clients=2" in error
+
+
+def test_without_a_seed_the_run_says_it_drew_from_the_os(capsys):
+    summary = _run_json(capsys, "--protocol", "plaintext", "--clients", "3", "--rounds", "1", "--hidden", "8")
+    assert summary["seed"] is None and summary["config"]["seed"] is None
+    assert summary["seed_source"] == "os-entropy-pool"
+
+    assert main(["run", "--protocol", "plaintext", "--clients", "3", "--rounds", "1", "--hidden", "8", "--quiet"]) == 0
+    assert "OS entropy pool" in capsys.readouterr().out
+
+
+def test_a_seed_reaches_the_config_and_reproduces_the_run(capsys):
+    arguments = ("--protocol", "secagg", "--clients", "4", "--rounds", "2", "--hidden", "8", "--seed", "5",
+                 "--dp", "central", "--noise-multiplier", "0.5")
+    first, second = _run_json(capsys, *arguments), _run_json(capsys, *arguments)
+    assert first["seed"] == first["config"]["seed"] == 5 and first["seed_source"] == "given"
+    assert first["final_accuracy"] == second["final_accuracy"] and first["epsilon"] == second["epsilon"]
+    assert [r["accuracy"] for r in first["history"]] == [r["accuracy"] for r in second["history"]]
+
+
+def test_a_cohort_of_one_is_refused_up_front_under_dp_too(capsys):
+    for dp in ("central", "distributed"):
+        code = main(["run", "--protocol", "secagg", "--clients", "1", "--rounds", "1", "--quiet", "--dp", dp,
+                     "--noise-multiplier", "1"])
+        error = capsys.readouterr().err
+        assert code == 2 and len(error.strip().splitlines()) == 1 and "min_clients=2" in error
+
+
+def test_every_figure_of_the_table_is_in_the_json(capsys):
+    arguments = ["--protocol", "secret-sharing", "--clients", "4", "--rounds", "1", "--hidden", "8", "--seed", "0"]
+    summary = _run_json(capsys, *arguments)
+    assert main(["run", *arguments, "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert summary["description"] in table and f"{summary['final_accuracy']:.4f}" in table
+    assert f"{summary['bytes_up_per_client_per_round']:,.0f} B" in table
+    assert f"{summary['dropouts']} / {summary['rounds_aborted']}" in table

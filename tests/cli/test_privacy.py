@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from securefl.privacy.cli import register
+from securefl.cli.privacy import register
 
 
 def run(argv: list[str]) -> int:

@@ -9,28 +9,31 @@ SGD step on a single example gives update rows with
 (Phong et al., "Privacy-preserving deep learning via additively homomorphic
 encryption", 2017; Geiping et al., "Inverting gradients", NeurIPS 2020).
 The probe round is the worst case for a client: each client takes one step on
-one example. The server runs the attack on every vector in its transcript
-(what individual messages reveal) and, separately, on the aggregate it
-releases (what the sum itself reveals, e.g. a neuron that only one client's
-example activated). Scores are the best cosine similarity and PSNR between any
-reconstruction and any client's true example, next to the score of random
-candidates (chance).
+one example. It goes through a :class:`~securefl.aggregator.SecureAggregator`
+with the federation's kind of DP plugin, like a round of training. The server
+runs the attack on every vector in its transcript (what individual messages
+reveal) and, separately, on the aggregate it releases (what the sum itself
+reveals, e.g. a neuron that only one client's example activated). Scores are
+the best cosine similarity and PSNR between any reconstruction and any
+client's true example, next to the score of random candidates (chance).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from securefl import ring
+from securefl.aggregator import SecureAggregator
 from securefl.errors import ConfigurationError
+from securefl.privacy.plugins import DifferentialPrivacy
 from securefl.protocols.base import Protocol
 from securefl.protocols.wire import decode_message
-from securefl.simulation import AggregationResult, secure_sum
+from securefl.simulation import AggregationResult
 
 __all__ = ["ProbeScore", "ProbeResult", "reconstruct_inputs", "score_reconstructions", "run_probe"]
 
@@ -47,7 +50,7 @@ class ProbeScore:
     best_candidate: np.ndarray | None = field(default=None, repr=False, compare=False)
     best_target: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float]:
         return {"cosine": self.cosine, "psnr": self.psnr}
 
 
@@ -58,7 +61,7 @@ class ProbeResult:
     chance: ProbeScore
     vectors_attacked: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "messages": self.messages.to_dict(),
             "aggregate": self.aggregate.to_dict(),
@@ -82,7 +85,8 @@ def reconstruct_inputs(
     biases = update[hidden * inputs : needed]
     order = np.argsort(-np.abs(biases))[:candidates]
     order = order[np.abs(biases[order]) > _BIAS_FLOOR]
-    return weights[order] / biases[order, None]
+    rows: np.ndarray = weights[order] / biases[order, None]
+    return rows
 
 
 _PSNR_CAP = 100.0  # dB: an exact reconstruction (zero error) reports the cap
@@ -147,25 +151,28 @@ def run_probe(
     labels: np.ndarray,
     *,
     seed: int,
-    clip_update: Callable[[np.ndarray], np.ndarray] | None = None,
-    noise_aggregate: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    dp: DifferentialPrivacy | None = None,
 ) -> ProbeResult:
-    """One probe round through ``protocol``; attack the transcript and the released aggregate.
+    """One probe round through a :class:`SecureAggregator` over ``protocol``; attack what the server saw.
 
-    ``examples`` is one input per client (rows in [0, 1]); ``clip_update`` and
-    ``noise_aggregate`` apply a DP pipeline (per-client clipping, noise added
-    by the server to the sum) when the protocol is run with central DP.
+    ``examples`` is one input per client (rows in [0, 1]). ``dp`` is a fresh
+    DP plugin of the kind and parameters the federation runs with (it is bound
+    to this round, so not the trainer's own): the round then goes through its
+    client stage (L2 clipping; distributed DP: rotation and noise shares in the
+    ring) and its server stage (central DP: Gaussian noise on the sum), so the
+    attack reads exactly the messages the server engine received and the
+    total it releases. ``seed`` drives the rounding (and the clients' noise).
     """
     hidden_layer = next(module for module in model.modules() if isinstance(module, torch.nn.Linear))
     inputs, hidden = hidden_layer.in_features, hidden_layer.out_features
     if examples.ndim != 2 or examples.shape[1] != inputs:
         raise ConfigurationError(f"examples must be (clients, {inputs}); found {examples.shape}")
     updates = single_example_updates(model, examples, labels, clip=protocol.encoding.clip)
-    if clip_update is not None:
-        updates = [clip_update(u) for u in updates]
-    result = secure_sum(protocol, updates, seed=seed)
+    aggregator = SecureAggregator(protocol, dp=dp, rng=np.random.default_rng(seed))
+    aggregate = aggregator.aggregate_vectors(updates)
+    result = aggregate.result
     length = updates[0].size
-    scale = protocol.encoding.scale
+    scale = aggregator.bound_protocol(length, len(updates)).encoding.scale  # the encoding the messages carry
 
     found: list[np.ndarray] = []
     attacked = 0
@@ -176,11 +183,8 @@ def run_probe(
             attacked += 1
             found.append(reconstruct_inputs(_signed_float(vector, result, scale, length), inputs=inputs, hidden=hidden))
     message_candidates = np.concatenate(found) if found else np.zeros((0, inputs))
-
-    aggregate = result.total.copy()
-    if noise_aggregate is not None:
-        aggregate = noise_aggregate(aggregate, np.random.default_rng([seed, 1]))
-    aggregate_candidates = reconstruct_inputs(aggregate, inputs=inputs, hidden=hidden)
+    aggregate_candidates = reconstruct_inputs(np.asarray(aggregate.total, dtype=np.float64), inputs=inputs,
+                                              hidden=hidden)
 
     chance_rng = np.random.default_rng([seed, 2])
     chance_count = max(len(message_candidates), len(aggregate_candidates), _CANDIDATES_PER_VECTOR)

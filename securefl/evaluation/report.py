@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from securefl import jsonout
-from securefl.compare import Comparison
+from securefl.evaluation.compare import Comparison
 
 __all__ = ["format_table", "write_report"]
 

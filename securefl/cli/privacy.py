@@ -1,7 +1,7 @@
 """``securefl epsilon`` and ``securefl calibrate``: the privacy subcommands.
 
-The top-level CLI calls :func:`register` with its ``add_subparsers()`` object,
-then ``args.func(args)``, which returns the exit code. Bad values give one
+:func:`securefl.cli.main` calls :func:`register` with its ``add_subparsers()``
+object, then ``args.func(args)``, which returns the exit code. Bad values give one
 line ``securefl <command>: error: ...`` naming the value on stderr and exit code 2.
 """
 

@@ -1,10 +1,15 @@
 """`securefl compare`: every protocol on the same federation, side by side.
 
-Each contender runs FedAvg on the embedded digits data with identical
-splits, seeds and dropout draws, then takes part in one probe round in which
-every client takes a single SGD step on one example and a curious server
-runs the gradient-inversion attack of :mod:`securefl.probe` on exactly the
-messages it received, and on the aggregate it releases.
+Each contender runs ``FedAvg(protocol, config, dp=plugin)`` on the embedded
+digits data with identical splits, seeds and dropout draws (``plugin`` a
+:class:`~securefl.privacy.plugins.CentralDP`, a
+:class:`~securefl.privacy.plugins.DistributedDP` or None), then takes part in
+one probe round in which every client takes a single SGD step on one example
+and a curious server runs the gradient-inversion attack of
+:mod:`securefl.evaluation.probe` on exactly the messages it received, and on
+the aggregate it releases. The probe round goes through a ``SecureAggregator``
+with a fresh plugin of the same kind and parameters, so what is attacked is
+what the server (or an observer of the release) sees.
 """
 
 from __future__ import annotations
@@ -16,18 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from securefl.errors import ConfigurationError
-from securefl.fl.distributed_dp import DistributedDP, DistributedDPFedAvg, minimum_survivors
-from securefl.fl.dp import CentralDP, DPFedAvg
+from securefl.evaluation.probe import ProbeResult, run_probe
 from securefl.fl.fedavg import FedAvg, FedAvgConfig, History
 from securefl.fl.models import make_model
-from securefl.privacy.mechanisms import clip_l2, gaussian_noise
-from securefl.probe import ProbeResult, run_probe
+from securefl.privacy.plugins import CentralDP, DifferentialPrivacy, DistributedDP
 from securefl.protocols.base import Protocol
 from securefl.protocols.catalog import make_protocol
 
-__all__ = ["Contender", "CONTENDERS", "contender_names", "ContenderResult", "Comparison", "compare"]
+__all__ = ["Contender", "CONTENDERS", "contender_names", "ContenderResult", "Comparison", "compare",
+           "make_plugin", "protocol_run"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class ContenderResult:
     epsilon: float | None
     noise_multiplier: float | None
     seconds: float
+    server_epsilon: float | None = None
     probe_examples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 64)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +142,7 @@ class ContenderResult:
             "final_accuracy": self.history.final_accuracy,
             "accuracy_per_round": self.history.accuracies,
             "epsilon": self.epsilon,
+            "server_epsilon": self.server_epsilon,
             "noise_multiplier": self.noise_multiplier,
             "bytes_up_per_client_per_round": mean("bytes_up_per_client"),
             "bytes_down_per_client_per_round": mean("bytes_down_per_client"),
@@ -169,40 +176,50 @@ def _select(names: Sequence[str] | None) -> list[Contender]:
     return [by_name[n] for n in names]
 
 
-def _probe_examples(trainer: FedAvg) -> tuple[np.ndarray, np.ndarray]:
-    """One training example per client: the first of each client's split."""
-    first = [int(part[0]) for part in trainer.client_indices]
+def _probe_inputs(trainer: FedAvg) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
+    """The trainer's initial model and one training example per client (the first of each client's split)."""
     data = trainer.dataset
-    return np.asarray(data.train_x[first], dtype=np.float64), np.asarray(data.train_y[first])
+    if data is None:  # pragma: no cover - the comparison trains on the embedded digits
+        raise ConfigurationError("the probe needs the trainer's embedded dataset")
+    first = [int(part[0]) for part in trainer.client_indices]
+    model = make_model(hidden=trainer.config.hidden, seed=trainer.config.seed or 0, inputs=data.features,
+                       classes=data.classes)
+    return model, np.asarray(data.train_x[first], dtype=np.float64), np.asarray(data.train_y[first])
 
 
-def _distributed_probe_hooks(trainer: DistributedDPFedAvg, clients: int) -> dict[str, Any]:
-    """Probe hooks reproducing the server's view under distributed DP.
+def make_plugin(
+    kind: str,
+    *,
+    epsilon: float,
+    delta: float,
+    rounds: int,
+    clip: float,
+    clients: int,
+    rng: np.random.Generator | None = None,
+) -> DifferentialPrivacy | None:
+    """A fresh DP plugin of ``kind`` ("none", "central", "distributed") at epsilon over ``rounds`` rounds, q = 1.
 
-    Each update is L2-clipped, and the aggregate carries exactly the decoded
-    noise of ``clients`` shares sized for the protocol's threshold (the probe
-    itself runs the protocol with its default encoding; the messages are
-    masked either way).
+    Every call gives a new instance of the same parameters: one for the
+    trainer, one for the probe round (a plugin is bound to one aggregator).
     """
-    pipeline = trainer.pipeline
-    shares = minimum_survivors(trainer.protocol, clients)
-    signs = trainer._rotation(0)
+    if kind == "none":
+        return None
+    common: dict[str, Any] = dict(target_epsilon=epsilon, delta=delta, rounds=rounds, clip=clip,
+                                  population=clients, rng=rng)
+    if kind == "central":
+        return CentralDP(**common)
+    if kind == "distributed":
+        return DistributedDP(**common)
+    raise ConfigurationError(f"dp must be 'none', 'central' or 'distributed'; found {kind!r}")
 
-    def noise_aggregate(total: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return total + pipeline.decoded_noise(clients=clients, shares=shares, signs=signs, rng=rng)
 
-    return dict(clip_update=lambda update: clip_l2(update, max_norm=pipeline.clip).clipped,
-                noise_aggregate=noise_aggregate)
-
-
-def _central_probe_hooks(dp: CentralDP) -> dict[str, Any]:
-    """Probe hooks reproducing the server's view under central DP: L2 clipping, Gaussian noise on the sum."""
-
-    def noise_aggregate(total: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return total + gaussian_noise(shape=total.size, std=dp.noise_multiplier * dp.clip, rng=rng)
-
-    return dict(clip_update=lambda update: clip_l2(update, max_norm=dp.clip).clipped,
-                noise_aggregate=noise_aggregate)
+def protocol_run(trainer: FedAvg) -> Protocol:
+    """The protocol the trainer's rounds ran: under distributed DP the one rebuilt over the plugin's ring."""
+    aggregator = trainer.aggregator
+    try:
+        return aggregator.bound_protocol(aggregator.layout.dimension, trainer.config.clients)
+    except ConfigurationError:  # nothing was aggregated yet
+        return trainer.protocol
 
 
 def compare(
@@ -225,39 +242,28 @@ def compare(
     """
     chosen = _select(protocols)
     config = FedAvgConfig(clients=clients, rounds=rounds, dropout=dropout, seed=seed)
+    plugin = functools.partial(make_plugin, epsilon=epsilon, delta=delta, rounds=rounds, clip=dp_clip,
+                               clients=clients)
     results = []
     for contender in chosen:
         started = time.perf_counter()
         protocol: Protocol = make_protocol(contender.protocol, **contender.options)
-        dp: CentralDP | DistributedDP | None = None
-        if contender.dp == "central":
-            dp = CentralDP.for_target(epsilon=epsilon, delta=delta, rounds=rounds, clip=dp_clip, noise_seed=seed)
-            trainer: FedAvg = DPFedAvg(protocol, config, dp=dp)
-        elif contender.dp == "distributed":
-            trainer = DistributedDPFedAvg(protocol, config, dp=DistributedDP(
-                target_epsilon=epsilon, delta=delta, clip=dp_clip, noise_seed=seed))
-            dp = trainer.dp
-        else:
-            trainer = FedAvg(protocol, config)
+        trainer = FedAvg(protocol, config, dp=plugin(contender.dp))  # FedAvg seeds the plugin from config.seed
         history = trainer.run(progress=functools.partial(progress, contender.name) if progress else None)
-        examples, labels = _probe_examples(trainer)
-        model = make_model(hidden=config.hidden, seed=config.seed,
-                           inputs=trainer.dataset.features, classes=trainer.dataset.classes)
-        probe_dp: dict[str, Any] = {}
-        if isinstance(trainer, DistributedDPFedAvg):
-            probe_dp = _distributed_probe_hooks(trainer, len(examples))
-        elif isinstance(dp, CentralDP):
-            probe_dp = _central_probe_hooks(dp)
-        probe = run_probe(protocol, model, examples, labels, seed=seed, **probe_dp)
+        model, examples, labels = _probe_inputs(trainer)
+        probe = run_probe(protocol, model, examples, labels, seed=seed,
+                          dp=plugin(contender.dp, rng=np.random.default_rng([seed, 1])))
+        figures = trainer.summary()
         results.append(ContenderResult(
             contender=contender,
-            description=trainer.protocol.describe(),
+            description=protocol_run(trainer).describe(),
             secure=bool(protocol.secure),
             history=history,
             probe=probe,
-            epsilon=history.records[-1].epsilon if dp is not None else None,
-            noise_multiplier=dp.noise_multiplier if dp is not None else None,
+            epsilon=trainer.epsilon(),
+            noise_multiplier=figures.get("noise_multiplier"),
             seconds=time.perf_counter() - started,
+            server_epsilon=figures.get("server_epsilon"),
             probe_examples=examples,
         ))
     settings = {"clients": clients, "rounds": rounds, "dropout": dropout, "seed": seed,

@@ -1,0 +1,7 @@
+"""``python -m securefl.cli``: the ``securefl`` command."""
+
+import sys
+
+from securefl.cli import main
+
+sys.exit(main())

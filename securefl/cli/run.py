@@ -1,0 +1,268 @@
+"""``securefl run``: FedAvg on the embedded digits data through one protocol, with an optional DP plugin.
+
+    securefl run --protocol secret-sharing --clients 10 --rounds 20 [--dp central --epsilon 8] [--seed 0] [--json]
+
+The trainer is ``FedAvg(protocol, config, dp=CentralDP(...) | DistributedDP(...) | None)``;
+every figure the table prints is in the ``--json`` object too. Without
+``--seed`` every random choice (split, sampling, rounding, noise) comes from
+the OS entropy pool and the output says so (``"seed": null``,
+``"seed_source": "os-entropy-pool"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import TYPE_CHECKING, Any
+
+from securefl import jsonout
+from securefl.cli.arguments import (
+    non_negative_float,
+    non_negative_int,
+    open_unit,
+    positive_float,
+    positive_int,
+    probability,
+    unit_interval,
+)
+from securefl.errors import ConfigurationError
+from securefl.protocols.base import Protocol
+from securefl.protocols.catalog import make_protocol, protocol_names
+
+if TYPE_CHECKING:
+    from securefl.fl.fedavg import FedAvg, FedAvgConfig, History
+    from securefl.privacy.plugins import DifferentialPrivacy
+
+__all__ = ["register", "run", "make_dp", "summarize", "format_summary"]
+
+#: ``seed_source`` in the output: the user's ``--seed``, or the OS entropy pool (not reproducible).
+SEED_GIVEN, SEED_FROM_OS = "given", "os-entropy-pool"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run`` to an ``add_subparsers()`` object."""
+    run_parser = subparsers.add_parser("run", help="train FedAvg on the embedded digits data through a protocol")
+    run_parser.add_argument("--protocol", default="secret-sharing", choices=protocol_names(),
+                            help="aggregation protocol (plaintext is the insecure baseline)")
+    run_parser.add_argument("--clients", type=positive_int, default=10)
+    run_parser.add_argument("--rounds", type=positive_int, default=20)
+    run_parser.add_argument("--local-epochs", type=positive_int, default=None,
+                            help="local epochs per round (default: the FedAvg default)")
+    run_parser.add_argument("--dropout", type=probability, default=0.0,
+                            help="probability that a sampled client drops out, at a random protocol phase")
+    run_parser.add_argument("--partition", choices=("iid", "dirichlet"), default="iid")
+    run_parser.add_argument("--alpha", type=float, default=0.5,
+                            help="Dirichlet concentration (with --partition dirichlet)")
+    run_parser.add_argument("--mu", type=float, default=0.0, help="FedProx proximal coefficient")
+    run_parser.add_argument("--aggregators", type=positive_int, default=None,
+                            help="secret-sharing: number of aggregators")
+    run_parser.add_argument("--neighbors", type=positive_int, default=None,
+                            help="secagg+: neighbours per client in the sparse communication graph")
+    run_parser.add_argument("--hidden", type=positive_int, default=None, help="hidden units of the MLP (default 64)")
+    run_parser.add_argument("--seed", type=non_negative_int, default=None,
+                            help="seed of a reproducible simulation (default: none, every random choice "
+                                 "from the OS entropy pool)")
+    privacy = run_parser.add_argument_group("differential privacy (DP-FedAvg, user level)")
+    privacy.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
+                         help="central: Poisson sampling, L2 clipping, Gaussian noise on the sum; distributed: "
+                              "each client adds a share of discrete noise inside the secure sum")
+    privacy.add_argument("--epsilon", type=positive_float, default=None,
+                         help="target epsilon after all rounds (calibrates the noise multiplier)")
+    privacy.add_argument("--delta", type=open_unit, default=1e-5, help="target delta (default 1e-5)")
+    privacy.add_argument("--noise-multiplier", type=non_negative_float, default=None,
+                         help="noise multiplier z instead of --epsilon")
+    privacy.add_argument("--clip", type=positive_float, default=1.0, help="L2 clip C of each client update")
+    privacy.add_argument("--sample-rate", type=unit_interval, default=1.0,
+                         help="Poisson sampling rate q of clients per round")
+    privacy.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
+    privacy.add_argument("--bits", type=positive_int, default=None,
+                         help="distributed: ring bits per coordinate (default 16)")
+    privacy.add_argument("--mechanism", choices=("skellam", "ddgauss"), default=None,
+                         help="distributed: Skellam (default) or distributed discrete Gaussian noise")
+    privacy.add_argument("--threshold", type=unit_interval, default=None,
+                         help="distributed with secagg/secagg+: share threshold as a fraction of the cohort; "
+                              "noise is calibrated to it (higher: less noise, fewer dropouts tolerated)")
+    run_parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then print the summary (table or ``--json``); 0 on success."""
+    from tqdm import tqdm
+
+    from securefl.fl.fedavg import FedAvg
+
+    config = _config(args)
+    dp = make_dp(args, clients=config.clients, rounds=config.rounds)
+    protocol = _protocol(args, dp)
+    _check_population(protocol, dp, config.clients)
+    trainer = FedAvg(protocol, config, dp=dp)
+    bar = tqdm(total=config.rounds, desc=protocol.name, unit="round", disable=args.quiet, file=sys.stderr)
+
+    def progress(record: Any) -> None:
+        shown = {"accuracy": f"{record.accuracy:.3f}"}
+        if record.epsilon is not None:
+            shown["epsilon"] = f"{record.epsilon:.2f}"
+        bar.set_postfix(shown, refresh=False)
+        bar.update(1)
+
+    try:
+        history = trainer.run(progress=progress)
+    finally:
+        bar.close()
+    summary = summarize(trainer, history)
+    print(jsonout.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> FedAvgConfig:
+    from securefl.fl.fedavg import FedAvgConfig
+
+    options: dict[str, Any] = dict(clients=args.clients, rounds=args.rounds, dropout=args.dropout,
+                                   partition=args.partition, alpha=args.alpha, mu=args.mu, seed=args.seed)
+    if args.local_epochs is not None:
+        options["local_epochs"] = args.local_epochs
+    if args.hidden is not None:
+        options["hidden"] = args.hidden
+    return FedAvgConfig(**options)
+
+
+def _protocol(args: argparse.Namespace, dp: DifferentialPrivacy | None) -> Protocol:
+    """The ``--protocol`` with its options; ``--threshold`` (distributed DP) set on SecAgg's share threshold."""
+    if args.aggregators is not None and args.protocol != "secret-sharing":
+        raise ConfigurationError(f"--aggregators applies to secret-sharing only; the protocol is {args.protocol}")
+    protocol = make_protocol(args.protocol, aggregators=args.aggregators, neighbors=args.neighbors)
+    if args.threshold is not None:
+        if not dataclasses.is_dataclass(protocol) or "threshold" not in {f.name for f in dataclasses.fields(protocol)}:
+            raise ConfigurationError(
+                f"--threshold needs a protocol with a share threshold (secagg); found {protocol.name}"
+            )
+        protocol = dataclasses.replace(protocol, threshold=args.threshold)
+    return protocol
+
+
+def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> DifferentialPrivacy | None:
+    """The DP plugin of ``--dp central|distributed`` (None for ``--dp none``), for ``clients`` and ``rounds``.
+
+    Exactly one of ``--epsilon`` (z calibrated over ``rounds`` rounds) and
+    ``--noise-multiplier``; flags of another kind of DP are refused. The
+    noise generators are left to FedAvg: seeded from ``--seed``, else the OS.
+    """
+    from securefl.privacy.plugins import CentralDP, DistributedDP
+
+    for flag, value in (("--bits", args.bits), ("--mechanism", args.mechanism), ("--threshold", args.threshold)):
+        if value is not None and args.dp != "distributed":
+            raise ConfigurationError(f"{flag} needs --dp distributed")
+    if args.dp == "none":
+        for flag, value in (("--epsilon", args.epsilon), ("--noise-multiplier", args.noise_multiplier)):
+            if value is not None:
+                raise ConfigurationError(f"{flag} needs --dp central or --dp distributed")
+        return None
+    if (args.epsilon is None) == (args.noise_multiplier is None):
+        raise ConfigurationError(f"--dp {args.dp} needs exactly one of --epsilon and --noise-multiplier")
+    common: dict[str, Any] = dict(clip=args.clip, noise_multiplier=args.noise_multiplier,
+                                  target_epsilon=args.epsilon, delta=args.delta, rounds=rounds,
+                                  sample_rate=args.sample_rate, population=clients)
+    if args.dp == "central":
+        return CentralDP(accountant=args.accountant, **common)
+    if args.accountant != "rdp":
+        raise ConfigurationError("--dp distributed is accounted with --accountant rdp only")
+    return DistributedDP(bits=args.bits or 16, mechanism=args.mechanism or "skellam", **common)
+
+
+def _check_population(protocol: Protocol, dp: DifferentialPrivacy | None, clients: int) -> None:
+    """Refuse up front a federation whose every round the protocol would refuse (e.g. one client)."""
+    from securefl.privacy.plugins import DistributedDP
+
+    if isinstance(dp, DistributedDP) and protocol.modular_sum:  # it runs over the plugin's ring
+        protocol = protocol.with_encoding(dp.ring_encoding(protocol.encoding.clip))
+    protocol.check_clients(clients)
+
+
+def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
+    """The figures of one run, as printed by ``securefl run --json`` (the DP ones from ``trainer.summary()``)."""
+    from securefl.evaluation.compare import protocol_run
+
+    config = trainer.config
+    protocol = protocol_run(trainer)
+    completed = [r for r in history.records if not r.aborted]
+
+    def mean(attribute: str) -> float:
+        values = [getattr(r, attribute) for r in completed]
+        return float(sum(values) / len(values)) if values else 0.0
+
+    summary: dict[str, Any] = {
+        "protocol": protocol.name,
+        "description": protocol.describe(),
+        "secure": bool(protocol.secure),
+        "rounds": config.rounds,
+        "clients": config.clients,
+        "dropout": config.dropout,
+        "seed": config.seed,
+        "seed_source": SEED_GIVEN if config.seed is not None else SEED_FROM_OS,
+        "final_accuracy": history.final_accuracy,
+        "bytes_up_per_client_per_round": mean("bytes_up_per_client"),
+        "bytes_down_per_client_per_round": mean("bytes_down_per_client"),
+        "seconds_per_round": mean("seconds"),
+        "client_seconds_per_round": mean("client_seconds"),
+        "server_seconds_per_round": mean("server_seconds"),
+        "rounds_aborted": sum(1 for r in history.records if r.aborted),
+        "dropouts": sum(r.dropped for r in history.records),
+        "server_saw_individual_updates": any(bool(r.server_saw_individual_updates) for r in completed),
+        "dp": "none",
+        "epsilon": None,
+        "delta": None,
+        "noise_multiplier": None,
+        "clip": None,
+        "sample_rate": None,
+        "accountant": None,
+        "initial_accuracy": history.initial_accuracy,
+        "config": history.to_dict()["config"],
+        "history": history.to_dict()["rounds"],
+    }
+    if trainer.dp is not None:
+        summary.update(trainer.summary())
+        if summary["dp"] == "distributed":
+            summary["accountant"] = "rdp"  # DistributedDP composes its events with the RDP accountant only
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The table ``securefl run`` prints without ``--json``: every row is a field of the JSON object."""
+    seed = (str(summary["seed"]) if summary["seed_source"] == SEED_GIVEN
+            else "none: drawn from the OS entropy pool (pass --seed to reproduce a run)")
+    rows = [
+        ("protocol", summary["description"]),
+        ("secure", "yes" if summary["secure"] else "NO (insecure baseline)"),
+        ("clients x rounds", f"{summary['clients']} x {summary['rounds']}"),
+        ("seed", seed),
+        ("final test accuracy", f"{summary['final_accuracy']:.4f}"),
+        ("upload per client per round", f"{summary['bytes_up_per_client_per_round']:,.0f} B"),
+        ("download per client per round", f"{summary['bytes_down_per_client_per_round']:,.0f} B"),
+        ("seconds per round", f"{summary['seconds_per_round']:.3f}"),
+        ("dropouts / aborted rounds", f"{summary['dropouts']} / {summary['rounds_aborted']}"),
+        ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
+        *_privacy_rows(summary),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _privacy_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    if summary["dp"] == "none":
+        return [("differential privacy", "none")]
+    figures = (f"z={summary['noise_multiplier']:.4g}, C={summary['clip']:g}, q={summary['sample_rate']:g}, "
+               f"{summary['accountant']}")
+    epsilon = f"epsilon={summary['epsilon']:.3f} at delta={summary['delta']:g}"
+    if summary["dp"] == "central":
+        return [("differential privacy", f"central, {epsilon} ({figures})")]
+    return [
+        ("differential privacy", f"distributed {summary['mechanism']}, {epsilon} ({figures}); "
+                                 f"against the server {summary['server_epsilon']:.3f}"),
+        ("ring bits / scale", f"{summary['bits']} / {summary['scale']:.6g} (noise calibrated to a threshold of "
+                              f"{summary['design_threshold']} in a cohort of up to {summary['design_cohort']})"),
+        ("wrap-around probability", f"<= {summary['wrap_probability_max']:.3g} per round "
+                                    f"(design {summary['wrap_probability_design']:.3g})"),
+    ]

@@ -116,19 +116,27 @@ class PrivateRound(ABC):
         """Server side: the ring sum of ``included`` clients -> the released (noisy) float total."""
 
 
+@dataclass(eq=False)
 class DifferentialPrivacy(ABC):
     """A DP plugin: clip C, sampling rate q, population N, delta; one accountant event per round.
 
-    :meth:`bind` fixes the plugin to a protocol and a dimension (once; it
-    returns the protocol to run), :meth:`begin_round` gives the round's
-    stages, :meth:`denominator` is q N.
+    The noise is ``noise_multiplier`` z, or the smallest z meeting
+    ``target_epsilon`` at ``delta`` after ``rounds`` releases. :meth:`bind`
+    fixes the plugin to a protocol and a dimension (once; it returns the
+    protocol to run), :meth:`begin_round` gives the round's stages,
+    :meth:`denominator` is q N. ``rng`` is a simulation's seeded generator
+    (None: the OS entropy pool).
     """
 
     kind: ClassVar[str]
-    clip: float
-    sample_rate: float
-    delta: float
-    population: int | None
+    clip: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float = 1e-5
+    rounds: int | None = None
+    sample_rate: float = 1.0
+    population: int | None = None
+    rng: np.random.Generator | None = field(default=None, repr=False)
 
     @abstractmethod
     def bind(self, protocol: Protocol, *, dimension: int, cohort: int) -> Protocol:
@@ -198,15 +206,7 @@ class CentralDP(DifferentialPrivacy):
     OS entropy pool when None).
     """
 
-    clip: float = 1.0
-    noise_multiplier: float | None = None
-    target_epsilon: float | None = None
-    delta: float = 1e-5
-    rounds: int | None = None
-    sample_rate: float = 1.0
-    population: int | None = None
     accountant: AccountantName = "rdp"
-    rng: np.random.Generator | None = field(default=None, repr=False)
     _noise_rng: np.random.Generator = field(init=False, repr=False)
     _z: float = field(default=0.0, init=False, repr=False)
     _slack: float = field(default=0.0, init=False, repr=False)
@@ -302,18 +302,10 @@ class DistributedDP(DifferentialPrivacy):
     clients' noise comes from their own generators.
     """
 
-    clip: float = 1.0
-    noise_multiplier: float | None = None
-    target_epsilon: float | None = None
-    delta: float = 1e-5
-    rounds: int | None = None
-    sample_rate: float = 1.0
-    population: int | None = None
     bits: int = 16
     mechanism: Mechanism = "skellam"
     beta: float = DEFAULT_BETA
     wrap_target: float = DEFAULT_WRAP_TARGET
-    rng: np.random.Generator | None = field(default=None, repr=False)
     _rotation_entropy: int = field(default=0, init=False, repr=False)
     _pipeline: DistributedPipeline | None = field(default=None, init=False, repr=False)
     _protocol: Protocol | None = field(default=None, init=False, repr=False)

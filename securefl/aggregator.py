@@ -32,19 +32,20 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
 from securefl import ring, validation
+from securefl.driver import AggregationResult, TranscriptEntry, run_protocol, summarize_metrics
 from securefl.encoding import warn_clipped
 from securefl.errors import ConfigurationError, InvalidUpdate, ProtocolAbort
 from securefl.privacy.accountant import PrivacyAccountingWarning
 from securefl.privacy.plugins import ClientStage, DifferentialPrivacy, DistributedDP, PrivateRound
 from securefl.protocols.base import Protocol, RingAggregate
-from securefl.simulation import AggregationResult, TranscriptEntry, run_protocol, summarize_metrics
+from securefl.protocols.wire import Message
 
 if TYPE_CHECKING:
     import torch
@@ -413,9 +414,11 @@ class SecureAggregator:
         dropouts: Mapping[int, str] | None = None,
         round: int | None = None,
         clients: Sequence[int] | None = None,
+        lose: Callable[[Message], bool] | None = None,
     ) -> Aggregate:
         """:meth:`aggregate` for updates already flattened to float64 vectors; ``mean``/``total`` stay flat.
 
+        ``lose`` (simulation) marks individual messages as lost in transit.
         The three steps a deployment runs apart: :meth:`open_round` (server),
         :meth:`client_input` (each client), the protocol, :meth:`release` (server).
         """
@@ -438,7 +441,8 @@ class SecureAggregator:
             l2_clipped += stage.l2_clipped
         coordinates = len(vectors) * dimension
         warn_clipped(clipped=clipped, coordinates=coordinates, clip=plan.protocol.encoding.clip, stacklevel=3)
-        aggregate, transcript, ledger = run_protocol(plan.protocol, inputs, dropouts=dropouts, round=plan.round)
+        aggregate, transcript, ledger = run_protocol(plan.protocol, inputs, dropouts=dropouts, round=plan.round,
+                                                     lose=lose)
         metrics = summarize_metrics(ledger, len(inputs), aggregate.included, seconds)
         metrics.update(clipped_coordinates=clipped, clipped_fraction=clipped / coordinates if coordinates else 0.0)
         if self.dp is not None:

@@ -28,6 +28,7 @@ What the Round guarantees, on every transport:
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
@@ -37,6 +38,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
+from securefl import validation
 from securefl.errors import (
     AlreadyFinalized,
     ConfigurationError,
@@ -44,8 +46,8 @@ from securefl.errors import (
     LocalProtocolError,
     ProtocolViolation,
 )
-from securefl.protocols.base import Engine, RingAggregate, ServerEngine
-from securefl.protocols.wire import SERVER, Message, client_id, decode_message
+from securefl.protocols.base import Engine, Protocol, RingAggregate, ServerEngine
+from securefl.protocols.wire import SERVER, SESSION_BYTES, Message, client_id, decode_message
 
 __all__ = [
     "Payload",
@@ -540,3 +542,80 @@ def summarize_metrics(
         "server_seconds": float(sum(phase.get(SERVER, 0.0) for phase in seconds.values())),
         "helper_seconds": {h: float(sum(phase.get(h, 0.0) for phase in seconds.values())) for h in helpers},
     }
+
+
+# -- one aggregation in process, and its decoded result ----------------------------------
+
+
+@dataclass
+class AggregationResult:
+    """The decoded outcome of one secure aggregation.
+
+    ``total`` is sum_i w_i x_i over the included clients (w_i = 1 unless
+    weights were given), ``weight_total`` is sum_i w_i, ``mean`` their ratio.
+    ``metrics`` holds the byte and second counts and, from ``secure_sum``,
+    ``clipped_coordinates`` (coordinates with |x| > clip, summed over every
+    client's update) and ``clipped_fraction`` (that count over all
+    coordinates of all clients).
+    """
+
+    total: np.ndarray
+    weight_total: int
+    included: tuple[int, ...]
+    ring_sum: np.ndarray
+    ring_bits: int
+    transcript: list[TranscriptEntry]
+    metrics: dict
+    protocol: str = ""
+    secure: bool = True
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / max(self.weight_total, 1)
+
+
+def _validate_dropouts(dropouts: Mapping[int, str] | None, clients: int, phases: Sequence[str]) -> dict[int, int]:
+    """Map client index -> position of the phase from which it stops answering."""
+    if not dropouts:
+        return {}
+    stops: dict[int, int] = {}
+    for index, phase in dropouts.items():
+        if not validation.is_integer(index) or not 0 <= index < clients:
+            raise ConfigurationError(f"dropout client index {index!r} is not in [0, {clients})")
+        if phase not in phases:
+            raise ConfigurationError(f"dropout phase {phase!r} is not one of {', '.join(phases)}")
+        stops[int(index)] = list(phases).index(phase)
+    return stops
+
+
+def run_protocol(
+    protocol: Protocol,
+    inputs: Sequence[np.ndarray],
+    *,
+    dropouts: Mapping[int, str] | None = None,
+    session: bytes | None = None,
+    round: int = 0,
+    lose: Callable[[Message], bool] | None = None,
+) -> tuple[RingAggregate, list[TranscriptEntry], Ledger]:
+    """Run one aggregation of already-encoded ring vectors.
+
+    ``dropouts`` maps a client index to the phase from which it stops
+    answering (it receives nothing from then on). ``lose`` marks individual
+    messages as lost in transit (for partial-delivery tests). Returns
+    ``(RingAggregate, transcript, ledger)``.
+    """
+    clients = len(inputs)
+    protocol.check_clients(clients)
+    length = int(inputs[0].size)
+    session = os.urandom(SESSION_BYTES) if session is None else session
+    stops = _validate_dropouts(dropouts, clients, protocol.phases)
+    parties = protocol.setup(clients=clients, vector_length=length, session=session, round=round)
+    for engine, vector in zip(parties.clients, inputs):
+        engine.provide_input(vector)
+    transport = InProcessTransport(
+        [*parties.clients, *parties.helpers],
+        phases=protocol.phases,
+        dropouts={client_id(index): protocol.phases[stop] for index, stop in stops.items()},
+    )
+    outcome = Round(parties.server, phases=protocol.phases, transport=transport, lose=lose, drop_refused=False).run()
+    return outcome.aggregate, outcome.transcript, outcome.ledger

@@ -12,19 +12,16 @@ aggregate; ``server_saw_individual_updates`` audits a transcript.
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from securefl import ring, validation
-from securefl.driver import InProcessTransport, Ledger, Round, TranscriptEntry, summarize_metrics
-from securefl.encoding import warn_clipped
+from securefl import ring
+from securefl.aggregator import SecureAggregator
+from securefl.driver import AggregationResult, run_protocol, summarize_metrics
 from securefl.errors import ConfigurationError, InvalidUpdate
-from securefl.protocols.base import Protocol, RingAggregate
-from securefl.protocols.wire import SESSION_BYTES, Message, client_id, decode_message
+from securefl.protocols.base import Protocol
+from securefl.protocols.wire import Message, decode_message
 
 __all__ = [
     "AggregationResult",
@@ -33,80 +30,6 @@ __all__ = [
     "summarize_metrics",
     "server_saw_individual_updates",
 ]
-
-
-@dataclass
-class AggregationResult:
-    """The decoded outcome of one secure aggregation.
-
-    ``total`` is sum_i w_i x_i over the included clients (w_i = 1 unless
-    weights were given), ``weight_total`` is sum_i w_i, ``mean`` their ratio.
-    ``metrics`` holds the byte and second counts and, from ``secure_sum``,
-    ``clipped_coordinates`` (coordinates with |x| > clip, summed over every
-    client's update) and ``clipped_fraction`` (that count over all
-    coordinates of all clients).
-    """
-
-    total: np.ndarray
-    weight_total: int
-    included: tuple[int, ...]
-    ring_sum: np.ndarray
-    ring_bits: int
-    transcript: list[TranscriptEntry]
-    metrics: dict
-    protocol: str = ""
-    secure: bool = True
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.total / max(self.weight_total, 1)
-
-
-def _validate_dropouts(dropouts: Mapping[int, str] | None, clients: int, phases: Sequence[str]) -> dict[int, int]:
-    """Map client index -> position of the phase from which it stops answering."""
-    if not dropouts:
-        return {}
-    stops: dict[int, int] = {}
-    for index, phase in dropouts.items():
-        if not validation.is_integer(index) or not 0 <= index < clients:
-            raise ConfigurationError(f"dropout client index {index!r} is not in [0, {clients})")
-        if phase not in phases:
-            raise ConfigurationError(f"dropout phase {phase!r} is not one of {', '.join(phases)}")
-        stops[int(index)] = list(phases).index(phase)
-    return stops
-
-
-def run_protocol(
-    protocol: Protocol,
-    inputs: Sequence[np.ndarray],
-    *,
-    dropouts: Mapping[int, str] | None = None,
-    session: bytes | None = None,
-    round: int = 0,
-    lose: Callable[[Message], bool] | None = None,
-) -> tuple[RingAggregate, list[TranscriptEntry], Ledger]:
-    """Run one aggregation of already-encoded ring vectors.
-
-    ``dropouts`` maps a client index to the phase from which it stops
-    answering (it receives nothing from then on). ``lose`` marks individual
-    messages as lost in transit (for partial-delivery tests). Returns
-    ``(RingAggregate, transcript, ledger)``.
-    """
-    clients = len(inputs)
-    protocol.check_clients(clients)
-    length = int(inputs[0].size)
-    session = os.urandom(SESSION_BYTES) if session is None else session
-    stops = _validate_dropouts(dropouts, clients, protocol.phases)
-    parties = protocol.setup(clients=clients, vector_length=length, session=session, round=round)
-    for engine, vector in zip(parties.clients, inputs):
-        engine.provide_input(vector)
-    transport = InProcessTransport(
-        [*parties.clients, *parties.helpers],
-        phases=protocol.phases,
-        dropouts={client_id(index): protocol.phases[stop] for index, stop in stops.items()},
-    )
-    outcome = Round(parties.server, phases=protocol.phases, transport=transport, lose=lose, drop_refused=False).run()
-    return outcome.aggregate, outcome.transcript, outcome.ledger
 
 
 def _check_updates(updates: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -150,40 +73,13 @@ def secure_sum(
     reported by one ``ClippingWarning`` for the whole aggregation.
     """
     vectors = _check_updates(updates)
-    if weights is None:
-        weights = [1] * len(vectors)
-    if len(weights) != len(vectors):
-        raise ConfigurationError(f"{len(weights)} weights for {len(vectors)} updates")
+    if weights is not None:
+        if len(weights) != len(vectors):
+            raise ConfigurationError(f"{len(weights)} weights for {len(vectors)} updates")
+        weights = [protocol.encoding.check_weight(weight) for weight in weights]  # exact: never rescaled
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    encoding = protocol.encoding
-    encoded, encode_seconds = [], []
-    clipped = 0
-    for index, (vector, weight) in enumerate(zip(vectors, weights, strict=True)):
-        start = time.perf_counter()  # the clip count is part of the client's encoding time
-        clipped += encoding.count_clipped(vector)
-        try:
-            encoded.append(encoding.encode(vector, weight=weight, rng=rng))
-        except InvalidUpdate as refused:
-            raise InvalidUpdate(f"client {index}: {refused}") from None
-        encode_seconds.append(time.perf_counter() - start)
-    coordinates = len(vectors) * vectors[0].size
-    warn_clipped(clipped=clipped, coordinates=coordinates, clip=encoding.clip)
-    aggregate, transcript, ledger = run_protocol(protocol, encoded, dropouts=dropouts, round=round, lose=lose)
-    total, weight_total = encoding.decode_sum(aggregate.total)
-    metrics = summarize_metrics(ledger, len(vectors), aggregate.included, encode_seconds)
-    metrics["clipped_coordinates"] = clipped
-    metrics["clipped_fraction"] = clipped / coordinates if coordinates else 0.0
-    return AggregationResult(
-        total=total,
-        weight_total=weight_total,
-        included=aggregate.included,
-        ring_sum=aggregate.total,
-        ring_bits=encoding.ring_bits,
-        transcript=transcript,
-        metrics=metrics,
-        protocol=protocol.name,
-        secure=protocol.secure,
-    )
+    aggregator = SecureAggregator(protocol, rng=rng)
+    return aggregator.aggregate_vectors(vectors, weights=weights, dropouts=dropouts, round=round, lose=lose).result
 
 
 _READABLE_CORRELATION = 0.9

@@ -38,8 +38,9 @@ from flwr.app import ConfigRecordValues
 from flwr.serverapp import Grid
 
 from securefl import validation
+from securefl.aggregator import SecureAggregator
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
-from securefl.driver import PhaseEnd, Round, TranscriptEntry, summarize_metrics
+from securefl.driver import AggregationResult, PhaseEnd, Round, TranscriptEntry, summarize_metrics
 from securefl.errors import ConfigurationError
 from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import bind, check_supported, registers_client_keys
@@ -47,7 +48,6 @@ from securefl.integrations.flower.node import CLIENT
 from securefl.integrations.flower.transport import ExtraContent, GridTransport, push_and_pull
 from securefl.protocols.base import Engine, Protocol, RingAggregate
 from securefl.protocols.wire import SESSION_BYTES, client_id
-from securefl.simulation import AggregationResult
 
 __all__ = ["NodeInfo", "Federation", "PhaseReport", "FlowerAggregation", "FlowerDriver"]
 
@@ -134,20 +134,13 @@ class FlowerAggregation:
         return tuple(node for node in (self.nodes[i] for i in self.aggregate.included) if node is not None)
 
     def result(self) -> AggregationResult:
-        """Decoded with the protocol's encoding, as ``securefl.simulation.secure_sum`` returns it."""
-        encoding = self.protocol.encoding
-        total, weight_total = encoding.decode_sum(self.aggregate.total)
-        return AggregationResult(
-            total=total,
-            weight_total=weight_total,
-            included=self.aggregate.included,
-            ring_sum=self.aggregate.total,
-            ring_bits=encoding.ring_bits,
-            transcript=self.transcript,
-            metrics=self.metrics,
-            protocol=self.protocol.name,
-            secure=self.protocol.secure,
-        )
+        """The aggregate released by a plain :class:`~securefl.aggregator.SecureAggregator` (weights on the nodes)."""
+        aggregator = SecureAggregator(self.protocol)
+        plan = aggregator.open_round(cohort=len(self.nodes), dimension=int(self.aggregate.total.size) - 1)
+        released = aggregator.release(plan, self.aggregate, transcript=self.transcript, metrics=self.metrics)
+        for guessed in ("weights", "weight_error"):  # the nodes weigh themselves; the server's plan is not theirs
+            released.metrics.pop(guessed, None)
+        return released.result
 
 
 class FlowerDriver:

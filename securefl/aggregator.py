@@ -43,7 +43,7 @@ from securefl.driver import AggregationResult, TranscriptEntry, run_protocol, su
 from securefl.encoding import warn_clipped
 from securefl.errors import ConfigurationError, InvalidUpdate, ProtocolAbort
 from securefl.privacy.accountant import PrivacyAccountingWarning
-from securefl.privacy.plugins import ClientStage, DifferentialPrivacy, DistributedDP, PrivateRound
+from securefl.privacy.plugins import ClientStage, DifferentialPrivacy, PrivateRound
 from securefl.protocols.base import Protocol, RingAggregate
 from securefl.protocols.wire import Message
 
@@ -362,8 +362,8 @@ class SecureAggregator:
 
     @property
     def server_epsilon(self) -> float | None:
-        """Distributed DP: epsilon against the server (no sampling amplification); None otherwise."""
-        if not isinstance(self.dp, DistributedDP) or self._bound is None:
+        """Epsilon against the server (distributed DP: no sampling amplification); None where DP bounds nothing."""
+        if self.dp is None or self._bound is None:
             return None
         return self.dp.server_epsilon(max(self._participation.values(), default=0))
 

@@ -174,10 +174,8 @@ def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> Different
 
 def _check_population(protocol: Protocol, dp: DifferentialPrivacy | None, clients: int) -> None:
     """Refuse up front a federation whose every round the protocol would refuse (e.g. one client)."""
-    from securefl.privacy.plugins import DistributedDP
-
-    if isinstance(dp, DistributedDP) and protocol.modular_sum:  # it runs over the plugin's ring
-        protocol = protocol.with_encoding(dp.ring_encoding(protocol.encoding.clip))
+    if dp is not None and protocol.modular_sum:  # it runs over the plugin's protocol (distributed: its ring)
+        protocol = dp.protocol_for(protocol)
     protocol.check_clients(clients)
 
 

@@ -154,6 +154,18 @@ class DifferentialPrivacy(ABC):
     def summary(self) -> dict[str, Any]:
         """The plugin's public parameters, as plain data (for ``--json`` output)."""
 
+    def protocol_for(self, protocol: Protocol) -> Protocol:
+        """The protocol a round runs under this plugin (``ConfigurationError`` if it cannot carry it)."""
+        return protocol
+
+    def server_epsilon(self, participations: int) -> float | None:
+        """Epsilon against the server after ``participations`` rounds of one client; None: no bound.
+
+        Central DP adds its noise after the server has seen the exact sum, so
+        it bounds nothing against the server (the protocol protects the updates).
+        """
+        return None
+
     def denominator(self, cohort: int) -> float:
         """q N, the fixed denominator of the released mean (N = ``population``, else the cohort at q = 1)."""
         if self.population is not None:
@@ -349,9 +361,8 @@ class DistributedDP(DifferentialPrivacy):
         return Encoding(clip=clip, value_bits=2, ring_bits=self.bits, max_clients=(1 << (self.bits - 1)) - 1,
                         max_weight=1)
 
-    def bind(self, protocol: Protocol, *, dimension: int, cohort: int) -> Protocol:
-        """The protocol over Z_2^bits, and the pipeline designed for ``dimension`` and the design cohort."""
-        self._check_population()
+    def protocol_for(self, protocol: Protocol) -> Protocol:
+        """``protocol`` over Z_2^bits (its modular sum carries the noise shares); Paillier is refused."""
         if not protocol.modular_sum:
             raise ConfigurationError(
                 f"distributed DP needs a protocol that sums modulo 2^bits (secagg, secagg+, secret-sharing); "
@@ -360,6 +371,12 @@ class DistributedDP(DifferentialPrivacy):
         encoding = protocol.encoding
         if encoding.ring_bits != self.bits or encoding.value_bits != 2:
             protocol = protocol.with_encoding(self.ring_encoding(encoding.clip))
+        return protocol
+
+    def bind(self, protocol: Protocol, *, dimension: int, cohort: int) -> Protocol:
+        """The protocol over Z_2^bits, and the pipeline designed for ``dimension`` and the design cohort."""
+        self._check_population()
+        protocol = self.protocol_for(protocol)
         design = self.design_cohort(validation.positive_int(cohort, "cohort"))
         shares = protocol.minimum_inputs(design)
         pipeline = DistributedPipeline.design(
@@ -385,7 +402,7 @@ class DistributedDP(DifferentialPrivacy):
     def make_accountant(self) -> Accountant:
         return RDPAccountant()
 
-    def server_epsilon(self, participations: int) -> float:
+    def server_epsilon(self, participations: int) -> float | None:
         """Epsilon against the server, which knows the cohort: no sampling amplification.
 
         The unsampled event composed ``participations`` times (the most

@@ -488,6 +488,15 @@ class Protocol(ABC):
                 f"{self.name} releases; a sum of one client is that client's update"
             )
 
+    @property
+    def registers_client_keys(self) -> bool:
+        """Whether each client signs with a key of its own that every party must know before setup.
+
+        Such a protocol also provides ``setup_registered(..., verification_keys=, signing_keys=)``
+        (SecAgg in malicious-server mode); False here.
+        """
+        return False
+
     def minimum_inputs(self, clients: int) -> int:
         """The fewest client inputs a completed aggregation of ``clients`` clients sums.
 

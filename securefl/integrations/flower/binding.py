@@ -69,7 +69,7 @@ def check_supported(protocol: Protocol) -> None:
     """Refuse configurations whose setup deals secrets no Flower party could hold alone."""
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
-    if getattr(protocol, "malicious_server", False) and not callable(getattr(protocol, "setup_registered", None)):
+    if protocol.registers_client_keys and not callable(getattr(protocol, "setup_registered", None)):
         raise ConfigurationError(
             f"{protocol.name} with malicious_server=True needs every client's signature key registered with "
             "every other client, and it has no setup_registered to build its engines around registered keys"
@@ -83,7 +83,7 @@ def registers_client_keys(protocol: Protocol) -> TypeGuard[RegisteredSetup]:
     its verification key at discovery; every party then builds its engines
     with ``protocol.setup_registered`` around the list the server relays.
     """
-    return bool(getattr(protocol, "malicious_server", False))
+    return protocol.registers_client_keys
 
 
 def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> tuple[Protocol, bytes]:

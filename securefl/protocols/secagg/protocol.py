@@ -118,6 +118,11 @@ class SecAgg(Protocol):
         """The share threshold t used with ``clients`` clients (``ConfigurationError`` if none fits)."""
         return resolve_threshold(self.threshold, self.group_size(clients), malicious_server=self.malicious_server)
 
+    @property
+    def registers_client_keys(self) -> bool:
+        """In malicious-server mode every client's Ed25519 key is registered with every party (``setup_registered``)."""
+        return bool(self.malicious_server)
+
     def minimum_inputs(self, clients: int) -> int:
         """max(min_clients, t): every survivor's self-mask needs t shares, so a round sums at least t inputs."""
         clients = validation.positive_int(clients, "clients")

@@ -295,7 +295,7 @@ class FedAvg:
     (Datasets are batched at ``config.batch_size`` and shuffled); ``test_data``
     a Dataset or DataLoader for the accuracy and loss after each round;
     ``optimizer`` a function of the parameters making a ``torch.optim``
-    optimizer (SGD at ``config.lr`` by default); ``loss`` a function of
+    optimizer (plain SGD at ``config.lr`` by default); ``loss`` a function of
     (outputs, targets) (cross-entropy by default). With none of model and
     data given it trains a small MLP on the digits split (``dataset``).
     ``dp`` is an optional DP plugin. ``clients`` runs the clients' side of
@@ -465,19 +465,25 @@ class FedAvg:
         model.load_state_dict(global_state)
         model.train()
         parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = (torch.optim.SGD(parameters, lr=config.lr) if self.make_optimizer is None
-                     else self.make_optimizer(parameters))
+        optimizer = None if self.make_optimizer is None else self.make_optimizer(parameters)
         anchors = [p.detach().clone() for p in parameters] if config.mu > 0 else []
         batches = self.client_batches(client, round=round)
         for _ in range(config.local_epochs):
             for features, labels in batches:
-                optimizer.zero_grad(set_to_none=True)
                 loss = self.loss(model(features), labels)
                 if anchors:
                     proximal = sum(((p - a) ** 2).sum() for p, a in zip(parameters, anchors, strict=True))
                     loss = loss + 0.5 * config.mu * proximal
-                loss.backward()
-                optimizer.step()
+                if optimizer is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    continue
+                # Plain SGD, w <- w - lr grad, without torch.optim's import and per-step overhead.
+                gradients = torch.autograd.grad(loss, parameters)
+                with torch.no_grad():
+                    for parameter, gradient in zip(parameters, gradients, strict=True):
+                        parameter.add_(gradient, alpha=-config.lr)
         state = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
         return state, self.sample_count(client)
 

@@ -571,6 +571,7 @@ class AggregationResult:
 
     @property
     def mean(self) -> np.ndarray:
+        """total / weight_total (the total itself when no weight was summed)."""
         return self.total / max(self.weight_total, 1)
 
 

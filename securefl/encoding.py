@@ -164,6 +164,7 @@ class Encoding:
         return 1.0 / self.scale
 
     def check_weight(self, weight: int) -> int:
+        """``weight`` as an int in [1, max_weight] (``ConfigurationError`` otherwise: a larger one could wrap)."""
         if isinstance(weight, bool) or not isinstance(weight, (int, np.integer)):
             raise ConfigurationError(f"weight must be an integer; found {weight!r}")
         if not 1 <= weight <= self.max_weight:
@@ -171,6 +172,7 @@ class Encoding:
         return int(weight)
 
     def check_clients(self, count: int) -> None:
+        """``ConfigurationError`` when ``count`` clients exceed ``max_clients`` (their sum could wrap)."""
         if count > self.max_clients:
             raise ConfigurationError(
                 f"{count} clients exceed max_clients={self.max_clients} of the encoding; "

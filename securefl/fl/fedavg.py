@@ -148,6 +148,7 @@ class RoundRecord:
     l2_clip_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable data (tuples as lists, client keys as strings)."""
         record = asdict(self)
         record["sampled"] = list(self.sampled)
         record["included"] = list(self.included)
@@ -168,6 +169,7 @@ class History:
 
     @property
     def accuracies(self) -> list[float]:
+        """Test accuracy after each round, in order."""
         return [record.accuracy for record in self.records]
 
     @property
@@ -177,6 +179,7 @@ class History:
 
     @property
     def aborted_rounds(self) -> list[int]:
+        """The rounds the protocol aborted (the model stayed as it was)."""
         return [record.round for record in self.records if record.aborted]
 
     def to_dict(self) -> dict[str, Any]:

@@ -825,6 +825,7 @@ class RDPAccountant(_Accountant):
 
     @property
     def orders(self) -> NDArray[np.float64]:
+        """The Renyi orders alpha at which the RDP of every event is composed."""
         return np.copy(self._orders)
 
     @property
@@ -912,6 +913,7 @@ class PLDAccountant(_Accountant):
 
     @property
     def value_discretization_interval(self) -> float:
+        """The grid step of the privacy-loss distributions (smaller: tighter and slower)."""
         return self._interval
 
     def _account(self, event: PrivacyEvent, count: int) -> None:

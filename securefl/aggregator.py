@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -185,14 +186,9 @@ def _torch() -> Any:
 
 
 def _is_tensor(value: object) -> bool:
-    torch = _torch() if "torch" in _loaded_modules() else None
+    """A torch tensor, checked without importing torch (a tensor exists only once torch is loaded)."""
+    torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _loaded_modules() -> Mapping[str, object]:
-    import sys
-
-    return sys.modules
 
 
 def _items(update: Update) -> tuple[Literal["mapping", "tensor", "array", "sequence"], list[tuple[Any, Any]]]:

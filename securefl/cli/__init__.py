@@ -3,10 +3,14 @@
     securefl run --protocol secret-sharing --clients 10 --rounds 20 [--json]
     securefl compare [--json]
     securefl epsilon ... | securefl calibrate ...
+    securefl --version
 
 Each subcommand lives in its own module (``run``, ``compare``, ``privacy``)
-and registers itself on the parser; a bad value is one line
-``securefl <command>: error: ...`` on stderr and exit code 2.
+and registers itself on the parser; a subcommand may set ``validate`` (checks
+of the whole configuration, run before any work). A bad value is one line
+``securefl <command>: error: ...`` on stderr and exit code 2, with a
+did-you-mean suggestion for a mistyped option or choice. Every ``--json``
+output follows the convention of :mod:`securefl.jsonout`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from securefl import __version__
 from securefl.cli import compare, privacy, run
 from securefl.cli.arguments import Parser
 from securefl.errors import SecureFLError
@@ -25,7 +30,8 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     """The ``securefl`` parser with every subcommand."""
     parser = Parser(prog="securefl", description="Privacy-preserving federated learning.")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     run.register(subparsers)
     compare.register(subparsers)
     privacy.register(subparsers)
@@ -33,10 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the subcommand; its exit code."""
+    """Parse ``argv`` (default ``sys.argv[1:]``), check it, and run the subcommand; its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        validate = getattr(args, "validate", None)
+        if validate is not None:
+            validate(args)
         return int(args.func(args))
     except SecureFLError as error:
         print(f"securefl {args.command}: error: {error}", file=sys.stderr)

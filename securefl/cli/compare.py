@@ -1,27 +1,44 @@
 """``securefl compare``: every protocol side by side, written to a report folder.
 
     securefl compare [--clients 10] [--rounds 20] [--protocols plaintext,secagg] [--out securefl-report] [--json]
+
+``validate`` checks every option against every selected row before the first
+round trains; ``--json`` prints results.json (the :mod:`securefl.jsonout`
+convention).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from securefl.cli.arguments import non_negative_int, open_unit, positive_float, positive_int, probability
+from securefl.cli.arguments import (
+    HelpFormatter,
+    non_negative_int,
+    open_unit,
+    positive_float,
+    positive_int,
+    probability,
+    suggestion,
+)
+from securefl.errors import ConfigurationError
 
-__all__ = ["register", "run_compare"]
+__all__ = ["register", "run_compare", "validate"]
 
 
 def _protocol_list(text: str) -> list[str]:
     from securefl.evaluation.compare import contender_names
 
+    known = contender_names()
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in contender_names()]
+    unknown = [name for name in names if name not in known]
     if not names or unknown:
+        hints = [f"did you mean {match!r} for {name!r}?" for name in unknown if (match := suggestion(name, known))]
         raise argparse.ArgumentTypeError(
-            f"unknown protocol(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(contender_names())}"
+            f"unknown protocol(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}"
+            + "".join(f"; {hint}" for hint in hints)
         )
     return names
 
@@ -29,21 +46,45 @@ def _protocol_list(text: str) -> list[str]:
 def register(subparsers: Any) -> None:
     """Add ``compare`` to an ``add_subparsers()`` object."""
     compare = subparsers.add_parser(
-        "compare", help="every protocol side by side: accuracy, epsilon, overhead and a privacy probe"
+        "compare", help="every protocol side by side: accuracy, epsilon, overhead and a privacy probe",
+        description="Every protocol on the same federation (the same data split and seed): accuracy, epsilon, "
+                    "bytes and seconds per round, and a curious server's reconstruction attack; the report "
+                    "(report.md, results.json, plots) goes to --out.",
+        formatter_class=HelpFormatter,
     )
-    compare.add_argument("--clients", type=positive_int, default=10)
-    compare.add_argument("--rounds", type=positive_int, default=20)
-    compare.add_argument("--dropout", type=probability, default=0.0)
-    compare.add_argument("--protocols", type=_protocol_list, default=None,
-                         help="comma-separated subset (default: all)")
-    compare.add_argument("--epsilon", type=positive_float, default=8.0, help="target epsilon of the DP rows")
-    compare.add_argument("--delta", type=open_unit, default=1e-5)
-    compare.add_argument("--out", default="securefl-report", help="report folder (default ./securefl-report)")
-    compare.add_argument("--seed", type=non_negative_int, default=0,
-                         help="seed shared by every contender: identical splits, sampling and dropouts (default 0)")
-    compare.add_argument("--json", action="store_true", help="print results.json to stdout")
-    compare.add_argument("--quiet", action="store_true", help="no progress bars")
-    compare.set_defaults(func=run_compare)
+    compare.add_argument("--clients", type=positive_int, default=10, metavar="N",
+                         help="clients in the federation (at least 2), all sampled each round")
+    compare.add_argument("--rounds", type=positive_int, default=20, metavar="T", help="FedAvg rounds")
+    compare.add_argument("--dropout", type=probability, default=0.0, metavar="P",
+                         help="probability that a sampled client drops out, at a random protocol phase")
+    compare.add_argument("--protocols", type=_protocol_list, default=None, metavar="NAMES",
+                         help="comma-separated subset of the rows (default: all rows)")
+    compare.add_argument("--epsilon", type=positive_float, default=8.0, metavar="EPS",
+                         help="target epsilon of the DP rows (central and distributed DP) after all rounds")
+    compare.add_argument("--delta", type=open_unit, default=1e-5, metavar="DELTA", help="target delta of the DP rows")
+    compare.add_argument("--out", default="securefl-report", metavar="DIR", help="report folder")
+    compare.add_argument("--seed", type=non_negative_int, default=0, metavar="SEED",
+                         help="seed shared by every row (data split, sampling, dropout draws)")
+    compare.add_argument("--json", action="store_true",
+                         help="print results.json to stdout (strict JSON, see docs/index.md)")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    compare.set_defaults(func=run_compare, validate=validate)
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Refuse up front, before any training, what a row would refuse part-way (e.g. ``--clients 1``)."""
+    from securefl.evaluation.compare import CONTENDERS
+    from securefl.protocols.catalog import make_protocol
+
+    chosen = [c for c in CONTENDERS if args.protocols is None or c.name in args.protocols]
+    for contender in chosen:
+        try:
+            make_protocol(contender.protocol, **contender.options).check_clients(args.clients)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"--clients {args.clients}: row {contender.name}: {error}") from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {args.out} is a file; the report needs a folder")
 
 
 def run_compare(args: argparse.Namespace) -> int:

@@ -3,18 +3,22 @@
 :func:`securefl.cli.main` calls :func:`register` with its ``add_subparsers()``
 object, then ``args.func(args)``, which returns the exit code. Bad values give one
 line ``securefl <command>: error: ...`` naming the value on stderr and exit code 2.
+``--json`` prints one :mod:`securefl.jsonout` document (an infinite epsilon is
+``"inf"``); while the accountant works for more than half a second, progress
+goes to stderr, never stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import warnings
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
-from securefl import validation
+from securefl import jsonout, validation
+from securefl.cli.arguments import HelpFormatter
+from securefl.cli.progress import working
 from securefl.errors import ConfigurationError
 from securefl.privacy.accountant import (
     PLDAccountant,
@@ -31,6 +35,18 @@ __all__ = ["register", "run_calibrate", "run_epsilon"]
 
 _EXIT_USAGE = 2
 
+#: Defaults of options that apply to one accountant or mechanism only (None on the namespace: not given).
+_DISCRETIZATION, _CLIP = 1e-4, 1.0
+
+
+def _discretization(args: argparse.Namespace) -> float:
+    """``--discretization``, refused unless the accountant is PLD (whose grid it sets)."""
+    if args.discretization is None:
+        return _DISCRETIZATION
+    if args.accountant != "pld":
+        raise ConfigurationError(f"--discretization needs --accountant pld; the accountant is {args.accountant}")
+    return float(args.discretization)
+
 
 def _error(command: str, message: str) -> int:
     print(f"securefl {command}: error: {message}", file=sys.stderr)
@@ -39,13 +55,15 @@ def _error(command: str, message: str) -> int:
 
 def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
-        print(json.dumps(result, sort_keys=True))
+        print(jsonout.dumps(dict(sorted(result.items()))))
     else:
         print("\n".join(lines))
 
 
-def _json_float(value: float) -> float | str:
-    return value if math.isfinite(value) else "inf"
+def _working(command: str, what: str, args: argparse.Namespace) -> AbstractContextManager[None]:
+    """Progress on stderr (never stdout) while the accountant works, unless ``--quiet``."""
+    return working(f"securefl {command}: {what} ({args.accountant.upper()} accountant)",
+                   enabled=not getattr(args, "quiet", False))
 
 
 def _mechanism(args: argparse.Namespace) -> tuple[EventFactory | None, dict[str, Any]]:
@@ -58,7 +76,7 @@ def _mechanism(args: argparse.Namespace) -> tuple[EventFactory | None, dict[str,
     from securefl.privacy.distributed import Mechanism, event_factory, sensitivities
 
     mechanism: Mechanism | Literal["gaussian"] = getattr(args, "mechanism", "gaussian")
-    discrete = {"--dimension": args.dimension, "--scale": args.scale, "--shares": args.shares}
+    discrete = {"--dimension": args.dimension, "--scale": args.scale, "--shares": args.shares, "--clip": args.clip}
     if mechanism == "gaussian":
         given = [flag for flag, value in discrete.items() if value is not None]
         if given:
@@ -69,8 +87,9 @@ def _mechanism(args: argparse.Namespace) -> tuple[EventFactory | None, dict[str,
     if args.shares is not None and mechanism != "ddgauss":
         raise ConfigurationError("--shares needs --mechanism ddgauss")
     shares = 1 if args.shares is None else args.shares
-    _, l2, l1 = sensitivities(dimension=args.dimension, scale=args.scale, clip=args.clip)
-    factory = event_factory(mechanism=mechanism, dimension=args.dimension, scale=args.scale, clip=args.clip,
+    clip = _CLIP if args.clip is None else args.clip
+    _, l2, l1 = sensitivities(dimension=args.dimension, scale=args.scale, clip=clip)
+    factory = event_factory(mechanism=mechanism, dimension=args.dimension, scale=args.scale, clip=clip,
                             shares=shares)
     figures: dict[str, Any] = {"mechanism": mechanism, "l2_sensitivity": l2, "l1_sensitivity": l1}
     if mechanism == "ddgauss":
@@ -86,8 +105,9 @@ def run_epsilon(args: argparse.Namespace) -> int:
         steps = check_steps(args.steps)
         delta = check_delta(args.delta)
         event_for, figures = _mechanism(args)
+        discretization = _discretization(args)
         order: float | None = None
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _working("epsilon", "composing the rounds", args):
             warnings.simplefilter("always", PrivacyAccountingWarning)
             if args.accountant == "rdp":
                 rdp = RDPAccountant()
@@ -97,7 +117,7 @@ def run_epsilon(args: argparse.Namespace) -> int:
                     rdp.compose(event_for(z, q), count=steps)
                 epsilon, order = rdp.get_epsilon_and_order(delta)
             else:
-                pld = PLDAccountant(value_discretization_interval=args.discretization)
+                pld = PLDAccountant(value_discretization_interval=discretization)
                 if event_for is None:
                     pld.step(noise_multiplier=z, sample_rate=q, steps=steps)
                 else:
@@ -112,7 +132,7 @@ def run_epsilon(args: argparse.Namespace) -> int:
         "sample_rate": q,
         "steps": steps,
         "delta": delta,
-        "epsilon": _json_float(epsilon),
+        "epsilon": epsilon,
         **figures,
     }
     lines = [f"epsilon = {epsilon:.6g} at delta = {delta:g} ({args.accountant.upper()} accountant)"]
@@ -137,26 +157,28 @@ def run_calibrate(args: argparse.Namespace) -> int:
         steps = check_steps(args.steps)
         delta = check_delta(args.delta)
         event_for, figures = _mechanism(args)
-        z = calibrate_noise_multiplier(
-            target_epsilon=target_epsilon,
-            delta=delta,
-            sample_rate=q,
-            steps=steps,
-            accountant=args.accountant,
-            value_discretization_interval=args.discretization,
-            event_for=event_for,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PrivacyAccountingWarning)
-            achieved = epsilon_for(
-                noise_multiplier=z,
+        discretization = _discretization(args)
+        with _working("calibrate", "searching the noise multiplier", args):
+            z = calibrate_noise_multiplier(
+                target_epsilon=target_epsilon,
+                delta=delta,
                 sample_rate=q,
                 steps=steps,
-                delta=delta,
                 accountant=args.accountant,
-                value_discretization_interval=args.discretization,
+                value_discretization_interval=discretization,
                 event_for=event_for,
             )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PrivacyAccountingWarning)
+                achieved = epsilon_for(
+                    noise_multiplier=z,
+                    sample_rate=q,
+                    steps=steps,
+                    delta=delta,
+                    accountant=args.accountant,
+                    value_discretization_interval=discretization,
+                    event_for=event_for,
+                )
     except ConfigurationError as exc:
         return _error("calibrate", str(exc))
     result = {
@@ -182,32 +204,34 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=float, required=True, metavar="Q",
                         help="Poisson sampling rate q in (0, 1]")
     parser.add_argument("--steps", type=int, required=True, metavar="T", help="number of rounds T >= 1")
-    parser.add_argument("--delta", type=float, required=True, metavar="D", help="target delta in (0, 1)")
-    parser.add_argument("--accountant", choices=("rdp", "pld"), default="rdp", help="accountant (default: rdp)")
-    parser.add_argument(
-        "--discretization",
-        type=float,
-        default=1e-4,
-        metavar="D",
-        help="PLD value discretisation interval (default: 1e-4)",
-    )
+    parser.add_argument("--delta", type=float, required=True, metavar="DELTA", help="target delta in (0, 1)")
+    parser.add_argument("--accountant", choices=("rdp", "pld"), default="rdp",
+                        help="Renyi DP, or privacy loss distributions (tighter, takes seconds)")
+    parser.add_argument("--discretization", type=float, default=None, metavar="WIDTH",
+                        help=f"pld: value discretisation interval of the privacy loss distribution "
+                             f"(default: {_DISCRETIZATION:g})")
     parser.add_argument("--mechanism", choices=("gaussian", "skellam", "ddgauss"), default="gaussian",
-                        help="gaussian (central, default), skellam or ddgauss (distributed, RDP accountant)")
-    parser.add_argument("--dimension", type=int, default=None, metavar="D",
-                        help="skellam/ddgauss: update length (padded to a power of two)")
-    parser.add_argument("--scale", type=float, default=None, metavar="S",
-                        help="skellam/ddgauss: ring units per float unit of the pipeline")
-    parser.add_argument("--clip", type=float, default=1.0, metavar="C",
-                        help="skellam/ddgauss: L2 clip of an update (default 1)")
-    parser.add_argument("--shares", type=int, default=None, metavar="T",
-                        help="ddgauss: number of noise shares the release carries (the threshold; default 1)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+                        help="gaussian (central DP), skellam or ddgauss (distributed DP, rdp accountant)")
+    parser.add_argument("--dimension", type=int, default=None, metavar="DIM",
+                        help="skellam/ddgauss, and needed there: update length, padded to a power of two "
+                             "(default: none)")
+    parser.add_argument("--scale", type=float, default=None, metavar="SCALE",
+                        help="skellam/ddgauss, and needed there: ring units per float unit of the pipeline "
+                             "(default: none)")
+    parser.add_argument("--clip", type=float, default=None, metavar="C",
+                        help=f"skellam/ddgauss: L2 clip of an update (default: {_CLIP:g})")
+    parser.add_argument("--shares", type=int, default=None, metavar="SHARES",
+                        help="ddgauss: number of noise shares the release carries, the threshold (default: 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (strict JSON, see docs/index.md)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``epsilon`` and ``calibrate`` subcommands to an ``add_subparsers()`` object."""
     epsilon = subparsers.add_parser(
         "epsilon",
+        formatter_class=HelpFormatter,
         help="epsilon of T Poisson-subsampled rounds (Gaussian, Skellam or distributed discrete Gaussian)",
         description="Epsilon spent by T rounds of DP-FedAvg: central Gaussian, or distributed Skellam / "
                     "discrete Gaussian with the sensitivities of the distributed-DP pipeline.",
@@ -218,6 +242,7 @@ def register(subparsers: Any) -> None:
 
     calibrate = subparsers.add_parser(
         "calibrate",
+        formatter_class=HelpFormatter,
         help="noise multiplier for a target epsilon",
         description="Smallest noise multiplier whose epsilon after T rounds is <= the target.",
     )

@@ -6,7 +6,10 @@ The trainer is ``FedAvg(protocol, config, dp=CentralDP(...) | DistributedDP(...)
 every figure the table prints is in the ``--json`` object too. Without
 ``--seed`` every random choice (split, sampling, rounding, noise) comes from
 the OS entropy pool and the output says so (``"seed": null``,
-``"seed_source": "os-entropy-pool"``).
+``"seed_source": "os-entropy-pool"``). The object follows the
+:mod:`securefl.jsonout` convention: ``dropped`` counts the clients that
+dropped (each round's ``dropouts`` maps them to a phase), and an infinite
+epsilon is ``"inf"`` while ``null`` means no DP.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from securefl import jsonout
 from securefl.cli.arguments import (
+    HelpFormatter,
     non_negative_float,
     non_negative_int,
     open_unit,
@@ -26,6 +30,7 @@ from securefl.cli.arguments import (
     probability,
     unit_interval,
 )
+from securefl.cli.progress import working
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import Protocol
 from securefl.protocols.catalog import make_protocol, protocol_names
@@ -40,62 +45,87 @@ __all__ = ["register", "run", "make_dp", "summarize", "format_summary"]
 SEED_GIVEN, SEED_FROM_OS = "given", "os-entropy-pool"
 
 
+#: Defaults of the DP options, applied by :func:`make_dp` (None on the namespace: not given, refused without --dp).
+DP_DEFAULTS: dict[str, Any] = {"delta": 1e-5, "clip": 1.0, "sample_rate": 1.0, "accountant": "rdp"}
+
+
 def register(subparsers: Any) -> None:
     """Add ``run`` to an ``add_subparsers()`` object."""
-    run_parser = subparsers.add_parser("run", help="train FedAvg on the embedded digits data through a protocol")
+    run_parser = subparsers.add_parser(
+        "run", help="train FedAvg on the embedded digits data through a protocol",
+        description="FedAvg on the embedded scikit-learn digits data through one aggregation protocol, with an "
+                    "optional DP plugin; prints a table, or one JSON object with --json.",
+        formatter_class=HelpFormatter,
+    )
     run_parser.add_argument("--protocol", default="secret-sharing", choices=protocol_names(),
                             help="aggregation protocol (plaintext is the insecure baseline)")
-    run_parser.add_argument("--clients", type=positive_int, default=10)
-    run_parser.add_argument("--rounds", type=positive_int, default=20)
-    run_parser.add_argument("--local-epochs", type=positive_int, default=None,
-                            help="local epochs per round (default: the FedAvg default)")
-    run_parser.add_argument("--dropout", type=probability, default=0.0,
+    run_parser.add_argument("--clients", type=positive_int, default=10, metavar="N", help="clients in the federation")
+    run_parser.add_argument("--rounds", type=positive_int, default=20, metavar="T", help="FedAvg rounds")
+    run_parser.add_argument("--local-epochs", type=positive_int, default=None, metavar="E",
+                            help="local epochs per round (default: 3)")
+    run_parser.add_argument("--dropout", type=probability, default=0.0, metavar="P",
                             help="probability that a sampled client drops out, at a random protocol phase")
-    run_parser.add_argument("--partition", choices=("iid", "dirichlet"), default="iid")
-    run_parser.add_argument("--alpha", type=float, default=0.5,
-                            help="Dirichlet concentration (with --partition dirichlet)")
-    run_parser.add_argument("--mu", type=float, default=0.0, help="FedProx proximal coefficient")
-    run_parser.add_argument("--aggregators", type=positive_int, default=None,
-                            help="secret-sharing: number of aggregators")
-    run_parser.add_argument("--neighbors", type=positive_int, default=None,
-                            help="secagg+: neighbours per client in the sparse communication graph")
-    run_parser.add_argument("--hidden", type=positive_int, default=None, help="hidden units of the MLP (default 64)")
-    run_parser.add_argument("--seed", type=non_negative_int, default=None,
+    run_parser.add_argument("--partition", choices=("iid", "dirichlet"), default="iid",
+                            help="split of the training data across clients (dirichlet: label skew)")
+    run_parser.add_argument("--alpha", type=positive_float, default=None, metavar="ALPHA",
+                            help="Dirichlet concentration, with --partition dirichlet only (default: 0.5)")
+    run_parser.add_argument("--mu", type=non_negative_float, default=0.0, metavar="MU",
+                            help="FedProx proximal coefficient (0: FedAvg)")
+    run_parser.add_argument("--aggregators", type=positive_int, default=None, metavar="M",
+                            help="secret-sharing only: number of aggregators (default: 2)")
+    run_parser.add_argument("--neighbors", type=positive_int, default=None, metavar="K",
+                            help="secagg+ only, and needed there: neighbours per client in the sparse "
+                                 "communication graph (default: none)")
+    run_parser.add_argument("--hidden", type=positive_int, default=None, metavar="H",
+                            help="hidden units of the MLP (default: 64)")
+    run_parser.add_argument("--seed", type=non_negative_int, default=None, metavar="SEED",
                             help="seed of a reproducible simulation (default: none, every random choice "
                                  "from the OS entropy pool)")
-    privacy = run_parser.add_argument_group("differential privacy (DP-FedAvg, user level)")
+    privacy = run_parser.add_argument_group(
+        "differential privacy (DP-FedAvg, user level)",
+        "Every option below needs --dp central or --dp distributed; those marked distributed need --dp distributed.",
+    )
     privacy.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
                          help="central: Poisson sampling, L2 clipping, Gaussian noise on the sum; distributed: "
                               "each client adds a share of discrete noise inside the secure sum")
-    privacy.add_argument("--epsilon", type=positive_float, default=None,
-                         help="target epsilon after all rounds (calibrates the noise multiplier)")
-    privacy.add_argument("--delta", type=open_unit, default=1e-5, help="target delta (default 1e-5)")
-    privacy.add_argument("--noise-multiplier", type=non_negative_float, default=None,
-                         help="noise multiplier z instead of --epsilon")
-    privacy.add_argument("--clip", type=positive_float, default=1.0, help="L2 clip C of each client update")
-    privacy.add_argument("--sample-rate", type=unit_interval, default=1.0,
-                         help="Poisson sampling rate q of clients per round")
-    privacy.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
-    privacy.add_argument("--bits", type=positive_int, default=None,
-                         help="distributed: ring bits per coordinate (default 16)")
+    privacy.add_argument("--epsilon", type=positive_float, default=None, metavar="EPS",
+                         help="target epsilon after all rounds, calibrating the noise multiplier; give it or "
+                              "--noise-multiplier (default: none)")
+    privacy.add_argument("--delta", type=open_unit, default=None, metavar="DELTA",
+                         help=f"target delta (default: {DP_DEFAULTS['delta']:g})")
+    privacy.add_argument("--noise-multiplier", type=non_negative_float, default=None, metavar="Z",
+                         help="noise multiplier z (noise std / clip) instead of --epsilon (default: none)")
+    privacy.add_argument("--clip", type=positive_float, default=None, metavar="C",
+                         help=f"L2 clip C of each client update (default: {DP_DEFAULTS['clip']:g})")
+    privacy.add_argument("--sample-rate", type=unit_interval, default=None, metavar="Q",
+                         help=f"Poisson sampling rate q of clients per round (default: {DP_DEFAULTS['sample_rate']:g})")
+    privacy.add_argument("--accountant", choices=("rdp", "pld"), default=None,
+                         help=f"privacy accountant; distributed DP is accounted with rdp only "
+                              f"(default: {DP_DEFAULTS['accountant']})")
+    privacy.add_argument("--bits", type=positive_int, default=None, metavar="BITS",
+                         help="distributed: ring bits per coordinate (default: 16)")
     privacy.add_argument("--mechanism", choices=("skellam", "ddgauss"), default=None,
-                         help="distributed: Skellam (default) or distributed discrete Gaussian noise")
-    privacy.add_argument("--threshold", type=unit_interval, default=None,
+                         help="distributed: Skellam or distributed discrete Gaussian noise (default: skellam)")
+    privacy.add_argument("--threshold", type=unit_interval, default=None, metavar="FRACTION",
                          help="distributed with secagg/secagg+: share threshold as a fraction of the cohort; "
-                              "noise is calibrated to it (higher: less noise, fewer dropouts tolerated)")
-    run_parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    run_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+                              "noise is calibrated to it (higher: less noise, fewer dropouts tolerated; "
+                              "default: the protocol's)")
+    run_parser.add_argument("--json", action="store_true",
+                            help="print one JSON object instead of the table (strict JSON, see docs/index.md)")
+    run_parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     run_parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, then print the summary (table or ``--json``); 0 on success."""
+    """Check every option, train, then print the summary (table or ``--json``); 0 on success."""
     from tqdm import tqdm
 
     from securefl.fl.fedavg import FedAvg
 
     config = _config(args)
-    dp = make_dp(args, clients=config.clients, rounds=config.rounds)
+    with working(f"securefl run: calibrating the noise multiplier ({_accountant(args).upper()} accountant)",
+                 enabled=not args.quiet and args.epsilon is not None):
+        dp = make_dp(args, clients=config.clients, rounds=config.rounds)
     protocol = _protocol(args, dp)
     _check_population(protocol, dp, config.clients)
     trainer = FedAvg(protocol, config, dp=dp)
@@ -120,12 +150,13 @@ def run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> FedAvgConfig:
     from securefl.fl.fedavg import FedAvgConfig
 
+    if args.alpha is not None and args.partition != "dirichlet":
+        raise ConfigurationError(f"--alpha needs --partition dirichlet; the partition is {args.partition}")
     options: dict[str, Any] = dict(clients=args.clients, rounds=args.rounds, dropout=args.dropout,
-                                   partition=args.partition, alpha=args.alpha, mu=args.mu, seed=args.seed)
-    if args.local_epochs is not None:
-        options["local_epochs"] = args.local_epochs
-    if args.hidden is not None:
-        options["hidden"] = args.hidden
+                                   partition=args.partition, mu=args.mu, seed=args.seed)
+    for option, value in (("alpha", args.alpha), ("local_epochs", args.local_epochs), ("hidden", args.hidden)):
+        if value is not None:
+            options[option] = value
     return FedAvgConfig(**options)
 
 
@@ -133,14 +164,20 @@ def _protocol(args: argparse.Namespace, dp: DifferentialPrivacy | None) -> Proto
     """The ``--protocol`` with its options; ``--threshold`` (distributed DP) set on SecAgg's share threshold."""
     if args.aggregators is not None and args.protocol != "secret-sharing":
         raise ConfigurationError(f"--aggregators applies to secret-sharing only; the protocol is {args.protocol}")
+    if args.neighbors is not None and args.protocol not in ("secagg", "secagg+"):
+        raise ConfigurationError(f"--neighbors applies to secagg+ only; the protocol is {args.protocol}")
     protocol = make_protocol(args.protocol, aggregators=args.aggregators, neighbors=args.neighbors)
     if args.threshold is not None:
         if not dataclasses.is_dataclass(protocol) or "threshold" not in {f.name for f in dataclasses.fields(protocol)}:
             raise ConfigurationError(
-                f"--threshold needs a protocol with a share threshold (secagg); found {protocol.name}"
+                f"--threshold needs a protocol with a share threshold (secagg, secagg+); found {protocol.name}"
             )
         protocol = dataclasses.replace(protocol, threshold=args.threshold)
     return protocol
+
+
+def _accountant(args: argparse.Namespace) -> str:
+    return str(args.accountant or DP_DEFAULTS["accountant"])
 
 
 def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> DifferentialPrivacy | None:
@@ -154,20 +191,24 @@ def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> Different
 
     for flag, value in (("--bits", args.bits), ("--mechanism", args.mechanism), ("--threshold", args.threshold)):
         if value is not None and args.dp != "distributed":
-            raise ConfigurationError(f"{flag} needs --dp distributed")
+            raise ConfigurationError(f"{flag} needs --dp distributed; the DP is {args.dp}")
     if args.dp == "none":
-        for flag, value in (("--epsilon", args.epsilon), ("--noise-multiplier", args.noise_multiplier)):
+        for flag, value in (("--epsilon", args.epsilon), ("--noise-multiplier", args.noise_multiplier),
+                            ("--delta", args.delta), ("--clip", args.clip), ("--sample-rate", args.sample_rate),
+                            ("--accountant", args.accountant)):
             if value is not None:
                 raise ConfigurationError(f"{flag} needs --dp central or --dp distributed")
         return None
     if (args.epsilon is None) == (args.noise_multiplier is None):
         raise ConfigurationError(f"--dp {args.dp} needs exactly one of --epsilon and --noise-multiplier")
-    common: dict[str, Any] = dict(clip=args.clip, noise_multiplier=args.noise_multiplier,
-                                  target_epsilon=args.epsilon, delta=args.delta, rounds=rounds,
-                                  sample_rate=args.sample_rate, population=clients)
+    given = {name: getattr(args, name) for name in DP_DEFAULTS}
+    figures = {name: DP_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    common: dict[str, Any] = dict(clip=figures["clip"], noise_multiplier=args.noise_multiplier,
+                                  target_epsilon=args.epsilon, delta=figures["delta"], rounds=rounds,
+                                  sample_rate=figures["sample_rate"], population=clients)
     if args.dp == "central":
-        return CentralDP(accountant=args.accountant, **common)
-    if args.accountant != "rdp":
+        return CentralDP(accountant=figures["accountant"], **common)
+    if figures["accountant"] != "rdp":
         raise ConfigurationError("--dp distributed is accounted with --accountant rdp only")
     return DistributedDP(bits=args.bits or 16, mechanism=args.mechanism or "skellam", **common)
 
@@ -207,7 +248,7 @@ def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
         "client_seconds_per_round": mean("client_seconds"),
         "server_seconds_per_round": mean("server_seconds"),
         "rounds_aborted": sum(1 for r in history.records if r.aborted),
-        "dropouts": sum(r.dropped for r in history.records),
+        "dropped": sum(r.dropped for r in history.records),
         "server_saw_individual_updates": any(bool(r.server_saw_individual_updates) for r in completed),
         "dp": "none",
         "epsilon": None,
@@ -240,7 +281,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("upload per client per round", f"{summary['bytes_up_per_client_per_round']:,.0f} B"),
         ("download per client per round", f"{summary['bytes_down_per_client_per_round']:,.0f} B"),
         ("seconds per round", f"{summary['seconds_per_round']:.3f}"),
-        ("dropouts / aborted rounds", f"{summary['dropouts']} / {summary['rounds_aborted']}"),
+        ("dropped / aborted rounds", f"{summary['dropped']} / {summary['rounds_aborted']}"),
         ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
         *_privacy_rows(summary),
     ]

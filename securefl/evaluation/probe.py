@@ -51,6 +51,7 @@ class ProbeScore:
     best_target: int | None = None
 
     def to_dict(self) -> dict[str, float]:
+        """The scores as plain data."""
         return {"cosine": self.cosine, "psnr": self.psnr}
 
 
@@ -62,8 +63,13 @@ class ProbeResult:
     vectors_attacked: int
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data; the message probe is null, with the reason, when no message could be read as numbers."""
+        messages: dict[str, Any] = self.messages.to_dict()
+        if self.vectors_attacked == 0:
+            messages = {"cosine": None, "psnr": None,
+                        "not_applicable": "the server received no vector it could read as numbers (only ciphertexts)"}
         return {
-            "messages": self.messages.to_dict(),
+            "messages": messages,
             "aggregate": self.aggregate.to_dict(),
             "chance": self.chance.to_dict(),
             "vectors_attacked": self.vectors_attacked,

@@ -30,7 +30,7 @@ def _row(result: dict[str, Any]) -> list[str]:
         f"{result['bytes_down_per_client_per_round']:,.0f}",
         f"{result['client_seconds_per_round']:.4f}",
         f"{result['server_seconds_per_round']:.4f}",
-        str(result["dropouts"]),
+        str(result["dropped"]),
         str(result["rounds_aborted"]),
         f"{probe['messages']['cosine']:.3f}" if probe["vectors_attacked"] else "n/a",
         f"{probe['aggregate']['cosine']:.3f}",
@@ -61,8 +61,9 @@ def _report_markdown(data: dict[str, Any]) -> str:
         "# securefl comparison report",
         "",
         f"FedAvg on the embedded digits data: {settings['clients']} clients, {settings['rounds']} rounds, "
-        f"dropout probability {settings['dropout']}, seed {settings['seed']}; identical splits, seeds and "
-        f"dropout draws for every protocol. Central DP is calibrated to epsilon = {settings['epsilon_target']} "
+        f"dropout probability {settings['dropout']}, seed {settings['seed']}; identical splits and seeds for "
+        f"every protocol (the phase at which a client drops is drawn among each protocol's own phases, so the "
+        f"drop counts can differ). Central DP is calibrated to epsilon = {settings['epsilon_target']} "
         f"at delta = {settings['delta']:g} (clip {settings['dp_clip']}).",
         "",
         _markdown_table(data),
@@ -85,12 +86,15 @@ def _report_markdown(data: dict[str, Any]) -> str:
     ]
     for result in data["protocols"]:
         probe = result["probe"]
+        messages = probe["messages"]
+        seen = (f"messages cosine {messages['cosine']:.3f} (PSNR {messages['psnr']:.1f} dB)"
+                if messages["cosine"] is not None else f"messages n/a ({messages['not_applicable']})")
         lines += [
             f"### {result['name']}",
             "",
             result["threat_model"],
             "",
-            f"Probe: messages cosine {probe['messages']['cosine']:.3f} (PSNR {probe['messages']['psnr']:.1f} dB), "
+            f"Probe: {seen}, "
             f"aggregate cosine {probe['aggregate']['cosine']:.3f} (PSNR {probe['aggregate']['psnr']:.1f} dB), "
             f"chance {probe['chance']['cosine']:.3f}; {probe['vectors_attacked']} vectors attacked.",
             "",

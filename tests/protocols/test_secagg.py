@@ -298,7 +298,7 @@ def test_cli_runs_secagg_plus_with_dropouts(capsys):
     summary = _run_json(capsys, "--protocol", "secagg+", "--neighbors", "3", "--clients", "6", "--rounds", "2",
                         "--dropout", "0.3", "--seed", "2")
     assert summary["protocol"] == "secagg+" and "3 neighbours" in summary["description"]
-    assert summary["dropouts"] > 0
+    assert summary["dropped"] > 0
     assert summary["server_saw_individual_updates"] is False
 
 

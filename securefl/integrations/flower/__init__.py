@@ -9,6 +9,10 @@ message bytes between the ServerApp and the SuperNodes.
   phase, treat nodes that fail or time out as dropouts.
 * :class:`SecureFLNode` / :func:`make_client_app` -- the ClientApp that plays
   one party per SuperNode and keeps its engine in the node's context.
+* :func:`securefl_mod` / :class:`SecureAggregation` -- the drop-in for a
+  standard Flower app: a mod for its ``ClientApp`` and a wrapper around its
+  Message-API strategy (FedAvg, FedAdam, ...); the app's own model, data and
+  ``@app.train`` stay as they are.
 * :mod:`.fedavg` -- FedAvg of :mod:`securefl.fl` with local training on the
   nodes and the update through the protocol.
 
@@ -25,6 +29,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 
 from securefl.integrations.flower.binding import protocol_from_config
+from securefl.integrations.flower.mod import SecureFLMod, securefl_mod
 from securefl.integrations.flower.node import Contribution, Job, SecureFLNode, make_client_app
 from securefl.integrations.flower.server import (
     Federation,
@@ -33,8 +38,13 @@ from securefl.integrations.flower.server import (
     NodeInfo,
     PhaseReport,
 )
+from securefl.integrations.flower.strategy import RoundReport, SecureAggregation
 
 __all__ = [
+    "securefl_mod",
+    "SecureFLMod",
+    "SecureAggregation",
+    "RoundReport",
     "FlowerDriver",
     "Federation",
     "NodeInfo",

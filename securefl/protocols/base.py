@@ -28,20 +28,36 @@ handlers. The machine, not the handlers, enforces:
 
 The engine's ``state`` and ``phase`` are public and read-only (as h11's
 ``our_state``).
+
+State as plain data: ``engine.state_dict()`` is a flat mapping of ints,
+bools, strings, bytes, lists of one of those and 1-D arrays
+(:mod:`securefl.protocols.state`) holding the machine's position, the
+senders answered, the terminal state and the engine's own fields (X25519 /
+Ed25519 private keys as their raw 32 bytes, Shamir shares as bytes, vectors
+as arrays); ``type(engine).from_state_dict(run, state)`` (or
+``protocol.restore_engine(run, state)``) rebuilds the same engine under the
+same ``RunParameters``, validating every field: a tampered, truncated or
+foreign state raises ``InvalidMessage`` and builds nothing. Nothing on the
+message path calls them; a networked party that lives in fresh processes
+(a Flower SuperNode) stores its engine this way between messages, no pickle.
+``Protocol.client_engine`` / ``helper_engine`` build one party's engine
+alone, so such a party never makes the others'.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
 from securefl import ring, validation
+from securefl.crypto.keys import context
 from securefl.encoding import Encoding
 from securefl.errors import (
     AlreadyFinalized,
@@ -51,7 +67,11 @@ from securefl.errors import (
     UnexpectedMessage,
     UnexpectedSender,
 )
-from securefl.protocols.wire import SERVER, SESSION_BYTES, Message
+from securefl.protocols.state import StateDict, StateReader, StateValue
+from securefl.protocols.wire import SERVER, SESSION_BYTES, Message, client_index
+
+if TYPE_CHECKING:
+    from securefl.crypto.keys import SigningKey
 
 __all__ = [
     "EngineState",
@@ -66,10 +86,14 @@ __all__ = [
     "RingAggregate",
     "Protocol",
     "check_vector",
+    "in_ring",
     "DEFAULT_MIN_CLIENTS",
     "SERVER_ONLY",
     "check_min_clients",
     "received",
+    "StateDict",
+    "StateValue",
+    "STATE_FORMAT",
 ]
 
 DEFAULT_MIN_CLIENTS = 2
@@ -82,6 +106,13 @@ Header = tuple[bytes, int, str, str, str]
 
 MessageT = TypeVar("MessageT", bound=Message)
 _ProtocolT = TypeVar("_ProtocolT", bound="Protocol")
+_EngineT = TypeVar("_EngineT", bound="Engine")
+_RunT = TypeVar("_RunT", bound="RunParameters")
+
+STATE_FORMAT = "securefl/engine-state/v1"
+"""The ``format`` field of every stored engine state."""
+_RUN_LABEL = "securefl/run-parameters/v1"
+RUN_FINGERPRINT_BYTES = 32
 
 
 def received(message: Message, kind: type[MessageT]) -> MessageT:
@@ -137,6 +168,18 @@ class RunParameters:
         """The positional header fields of a message of this run."""
         return (self.session, self.round, phase, sender, recipient)
 
+    def fingerprint(self) -> bytes:
+        """SHA-256 of every public parameter (``context`` encoding): a stored state names the run it belongs to.
+
+        Local tuning knobs (thread counts) are left out; protocols add their
+        own parameters in ``_identity``.
+        """
+        return hashlib.sha256(context(_RUN_LABEL, type(self).__name__, *self._identity())).digest()
+
+    def _identity(self) -> tuple[bytes | str | int, ...]:
+        return (len(self.phases), *self.phases, self.clients, self.length, self.session, self.round,
+                self.ring_bits, self.min_clients)
+
 
 class Engine(ABC):
     """One party's protocol state machine (see the module docstring for the rules it keeps)."""
@@ -172,6 +215,11 @@ class Engine(ABC):
         if self._state is not EngineState.ACTIVE or self._position < 0:
             return None
         return self._machine_steps[self._position].phase
+
+    @property
+    def run(self) -> RunParameters:
+        """The public parameters of the aggregation this engine takes part in."""
+        return self._run
 
     @property
     def stop_reason(self) -> str | None:
@@ -227,6 +275,102 @@ class Engine(ABC):
             self._abort(f"refused {type(message).__name__} in phase {step.phase!r}: {error}")
             raise
 
+    # -- plain-data state (never called on the message path) ---------------------------------
+
+    STATE_KIND: ClassVar[str] = ""
+    """The ``engine`` field of this engine's stored state ("" for an engine without one)."""
+
+    def state_dict(self) -> StateDict:
+        """This engine as plain data: machine position, answered senders, terminal state, own fields.
+
+        The inverse is :meth:`from_state_dict`. The state holds the engine's
+        secrets: keep it where only this party reads it.
+        """
+        if not self.STATE_KIND:
+            raise ConfigurationError(f"{type(self).__name__} has no plain-data state")
+        state: StateDict = {
+            "format": STATE_FORMAT,
+            "engine": self.STATE_KIND,
+            "party": self.party,
+            "run": self._run.fingerprint(),
+            "status": self._state.value,
+            "position": self._position,
+            "stop-reason": self._stop_reason or "",
+        }
+        for part in (self._machine_state(), self._state_fields()):
+            overlap = state.keys() & part.keys()
+            if overlap:
+                raise LocalProtocolError(f"{type(self).__name__} stores the field(s) {sorted(overlap)} twice")
+            state.update(part)
+        return state
+
+    @classmethod
+    def from_state_dict(cls: type[_EngineT], run: RunParameters, state: Mapping[str, object]) -> _EngineT:
+        """The engine that ``state`` (from :meth:`state_dict`) describes, under the same ``run``.
+
+        Every field is checked: its type, length and range, and its
+        consistency with the phase the engine is in. A state that is
+        truncated, has a field too many, comes from another kind of engine
+        or another aggregation (``run.fingerprint()`` differs) raises
+        ``InvalidMessage``, and no engine is built.
+        """
+        if not cls.STATE_KIND:
+            raise ConfigurationError(f"{cls.__name__} has no plain-data state")
+        if not isinstance(run, RunParameters):
+            raise ConfigurationError(f"run must be RunParameters; found {type(run).__name__}")
+        reader = StateReader(state, what=f"{cls.STATE_KIND} state")
+        reader.text("format", choices=(STATE_FORMAT,))
+        reader.text("engine", choices=(cls.STATE_KIND,))
+        party = reader.text("party")
+        if reader.blob("run", sizes=(RUN_FINGERPRINT_BYTES,)) != run.fingerprint():
+            reader.fail("belongs to another aggregation: its run parameters differ from these")
+        engine = cls._restored(party, run, reader)
+        reader.finish()
+        return engine
+
+    @classmethod
+    def _restored(cls: type[_EngineT], party: str, run: RunParameters, reader: StateReader) -> _EngineT:
+        try:
+            engine = cls._restore_engine(party, run, reader)
+            if not isinstance(engine, cls) or engine.party != party:
+                reader.fail(f"names party {party!r}, which {cls.__name__} does not play")
+            engine._restore_machine(reader)
+            engine._restore_fields(reader)
+        except ConfigurationError as error:  # a constructor's refusal of a stored value
+            reader.fail(f"is inconsistent: {error}")
+        return engine
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> Engine:
+        """A fresh engine playing ``party`` under ``run``; its stored machine and fields are read next.
+
+        Engines whose constructor takes a stored value (SecAgg's signing key) read it here.
+        """
+        raise ConfigurationError(f"{cls.__name__} cannot be restored from plain data")
+
+    def _machine_state(self) -> StateDict:
+        """The machine's own fields beyond position and status (answered senders ...)."""
+        return {}
+
+    def _state_fields(self) -> StateDict:
+        """The engine's own fields, as plain data (engines extend it)."""
+        return {}
+
+    def _restore_machine(self, reader: StateReader) -> None:
+        status = EngineState(reader.text("status", choices=tuple(item.value for item in EngineState)))
+        position = reader.integer("position", minimum=-1, maximum=len(self._machine_steps) - 1)
+        reason = reader.text("stop-reason")
+        reader.require(bool(reason) == (status is EngineState.ABORTED),
+                       "must give a stop reason exactly when the engine is aborted")
+        self._state, self._position, self._stop_reason = status, position, reason or None
+
+    def _restore_fields(self, reader: StateReader) -> None:  # noqa: B027 - engines with fields extend it
+        """Read the engine's own fields (the machine is restored first), each checked."""
+
+    @property
+    def _active(self) -> bool:
+        return self._state is EngineState.ACTIVE
+
 
 class RespondingEngine(Engine):
     """A party that answers what arrives (a client or a helper): it enters a phase when its message does."""
@@ -278,6 +422,25 @@ class RespondingEngine(Engine):
             self._finish()
         return replies
 
+    def _machine_state(self) -> StateDict:
+        return {"answered": sorted(self._answered)}
+
+    def _restore_machine(self, reader: StateReader) -> None:
+        super()._restore_machine(reader)
+        answered = reader.texts("answered")
+        reader.require(answered == sorted(set(answered)), "must list the senders answered once each, in order")
+        last = len(self._machine_steps) - 1
+        reader.require(self._state is not EngineState.DONE or self._position == last,
+                       "is done before its last phase")
+        if self._position < 0:
+            reader.require(not answered, "lists senders answered before any phase")
+        else:
+            step = self._machine_steps[self._position]
+            senders = step.senders or frozenset()
+            reader.require(set(answered) <= senders, f"lists senders that may not send in phase {step.phase!r}")
+            reader.require(not step.once or len(answered) <= 1, f"answered phase {step.phase!r} more than once")
+        self._answered = set(answered)
+
 
 class ClientEngine(RespondingEngine):
     """A client: holds one encoded input vector and answers the server.
@@ -306,6 +469,14 @@ class ClientEngine(RespondingEngine):
     def _accept_input(self, vector: np.ndarray) -> None:
         """Hook for engines that prepare the input when it arrives."""
 
+    @staticmethod
+    def _index_of(party: str, run: RunParameters) -> int:
+        """i of a stored party id "client/i" of this run (``InvalidMessage`` for anything else)."""
+        index = client_index(party) if party.isascii() else -1
+        if not 0 <= index < run.clients:
+            raise InvalidMessage(f"stored state names {party!r}, not a client of this {run.clients}-client run")
+        return index
+
     def _take_input(self) -> np.ndarray:
         """The input, for the handler of ``INPUT_PHASE`` (which then forgets it)."""
         if self._input is None:
@@ -315,6 +486,25 @@ class ClientEngine(RespondingEngine):
 
     def _wipe(self) -> None:
         self._input = None
+
+    def _state_fields(self) -> StateDict:
+        fields = super()._state_fields()
+        run = self._run
+        fields["input"] = self._input if self._input is not None else np.zeros(0, ring.ring_dtype(run.ring_bits))
+        return fields
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        super()._restore_fields(reader)
+        run = self._run
+        vector = reader.optional_vector("input", dtype=ring.ring_dtype(run.ring_bits), length=run.length)
+        if vector is None:
+            return
+        input_position = [step.phase for step in self._machine_steps].index(self.INPUT_PHASE)
+        reader.require(self._active and self._position < input_position,
+                       f"holds an input after phase {self.INPUT_PHASE!r}, which consumes it")
+        reader.require(in_ring(vector, run.ring_bits), f"input has coordinates outside Z_2^{run.ring_bits}")
+        self._accept_input(vector)
+        self._input = vector
 
 
 @dataclass(frozen=True)
@@ -431,6 +621,26 @@ class ServerEngine(Engine):
         self._wipe()
         return aggregate
 
+    def _machine_state(self) -> StateDict:
+        return {"open": self._open, "asked": sorted(self._asked), "answered": sorted(self._answered),
+                "released": self._released}
+
+    def _restore_machine(self, reader: StateReader) -> None:
+        super()._restore_machine(reader)
+        is_open = reader.boolean("open")
+        asked, answered = reader.texts("asked"), reader.texts("answered")
+        released = reader.boolean("released")
+        reader.require(asked == sorted(set(asked)) and answered == sorted(set(answered)),
+                       "must list parties once each, in order")
+        reader.require(set(answered) <= set(asked), "lists replies from parties that were not asked")
+        reader.require(not is_open or (self._active and self._position >= 0), "has a phase open while it cannot")
+        reader.require(self._position >= 0 or not asked, "asked parties before any phase")
+        last = len(self._machine_steps) - 1
+        reader.require(self._state is not EngineState.DONE or (self._position == last and not is_open),
+                       "is done before its last phase ended")
+        reader.require(not released or self._state is EngineState.DONE, "released an aggregate it never had")
+        self._open, self._asked, self._answered, self._released = is_open, frozenset(asked), set(answered), released
+
     @abstractmethod
     def _aggregate(self) -> RingAggregate:
         """The aggregate, computed from what the phases collected."""
@@ -505,6 +715,51 @@ class Protocol(ABC):
         """
         return min(validation.positive_int(clients, "clients"), self.min_clients)
 
+    def _client_run(self, index: int, run: RunParameters, signing_key: SigningKey | None,
+                    kind: type[_RunT]) -> tuple[int, _RunT]:
+        """(index, run) checked for :meth:`client_engine`: a client of ``run``, a run of ``kind``, and a
+        signing key only for a protocol that registers client keys."""
+        if not isinstance(run, kind):
+            raise ConfigurationError(f"{self.name} engines need the {kind.__name__} of its run_parameters; "
+                                     f"found {type(run).__name__}")
+        if not validation.is_integer(index) or not 0 <= index < run.clients:
+            raise ConfigurationError(f"client index must be in [0, {run.clients}); found {index!r}")
+        if signing_key is not None and not self.registers_client_keys:
+            raise ConfigurationError(f"{self.name} registers no client keys; it takes no signing_key")
+        return int(index), run
+
+    def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
+        """Client ``index``'s engine alone, under ``run`` (from :meth:`run_parameters`).
+
+        A party on a machine of its own builds only its own engine this way,
+        never the whole federation's. ``signing_key`` is the client's own
+        registered key, for a protocol that ``registers_client_keys``.
+        """
+        raise ConfigurationError(f"{self.name} makes its engines with setup only")
+
+    def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
+        """The engine of helper ``party`` (an aggregator, a decryptor) alone, under ``run``."""
+        raise ConfigurationError(f"{self.name} has no helper party {party!r}")
+
+    def server_engine(self, run: RunParameters) -> ServerEngine:
+        """The server's engine alone, under ``run`` (no client or helper engine is made)."""
+        raise ConfigurationError(f"{self.name} makes its engines with setup only")
+
+    def restore_engine(self, run: RunParameters, state: Mapping[str, object]) -> Engine:
+        """The engine that a stored ``state`` describes: ``from_state_dict`` of the class of the party it names.
+
+        ``InvalidMessage`` for a state naming no party of this protocol, or
+        any state ``from_state_dict`` refuses.
+        """
+        party = state.get("party") if isinstance(state, Mapping) else None
+        if not isinstance(party, str):
+            raise InvalidMessage("stored engine state names no party")
+        return self._engine_class(party).from_state_dict(run, state)
+
+    def _engine_class(self, party: str) -> type[Engine]:
+        """The engine class of ``party`` (``InvalidMessage`` for a party this protocol does not have)."""
+        raise InvalidMessage(f"{self.name} restores no engine of {party!r}")
+
     def with_encoding(self: _ProtocolT, encoding: Encoding) -> _ProtocolT:
         """This protocol over ``encoding`` (every other parameter kept).
 
@@ -525,8 +780,25 @@ class Protocol(ABC):
                 changes[shortcut] = None
         return dataclasses.replace(self, **changes)
 
-    def run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int) -> RunParameters:
-        """The checked public parameters of one aggregation (protocols extend them)."""
+    def run_parameters(
+        self,
+        *,
+        clients: int,
+        vector_length: int,
+        session: bytes,
+        round: int,
+        verification_keys: Sequence[bytes] = (),
+    ) -> RunParameters:
+        """The checked public parameters of one aggregation, as every party builds them (protocols extend them).
+
+        ``verification_keys`` are the clients' registered signature keys, for
+        a protocol that ``registers_client_keys`` (none here).
+        """
+        if len(verification_keys):
+            raise ConfigurationError(f"{self.name} registers no client keys; it takes no verification_keys")
+        return self._base_run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+
+    def _base_run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int) -> RunParameters:
         self.check_clients(clients)
         return RunParameters(
             phases=tuple(self.phases),
@@ -545,6 +817,11 @@ def check_min_clients(min_clients: object, encoding: Encoding) -> int:
     if count > encoding.max_clients:
         raise ConfigurationError(f"min_clients={count} exceeds max_clients={encoding.max_clients} of the encoding")
     return count
+
+
+def in_ring(vector: np.ndarray, ring_bits: int) -> bool:
+    """Whether every coordinate of a ring-dtype vector lies in [0, 2^ring_bits) (a stored vector's check)."""
+    return vector.size == 0 or int(vector.max()) <= ring.ring_mask(ring_bits)
 
 
 def check_vector(vector: np.ndarray, *, length: int, ring_bits: int, what: str = "input") -> np.ndarray:

@@ -8,16 +8,18 @@ are measured, and it is labelled ``secure = False`` in every output.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from securefl import ring
 from securefl.encoding import Encoding
-from securefl.errors import InvalidMessage, ProtocolAbort
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort
 from securefl.protocols.base import (
     DEFAULT_MIN_CLIENTS,
     SERVER_ONLY,
     ClientEngine,
+    Engine,
     Parties,
     Protocol,
     RingAggregate,
@@ -25,9 +27,14 @@ from securefl.protocols.base import (
     ServerEngine,
     Step,
     check_min_clients,
+    in_ring,
     received,
 )
+from securefl.protocols.state import StateDict, StateReader
 from securefl.protocols.wire import SERVER, Message, RingVector, client_id, client_index
+
+if TYPE_CHECKING:
+    from securefl.crypto.keys import SigningKey
 
 __all__ = ["Plaintext", "UploadRequest", "PlaintextUpload"]
 
@@ -52,9 +59,14 @@ class PlaintextUpload(Message):
 
 class _Client(ClientEngine):
     INPUT_PHASE = UPLOAD
+    STATE_KIND = "plaintext/client"
 
     def __init__(self, index: int, run: RunParameters) -> None:
         super().__init__(client_id(index), run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Client:
+        return cls(cls._index_of(party, run), run)
 
     def _steps(self) -> list[Step]:
         return [Step(UPLOAD, (UploadRequest,), self._upload, senders=SERVER_ONLY)]
@@ -66,9 +78,30 @@ class _Client(ClientEngine):
 
 
 class _Server(ServerEngine):
+    STATE_KIND = "plaintext/server"
+
     def __init__(self, run: RunParameters) -> None:
         self._uploads: dict[int, np.ndarray] = {}
         super().__init__(SERVER, run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Server:
+        return cls(run)
+
+    def _state_fields(self) -> StateDict:
+        uploaders = sorted(self._uploads)
+        dtype = ring.ring_dtype(self._run.ring_bits)
+        uploads = np.concatenate([self._uploads[i] for i in uploaders]) if uploaders else np.zeros(0, dtype)
+        return {"uploaders": uploaders, "uploads": uploads}
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        run = self._run
+        uploaders = reader.integers("uploaders", minimum=0, maximum=run.clients - 1)
+        uploads = reader.vector("uploads", dtype=ring.ring_dtype(run.ring_bits), length=len(uploaders) * run.length)
+        reader.require(in_ring(uploads, run.ring_bits), f"uploads have coordinates outside Z_2^{run.ring_bits}")
+        reader.require({client_id(i) for i in uploaders} == self._answered,
+                       "holds uploads that differ from the clients it accepted")
+        self._uploads = {i: uploads[k * run.length : (k + 1) * run.length] for k, i in enumerate(uploaders)}
 
     def _steps(self) -> list[Step]:
         return [Step(UPLOAD, (PlaintextUpload,), self._receive, begin=self._request, end=self._close)]
@@ -118,6 +151,20 @@ class Plaintext(Protocol):
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
         run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
         return Parties(server=_Server(run), clients=[_Client(i, run) for i in range(run.clients)])
+
+    def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
+        index, run = self._client_run(index, run, signing_key, RunParameters)
+        return _Client(index, run)
+
+    def server_engine(self, run: RunParameters) -> ServerEngine:
+        if not isinstance(run, RunParameters):
+            raise ConfigurationError(f"{self.name} engines need its run_parameters; found {type(run).__name__}")
+        return _Server(run)
+
+    def _engine_class(self, party: str) -> type[Engine]:
+        if party == SERVER:
+            return _Server
+        return _Client
 
     def describe(self) -> str:
         return "plaintext (INSECURE baseline: the server reads every update)"

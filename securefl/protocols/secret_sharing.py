@@ -23,8 +23,9 @@ server cannot isolate one client by asking for small or repeated sums.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from securefl.protocols.base import (
     DEFAULT_MIN_CLIENTS,
     SERVER_ONLY,
     ClientEngine,
+    Engine,
     Parties,
     Protocol,
     RespondingEngine,
@@ -45,9 +47,14 @@ from securefl.protocols.base import (
     ServerEngine,
     Step,
     check_min_clients,
+    in_ring,
     received,
 )
+from securefl.protocols.state import StateDict, StateReader, keyed
 from securefl.protocols.wire import SERVER, Message, RingVector, Size, client_id, client_index
+
+if TYPE_CHECKING:
+    from securefl.crypto.keys import SigningKey
 
 __all__ = [
     "SecretSharing",
@@ -136,14 +143,38 @@ class _Run(RunParameters):
 
     aggregators: int
 
+    def _identity(self) -> tuple[bytes | str | int, ...]:
+        return (*super()._identity(), self.aggregators)
+
+
+def _secret_sharing_run(run: RunParameters) -> _Run:
+    if not isinstance(run, _Run):
+        raise ConfigurationError(f"secret-sharing engines need its run_parameters; found {type(run).__name__}")
+    return run
+
+
+def _aggregator_index(party: str, run: _Run) -> int:
+    """j of a stored party id "aggregator/j" of this run (``InvalidMessage`` for anything else)."""
+    digits = party.removeprefix("aggregator/")
+    if digits == party or not (digits.isascii() and digits.isdigit()) or aggregator_id(int(digits)) != party \
+            or not int(digits) < run.aggregators:
+        raise InvalidMessage(f"stored state names {party!r}, not an aggregator of this run")
+    return int(digits)
+
 
 class _Client(ClientEngine):
     INPUT_PHASE = UPLOAD
+    STATE_KIND = "secret-sharing/client"
     _run: _Run
 
     def __init__(self, index: int, run: _Run) -> None:
         self._index = index
         super().__init__(client_id(index), run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Client:
+        run = _secret_sharing_run(run)
+        return cls(cls._index_of(party, run), run)
 
     def _steps(self) -> list[Step]:
         return [Step(UPLOAD, (UploadRequest,), self._share, senders=SERVER_ONLY)]
@@ -167,12 +198,45 @@ class _Client(ClientEngine):
 
 
 class _Aggregator(RespondingEngine):
+    STATE_KIND = "secret-sharing/aggregator"
     _run: _Run
+
     def __init__(self, index: int, run: _Run) -> None:
         self._index = index
         self._vector_shares: dict[int, np.ndarray] = {}  # aggregator 0
         self._seed_shares: dict[int, bytes] = {}  # aggregators j >= 1
         super().__init__(aggregator_id(index), run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Aggregator:
+        run = _secret_sharing_run(run)
+        return cls(_aggregator_index(party, run), run)
+
+    def _state_fields(self) -> StateDict:
+        if self._index == 0:
+            senders = sorted(self._vector_shares)
+            dtype = ring.ring_dtype(self._run.ring_bits)
+            shares = np.concatenate([self._vector_shares[i] for i in senders]) if senders else np.zeros(0, dtype)
+            return {"share-senders": senders, "vector-shares": shares}
+        senders, seeds = keyed(self._seed_shares)
+        return {"share-senders": senders, "seed-shares": seeds}
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        run = self._run
+        if self._index == 0:
+            senders = reader.integers("share-senders", minimum=0, maximum=run.clients - 1)
+            shares = reader.vector("vector-shares", dtype=ring.ring_dtype(run.ring_bits),
+                                   length=len(senders) * run.length)
+            reader.require(in_ring(shares, run.ring_bits), f"shares have coordinates outside Z_2^{run.ring_bits}")
+            self._vector_shares = {i: shares[k * run.length : (k + 1) * run.length] for k, i in enumerate(senders)}
+        else:
+            self._seed_shares = reader.keyed_blobs("share-senders", "seed-shares", maximum=run.clients - 1,
+                                                   size=prg.SEED_BYTES)
+            senders = sorted(self._seed_shares)
+        reader.require(self._active or not senders, "holds shares after it stopped")
+        if self._position == 0:
+            reader.require({client_id(i) for i in senders} == self._answered,
+                           "holds shares that differ from the clients it accepted")
 
     def _steps(self) -> list[Step]:
         clients = frozenset(client_id(i) for i in range(self._run.clients))
@@ -228,6 +292,7 @@ class _Aggregator(RespondingEngine):
 
 
 class _Server(ServerEngine):
+    STATE_KIND = "secret-sharing/server"
     _run: _Run
 
     def __init__(self, run: _Run) -> None:
@@ -236,6 +301,44 @@ class _Server(ServerEngine):
         self._sums: dict[str, np.ndarray] = {}
         self._included: tuple[int, ...] = ()
         super().__init__(SERVER, run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Server:
+        return cls(_secret_sharing_run(run))
+
+    def _state_fields(self) -> StateDict:
+        reporters, summers = sorted(self._reports), sorted(self._sums)
+        dtype = ring.ring_dtype(self._run.ring_bits)
+        return {
+            "reporters": reporters,
+            "report-sizes": [len(self._reports[a]) for a in reporters],
+            "report-clients": [i for a in reporters for i in sorted(self._reports[a])],
+            "summers": summers,
+            "sums": np.concatenate([self._sums[a] for a in summers]) if summers else np.zeros(0, dtype),
+            "included": list(self._included),
+        }
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        run = self._run
+        aggregators = set(self._aggregators)
+        reporters, summers = reader.texts("reporters"), reader.texts("summers")
+        for parties in (reporters, summers):
+            reader.require(parties == sorted(set(parties)) and set(parties) <= aggregators,
+                           "must list aggregators of this run once each, in order")
+        sizes = reader.integers("report-sizes", minimum=0, maximum=run.clients, increasing=False)
+        clients = reader.integers("report-clients", minimum=0, maximum=run.clients - 1, increasing=False)
+        reader.require(len(sizes) == len(reporters) and sum(sizes) == len(clients), "has reports of the wrong size")
+        reports, start = {}, 0
+        for reporter, size in zip(reporters, sizes):
+            report = clients[start : start + size]
+            reader.require(report == sorted(set(report)), "has a report that lists a client twice or out of order")
+            reports[reporter], start = frozenset(report), start + size
+        sums = reader.vector("sums", dtype=ring.ring_dtype(run.ring_bits), length=len(summers) * run.length)
+        reader.require(in_ring(sums, run.ring_bits), f"sums have coordinates outside Z_2^{run.ring_bits}")
+        included = reader.integers("included", minimum=0, maximum=run.clients - 1)
+        self._reports = reports
+        self._sums = {a: sums[k * run.length : (k + 1) * run.length] for k, a in enumerate(summers)}
+        self._included = tuple(included)
 
     def _steps(self) -> list[Step]:
         return [
@@ -319,14 +422,44 @@ class SecretSharing(Protocol):
         object.__setattr__(self, "aggregators", int(self.aggregators))
         object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
 
+    def run_parameters(
+        self,
+        *,
+        clients: int,
+        vector_length: int,
+        session: bytes,
+        round: int,
+        verification_keys: Sequence[bytes] = (),
+    ) -> _Run:
+        base = super().run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
+                                      verification_keys=verification_keys)
+        return _Run(**vars(base), aggregators=self.aggregators)
+
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        base = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
-        run = _Run(**vars(base), aggregators=self.aggregators)
+        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
         return Parties(
             server=_Server(run),
             clients=[_Client(i, run) for i in range(run.clients)],
             helpers=[_Aggregator(j, run) for j in range(self.aggregators)],
         )
+
+    def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
+        index, checked = self._client_run(index, run, signing_key, _Run)
+        return _Client(index, checked)
+
+    def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
+        checked = _secret_sharing_run(run)
+        if party not in {aggregator_id(j) for j in range(checked.aggregators)}:
+            raise ConfigurationError(f"secret-sharing with {checked.aggregators} aggregators has no party {party!r}")
+        return _Aggregator(_aggregator_index(party, checked), checked)
+
+    def server_engine(self, run: RunParameters) -> ServerEngine:
+        return _Server(_secret_sharing_run(run))
+
+    def _engine_class(self, party: str) -> type[Engine]:
+        if party == SERVER:
+            return _Server
+        return _Aggregator if party.startswith("aggregator/") else _Client
 
     def describe(self) -> str:
         return f"secret-sharing ({self.aggregators} non-colluding aggregators)"

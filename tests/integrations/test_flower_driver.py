@@ -2,21 +2,20 @@
 
 Every Flower message and every node context goes through Flower's protobuf
 codec between calls, as between SuperLink, SuperNode and a fresh ClientApp
-process, so these tests exercise the engine persistence and the wire format
-the deployment uses, in milliseconds.
+process, so these tests exercise the engine state kept as plain records and
+the wire format the deployment uses, in milliseconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import pickle
 
 import numpy as np
 import pytest
 
 pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
 
-from flwr.app import Message  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Message  # noqa: E402
 
 from securefl import ring  # noqa: E402
 from securefl.crypto.keys import KeyPair, SigningKey  # noqa: E402
@@ -26,12 +25,14 @@ from securefl.integrations.flower import (  # noqa: E402
     FlowerDriver,
     SecureFLNode,
     make_client_app,
-    persist,
     protocol_from_config,
     wire,
 )
+from securefl.integrations.flower.node import ENGINE_ARRAYS_KEY, ENGINE_KEY, KEY_HOLDER_KEY, STATE_KEY  # noqa: E402
 from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
+from securefl.protocols.paillier import KeyHolder  # noqa: E402
 from securefl.protocols.secagg import SecAgg  # noqa: E402
+from securefl.protocols.state import check_plain  # noqa: E402
 from securefl.protocols.wire import decode_message  # noqa: E402
 from securefl.simulation import server_saw_individual_updates  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
@@ -140,15 +141,17 @@ def test_paillier_private_key_stays_on_the_decryptor_supernode():
     driver = FlowerDriver(grid, protocol, timeout=5)
     driver.discover(min_nodes=CLIENTS + 1)
 
-    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+    session = bytes(range(16))
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH, session=session, round=3)
 
     server_keys = aggregation.protocol.keys
     with pytest.raises(ProtocolViolation):
         server_keys.decrypt_raw([1])
     assert protocol.key_holder is None and "keys" not in protocol._cache  # nothing was dealt in the ServerApp
     decryptor = grid.contexts[driver.federation.helpers["decryptor"]]
-    stored = persist.loads(decryptor.state.config_records["securefl.state"]["pickle"])
-    assert stored.protocol.keys.public_key == server_keys.public_key
+    stored = KeyHolder.from_state_dict(dict(decryptor.state.config_records[KEY_HOLDER_KEY]))
+    assert stored.public_key == server_keys.public_key and stored.can_decrypt
+    assert not stored.claim(session, 3) and stored.claim(session, 4)  # its decryption is on record
 
 
 # -- dropouts -----------------------------------------------------------------------------------
@@ -422,27 +425,99 @@ def test_nodes_configured_for_another_protocol_are_left_out_at_discovery():
 # -- the pieces ------------------------------------------------------------------------------------
 
 
-def test_engine_state_round_trips_with_its_keys_and_shared_references():
-    keys = KeyPair.generate()
-    signer = SigningKey.generate()
-    state = {"a": keys, "b": keys, "signer": signer, "vector": np.arange(5, dtype=np.uint32)}
+def _plain_records(context):
+    """Every record a node keeps, as plain dicts (``check_plain`` passes on each)."""
+    records = {}
+    for name, record in context.state.items():
+        assert isinstance(record, (ConfigRecord, ArrayRecord)), f"{name} is a {type(record).__name__}"
+        values = {key: value.numpy() for key, value in record.items()} if isinstance(record, ArrayRecord) \
+            else dict(record)
+        check_plain(values, what=name)
+        records[name] = values
+    return records
 
-    loaded = persist.loads(persist.dumps(state))
 
-    assert loaded["a"] is loaded["b"] and loaded["a"].private_bytes == keys.private_bytes
-    assert loaded["signer"].sign(b"m") == signer.sign(b"m")
-    assert np.array_equal(loaded["vector"], state["vector"])
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_nodes_keep_their_engines_as_plain_records_between_phases(name):
+    protocol = PROTOCOLS[name]
+    grid = federation(protocol)
+    seen = []
+
+    def on_phase_end(report):
+        for node, context in grid.contexts.items():
+            seen.append((report.phase, node, _plain_records(context)))
+
+    driver = FlowerDriver(grid, protocol, timeout=5, on_phase_end=on_phase_end)
+    driver.discover(min_nodes=CLIENTS + len(helpers_of(protocol)))
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
+    engines = [records[ENGINE_KEY] for _, _, records in seen if ENGINE_KEY in records and records[ENGINE_KEY]]
+    assert engines and all(engine["format"] == "securefl/engine-state/v1" for engine in engines)
+    assert all(set(records) <= {STATE_KEY, ENGINE_KEY, ENGINE_ARRAYS_KEY, KEY_HOLDER_KEY} for _, _, records in seen)
+    assert not any("pickle" in records.get(STATE_KEY, {}) for _, _, records in seen)
 
 
-def test_stored_state_refuses_classes_outside_the_engine_modules():
-    import os
+def test_a_secagg_client_between_phases_holds_its_mask_key_as_raw_bytes_and_its_input_as_an_array():
+    protocol = SecAgg(malicious_server=True)
+    grid = federation(protocol)
+    stored = {}
 
-    class Evil:
-        def __reduce__(self):
-            return os.system, ("true",)
+    def on_phase_end(report):
+        if report.phase == "advertise-keys":
+            stored.update(_plain_records(grid.contexts[driver.federation.clients[0]]))
 
-    with pytest.raises(InvalidMessage, match="outside the allowed modules"):
-        persist.loads(pickle.dumps(Evil()))
+    driver = FlowerDriver(grid, protocol, timeout=5, on_phase_end=on_phase_end)
+    driver.discover(min_nodes=CLIENTS)
+    driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    engine, arrays = stored[ENGINE_KEY], stored[ENGINE_ARRAYS_KEY]
+    assert engine["engine"] == "secagg/client" and engine["party"] == "client/0"
+    assert engine["position"] == 0 and engine["status"] == "active"
+    assert len(engine["mask-key"]) == len(engine["share-key"]) == len(engine["signing-key"]) == 32
+    assert np.array_equal(arrays["input"], client_input(0))
+    assert len(stored[STATE_KEY]["signing-key"]) == 32 and stored[STATE_KEY]["party"] == "client/0"
+
+
+@pytest.mark.parametrize("tamper", ["31-byte mask key", "unknown phase", "extra field", "truncated",
+                                    "another run", "node record"])
+def test_a_node_whose_stored_state_was_tampered_with_refuses_and_the_round_goes_on_without_it(tamper):
+    protocol = SecAgg()
+    grid = federation(protocol)
+    victim = {}
+
+    def on_phase_end(report):
+        if report.phase != "advertise-keys":
+            return
+        node = victim["node"] = driver.federation.clients[1]
+        state = grid.contexts[node].state
+        engine = dict(state.config_records[ENGINE_KEY])
+        if tamper == "31-byte mask key":
+            engine["mask-key"] = engine["mask-key"][:31]
+        elif tamper == "unknown phase":
+            engine["position"] = 7
+        elif tamper == "extra field":
+            engine["mask-key-copy"] = engine["mask-key"]
+        elif tamper == "truncated":
+            del engine["held-shares"]
+        elif tamper == "another run":
+            engine["run"] = bytes(32)
+        if tamper == "node record":
+            node_record = dict(state.config_records[STATE_KEY])
+            node_record["played-parties"] = ["client/1", "client/2"]
+            state[STATE_KEY] = ConfigRecord(node_record)
+        state[ENGINE_KEY] = ConfigRecord(engine)
+
+    driver = FlowerDriver(grid, protocol, timeout=1, on_phase_end=on_phase_end)
+    driver.discover(min_nodes=CLIENTS)
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    survivors = [0, 2, 3, 4]
+    assert aggregation.aggregate.included == tuple(survivors)
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(survivors))
+    assert "InvalidMessage: stored " in aggregation.errors[victim["node"]]
 
 
 def test_sealed_envelope_opens_only_for_its_helper_session_and_round():

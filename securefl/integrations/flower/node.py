@@ -6,9 +6,18 @@ helper parties are SuperNodes of their own, so no helper secret ever sits in
 the server's process. Each Flower message from the ServerApp names the party
 the node plays in this aggregation, the phase and the protocol messages for
 it; the node feeds them to its engine -- the very engine the in-process
-simulator runs -- and answers with the engine's replies. Between messages the
-engine lives in ``context.state`` (see :mod:`.persist`), since Flower starts a
-new ClientApp process for each message.
+simulator runs -- and answers with the engine's replies. A node builds only
+its own party's engine (``Protocol.client_engine`` / ``helper_engine``),
+never the federation's. Between messages the engine lives in
+``context.state`` as plain data, since Flower starts a new ClientApp process
+for each message: its ``state_dict()`` (ints, bytes, strings and lists of
+them in a ``ConfigRecord``, vectors in an ``ArrayRecord``), rebuilt with
+``Protocol.restore_engine`` at the next message, every field validated;
+beside it the node's own keys, raw 32-byte strings. No pickle: nothing
+stored can name code to run. The state holds the party's secrets (mask
+keys, seeds, shares, a decryptor's Paillier key); the SuperNode keeps the
+context in its own memory and hands it only to the ClientApp processes it
+starts, never to the SuperLink or the ServerApp.
 
 Threat model, node side: the node answers only as the party it plays (the
 server checks it too), seals what it sends to a helper (see :mod:`.wire`),
@@ -31,6 +40,7 @@ SuperNodes run app code their operators trust (Flower's
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,13 +49,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from securefl import validation
-from securefl.crypto.keys import KeyPair, SigningKey
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, KeyPair, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, SecureFLError
-from securefl.integrations.flower import persist, wire
+from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import (
     bind,
     check_supported,
@@ -54,8 +64,10 @@ from securefl.integrations.flower.binding import (
     registers_client_keys,
     write_secret,
 )
-from securefl.protocols.base import ClientEngine, Engine, Protocol
-from securefl.protocols.wire import SERVER, client_index, decode_message
+from securefl.protocols.base import Protocol, RespondingEngine, RunParameters
+from securefl.protocols.paillier import KeyHolder, Paillier
+from securefl.protocols.state import StateDict, StateReader, check_plain
+from securefl.protocols.wire import SERVER, SESSION_BYTES, client_id, client_index, decode_message
 
 __all__ = [
     "CLIENT",
@@ -76,7 +88,11 @@ ROLE_KEY = "securefl-role"
 PINS_KEY = "securefl-pins"
 KEY_DIR_KEY = "securefl-key-dir"
 PARTITION_KEY = "partition-id"
-STATE_KEY = "securefl.state"
+STATE_KEY = "securefl.state"  # ConfigRecord: the node's own fields
+ENGINE_KEY = "securefl.engine"  # ConfigRecord: the engine's scalars and lists
+ENGINE_ARRAYS_KEY = "securefl.engine-arrays"  # ArrayRecord: the engine's vectors
+KEY_HOLDER_KEY = "securefl.key-holder"  # ConfigRecord: a decryptor's Paillier key pair and its decryptions
+NODE_STATE_FORMAT = "securefl/node-state/v1"
 _SESSIONS_REMEMBERED = 256
 ERROR_CODE = 4701  # a Flower error code of our own: "securefl refused this message"
 
@@ -121,16 +137,16 @@ ProtocolSource = Protocol | Callable[[Context], Protocol] | None
 
 @dataclass
 class _NodeState:
-    """Everything the node keeps between messages (pickled as one object, so shared keys stay shared)."""
+    """Everything the node keeps between messages, stored as plain data (see :meth:`SecureFLNode._save`)."""
 
     role: str
-    transport: KeyPair | None = None
+    transport: KeyPair | None = None  # a helper's X25519 transport key
     signing: SigningKey | None = None  # a client's own Ed25519 key (SecAgg, malicious-server mode)
-    protocol: Protocol | None = None
+    key_holder: KeyHolder | None = None  # a decryptor's key pair, whose public key it published
     parameters: bytes = b""
     session: bytes | None = None
     party: str | None = None
-    engine: Engine | None = None
+    engine: StateDict | None = None  # the engine of ``session``, as its state_dict()
     helper_keys: dict[str, bytes] = field(default_factory=dict)
     played: dict[bytes, str] = field(default_factory=dict)  # session -> the one party this node played in it
 
@@ -242,20 +258,71 @@ class SecureFLNode:
 
     @staticmethod
     def _load(context: Context) -> _NodeState | None:
-        record = context.state.config_records.get(STATE_KEY)
+        """The node's stored state, every field checked (``InvalidMessage`` for a malformed one)."""
+        records = context.state.config_records
+        record = records.get(STATE_KEY)
         if record is None:
             return None
-        data = record["pickle"]
-        if not isinstance(data, bytes):
-            raise InvalidMessage("stored node state is not bytes")
-        state = persist.loads(data)
-        if not isinstance(state, _NodeState):
-            raise InvalidMessage("stored node state has the wrong type")
+        reader = StateReader(dict(record), what="node state")
+        reader.text("format", choices=(NODE_STATE_FORMAT,))
+        state = _NodeState(role=reader.text("role"))
+        transport = reader.optional_blob("transport-key", size=PRIVATE_KEY_BYTES)
+        signing = reader.optional_blob("signing-key", size=PRIVATE_KEY_BYTES)
+        state.transport = KeyPair.from_private_bytes(transport) if transport is not None else None
+        state.signing = SigningKey.from_private_bytes(signing) if signing is not None else None
+        state.parameters = reader.blob("parameters")
+        state.session = reader.optional_blob("session", size=SESSION_BYTES)
+        state.party = reader.text("party") or None
+        helpers, keys = reader.texts("helper-parties"), reader.blobs("helper-keys")
+        sessions, parties = reader.blobs("played-sessions", size=SESSION_BYTES), reader.texts("played-parties")
+        has_engine = reader.boolean("engine")
+        reader.finish()
+        reader.require(len(helpers) == len(keys) and len(sessions) == len(parties), "has lists of unequal length")
+        state.helper_keys, state.played = dict(zip(helpers, keys)), dict(zip(sessions, parties))
+        if KEY_HOLDER_KEY in records:
+            state.key_holder = KeyHolder.from_state_dict(dict(records[KEY_HOLDER_KEY]))
+        if has_engine:
+            engine: dict[str, object] = dict(records.get(ENGINE_KEY, {}))
+            arrays = context.state.array_records.get(ENGINE_ARRAYS_KEY, ArrayRecord())
+            for name, array in arrays.items():
+                reader.require(name not in engine, f"stores the engine field {name!r} twice")
+                try:
+                    engine[name] = array.numpy()
+                except (TypeError, ValueError) as error:
+                    reader.fail(f"has an unreadable engine array {name!r}: {error}")
+            check_plain(engine, what="stored engine state")
+            state.engine = engine  # type: ignore[assignment]  # checked by check_plain
+        reader.require((state.engine is None) == (state.session is None), "must hold an engine exactly for a session")
         return state
 
     @staticmethod
     def _save(context: Context, state: _NodeState) -> None:
-        context.state[STATE_KEY] = ConfigRecord({"pickle": persist.dumps(state)})
+        """Write ``state`` into ``context.state``: plain records only (no pickle)."""
+        context.state[STATE_KEY] = ConfigRecord({
+            "format": NODE_STATE_FORMAT,
+            "role": state.role,
+            "transport-key": state.transport.private_bytes if state.transport is not None else b"",
+            "signing-key": state.signing.private_bytes if state.signing is not None else b"",
+            "parameters": state.parameters,
+            "session": state.session or b"",
+            "party": state.party or "",
+            "helper-parties": list(state.helper_keys),
+            "helper-keys": list(state.helper_keys.values()),
+            "played-sessions": list(state.played),
+            "played-parties": list(state.played.values()),
+            "engine": state.engine is not None,
+        })
+        if state.key_holder is not None:
+            context.state[KEY_HOLDER_KEY] = ConfigRecord(state.key_holder.state_dict())  # type: ignore[arg-type]
+        fields: dict[str, ConfigRecordValues] = {}
+        arrays: dict[str, Array] = {}
+        for name, value in (state.engine or {}).items():
+            if isinstance(value, np.ndarray):
+                arrays[name] = Array(value)
+            else:
+                fields[name] = value
+        context.state[ENGINE_KEY] = ConfigRecord(fields)
+        context.state[ENGINE_ARRAYS_KEY] = ArrayRecord(arrays)
 
     # -- the handler ------------------------------------------------------------
 
@@ -286,7 +353,8 @@ class SecureFLNode:
         if role != CLIENT:
             key_dir = _key_dir(context)
             state.transport = _node_key(KeyPair, key_dir, "transport.key")
-            state.protocol, state.parameters = publish(protocol, role, key_dir=key_dir)
+            published, state.parameters = publish(protocol, role, key_dir=key_dir)
+            state.key_holder = published.key_holder if isinstance(published, Paillier) else None
             fingerprint = wire.helper_fingerprint(role, state.transport.public_bytes, state.parameters)
             _log("securefl: this SuperNode is %s; fingerprint %s (clients pin it)", role, fingerprint)
         self._save(context, state)
@@ -319,96 +387,131 @@ class SecureFLNode:
         if state.played.get(session, party) != party:
             # One input, one party per session: a node never contributes twice to one sum.
             raise InvalidMessage(f"this node already played {state.played[session]!r} in this session")
+        protocol = self._bound_protocol(context, control, state)
+        run = self._run_parameters(protocol, control)
         if state.engine is None or state.session != session:
-            self._new_engine(message, context, control, state, metrics)
+            engine = self._new_engine(message, context, control, state, protocol, run, metrics)
             state.played[session] = party
             while len(state.played) > _SESSIONS_REMEMBERED:
                 del state.played[next(iter(state.played))]
-        engine = state.engine
-        if engine is None:
-            raise ConfigurationError(f"no engine for session {session.hex()}")
+        else:
+            if state.party != party:
+                raise InvalidMessage(f"this node plays {state.party!r} in this session, not {party!r}")
+            restored = protocol.restore_engine(run, state.engine)
+            if not isinstance(restored, RespondingEngine) or restored.party != party:
+                raise InvalidMessage(f"the stored engine does not play {party!r}")
+            engine = restored
+        state.session, state.party = session, party
         outgoing: list[wire.Entry] = []
         started = time.perf_counter()
-        for entry in entries:
-            if entry.sealed:
-                if state.transport is None:
-                    raise InvalidMessage(f"{party} holds no transport key; it cannot open a sealed message")
-                sender, payload = wire.open_envelope(entry.data, state.transport, session=session, round=round,
-                                                     recipient=party)
-            else:
-                sender, payload = None, entry.data
-            inbound = decode_message(payload)
-            if inbound.recipient != party or (sender is not None and inbound.sender != sender):
-                raise InvalidMessage(f"a message for {inbound.recipient!r} from {inbound.sender!r} reached {party}")
-            for reply in engine.handle(inbound):
-                data = reply.to_bytes()
-                helper_key = state.helper_keys.get(reply.recipient)
-                if helper_key:
-                    data = wire.seal_to(helper_key, data, session=session, round=round, sender=party,
-                                        recipient=reply.recipient)
-                outgoing.append(wire.Entry(data=data, sealed=bool(helper_key)))
+        try:
+            for entry in entries:
+                if entry.sealed:
+                    if state.transport is None:
+                        raise InvalidMessage(f"{party} holds no transport key; it cannot open a sealed message")
+                    sender, payload = wire.open_envelope(entry.data, state.transport, session=session, round=round,
+                                                         recipient=party)
+                else:
+                    sender, payload = None, entry.data
+                inbound = decode_message(payload)
+                if inbound.recipient != party or (sender is not None and inbound.sender != sender):
+                    raise InvalidMessage(
+                        f"a message for {inbound.recipient!r} from {inbound.sender!r} reached {party}"
+                    )
+                for reply in engine.handle(inbound):
+                    data = reply.to_bytes()
+                    helper_key = state.helper_keys.get(reply.recipient)
+                    if helper_key:
+                        data = wire.seal_to(helper_key, data, session=session, round=round, sender=party,
+                                            recipient=reply.recipient)
+                    outgoing.append(wire.Entry(data=data, sealed=bool(helper_key)))
+        finally:
+            # Kept also after a refusal: an engine that stopped stays stopped (single use).
+            state.engine = engine.state_dict()  # a decryptor's claim is in state.key_holder, the one it used
+            self._save(context, state)
         metrics["engine-seconds"] = time.perf_counter() - started
-        self._save(context, state)
         return wire.pack({"op": "phase", "party": party, "phase": phase, **metrics}, outgoing)
 
-    def _new_engine(self, message: Message, context: Context, control: dict, state: _NodeState,
-                    metrics: dict[str, float]) -> None:
-        party = control["party"]
-        clients, length = control["clients"], control["vector-length"]
-        client_pins: set[str] = set()
+    def _bound_protocol(self, context: Context, control: dict, state: _NodeState) -> Protocol:
+        """The protocol this node runs in this aggregation: its own configuration, around the helpers'
+        published parameters (a client) or its own published secret (a helper)."""
         if state.role == CLIENT:
             helpers = list(control.get("helpers", []))
-            keys = dict(zip(helpers, control.get("helper-keys", [])))
             parameters = dict(zip(helpers, control.get("helper-parameters", [])))
-            if not len(keys) == len(parameters) == len(helpers):
+            if len(parameters) != len(helpers):
                 raise InvalidMessage("helper keys and parameters do not match the helper list")
-            pins = self.pins_for(context)
-            helper_pins = {name: value for name, value in pins.items() if not name.startswith(CLIENT_PIN_PREFIX)}
-            client_pins = {value for name, value in pins.items() if name.startswith(CLIENT_PIN_PREFIX)}
-            for pinned, fingerprint in helper_pins.items():
-                if pinned not in keys or (
-                    wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint
-                ):
-                    raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
             protocol = bind(self.protocol_for(context), parameters)
-            state.helper_keys = {party_id: key for party_id, key in keys.items() if key}
         else:
-            if state.protocol is None:
-                raise InvalidMessage(f"helper {party!r} was asked to run before the server discovered it")
-            protocol = state.protocol
+            if state.transport is None:
+                raise InvalidMessage(f"helper {state.role!r} was asked to run before the server discovered it")
+            protocol = self.protocol_for(context)
+            if state.key_holder is not None:
+                if not isinstance(protocol, Paillier):
+                    raise InvalidMessage(f"this node published a Paillier key; it is configured for {protocol.name}")
+                protocol = dataclasses.replace(protocol, key_holder=state.key_holder)
         if control.get("protocol") != protocol.name:
             raise ConfigurationError(
                 f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"
             )
-        if registers_client_keys(protocol):
-            signing_keys = self._registered_signer(control, state, client_pins) if state.role == CLIENT else {}
-            parties = protocol.setup_registered(
-                clients=clients, vector_length=length, session=control["session"], round=control["round"],
-                verification_keys=list(control.get("verification-keys", [])), signing_keys=signing_keys,
-            )
-        elif control.get("verification-keys"):
+        if not registers_client_keys(protocol) and control.get("verification-keys"):
             raise ConfigurationError(
                 f"the server runs {protocol.name} with malicious_server=True; this node is configured without it"
             )
-        else:
-            parties = protocol.setup(clients=clients, vector_length=length, session=control["session"],
-                                     round=control["round"])
-        engine = parties.by_id().get(party)
-        if engine is None:
-            raise InvalidMessage(f"{protocol.name} with {clients} clients has no party {party!r}")
-        if isinstance(engine, ClientEngine):
-            if self._input_fn is None:
-                raise ConfigurationError("this ClientApp has no input function; pass input_fn to make_client_app")
-            started = time.perf_counter()
-            job = Job(message=message, context=context, protocol=protocol, party=party, round=control["round"],
-                      vector_length=length)
-            contribution = self._input_fn(job)
-            if not isinstance(contribution, Contribution):
-                contribution = Contribution(vector=contribution)
-            engine.provide_input(contribution.vector)
-            metrics["input-seconds"] = time.perf_counter() - started
-            metrics.update({f"metric.{k}": float(v) for k, v in contribution.metrics.items()})
-        state.session, state.party, state.engine = control["session"], party, engine
+        return protocol
+
+    @staticmethod
+    def _run_parameters(protocol: Protocol, control: dict) -> RunParameters:
+        """The aggregation's public parameters from the control fields (every message carries them).
+
+        A stored engine names the parameters it was made under, so a server
+        that changes them within a session is refused when the engine is rebuilt.
+        """
+        clients, length = control["clients"], control["vector-length"]
+        if not validation.is_integer(clients) or not validation.is_integer(length):
+            raise InvalidMessage("malformed driver control record")
+        keys = list(control.get("verification-keys", [])) if registers_client_keys(protocol) else []
+        return protocol.run_parameters(clients=clients, vector_length=length, session=control["session"],
+                                       round=control["round"], verification_keys=keys)
+
+    def _new_engine(self, message: Message, context: Context, control: dict, state: _NodeState, protocol: Protocol,
+                    run: RunParameters, metrics: dict[str, float]) -> RespondingEngine:
+        """This node's own party's engine (never the others'), a client's given its input."""
+        party = control["party"]
+        if state.role != CLIENT:
+            return protocol.helper_engine(party, run)
+        helpers = list(control.get("helpers", []))
+        keys = dict(zip(helpers, control.get("helper-keys", [])))
+        parameters = dict(zip(helpers, control.get("helper-parameters", [])))
+        if not len(keys) == len(parameters) == len(helpers):
+            raise InvalidMessage("helper keys and parameters do not match the helper list")
+        pins = self.pins_for(context)
+        helper_pins = {name: value for name, value in pins.items() if not name.startswith(CLIENT_PIN_PREFIX)}
+        client_pins = {value for name, value in pins.items() if name.startswith(CLIENT_PIN_PREFIX)}
+        for pinned, fingerprint in helper_pins.items():
+            if pinned not in keys or (
+                wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint
+            ):
+                raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
+        state.helper_keys = {party_id: key for party_id, key in keys.items() if key}
+        index = client_index(party)
+        if not 0 <= index < run.clients or client_id(index) != party:
+            raise InvalidMessage(f"{protocol.name} with {run.clients} clients has no party {party!r}")
+        signing_key = None
+        if registers_client_keys(protocol):
+            signing_key = self._registered_signer(control, state, client_pins)[index]
+        engine = protocol.client_engine(index, run, signing_key=signing_key)
+        if self._input_fn is None:
+            raise ConfigurationError("this ClientApp has no input function; pass input_fn to make_client_app")
+        started = time.perf_counter()
+        job = Job(message=message, context=context, protocol=protocol, party=party, round=control["round"],
+                  vector_length=run.length)
+        contribution = self._input_fn(job)
+        if not isinstance(contribution, Contribution):
+            contribution = Contribution(vector=contribution)
+        engine.provide_input(contribution.vector)
+        metrics["input-seconds"] = time.perf_counter() - started
+        metrics.update({f"metric.{k}": float(v) for k, v in contribution.metrics.items()})
+        return engine
 
     @staticmethod
     def _registered_signer(control: dict, state: _NodeState, client_pins: set[str]) -> dict[int, SigningKey]:

@@ -8,6 +8,7 @@ and sees nothing but the aggregate, which it decrypts only for at least
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import gmpy2
@@ -15,18 +16,20 @@ import numpy as np
 import phe
 
 from securefl import ring
-from securefl.errors import InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
+from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import (
     SERVER_ONLY,
     ClientEngine,
+    EngineState,
     RespondingEngine,
     RingAggregate,
     RunParameters,
     ServerEngine,
     Step,
+    in_ring,
     received,
 )
-from securefl.protocols.paillier.keys import KeyHolder, ciphertexts_from_bytes, ciphertexts_to_bytes
+from securefl.protocols.paillier.keys import KeyHolder, ciphertext_bytes, ciphertexts_from_bytes, ciphertexts_to_bytes
 from securefl.protocols.paillier.messages import (
     DECRYPT,
     DECRYPTOR,
@@ -36,9 +39,10 @@ from securefl.protocols.paillier.messages import (
     EncryptedUpload,
     UploadRequest,
 )
-from securefl.protocols.paillier.obfuscators import ObfuscatorPool
+from securefl.protocols.paillier.obfuscators import Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.packing import SlotLayout
 from securefl.protocols.paillier.parallel import Mpz
+from securefl.protocols.state import StateDict, StateReader
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["PaillierRun"]
@@ -60,16 +64,51 @@ class PaillierRun(RunParameters):
     ciphertexts: int
     max_clients: int
     workers: int | None
+    obfuscation: Obfuscation = Obfuscation()
+
+    def _identity(self) -> tuple[bytes | str | int, ...]:
+        n: int = self.public_key.n
+        layout = self.layout
+        return (*super()._identity(), n.to_bytes((n.bit_length() + 7) // 8, "big"), self.key_id, layout.bound,
+                layout.max_terms, layout.plaintext_bits, self.ciphertexts, self.max_clients, self.obfuscation.kind,
+                self.obfuscation.exponent_bits or 0)
+
+
+def _paillier_run(run: RunParameters) -> PaillierRun:
+    if not isinstance(run, PaillierRun):
+        raise ConfigurationError(f"Paillier engines need Paillier's run_parameters; found {type(run).__name__}")
+    return run
 
 
 class _Client(ClientEngine):
     INPUT_PHASE = UPLOAD
+    STATE_KIND = "paillier/client"
     _run: PaillierRun
 
     def __init__(self, index: int, run: PaillierRun, pool: ObfuscatorPool) -> None:
         self._pool = pool
         self._values: np.ndarray | None = None
         super().__init__(client_id(index), run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Client:
+        run = _paillier_run(run)
+        return cls(cls._index_of(party, run), run, ObfuscatorPool(run.public_key, run.obfuscation))
+
+    def _state_fields(self) -> StateDict:
+        # The packed values follow from the input (``_accept_input``); the obfuscators made ahead are stored.
+        return {**super()._state_fields(),
+                "obfuscators": ciphertexts_to_bytes(self._pool.ready(), self._run.public_key)}
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        super()._restore_fields(reader)
+        public_key = self._run.public_key
+        data = reader.blob("obfuscators")
+        width = ciphertext_bytes(public_key)
+        reader.require(len(data) % width == 0, f"obfuscators must be a whole number of {width}-byte values")
+        reader.require(self._active or not data, "holds obfuscators after it stopped")
+        self._pool.extend(ciphertexts_from_bytes(data, public_key, count=len(data) // width,
+                                                 what="stored obfuscators"))
 
     def _steps(self) -> list[Step]:
         return [Step(UPLOAD, (UploadRequest,), self._upload, senders=SERVER_ONLY)]
@@ -106,6 +145,7 @@ class _Client(ClientEngine):
 
 
 class _Server(ServerEngine):
+    STATE_KIND = "paillier/server"
     _run: PaillierRun
 
     def __init__(self, run: PaillierRun) -> None:
@@ -113,6 +153,35 @@ class _Server(ServerEngine):
         self._uploaded: list[int] = []
         self._sum: np.ndarray | None = None
         super().__init__(SERVER, run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Server:
+        return cls(_paillier_run(run))
+
+    def _state_fields(self) -> StateDict:
+        run = self._run
+        fields: StateDict = {
+            "aggregate": ciphertexts_to_bytes(self._aggregate_ciphertexts or [], run.public_key),
+            "uploaded": list(self._uploaded),
+        }
+        fields["sum"] = self._sum if self._sum is not None else np.zeros(0, ring.ring_dtype(run.ring_bits))
+        return fields
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        run = self._run
+        data = reader.blob("aggregate", sizes=(0, run.ciphertexts * ciphertext_bytes(run.public_key)))
+        uploaded = reader.integers("uploaded", minimum=0, maximum=run.clients - 1, increasing=False)
+        total = reader.optional_vector("sum", dtype=ring.ring_dtype(run.ring_bits), length=run.length)
+        reader.require(len(set(uploaded)) == len(uploaded), "lists an upload twice")
+        reader.require(bool(data) == bool(uploaded), "must hold an aggregate exactly when uploads arrived")
+        if self._position == 0:
+            reader.require({client_id(i) for i in uploaded} == self._answered,
+                           "holds uploads that differ from the clients it accepted")
+        reader.require(total is None or (self._position == 1 and in_ring(total, run.ring_bits)),
+                       "holds a decrypted sum it cannot have received")
+        self._aggregate_ciphertexts = ciphertexts_from_bytes(data, run.public_key, count=run.ciphertexts,
+                                                             what="stored aggregate") if data else None
+        self._uploaded, self._sum = uploaded, total
 
     def _steps(self) -> list[Step]:
         return [
@@ -179,13 +248,36 @@ class _Server(ServerEngine):
 
 
 class _Decryptor(RespondingEngine):
-    """Holds the private key; decrypts one aggregate of >= min_clients clients per (session, round)."""
+    """Holds the private key; decrypts one aggregate of >= min_clients clients per (session, round).
 
+    The key pair is the key holder's, kept across rounds with its record of
+    what it decrypted; a stored decryptor state holds neither, so restoring
+    an active decryptor takes the key holder (``keys=``, as
+    ``Paillier.restore_engine`` passes it).
+    """
+
+    STATE_KIND = "paillier/decryptor"
     _run: PaillierRun
 
-    def __init__(self, run: PaillierRun, keys: KeyHolder) -> None:
+    def __init__(self, run: PaillierRun, keys: KeyHolder | None) -> None:
         self._keys: KeyHolder | None = keys
         super().__init__(DECRYPTOR, run)
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> _Decryptor:
+        return cls(_paillier_run(run), None)
+
+    @classmethod
+    def from_state_dict(cls, run: RunParameters, state: Mapping[str, object], *,
+                        keys: KeyHolder | None = None) -> _Decryptor:
+        """As ``Engine.from_state_dict``; an active decryptor needs ``keys``, its key holder under ``run``'s key."""
+        engine = super().from_state_dict(run, state)
+        if engine.state is EngineState.ACTIVE:
+            if not isinstance(keys, KeyHolder) or not keys.can_decrypt or keys.key_id != engine._run.key_id:
+                raise ConfigurationError("an active decryptor is restored with its key holder: keys=KeyHolder "
+                                         "holding the private key of the run's public key")
+            engine._keys = keys
+        return engine
 
     def _wipe(self) -> None:
         # The KeyHolder serves the protocol's later rounds; this engine lets go of its reference.

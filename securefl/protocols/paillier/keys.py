@@ -22,7 +22,7 @@ the concatenation, so its length is checked before any value is read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import gmpy2
 import phe
@@ -31,6 +31,8 @@ from securefl import validation
 from securefl.crypto.keys import context
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
 from securefl.protocols.paillier.parallel import Mpz, powmod_many
+from securefl.protocols.state import StateDict, StateReader
+from securefl.protocols.wire import SESSION_BYTES
 
 __all__ = [
     "KEY_ID_BYTES",
@@ -53,6 +55,10 @@ def check_public_key(public_key: object) -> phe.PaillierPublicKey:
     if not isinstance(public_key, phe.PaillierPublicKey):
         raise ConfigurationError(f"expected a phe.PaillierPublicKey; found {type(public_key).__name__}")
     return public_key
+
+
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 def _modulus_bytes(public_key: phe.PaillierPublicKey) -> bytes:
@@ -194,6 +200,34 @@ class KeyHolder:
 
     def __repr__(self) -> str:
         return f"KeyHolder({self.key_bits}-bit key {self._key_id.hex()[:12]})"
+
+    def state_dict(self) -> StateDict:
+        """The key pair (n, p, q big-endian) and the (session, round) pairs decrypted, as plain data.
+
+        For the key holder's own storage between processes: it holds the private key.
+        """
+        n = int(self._public_key.n)
+        p, q = self.factors
+        return {
+            "n": _int_bytes(n),
+            "p": _int_bytes(p),
+            "q": _int_bytes(q),
+            "decrypted": sorted(session + round.to_bytes(8, "big") for session, round in self._decrypted),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, object]) -> KeyHolder:
+        """Inverse of :meth:`state_dict`; ``InvalidMessage`` for a malformed or inconsistent state."""
+        reader = StateReader(state, what="Paillier key holder")
+        n, p, q = (int.from_bytes(reader.blob(name), "big") for name in ("n", "p", "q"))
+        tokens = reader.blobs("decrypted", size=SESSION_BYTES + 8)
+        reader.finish()
+        try:
+            holder = cls.from_factors(n, p, q)
+        except (ConfigurationError, ValueError) as error:
+            reader.fail(f"holds no valid key pair: {error}")
+        holder._decrypted = {(token[:-8], int.from_bytes(token[-8:], "big")) for token in tokens}
+        return holder
 
     def claim(self, session: bytes, round: int) -> bool:
         """Record one decryption for (session, round); False if one was already made."""

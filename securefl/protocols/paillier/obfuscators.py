@@ -224,6 +224,14 @@ class ObfuscatorPool:
         """Forget every obfuscator made so far (a client that will not encrypt)."""
         self._ready.clear()
 
+    def ready(self) -> list[Mpz]:
+        """The obfuscators made and not yet handed out, in order (for a stored state); the pool keeps them."""
+        return list(self._ready)
+
+    def extend(self, obfuscators: list[Mpz]) -> None:
+        """Add obfuscators made earlier under this pool's key (read back from a stored state, checked there)."""
+        self._ready.extend(obfuscators)
+
     def take(self, count: int) -> list[Mpz]:
         """Remove and return ``count`` obfuscators; any the pool lacks are made now, inline."""
         ready = self._ready

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securefl import validation
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import DEFAULT_MIN_CLIENTS, Parties, Protocol, check_min_clients
+from securefl.protocols.base import (
+    DEFAULT_MIN_CLIENTS,
+    ClientEngine,
+    Engine,
+    Parties,
+    Protocol,
+    RespondingEngine,
+    RunParameters,
+    ServerEngine,
+    check_min_clients,
+)
 from securefl.protocols.paillier.engines import PaillierRun, _Client, _Decryptor, _Server
 from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder, key_id
-from securefl.protocols.paillier.messages import DECRYPT, UPLOAD
+from securefl.protocols.paillier.messages import DECRYPT, DECRYPTOR, UPLOAD
 from securefl.protocols.paillier.obfuscators import SHORT_EXPONENT, FixedBase, Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.packing import SlotLayout
 from securefl.protocols.paillier.parallel import resolve_workers
+from securefl.protocols.wire import SERVER
+
+if TYPE_CHECKING:
+    from securefl.crypto.keys import SigningKey
 
 __all__ = ["Paillier", "DEFAULT_KEY_BITS"]
 
@@ -149,14 +164,28 @@ class Paillier(Protocol):
 
     # -- Protocol ------------------------------------------------------------
 
-    def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        base_run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+    def run_parameters(
+        self,
+        *,
+        clients: int,
+        vector_length: int,
+        session: bytes,
+        round: int,
+        verification_keys: Sequence[bytes] = (),
+    ) -> PaillierRun:
+        """The public parameters of one run: the public key (the key holder's, made on first use) and layout."""
+        base = super().run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
+                                      verification_keys=verification_keys)
         keys = self.keys
-        run = PaillierRun(
-            **vars(base_run), public_key=keys.public_key, key_id=key_id(keys.public_key), layout=self.layout,
-            ciphertexts=self.ciphertexts_per_client(base_run.length), max_clients=self.encoding.max_clients,
-            workers=self.workers,
+        return PaillierRun(
+            **vars(base), public_key=keys.public_key, key_id=key_id(keys.public_key), layout=self.layout,
+            ciphertexts=self.ciphertexts_per_client(base.length), max_clients=self.encoding.max_clients,
+            workers=self.workers, obfuscation=self._scheme,
         )
+
+    def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
+        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        keys = self.keys
         base = self._fixed_base()
         pools = [ObfuscatorPool(keys.public_key, self.obfuscation, base=base) for _ in range(run.clients)]
         if self.precompute:
@@ -166,6 +195,40 @@ class Paillier(Protocol):
             clients=[_Client(i, run, pool) for i, pool in enumerate(pools)],
             helpers=[_Decryptor(run, keys)],
         )
+
+    def _own_run(self, run: RunParameters) -> PaillierRun:
+        if not isinstance(run, PaillierRun) or run.key_id != self.keys.key_id:
+            raise ConfigurationError("Paillier engines need the run_parameters of this protocol (the same key)")
+        return run
+
+    def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
+        """Client ``index``'s engine alone, its obfuscators made now when ``precompute`` (before its update)."""
+        index, checked = self._client_run(index, run, signing_key, PaillierRun)
+        checked = self._own_run(checked)
+        pool = ObfuscatorPool(checked.public_key, self.obfuscation, base=self._fixed_base())
+        if self.precompute:
+            pool.fill(checked.ciphertexts, workers=self.workers)
+        return _Client(index, checked, pool)
+
+    def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
+        """The decryptor's engine, around this protocol's key holder."""
+        if party != DECRYPTOR:
+            raise ConfigurationError(f"paillier has no helper party {party!r}; its helper is {DECRYPTOR!r}")
+        return _Decryptor(self._own_run(run), self.keys)
+
+    def restore_engine(self, run: RunParameters, state: Mapping[str, object]) -> Engine:
+        """As ``Protocol.restore_engine``; a decryptor is restored around this protocol's key holder."""
+        if isinstance(state, Mapping) and state.get("party") == DECRYPTOR:
+            return _Decryptor.from_state_dict(run, state, keys=self.keys)
+        return super().restore_engine(run, state)
+
+    def server_engine(self, run: RunParameters) -> ServerEngine:
+        return _Server(self._own_run(run))
+
+    def _engine_class(self, party: str) -> type[Engine]:
+        if party == SERVER:
+            return _Server
+        return _Decryptor if party == DECRYPTOR else _Client
 
     def describe(self) -> str:
         layout = self.layout

@@ -30,9 +30,9 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from securefl.crypto import aead, shamir
-from securefl.crypto.keys import SigningKey, verify_signature
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SigningKey, verify_signature
 from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
-from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, Step, received
+from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, RunParameters, Step, received
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import (
     SHARE_CHANNEL_LABEL,
@@ -61,6 +61,7 @@ from securefl.protocols.secagg.messages import (
     UnmaskShares,
 )
 from securefl.protocols.secagg.primitives import AgreementKey, agree_many
+from securefl.protocols.state import StateDict, StateReader, keyed
 from securefl.protocols.wire import SERVER, Message, client_id
 
 __all__ = ["SecAggClient", "check_share", "check_client_list"]
@@ -96,6 +97,7 @@ class SecAggClient(ClientEngine):
     """One client of one SecAgg round (see the module docstring for the rules it keeps)."""
 
     INPUT_PHASE = MASKED_INPUT
+    STATE_KIND = "secagg/client"
     _run: Parameters
 
     def __init__(self, index: int, parameters: Parameters, *, signing_key: SigningKey | None = None) -> None:
@@ -138,6 +140,99 @@ class SecAggClient(ClientEngine):
 
     def _header(self, phase: str) -> Header:
         return self._parameters.header(phase, self.party, SERVER)
+
+    # -- plain-data state ------------------------------------------------------------
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> SecAggClient:
+        if not isinstance(run, Parameters):
+            raise ConfigurationError(f"SecAgg engines need SecAgg's run_parameters; found {type(run).__name__}")
+        index = cls._index_of(party, run)
+        private = reader.optional_blob("signing-key", size=PRIVATE_KEY_BYTES)
+        reader.require((private is not None) == run.malicious_server,
+                       "must hold the client's signing key exactly in malicious-server mode")
+        signing_key = SigningKey.from_private_bytes(private) if private is not None else None
+        if signing_key is not None:
+            reader.require(signing_key.public_bytes == run.verification_keys[index],
+                           f"holds a signing key that is not the registered key of {party}")
+        return cls(index, run, signing_key=signing_key)
+
+    def _state_fields(self) -> StateDict:
+        fields = super()._state_fields()
+        channel_peers, channel_keys = keyed(self._channel_keys)
+        mask_peers, mask_publics = keyed(self._mask_publics)
+        held_peers, held_shares = keyed(self._held)
+        fields.update({
+            "signing-key": self._signing_key.private_bytes if self._signing_key is not None else b"",
+            "share-key": self._share_key.private_bytes if self._share_key is not None else b"",
+            "mask-key": self._mask_key.private_bytes if self._mask_key is not None else b"",
+            "self-mask-seed": self._self_mask_seed or b"",
+            "own-seed-share": self._own_seed_share or b"",
+            "channel-peers": channel_peers,
+            "channel-keys": channel_keys,
+            "mask-peers": mask_peers,
+            "mask-publics": mask_publics,
+            "held-peers": held_peers,
+            "held-shares": held_shares,
+            "masked-with": sorted(self._masked_with),
+            "signed-survivors": list(self._signed_survivors or ()),
+        })
+        return fields
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        super()._restore_fields(reader)
+        parameters = self._parameters
+        graph, index, last = parameters.graph, self._index, parameters.clients - 1
+        share_key = reader.optional_blob("share-key", size=PRIVATE_KEY_BYTES)
+        mask_key = reader.optional_blob("mask-key", size=PRIVATE_KEY_BYTES)
+        self_mask_seed = reader.optional_blob("self-mask-seed", size=SECRET_BYTES)
+        own_seed_share = reader.optional_blob("own-seed-share", size=SHARE_BYTES)
+        channel_keys = reader.keyed_blobs("channel-peers", "channel-keys", maximum=last, size=aead.KEY_BYTES)
+        mask_publics = reader.keyed_blobs("mask-peers", "mask-publics", maximum=last, size=PUBLIC_KEY_BYTES)
+        held = reader.keyed_blobs("held-peers", "held-shares", maximum=last, size=2 * SHARE_BYTES)
+        masked_with = frozenset(reader.integers("masked-with", minimum=0, maximum=last))
+        signed = tuple(reader.integers("signed-survivors", minimum=0, maximum=last))
+
+        # What the client holds follows from the phase it has answered (None: none yet, or stopped).
+        phase = self.phase if self._active else "stopped"
+        for what, present, holding in (
+            ("its share-channel key", share_key is not None, (ADVERTISE_KEYS,)),
+            ("its mask key", mask_key is not None, (ADVERTISE_KEYS, SHARE_KEYS)),
+            ("its self-mask seed", self_mask_seed is not None, (SHARE_KEYS,)),
+            ("its own self-mask share", own_seed_share is not None, (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK)),
+        ):
+            expected = phase in holding
+            reader.require(present == expected, f"must {'hold' if expected else 'not hold'} {what} in phase {phase!r}")
+        reader.require(phase == SHARE_KEYS or not channel_keys and not mask_publics,
+                       f"holds channel keys or peer mask keys in phase {phase!r}")
+        reader.require(channel_keys.keys() == mask_publics.keys(),
+                       "must hold a channel key and a mask key of the same peers")
+        reader.require(phase in (MASKED_INPUT, CONSISTENCY_CHECK) or not held,
+                       f"holds peers' shares in phase {phase!r}")
+        reader.require(not self._active or masked_with == held.keys(),
+                       "must hold the shares of exactly the peers it masked with")
+        phases = parameters.phases
+        reader.require(self._position >= phases.index(MASKED_INPUT) or not masked_with,
+                       "masked with peers before the masked-input phase")
+        reader.require(not signed or (parameters.malicious_server and index in signed
+                                      and self._position >= phases.index(CONSISTENCY_CHECK)),
+                       "holds a signed survivor set it cannot have signed")
+        reader.require(not self._active or (phase == CONSISTENCY_CHECK) == bool(signed),
+                       f"in phase {phase!r} must hold a signed survivor set exactly after signing one")
+        for peer in {*channel_keys, *held, *masked_with}:
+            reader.require(graph.is_neighbour(index, peer), f"names client/{peer}, not a neighbour of {self.party}")
+        if own_seed_share is not None:
+            check_share(own_seed_share, x=graph.share_point(index, index), what="stored own self-mask share")
+        for peer, shares in held.items():
+            x = graph.share_point(peer, index)
+            check_share(shares[:SHARE_BYTES], x=x, what=f"stored mask-key share of client/{peer}")
+            check_share(shares[SHARE_BYTES:], x=x, what=f"stored self-mask share of client/{peer}")
+
+        self._share_key = AgreementKey(share_key) if share_key is not None else None
+        self._mask_key = AgreementKey(mask_key) if mask_key is not None else None
+        self._self_mask_seed, self._own_seed_share = self_mask_seed, own_seed_share
+        self._channel_keys, self._mask_publics, self._held = channel_keys, mask_publics, held
+        self._masked_with, self._signed_survivors = masked_with, signed or None
 
     def _require_peers(self, present: int, what: str) -> None:
         parameters = self._parameters

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import RunParameters
@@ -69,3 +71,10 @@ class Parameters(RunParameters):
     threshold: int
     malicious_server: bool
     verification_keys: tuple[bytes, ...]
+
+    def _identity(self) -> tuple[bytes | str | int, ...]:
+        graph = self.graph
+        adjacency = b"" if graph.complete else np.array(
+            [graph.closed(client) for client in range(self.clients)], dtype=">u4").tobytes()
+        return (*super()._identity(), int(graph.complete), graph.degree, adjacency, self.threshold,
+                int(self.malicious_server), len(self.verification_keys), *self.verification_keys)

@@ -10,7 +10,16 @@ from securefl import validation
 from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import DEFAULT_MIN_CLIENTS, Parties, Protocol, check_min_clients
+from securefl.protocols.base import (
+    DEFAULT_MIN_CLIENTS,
+    ClientEngine,
+    Engine,
+    Parties,
+    Protocol,
+    RunParameters,
+    ServerEngine,
+    check_min_clients,
+)
 from securefl.protocols.secagg.client import SecAggClient
 from securefl.protocols.secagg.config import (
     MALICIOUS_PHASES,
@@ -21,8 +30,30 @@ from securefl.protocols.secagg.config import (
 )
 from securefl.protocols.secagg.graph import effective_degree, round_graph
 from securefl.protocols.secagg.server import SecAggServer
+from securefl.protocols.wire import SERVER
 
 __all__ = ["SecAgg"]
+
+
+def _check_verification_keys(verification_keys: Sequence[bytes], clients: int) -> tuple[bytes, ...]:
+    """One 32-byte Ed25519 key per client, all distinct (``ConfigurationError`` otherwise)."""
+    if isinstance(verification_keys, (bytes, str)) or not isinstance(verification_keys, Sequence):
+        raise ConfigurationError(
+            f"verification_keys must be a sequence of keys; found {type(verification_keys).__name__}"
+        )
+    if len(verification_keys) != clients:
+        raise ConfigurationError(
+            f"verification_keys must hold one key per client: {clients} clients; found {len(verification_keys)} keys"
+        )
+    for index, key in enumerate(verification_keys):
+        if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
+            found = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else type(key).__name__
+            raise ConfigurationError(
+                f"verification key {index} must be {PUBLIC_KEY_BYTES} bytes (Ed25519); found {found}"
+            )
+    if len(set(verification_keys)) != clients:
+        raise ConfigurationError("verification_keys must be distinct: one client, one key")
+    return tuple(bytes(key) for key in verification_keys)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,17 +159,50 @@ class SecAgg(Protocol):
         clients = validation.positive_int(clients, "clients")
         return min(clients, max(self.min_clients, self.threshold_for(clients)))
 
+    def run_parameters(
+        self,
+        *,
+        clients: int,
+        vector_length: int,
+        session: bytes,
+        round: int,
+        verification_keys: Sequence[bytes] = (),
+    ) -> Parameters:
+        """The public parameters of one round: the graph, the threshold and, in malicious-server mode, the keys.
+
+        ``verification_keys[i]`` is client i's Ed25519 public key (malicious-server
+        mode: exactly one 32-byte key per client, all distinct; semi-honest: none).
+        """
+        base = self._base_run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        if self.malicious_server:
+            keys = _check_verification_keys(verification_keys, base.clients)
+        elif len(verification_keys):
+            raise ConfigurationError(
+                "verification_keys are for malicious_server=True; semi-honest SecAgg signs nothing"
+            )
+        else:
+            keys = ()
+        graph = round_graph(base.clients, None if self.neighbors is None else int(self.neighbors),
+                            session=base.session, round=base.round)
+        return Parameters(
+            **vars(base),
+            graph=graph,
+            threshold=self.threshold_for(base.clients),
+            malicious_server=self.malicious_server,
+            verification_keys=keys,
+        )
+
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
         """Every engine of one round; in malicious-server mode setup deals every client's signing key."""
-        clients = self.run_parameters(
+        clients = self._base_run_parameters(
             clients=clients, vector_length=vector_length, session=session, round=round
         ).clients
         signing_keys = [SigningKey.generate() for _ in range(clients)] if self.malicious_server else []
-        return self._parties(
-            clients=clients, vector_length=vector_length, session=session, round=round,
-            verification_keys=tuple(key.public_bytes for key in signing_keys),
-            signing_keys=dict(enumerate(signing_keys)),
-        )
+        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
+                                  verification_keys=[key.public_bytes for key in signing_keys])
+        engines = [SecAggClient(i, run, signing_key=signing_keys[i] if signing_keys else None)
+                   for i in range(run.clients)]
+        return Parties(server=SecAggServer(run), clients=list(engines))
 
     def setup_registered(
         self,
@@ -163,62 +227,40 @@ class SecAgg(Protocol):
         """
         if not self.malicious_server:
             raise ConfigurationError("setup_registered is for malicious_server=True; use setup")
-        clients = self.run_parameters(
-            clients=clients, vector_length=vector_length, session=session, round=round
-        ).clients
-        if isinstance(verification_keys, (bytes, str)) or not isinstance(verification_keys, Sequence):
-            raise ConfigurationError(
-                f"verification_keys must be a sequence of keys; found {type(verification_keys).__name__}"
-            )
-        if len(verification_keys) != clients:
-            raise ConfigurationError(
-                f"verification_keys must hold one key per client: {clients} clients; "
-                f"found {len(verification_keys)} keys"
-            )
-        for index, key in enumerate(verification_keys):
-            if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
-                found = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else type(key).__name__
-                raise ConfigurationError(
-                    f"verification key {index} must be {PUBLIC_KEY_BYTES} bytes (Ed25519); found {found}"
-                )
-        if len(set(verification_keys)) != clients:
-            raise ConfigurationError("verification_keys must be distinct: one client, one key")
+        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
+                                  verification_keys=verification_keys)
         if not isinstance(signing_keys, Mapping):
             raise ConfigurationError(
                 f"signing_keys must map client indices to keys; found {type(signing_keys).__name__}"
             )
-        for index, signing_key in signing_keys.items():
-            if not validation.is_integer(index) or not 0 <= index < clients:
-                raise ConfigurationError(f"signing_keys names client {index!r}; clients are 0..{clients - 1}")
+        for index in signing_keys:
+            if not validation.is_integer(index) or not 0 <= index < run.clients:
+                raise ConfigurationError(f"signing_keys names client {index!r}; clients are 0..{run.clients - 1}")
+        engines = [self.client_engine(int(index), run, signing_key=signing_keys[index])
+                   for index in sorted(signing_keys)]
+        return Parties(server=SecAggServer(run), clients=list(engines))
+
+    def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
+        """Client ``index``'s engine alone; in malicious-server mode with its own registered ``signing_key``."""
+        index, parameters = self._client_run(index, run, signing_key, Parameters)
+        if self.malicious_server:
             if not isinstance(signing_key, SigningKey):
                 raise ConfigurationError(
                     f"signing key of client {index} must be a SigningKey; found {type(signing_key).__name__}"
                 )
-            if signing_key.public_bytes != verification_keys[index]:
+            if signing_key.public_bytes != parameters.verification_keys[index]:
                 raise ConfigurationError(
                     f"the signing key of client {index} does not match its registered verification key"
                 )
-        return self._parties(
-            clients=clients, vector_length=vector_length, session=session, round=round,
-            verification_keys=tuple(bytes(key) for key in verification_keys),
-            signing_keys={int(index): key for index, key in signing_keys.items()},
-        )
+        return SecAggClient(index, parameters, signing_key=signing_key)
 
-    def _parties(self, *, clients: int, vector_length: int, session: bytes, round: int,
-                 verification_keys: tuple[bytes, ...], signing_keys: Mapping[int, SigningKey]) -> Parties:
-        base = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
-        graph = round_graph(base.clients, None if self.neighbors is None else int(self.neighbors),
-                            session=base.session, round=base.round)
-        parameters = Parameters(
-            **vars(base),
-            graph=graph,
-            threshold=self.threshold_for(base.clients),
-            malicious_server=self.malicious_server,
-            verification_keys=verification_keys,
-        )
-        indices = sorted(signing_keys) if self.malicious_server else range(base.clients)
-        engines = [SecAggClient(i, parameters, signing_key=signing_keys.get(i)) for i in indices]
-        return Parties(server=SecAggServer(parameters), clients=list(engines))
+    def server_engine(self, run: RunParameters) -> ServerEngine:
+        if not isinstance(run, Parameters):
+            raise ConfigurationError(f"{self.name} engines need its run_parameters; found {type(run).__name__}")
+        return SecAggServer(run)
+
+    def _engine_class(self, party: str) -> type[Engine]:
+        return SecAggServer if party == SERVER else SecAggClient
 
     def describe(self) -> str:
         graph = "complete graph" if self.neighbors is None else f"{self.neighbors} neighbours per client"

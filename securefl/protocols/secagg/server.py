@@ -25,17 +25,20 @@ import numpy as np
 
 from securefl import ring
 from securefl.crypto import shamir
-from securefl.crypto.keys import verify_signature
-from securefl.errors import InvalidMessage, LocalProtocolError, ProtocolAbort
-from securefl.protocols.base import Header, RingAggregate, ServerEngine, Step, received
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verify_signature
+from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort
+from securefl.protocols.base import EngineState, Header, RingAggregate, RunParameters, ServerEngine, Step, received
 from securefl.protocols.secagg.client import check_share
 from securefl.protocols.secagg.config import Parameters
 from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
 from securefl.protocols.secagg.masking import remove_dropped_masks, remove_self_mask
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
+    COMMITMENT_BYTES,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
+    SEALED_SHARES_BYTES,
+    SHARE_BYTES,
     SHARE_KEYS,
     UNMASKING,
     AdvertisedKeys,
@@ -51,6 +54,7 @@ from securefl.protocols.secagg.messages import (
     UnmaskShares,
 )
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator
+from securefl.protocols.state import StateDict, StateReader, keyed, nested
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["SecAggServer"]
@@ -115,6 +119,122 @@ class SecAggServer(ServerEngine):
             return Step(phase, (_REPLIES[phase],), handler, begin=requests[phase], end=lambda: self._close(phase))
 
         return [step(phase) for phase in self._parameters.phases]
+
+    # -- plain-data state ----------------------------------------------------------------
+
+    STATE_KIND = "secagg/server"
+
+    @classmethod
+    def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> SecAggServer:
+        if not isinstance(run, Parameters):
+            raise ConfigurationError(f"SecAgg engines need SecAgg's run_parameters; found {type(run).__name__}")
+        return cls(run)
+
+    def _state_fields(self) -> StateDict:
+        advertised = sorted(self._share_publics)
+        listed = sorted(self._listed)
+        listed_peers = [sorted(self._listed[u]) for u in listed]
+        shared, counts, recipients, ciphertexts = nested(self._ciphertexts)
+        signers, signatures = keyed(self._consistency_signatures)
+        unmasked, self_counts, self_owners, self_shares = nested(self._self_mask_shares)
+        key_holders, key_counts, key_owners, key_shares = nested(self._mask_key_shares)
+        dtype = ring.ring_dtype(self._parameters.ring_bits)
+        result = self._result
+        return {
+            "advertised": advertised,
+            "share-publics": [self._share_publics[u] for u in advertised],
+            "mask-publics": [self._mask_publics[u] for u in advertised],
+            "key-signatures": [self._key_signatures[u] for u in advertised],
+            "listed": listed, "listed-sizes": [len(peers) for peers in listed_peers],
+            "listed-peers": [v for peers in listed_peers for v in peers],
+            "shared": shared, "ciphertext-counts": counts, "ciphertext-recipients": recipients,
+            "ciphertexts": ciphertexts, "commitments": [self._commitments[u] for u in shared],
+            "total": self._total if self._total is not None else np.zeros(0, dtype),
+            "survivors": list(self._survivors), "dropped": list(self._dropped),
+            "signers": signers, "consistency-signatures": signatures,
+            "self-share-holders": unmasked, "self-share-counts": self_counts, "self-share-owners": self_owners,
+            "self-shares": self_shares,
+            "key-share-holders": key_holders, "key-share-counts": key_counts, "key-share-owners": key_owners,
+            "key-shares": key_shares,
+            "result": result.total if result is not None else np.zeros(0, dtype),
+            "result-included": list(result.included) if result is not None else [],
+        }
+
+    def _restore_fields(self, reader: StateReader) -> None:
+        parameters = self._parameters
+        graph, last = parameters.graph, parameters.clients - 1
+        dtype = ring.ring_dtype(parameters.ring_bits)
+        advertised = reader.integers("advertised", minimum=0, maximum=last)
+        share_publics = reader.blobs("share-publics", size=PUBLIC_KEY_BYTES)
+        mask_publics = reader.blobs("mask-publics", size=PUBLIC_KEY_BYTES)
+        key_signatures = reader.blobs("key-signatures")
+        reader.require(len(share_publics) == len(mask_publics) == len(key_signatures) == len(advertised),
+                       "must hold both public keys and a signature of each client that advertised")
+        signature_size = SIGNATURE_BYTES if parameters.malicious_server else 0
+        reader.require(all(len(signature) == signature_size for signature in key_signatures),
+                       f"must hold {signature_size}-byte key signatures")
+        listed = self._read_listed(reader, last)
+        ciphertexts = reader.nested_blobs("shared", "ciphertext-counts", "ciphertext-recipients", "ciphertexts",
+                                          maximum=last, size=SEALED_SHARES_BYTES)
+        commitments = reader.blobs("commitments", size=COMMITMENT_BYTES)
+        reader.require(len(commitments) == len(ciphertexts), "must hold one commitment of each client that shared")
+        total = reader.optional_vector("total", dtype=dtype, length=parameters.length)
+        survivors = reader.integers("survivors", minimum=0, maximum=last)
+        dropped = reader.integers("dropped", minimum=0, maximum=last)
+        signatures = reader.keyed_blobs("signers", "consistency-signatures", maximum=last, size=SIGNATURE_BYTES)
+        self_shares = reader.nested_blobs("self-share-holders", "self-share-counts", "self-share-owners",
+                                          "self-shares", maximum=last, size=SHARE_BYTES)
+        key_shares = reader.nested_blobs("key-share-holders", "key-share-counts", "key-share-owners",
+                                         "key-shares", maximum=last, size=SHARE_BYTES)
+        result = reader.optional_vector("result", dtype=dtype, length=parameters.length)
+        included = reader.integers("result-included", minimum=0, maximum=last)
+
+        known = frozenset(advertised)
+        reader.require(set(listed) <= known and all(peers <= known and all(graph.is_neighbour(u, v) for v in peers)
+                                                    for u, peers in listed.items()),
+                       "lists keys of clients that did not advertise or are not neighbours")
+        reader.require(all(u in listed and recipients.keys() == listed[u] for u, recipients in ciphertexts.items()),
+                       "holds ciphertexts that differ from the keys each client was sent")
+        reader.require(not set(survivors) & set(dropped) and set(survivors) | set(dropped) <= set(ciphertexts),
+                       "holds survivor and dropped sets that overlap or name clients that never shared")
+        reader.require(parameters.malicious_server or not signatures,
+                       "holds consistency signatures in semi-honest mode")
+        reader.require(set(signatures) <= set(survivors), "holds consistency signatures of non-survivors")
+        reader.require(self_shares.keys() == key_shares.keys(), "must hold both kinds of shares of each responder")
+        for by_holder, what in ((self_shares, "self-mask"), (key_shares, "mask-key")):
+            for holder, shares in by_holder.items():
+                for owner, share in shares.items():
+                    reader.require(graph.in_group(owner, holder), f"holds a {what} share outside its neighbourhood")
+                    check_share(share, x=graph.share_point(owner, holder), what=f"stored {what} share")
+        reader.require((result is None) == (self._state is not EngineState.DONE) and
+                       (result is not None or not included) and (result is None or included == survivors),
+                       "holds a result exactly when the aggregation is done, over its survivors")
+
+        self._share_publics = dict(zip(advertised, share_publics))
+        self._mask_publics = dict(zip(advertised, mask_publics))
+        self._key_signatures = dict(zip(advertised, key_signatures))
+        self._listed = listed
+        self._ciphertexts = ciphertexts
+        self._commitments = dict(zip(sorted(ciphertexts), commitments))
+        self._total = total
+        self._survivors, self._dropped = tuple(survivors), tuple(dropped)
+        self._survivor_set, self._dropped_set = frozenset(survivors), frozenset(dropped)
+        self._consistency_signatures = signatures
+        self._self_mask_shares, self._mask_key_shares = self_shares, key_shares
+        self._result = RingAggregate(total=result, included=tuple(included)) if result is not None else None
+
+    @staticmethod
+    def _read_listed(reader: StateReader, last: int) -> dict[int, frozenset[int]]:
+        clients = reader.integers("listed", minimum=0, maximum=last)
+        sizes = reader.integers("listed-sizes", minimum=0, maximum=last + 1, increasing=False)
+        peers = reader.integers("listed-peers", minimum=0, maximum=last, increasing=False)
+        reader.require(len(sizes) == len(clients) and sum(sizes) == len(peers), "has key lists of the wrong size")
+        listed, start = {}, 0
+        for client, size in zip(clients, sizes):
+            members = peers[start : start + size]
+            reader.require(members == sorted(set(members)), "has a key list naming a client twice or out of order")
+            listed[client], start = frozenset(members), start + size
+        return listed
 
     def _close(self, phase: str) -> None:
         threshold = self._parameters.threshold

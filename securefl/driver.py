@@ -115,11 +115,17 @@ def _seconds_table() -> defaultdict[str, float]:
 
 @dataclass
 class Ledger:
-    """What a driver measured: bytes sent and received per party, seconds per phase per party."""
+    """What a driver measured: bytes sent and received per party, seconds per phase per party.
+
+    ``setup_seconds`` is the time the protocol's setup took (key generation,
+    Paillier's obfuscators, dealt keys): work every party does before the
+    update exists, which a deployment can run ahead of training (offline).
+    """
 
     bytes_sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(_seconds_table))
+    setup_seconds: float = 0.0
 
 
 class Parcel:
@@ -541,6 +547,7 @@ def summarize_metrics(
         "client_encode_seconds_mean": float(np.mean(encode_seconds)) if encode_seconds else 0.0,
         "server_seconds": float(sum(phase.get(SERVER, 0.0) for phase in seconds.values())),
         "helper_seconds": {h: float(sum(phase.get(h, 0.0) for phase in seconds.values())) for h in helpers},
+        "setup_seconds": float(ledger.setup_seconds),
     }
 
 
@@ -610,7 +617,9 @@ def run_protocol(
     length = int(inputs[0].size)
     session = os.urandom(SESSION_BYTES) if session is None else session
     stops = _validate_dropouts(dropouts, clients, protocol.phases)
+    started = time.perf_counter()  # offline work (keys, Paillier's obfuscators): counted, apart from the phases
     parties = protocol.setup(clients=clients, vector_length=length, session=session, round=round)
+    setup_seconds = time.perf_counter() - started
     for engine, vector in zip(parties.clients, inputs):
         engine.provide_input(vector)
     transport = InProcessTransport(
@@ -619,4 +628,5 @@ def run_protocol(
         dropouts={client_id(index): protocol.phases[stop] for index, stop in stops.items()},
     )
     outcome = Round(parties.server, phases=protocol.phases, transport=transport, lose=lose, drop_refused=False).run()
+    outcome.ledger.setup_seconds = setup_seconds
     return outcome.aggregate, outcome.transcript, outcome.ledger

@@ -148,6 +148,7 @@ class ContenderResult:
             "bytes_down_per_client_per_round": mean("bytes_down_per_client"),
             "client_seconds_per_round": mean("client_seconds"),
             "server_seconds_per_round": mean("server_seconds"),
+            "setup_seconds_per_round": mean("setup_seconds"),
             "dropped": sum(r.dropped for r in self.history.records),
             "rounds_aborted": len(self.history.aborted_rounds),
             "rounds_completed": len(completed),

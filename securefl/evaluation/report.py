@@ -14,7 +14,7 @@ __all__ = ["format_table", "write_report"]
 
 _COLUMNS = (
     ("protocol", 18), ("secure", 6), ("accuracy", 8), ("epsilon", 7), ("up B/rd", 10), ("down B/rd", 9),
-    ("client s/rd", 11), ("server s/rd", 11), ("drops", 5), ("aborted", 7), ("probe msg", 9),
+    ("client s/rd", 11), ("server s/rd", 11), ("setup s/rd", 10), ("drops", 5), ("aborted", 7), ("probe msg", 9),
     ("probe agg", 9), ("chance", 6),
 )
 
@@ -30,6 +30,7 @@ def _row(result: dict[str, Any]) -> list[str]:
         f"{result['bytes_down_per_client_per_round']:,.0f}",
         f"{result['client_seconds_per_round']:.4f}",
         f"{result['server_seconds_per_round']:.4f}",
+        f"{result['setup_seconds_per_round']:.4f}",
         str(result["dropped"]),
         str(result["rounds_aborted"]),
         f"{probe['messages']['cosine']:.3f}" if probe["vectors_attacked"] else "n/a",
@@ -70,7 +71,9 @@ def _report_markdown(data: dict[str, Any]) -> str:
         "",
         "Columns: final test accuracy; epsilon of the released model (none without DP); upload and download "
         "bytes per client per round; client and server seconds per round (client: local training plus "
-        "protocol); dropouts injected and rounds aborted; the privacy probe: best cosine similarity between a "
+        "protocol) and the protocol's setup per round, for all parties together (key generation, Paillier's "
+        "obfuscators: work a deployment can do before training); dropouts injected and rounds aborted; "
+        "the privacy probe: best cosine similarity between a "
         "reconstructed input and any client's true example, from the individual messages the server received "
         "(`probe msg`; n/a when the server received no vector it could read as numbers, only ciphertexts), "
         "from the aggregate it releases (`probe agg`), and for random candidates (`chance`).",

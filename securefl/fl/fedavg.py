@@ -146,6 +146,7 @@ class RoundRecord:
     clipped_fraction: float
     epsilon: float | None = None
     l2_clip_fraction: float | None = None
+    setup_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (tuples as lists, client keys as strings)."""
@@ -561,6 +562,7 @@ class FedAvg:
             clipped_fraction=float(metrics.get("clipped_fraction", math.nan)),
             epsilon=self.epsilon(),
             l2_clip_fraction=float(metrics["l2_clip_fraction"]) if "l2_clip_fraction" in metrics else None,
+            setup_seconds=float(metrics.get("setup_seconds", 0.0)),
         )
 
     def run(self, *, progress: Callable[[RoundRecord], None] | None = None) -> History:

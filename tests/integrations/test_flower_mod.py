@@ -487,10 +487,12 @@ def test_strategies_that_need_individual_updates_are_refused():
         SecureAggregation(Krum(), SECAGG_PLUS)
 
 
-def test_plaintext_baseline_protocol_also_plugs_in():
-    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), Plaintext(), timeout=5)
-    run(fake_grid(lambda p: numpy_app([securefl_mod(Plaintext())])), secure, rounds=1)
+@pytest.mark.parametrize("protocol", [Plaintext(), SecAgg()], ids=["plaintext", "secagg"])
+def test_the_plaintext_baseline_and_complete_graph_secagg_also_plug_in(protocol):
+    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), protocol, timeout=5)
+    run(fake_grid(lambda p: numpy_app([securefl_mod(protocol)])), secure, rounds=1)
     assert secure.reports[0].aborted is None
+    assert len(secure.reports[0].included) == NODES
 
 
 # -- the statistics' digits ----------------------------------------------------------------------

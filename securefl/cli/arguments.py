@@ -125,44 +125,31 @@ class Parser(argparse.ArgumentParser):
             raise argparse.ArgumentError(action, f"{error.message}; did you mean {match!r}?") from None
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, what: str, kind: Callable[[str], Any], accept: Callable[[Any], bool]) -> Any:
+    """``kind(text)`` when it parses and ``accept`` holds; an argparse error naming ``what`` otherwise."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; found {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; found {value}")
-    return value
-
-
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1); found {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1); found {value}")
-    return value
-
-
-def _float(text: str, what: str, accept: Callable[[float], bool]) -> float:
-    try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}; found {text!r}") from None
     if not accept(value):
         raise argparse.ArgumentTypeError(f"expected {what}; found {value}")
     return value
+
+
+def _float(text: str, what: str, accept: Callable[[float], bool]) -> float:
+    return float(_number(text, what, float, accept))
+
+
+def positive_int(text: str) -> int:
+    return int(_number(text, "a positive integer", int, lambda v: v >= 1))
+
+
+def non_negative_int(text: str) -> int:
+    return int(_number(text, "an integer >= 0", int, lambda v: v >= 0))
+
+
+def probability(text: str) -> float:
+    return _float(text, "a probability in [0, 1)", lambda v: 0.0 <= v < 1.0)
 
 
 def positive_float(text: str) -> float:

@@ -448,11 +448,13 @@ class SecureAggregator:
     # -- the steps of a round, one party at a time -----------------------------------------------
 
     def open_round(self, *, cohort: int, dimension: int, round: int | None = None,
-                   weights: Sequence[int] | None = None) -> RoundPlan:
+                   weights: Sequence[int] | None = None, public_seed: bytes | None = None) -> RoundPlan:
         """Server, before the protocol: fix the round's number, protocol, weights and DP stages.
 
         Under DP the round's accountant event is charged here, so it counts
-        whether or not the round completes.
+        whether or not the round completes. ``public_seed`` fixes the DP
+        round's public randomness where the clients hold plugins of their own
+        (a deployment: the round's ticket); see :meth:`client_round`.
         """
         round = self._next_round(round)
         cohort = validation.non_negative_int(cohort, "cohort")
@@ -472,30 +474,44 @@ class SecureAggregator:
             raise ConfigurationError(
                 "under DP every client weighs 1 (the sensitivity of the sum is the clip C); pass no weights"
             )
-        stages = self.dp.begin_round(round, cohort=cohort)
+        stages = self.dp.begin_round(round, cohort=cohort, public_seed=public_seed)
         self._accountant.compose(stages.event)
         return RoundPlan(round=round, cohort=cohort, protocol=protocol, stages=stages, weights=[1] * cohort,
                          weight_error=0.0)
 
-    def client_round(self, *, round: int, dimension: int, count: int = 1) -> RoundPlan:
+    def client_round(self, *, round: int, dimension: int, count: int = 1, cohort: int | None = None,
+                     public_seed: bytes | None = None) -> RoundPlan:
         """A client's own view of a round (a deployment's node): its weight and DP stage, nothing charged.
 
         Without DP its weight is ``min(count, max_weight)`` (a node does not
         know the others' counts, so it cannot scale as :meth:`open_round`
-        does); under DP it weighs 1. The client stage of a DP round depends
-        on public parameters only (the round, the dimension, the plugin's).
+        does); under DP it weighs 1 and its stage depends on public
+        parameters only: the round, the dimension, the plugin's and, under
+        distributed DP, the round's ``cohort`` (its noise share is V / t for
+        the threshold t of that cohort under this client's own protocol)
+        and ``public_seed`` (the rotation; the server opens the round with
+        the same). Distributed DP needs the plugin's ``population``: the
+        pipeline is designed for a cohort the client knows without the server.
         """
         dimension = validation.positive_int(dimension, "dimension")
-        protocol = self.bound_protocol(dimension, 1)
         if self.dp is None:
+            protocol = self.bound_protocol(dimension, 1)
             weight = min(validation.positive_int(count, "count"), protocol.encoding.max_weight)
             return RoundPlan(round=round, cohort=1, protocol=protocol, stages=None, weights=[weight],
                              weight_error=0.0)
-        if self.dp.kind != "central":
-            raise ConfigurationError("a client's own view of a round exists for central DP only: a distributed-DP "
-                                     "noise share depends on the cohort, which the server must announce")
-        return RoundPlan(round=round, cohort=1, protocol=protocol, stages=self.dp.begin_round(round, cohort=1),
-                         weights=[1], weight_error=0.0)
+        if self.dp.kind == "central":
+            protocol = self.bound_protocol(dimension, 1)
+            return RoundPlan(round=round, cohort=1, protocol=protocol, stages=self.dp.begin_round(round, cohort=1),
+                             weights=[1], weight_error=0.0)
+        if self.dp.population is None or cohort is None or public_seed is None:
+            raise ConfigurationError(
+                "a client's view of a distributed-DP round needs the plugin's population (the design cohort), the "
+                "round's cohort and its public seed"
+            )
+        cohort = validation.positive_int(cohort, "cohort")
+        protocol = self.bound_protocol(dimension, cohort)
+        stages = self.dp.begin_round(round, cohort=cohort, public_seed=public_seed)
+        return RoundPlan(round=round, cohort=cohort, protocol=protocol, stages=stages, weights=[1], weight_error=0.0)
 
     def client_input(self, plan: RoundPlan, vector: np.ndarray, *, position: int,
                      rng: np.random.Generator | None = None) -> ClientStage:

@@ -321,7 +321,9 @@ def wrap_probability(
     signal = (scale * clients * clip) ** 2 / padded_dimension
     variance = max(float(noise_variance), 0.0)
     guess = margin / max(signal + variance, 1e-300)
-    lam = guess * np.geomspace(1e-3, 1e3, 3001)
+    # Around the Gaussian optimum, and (Skellam's cosh grows like e^lam) up to where e^lam overflows: a
+    # sum far inside a wide ring has its optimum at lam ~ log(margin / V), below the Gaussian guess's range.
+    lam = np.concatenate([guess * np.geomspace(1e-3, 1e3, 3001), np.geomspace(1e-6, 700.0, 2001)])
     with np.errstate(over="ignore", invalid="ignore"):
         if mechanism == "skellam":
             noise_cgf = 0.0 if variance == 0 else variance * 2.0 * np.sinh(lam / 2.0) ** 2

@@ -33,6 +33,7 @@ simulation passes its own ``rng``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -143,8 +144,13 @@ class DifferentialPrivacy(ABC):
         """Check ``protocol`` is supported and fix the parameters for ``dimension``; the protocol to run."""
 
     @abstractmethod
-    def begin_round(self, round: int, *, cohort: int) -> PrivateRound:
-        """The stages of ``round`` with ``cohort`` clients taking part."""
+    def begin_round(self, round: int, *, cohort: int, public_seed: bytes | None = None) -> PrivateRound:
+        """The stages of ``round`` with ``cohort`` clients taking part.
+
+        ``public_seed`` (bytes both sides know, e.g. a round's ticket) fixes
+        the round's public randomness where the parties do not share the
+        plugin object (a deployment); None uses the plugin's own entropy.
+        """
 
     @abstractmethod
     def make_accountant(self) -> Accountant:
@@ -260,8 +266,8 @@ class CentralDP(DifferentialPrivacy):
         self._slack, self._encoding = slack, encoding
         return protocol
 
-    def begin_round(self, round: int, *, cohort: int) -> PrivateRound:
-        self.check_cohort(cohort)
+    def begin_round(self, round: int, *, cohort: int, public_seed: bytes | None = None) -> PrivateRound:
+        self.check_cohort(cohort)  # central DP has no public randomness: public_seed is not used
         if self._encoding is None:
             raise ConfigurationError("CentralDP is not bound to a protocol yet (bind or the first aggregate)")
         return _CentralRound(self, self._encoding, self._slack)
@@ -388,15 +394,17 @@ class DistributedDP(DifferentialPrivacy):
         self._design_cohort, self._design_shares = design, shares
         return protocol
 
-    def begin_round(self, round: int, *, cohort: int) -> PrivateRound:
+    def begin_round(self, round: int, *, cohort: int, public_seed: bytes | None = None) -> PrivateRound:
         cohort = self.check_cohort(cohort)
         pipeline = self.pipeline
         protocol = self._protocol
         if protocol is None:  # pragma: no cover - set together with the pipeline
             raise ConfigurationError("DistributedDP is not bound to a protocol yet")
         shares = protocol.minimum_inputs(cohort) if cohort else self._design_shares
+        entropy = self._rotation_entropy if public_seed is None else int.from_bytes(
+            hashlib.sha256(b"securefl rotation signs" + bytes(public_seed)).digest(), "big")
         signs = rotation_signs(dimension=pipeline.dimension,
-                               seed=np.random.SeedSequence(self._rotation_entropy, spawn_key=(round,)))
+                               seed=np.random.SeedSequence(entropy, spawn_key=(round,)))
         return _DistributedRound(pipeline, signs=signs, shares=shares, sample_rate=self.sample_rate, round=round)
 
     def make_accountant(self) -> Accountant:

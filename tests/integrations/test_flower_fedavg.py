@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +13,7 @@ from flwr.app import Context, RecordDict  # noqa: E402
 
 from securefl.errors import ConfigurationError  # noqa: E402
 from securefl.fl import FedAvg, FedAvgConfig, load_digits_data  # noqa: E402
-from securefl.integrations.flower import FlowerDriver, protocol_from_config  # noqa: E402
+from securefl.integrations.flower import FlowerDriver  # noqa: E402
 from securefl.integrations.flower.fedavg import (  # noqa: E402
     FlowerClients,
     central_dp_from,
@@ -228,27 +224,3 @@ def test_the_server_app_refuses_a_run_config_without_a_seed():
     app = fedavg_server_app()
     with pytest.raises(ConfigurationError, match="no seed"):
         app(FakeGrid([], run_config=run_config), _context(run_config))
-
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flower"
-
-
-@pytest.mark.parametrize("dp", [{}, {"dp-noise-multiplier": 0.5}])
-def test_the_example_app_runs_with_its_own_run_config(tmp_path, monkeypatch, dp):
-    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
-    run_config = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    history_file = tmp_path / "history.json"
-    run_config = {**run_config, "clients": 4, "rounds": 2, "local-epochs": 1, "min-nodes": 4, "timeout": 5.0,
-                  "discovery-wait": 1.0, "history-file": str(history_file), **dp}
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    client_app = importlib.import_module("securefl_flower.client_app").app
-    server_app = importlib.import_module("securefl_flower.server_app").app
-    grid = FakeGrid([({"partition-id": p}, client_app) for p in range(4)], run_config=run_config)
-
-    server_app(grid, _context(run_config))
-
-    history = json.loads(history_file.read_text())
-    assert history["protocol"] == protocol_from_config(run_config).describe() and history["secure"]
-    assert [r["included"] for r in history["rounds"]] == [[0, 1, 2, 3]] * 2
-    epsilons = [r["epsilon"] for r in history["rounds"]]
-    assert epsilons == [None, None] if not dp else 0 < epsilons[0] < epsilons[1]

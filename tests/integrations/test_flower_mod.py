@@ -45,8 +45,8 @@ from securefl.integrations.flower.mod import (  # noqa: E402
 )
 from securefl.integrations.flower.server import FlowerDriver  # noqa: E402
 from securefl.integrations.flower.strategy import _GridView  # noqa: E402
-from securefl.privacy.plugins import CentralDP  # noqa: E402
-from securefl.protocols import Plaintext  # noqa: E402
+from securefl.privacy.plugins import CentralDP, DistributedDP  # noqa: E402
+from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
 from securefl.protocols.secagg import SecAgg  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
 
@@ -521,3 +521,79 @@ def test_statistics_sum_exactly_through_the_encoding_to_n_times_2_to_the_minus_2
 def test_a_statistic_beyond_the_bound_is_refused():
     with pytest.raises(Exception, match="2\\^40"):
         split_digits(np.array([2 * METRIC_BOUND]), encoding=Encoding())
+
+
+# -- protocols with helper parties: the helpers are SuperNodes of their own -----------------------
+
+
+HELPER_PROTOCOLS = {
+    "secret-sharing": (SecretSharing(min_clients=3), ("aggregator/0", "aggregator/1")),
+    "paillier": (Paillier(key_bits=512, encoding=Encoding(max_clients=8), min_clients=3), ("decryptor",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HELPER_PROTOCOLS))
+def test_helper_protocols_plug_in_with_their_helpers_on_supernodes_hidden_from_the_strategys_sampling(name):
+    protocol, roles = HELPER_PROTOCOLS[name]
+    clients = [({"partition-id": p, "num-partitions": NODES}, numpy_app([securefl_mod(protocol)]))
+               for p in range(NODES)]
+    helpers = [({"securefl-role": role}, numpy_app([securefl_mod(protocol)])) for role in roles]
+    grid = FakeGrid(clients + helpers)
+    helper_nodes = sorted(grid.apps)[NODES:]
+    plain = run(fake_grid(lambda p: numpy_app()), FedAvg(min_available_nodes=NODES), rounds=2)
+    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), protocol, timeout=5)
+
+    result = run(grid, secure, rounds=2)
+
+    assert sorted(secure.federation.helpers) == sorted(roles)
+    assert sorted(secure.federation.helpers.values()) == helper_nodes
+    for report in secure.reports:
+        assert report.aborted is None and set(report.sampled).isdisjoint(helper_nodes)
+        assert report.included == tuple(sorted(grid.apps)[:NODES])
+    # No helper trained or was asked to: every train message with arrays went to a client node.
+    assert not any(m.metadata.dst_node_id in helper_nodes and m.content.array_records.get("arrays") is not None
+                   for m in grid.seen)
+    counts = [examples_of(p) for p in range(NODES)]
+    per_round = NODES / sum(counts) * protocol.encoding.step
+    for theirs, ours in zip(plain.arrays.to_numpy_ndarrays(), result.arrays.to_numpy_ndarrays()):
+        assert np.abs(theirs - ours).max() <= 2 * per_round + 1e-6
+    assert result.train_metrics_clientapp[2]["loss"] == pytest.approx(plain.train_metrics_clientapp[2]["loss"],
+                                                                      abs=2**-20)
+
+
+def distributed_dp():
+    return DistributedDP(noise_multiplier=0.5, clip=2.0, population=NODES, sample_rate=1.0, bits=20)
+
+
+def test_distributed_dp_runs_with_the_same_plugin_on_both_sides_and_releases_the_noisy_mean():
+    grid = fake_grid(lambda p: numpy_app([securefl_mod(SECAGG_PLUS, dp=distributed_dp())]))
+    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), SECAGG_PLUS, timeout=5, dp=distributed_dp())
+    result = run(grid, secure, rounds=2)
+
+    assert all(report.aborted is None and len(report.included) == NODES for report in secure.reports)
+    assert secure.epsilon is not None and secure.epsilon > 0
+    # Every node sent a ring vector of the padded dimension over the plugin's 20-bit ring, nothing in the clear.
+    model = np.concatenate([a.ravel() for a in result.arrays.to_numpy_ndarrays()])
+    start = np.concatenate([a.ravel() for a in initial_arrays().to_numpy_ndarrays()])
+    exact = np.mean([np.concatenate([u.ravel() for u in update_for(p)]) for p in range(NODES)], axis=0)
+    noise = (model - start) / 2 - exact  # two rounds of the same mean update, each with its noise / N
+    sigma = 0.5 * 2.0 / NODES  # z C / (q N) per round
+    assert np.abs(noise).max() < 6 * sigma and np.abs(noise).max() > 0
+
+
+def test_distributed_dp_over_flower_needs_the_population_on_both_sides():
+    with pytest.raises(ConfigurationError, match="population"):
+        securefl_mod(SECAGG_PLUS, dp=DistributedDP(noise_multiplier=0.5))
+    with pytest.raises(ConfigurationError, match="population"):
+        SecureAggregation(FedAvg(), SECAGG_PLUS, dp=DistributedDP(noise_multiplier=0.5))
+
+
+def test_the_distributed_dp_rotation_is_public_and_the_same_on_node_and_server():
+    node, server = distributed_dp(), distributed_dp()
+    for plugin in (node, server):
+        plugin.bind(SECAGG_PLUS, dimension=7, cohort=NODES)
+    ticket = bytes(range(16))
+    same = [plugin.begin_round(3, cohort=NODES, public_seed=ticket).signs for plugin in (node, server)]
+    other = node.begin_round(3, cohort=NODES, public_seed=bytes(16)).signs
+    np.testing.assert_array_equal(same[0], same[1])
+    assert not np.array_equal(same[0], other)

@@ -1,1 +1,1 @@
-"""FedAvg on the digits over Flower, with securefl's secure aggregation."""
+"""securefl-flower: a Flower / PyTorch app whose training updates reach the server only as a secure sum."""

@@ -15,7 +15,11 @@ sum_i n_i, the clipped count and sum_i n_i m_i. The server's
 :class:`~securefl.integrations.flower.strategy.SecureAggregation` releases
 sum_i w_i u_i / sum_i w_i and the example-weighted means sum n_i m_i / N.
 Under central DP (``dp=CentralDP(...)``) the vector is the DP client stage's
-``clip_C(u)`` at weight 1 and carries no statistics.
+``clip_C(u)`` at weight 1 and carries no statistics. Under distributed DP
+(``dp=DistributedDP(population=N, sample_rate=q, ...)``) the float update
+waits on the node until the aggregation names its cohort n; the node then
+adds its noise share V / t(n) (t(n) its own protocol's threshold) inside
+the pipeline's rotated ring vector, the rotation drawn from the round's ticket.
 
 The node replies to the train message with an acknowledgement only: the
 round's ticket, the vector's length and its layout (metric names, not
@@ -46,11 +50,12 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, MessageType, MetricRecord, RecordDict
 
 from securefl import ring, validation
-from securefl.aggregator import BufferPolicy, Layout, SecureAggregator
+from securefl.aggregator import BufferPolicy, Layout, RoundPlan, SecureAggregator
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage, InvalidUpdate, SecureFLError
 from securefl.integrations.flower import wire
 from securefl.integrations.flower.node import CLIENT, ERROR_CODE, Contribution, Job, SecureFLNode
+from securefl.privacy.distributed import padded_dimension
 from securefl.privacy.plugins import DifferentialPrivacy
 from securefl.protocols.base import Protocol
 
@@ -77,7 +82,7 @@ TICKET_BYTES = 16
 WEIGHT_KEY = "num-examples"
 METRIC_BOUND = 2.0**40  # |a statistic| a node may report: |m n / w| < 2^40
 _PRECISION_BITS = 60  # digits until 2^40 M^-D <= 2^-20: each sum exact to n x 2^-20
-_RING_DTYPES = ("uint8", "uint16", "uint32", "uint64")
+_STORED_DTYPES = ("uint8", "uint16", "uint32", "uint64", "float64")
 
 ClientAppCallable = Callable[[Message, Context], Message]
 
@@ -175,7 +180,13 @@ class VectorLayout:
 
     @property
     def length(self) -> int:
-        """The ring vector's length (the weight coordinate included): the driver's ``vector_length``."""
+        """The ring vector's length: the driver's ``vector_length``.
+
+        The weight coordinate included; under distributed DP the pipeline's
+        rotated vector, ``dimension`` padded to a power of two.
+        """
+        if self.dp == "distributed":
+            return padded_dimension(self.dimension)
         return self.aggregated + 1
 
     def to_config(self) -> dict[str, Any]:
@@ -212,6 +223,23 @@ class VectorLayout:
                 f"vector layout of {layout.length} coordinates announced as {record.get('vector-length')}"
             )
         return layout
+
+
+def check_deployable(dp: object) -> DifferentialPrivacy:
+    """``dp`` if a deployment's nodes can run it with plugins of their own; ``ConfigurationError`` otherwise.
+
+    Central DP always; distributed DP with its ``population`` set: a node
+    designs the pipeline for the cohort that population and sample rate
+    give, which it knows without asking the server.
+    """
+    if not isinstance(dp, DifferentialPrivacy):
+        raise ConfigurationError(f"dp must be CentralDP, DistributedDP or None; found {type(dp).__name__}")
+    if dp.kind == "distributed" and dp.population is None:
+        raise ConfigurationError(
+            "over Flower DistributedDP needs population= (with sample_rate=): every node and the server design "
+            "the pipeline for the cohort they give, not for one the server announces"
+        )
+    return dp
 
 
 def is_driver_message(message: Message) -> bool:
@@ -280,18 +308,18 @@ class SecureFLMod:
     ) -> None:
         if not isinstance(protocol, Protocol):
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
-        if dp is not None and (not isinstance(dp, DifferentialPrivacy) or dp.kind != "central"):
-            raise ConfigurationError(
-                f"over Flower a node runs central DP only (a distributed-DP noise share depends on the round's "
-                f"cohort); found {dp!r}"
-            )
+        if dp is not None:
+            check_deployable(dp)
         if buffers not in ("skip", "error"):
             raise ConfigurationError(f"buffers must be 'skip' or 'error'; found {buffers!r}")
-        self.protocol = protocol
         self.dp = dp
+        self.distributed = dp is not None and dp.kind == "distributed"
+        # Distributed DP: the protocol sums the pipeline's ring vectors, over the plugin's ring.
+        self.protocol = dp.protocol_for(protocol) if dp is not None and self.distributed else protocol
         self.buffers: BufferPolicy = buffers
         self.weight_key = str(weight_key)
-        self.node = SecureFLNode(protocol, input_fn=self._input, role=role, pins=pins)
+        self.aggregator = SecureAggregator(protocol, dp=dp, buffers=buffers)
+        self.node = SecureFLNode(self.protocol, input_fn=self._input, role=role, pins=pins)
         if dp is None:
             stat_digits(protocol.encoding)  # refuse an encoding too coarse for the statistics now
 
@@ -340,41 +368,45 @@ class SecureFLMod:
         local = {name: local[name] for name in reference}  # the server's order, which its layout follows
         layout = Layout.of(reference, buffers=self.buffers)
         update = layout.flatten(local, client=0) - layout.flatten(reference, client=-1)
-        aggregator = SecureAggregator(self.protocol, dp=self.dp, buffers=self.buffers)
-        encoding = self.protocol.encoding
-        if self.dp is None:
-            vector_layout = VectorLayout(layout.dimension, names, sizes, stat_digits(encoding))
-            plan = aggregator.client_round(round=round, dimension=vector_layout.aggregated, count=count)
-            weight = plan.weights[0]
-            clipped = encoding.count_clipped(update)
-            statistics = np.array([count, clipped, *(value * count for value in values)], dtype=np.float64) / weight
-            vector = np.concatenate([update, split_digits(statistics, encoding=encoding)])
+        digits = stat_digits(self.protocol.encoding) if self.dp is None else 1
+        if self.distributed:
+            # The noise share depends on the aggregation's cohort: the update waits as floats, on this node.
+            vector_layout = VectorLayout(layout.dimension, names, sizes, digits, dp="distributed")
+            stored = np.ascontiguousarray(update, dtype=np.float64)
         else:
-            vector_layout = VectorLayout(layout.dimension, names, sizes, stat_digits(encoding), dp=self.dp.kind)
-            plan = aggregator.client_round(round=round, dimension=vector_layout.aggregated, count=1)
+            vector_layout = VectorLayout(layout.dimension, names, sizes, digits, dp=self.dp.kind if self.dp else "")
+            plan = self.aggregator.client_round(round=round, dimension=vector_layout.aggregated, count=count)
             vector = update
-        stage = aggregator.client_input(plan, vector, position=0, rng=np.random.default_rng())
-        if stage.clipped_coordinates or stage.l2_clipped:
-            # Reported on the node only (and, without DP, as a count inside the secure sum).
-            _log(WARNING, "securefl: %d of %d coordinates of this update were cut to the clip %g%s",
-                 stage.clipped_coordinates, update.size, encoding.clip,
-                 "; the DP stage scaled it to its L2 clip" if stage.l2_clipped else "")
-        ring_vector = np.ascontiguousarray(stage.vector)
-        if ring_vector.size != vector_layout.length:
-            raise ConfigurationError(
-                f"the encoded update has {ring_vector.size} coordinates, not {vector_layout.length}"
-            )
+            if self.dp is None:
+                encoding = self.protocol.encoding
+                clipped = encoding.count_clipped(update)
+                statistics = np.array([count, clipped, *(value * count for value in values)],
+                                      dtype=np.float64) / plan.weights[0]
+                vector = np.concatenate([update, split_digits(statistics, encoding=encoding)])
+            stored = self._encode(plan, vector)
+            if stored.size != vector_layout.length:
+                raise ConfigurationError(f"the encoded update has {stored.size} coordinates, not "
+                                         f"{vector_layout.length}")
         context.state[STATE_KEY] = ConfigRecord({
             "ticket": token,
             "round": round,
-            "vector": ring_vector.tobytes(),
-            "dtype": str(ring_vector.dtype),
-            "length": int(ring_vector.size),
+            "vector": stored.tobytes(),
+            "dtype": str(stored.dtype),
+            "length": int(stored.size),
         })
-        _log(INFO, "securefl: trained for round %d; %d coordinates wait for the secure sum", round,
-             ring_vector.size)
+        _log(INFO, "securefl: trained for round %d; %d coordinates wait for the secure sum", round, stored.size)
         acknowledgement = {"ticket": token, "round": round, **vector_layout.to_config()}
         return Message(RecordDict({ACK_KEY: ConfigRecord(acknowledgement)}), reply_to=message)
+
+    def _encode(self, plan: RoundPlan, vector: np.ndarray) -> np.ndarray:
+        """This node's client stage (clip, DP, encoding) of its flat update: the ring vector it contributes."""
+        stage = self.aggregator.client_input(plan, vector, position=0, rng=np.random.default_rng())
+        if stage.clipped_coordinates or stage.l2_clipped:
+            # Reported on the node only (and, without DP, as a count inside the secure sum).
+            _log(WARNING, "securefl: %d coordinates of this update were cut to the encoding's clip %g%s",
+                 stage.clipped_coordinates, plan.protocol.encoding.clip,
+                 "; the DP stage scaled it to its L2 clip" if stage.l2_clipped else "")
+        return np.ascontiguousarray(stage.vector)
 
     # -- the protocol's input ----------------------------------------------------------------
 
@@ -392,17 +424,26 @@ class SecureFLMod:
         if job.protocol.encoding != self.protocol.encoding:
             raise ConfigurationError("the aggregation's protocol encodes unlike the one this node trained for")
         dtype = stored["dtype"]
-        if (not isinstance(dtype, str) or dtype not in _RING_DTYPES
-                or np.dtype(dtype) != ring.ring_dtype(self.protocol.encoding.ring_bits)):
-            raise InvalidMessage(f"stored vector dtype {dtype!r} is not the ring's")
+        expected = np.dtype(np.float64) if self.distributed else ring.ring_dtype(self.protocol.encoding.ring_bits)
+        if not isinstance(dtype, str) or dtype not in _STORED_DTYPES or np.dtype(dtype) != expected:
+            raise InvalidMessage(f"stored vector dtype {dtype!r} is not {expected}")
         vector = np.frombuffer(data, dtype=np.dtype(dtype)).copy()
-        if vector.size != stored["length"] or vector.size != job.vector_length:
-            raise InvalidMessage(
-                f"the server expects {job.vector_length} coordinates; this node's update has {vector.size}"
-            )
+        if vector.size != stored["length"]:
+            raise InvalidMessage("the stored vector's length is not the one recorded")
         # Single use: the next aggregation needs a new training round.
         job.context.state[STATE_KEY] = ConfigRecord({"ticket": b"", "round": -1, "vector": b"", "dtype": "",
                                                      "length": 0})
+        if self.distributed:
+            token = stored["ticket"]
+            if not isinstance(token, bytes):
+                raise InvalidMessage("the stored ticket is not bytes")
+            plan = self.aggregator.client_round(round=job.round, dimension=vector.size, cohort=job.clients,
+                                                public_seed=token)
+            vector = self._encode(plan, vector)
+        if vector.size != job.vector_length:
+            raise InvalidMessage(
+                f"the server expects {job.vector_length} coordinates; this node's update has {vector.size}"
+            )
         return Contribution(vector=vector)
 
 
@@ -418,8 +459,9 @@ def securefl_mod(
     """A Flower mod that sends this node's training result into ``protocol``'s secure sum, and nowhere else.
 
     ``ClientApp(mods=[securefl_mod(SecAgg(neighbors=4))])`` (or per function,
-    ``@app.train(mods=[...])``). ``dp`` is the node's central-DP stage
-    (``CentralDP``; the server's ``SecureAggregation`` must hold the same);
+    ``@app.train(mods=[...])``). ``dp`` is the node's DP stage
+    (``CentralDP``, or ``DistributedDP`` with ``population``; the server's
+    ``SecureAggregation`` must hold the same);
     ``role`` and ``pins`` override the node config's ``securefl-role`` and
     ``securefl-pins``; ``buffers`` what to do with non-float arrays ("skip":
     they keep the global model's values); ``weight_key`` the metric holding

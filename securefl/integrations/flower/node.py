@@ -104,7 +104,8 @@ class Job:
     ``message`` is the Flower message that opened the aggregation (its
     content holds any records the server attached, e.g. the global model);
     ``protocol`` is the bound protocol, whose ``encoding`` turns floats into
-    the ring vector of ``vector_length`` coordinates the engine expects.
+    the ring vector of ``vector_length`` coordinates the engine expects;
+    ``clients`` is the aggregation's cohort, as the server announced it.
     """
 
     message: Message
@@ -113,6 +114,7 @@ class Job:
     party: str
     round: int
     vector_length: int
+    clients: int
 
     @property
     def partition(self) -> int | None:
@@ -504,7 +506,7 @@ class SecureFLNode:
             raise ConfigurationError("this ClientApp has no input function; pass input_fn to make_client_app")
         started = time.perf_counter()
         job = Job(message=message, context=context, protocol=protocol, party=party, round=control["round"],
-                  vector_length=run.length)
+                  vector_length=run.length, clients=run.clients)
         contribution = self._input_fn(job)
         if not isinstance(contribution, Contribution):
             contribution = Contribution(vector=contribution)

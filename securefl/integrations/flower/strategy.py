@@ -27,8 +27,8 @@ clip / (2^(value_bits-1) - 1)``), and the w_i-weighted mean within
 weight_error x clip of the n_i-weighted one (w_i = min(n_i, max_weight);
 weight_error = sum_i |w_i / W - n_i / N| is 0 unless a node has more than
 max_weight examples, which the log reports: N != W). The metrics are exact
-to 2^-20. Under central DP (``dp=CentralDP(...)``, the nodes' mods holding
-the same) the update is the DP release (sum clip_C(u_i) + noise) / (q N),
+to 2^-20. Under DP (``dp=CentralDP(...)`` or ``DistributedDP(population=...)``,
+the nodes' mods holding the same) the update is the DP release (sum clip_C(u_i) + noise) / (q N),
 every node weighs 1 and no metric is aggregated (``num-examples`` is the
 number of nodes included).
 
@@ -73,10 +73,11 @@ from securefl.integrations.flower.mod import (
     TICKET_KEY,
     WEIGHT_KEY,
     VectorLayout,
+    check_deployable,
     join_digits,
     stat_digits,
 )
-from securefl.integrations.flower.server import Federation, FlowerAggregation, FlowerDriver
+from securefl.integrations.flower.server import Federation, FlowerAggregation, FlowerDriver, PhaseReport
 from securefl.privacy.plugins import DifferentialPrivacy
 from securefl.protocols.base import Protocol
 
@@ -213,7 +214,8 @@ class SecureAggregation(Strategy):
     SuperNode, ``message_type`` the type of the train function the nodes'
     mod wraps (``"train"``, or ``"train.<action>"``);
     ``host_helpers_in_server=True`` runs helper engines in the ServerApp
-    (tests only: the server then holds their secrets). :attr:`reports` has
+    (tests only: the server then holds their secrets); ``on_phase_end`` is
+    called with a :class:`PhaseReport` after each protocol phase. :attr:`reports` has
     one :class:`RoundReport` per training round; :attr:`epsilon` the DP
     spent so far.
     """
@@ -230,6 +232,7 @@ class SecureAggregation(Strategy):
         discovery_wait: float = 60.0,
         message_type: str = MessageType.TRAIN,
         host_helpers_in_server: bool = False,
+        on_phase_end: Callable[[PhaseReport], None] | None = None,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise ConfigurationError(f"strategy must be a Flower Message-API Strategy; found {type(strategy).__name__}")
@@ -242,10 +245,8 @@ class SecureAggregation(Strategy):
             )
         if not isinstance(protocol, Protocol):
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
-        if dp is not None and (not isinstance(dp, DifferentialPrivacy) or dp.kind != "central"):
-            raise ConfigurationError(
-                f"over Flower only central DP runs (the nodes do not know the cohort); found {dp!r}"
-            )
+        if dp is not None:
+            check_deployable(dp)
         if message_type.split(".", 1)[0] != MessageType.TRAIN:
             raise ConfigurationError(f"message_type must be a train type ('train' or 'train.<action>'); found "
                                      f"{message_type!r}")
@@ -261,6 +262,7 @@ class SecureAggregation(Strategy):
         self.discovery_wait = float(discovery_wait)
         self.message_type = message_type
         self.host_helpers_in_server = bool(host_helpers_in_server)
+        self.on_phase_end = on_phase_end
         self.reports: list[RoundReport] = []
         if dp is None:
             stat_digits(protocol.encoding)
@@ -342,7 +344,8 @@ class SecureAggregation(Strategy):
         self._node_errors = {}
         driver.last_dropped = {}
         try:
-            plan = aggregator.open_round(cohort=len(nodes), dimension=chosen.aggregated, round=int(server_round))
+            plan = aggregator.open_round(cohort=len(nodes), dimension=chosen.aggregated, round=int(server_round),
+                                         public_seed=ticket)
             aggregation = driver.aggregate(nodes, vector_length=chosen.length, round=int(server_round), extra=extra)
             released = aggregator.release(plan, aggregation.aggregate, transcript=aggregation.transcript,
                                           metrics=aggregation.metrics)
@@ -409,8 +412,10 @@ class SecureAggregation(Strategy):
         if self._driver is None or self._grid is not grid:
             self._grid = grid
             view = _GridView(grid, message_type=self.message_type, on_error=self._note_error)
-            self._driver = FlowerDriver(view, self.protocol, timeout=self.timeout, poll_interval=self.poll_interval,
-                                        host_helpers_in_server=self.host_helpers_in_server)
+            protocol = self.dp.protocol_for(self.protocol) if self.dp is not None else self.protocol
+            self._driver = FlowerDriver(view, protocol, timeout=self.timeout, poll_interval=self.poll_interval,
+                                        host_helpers_in_server=self.host_helpers_in_server,
+                                        on_phase_end=self.on_phase_end)
         return self._driver
 
     def _discover(self, driver: FlowerDriver) -> Federation:

@@ -1,0 +1,21 @@
+"""The secure aggregation protocol of this app: fixed in code, on the SuperNodes and on the server.
+
+The ClientApp's ``securefl_mod`` and the ServerApp's ``SecureAggregation``
+both get ``PROTOCOL``. It is deliberately not read from the run config: the
+run config comes from whoever submits the run (``flwr run --run-config``), so
+a server could use it to downgrade the nodes' protocol. A node answers only
+the protocol its own ClientApp was built with; a server running another one
+gets refusals, not updates.
+
+To switch protocols, change the one line below, e.g.
+
+    PROTOCOL = SecAgg()                        # SecAgg: every client masks with every other
+    PROTOCOL = SecAgg(neighbors=4, threshold=4)  # SecAgg+ with a larger Shamir threshold
+    PROTOCOL = Plaintext()                     # INSECURE baseline: the server sees every update
+                                               # (from securefl.protocols import Plaintext)
+"""
+
+from securefl.protocols.secagg import SecAgg
+
+#: SecAgg+ (Bell et al. 2020): each client masks its update with 4 neighbours on a random graph.
+PROTOCOL = SecAgg(neighbors=4)

@@ -1,0 +1,1 @@
+"""Flower app of the securefl_mod + SecureAggregation deployment test."""

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
 
 
@@ -30,6 +32,19 @@ def free_port() -> int:
 
 def flower_cli_available() -> bool:
     return all((BIN / name).exists() for name in ("flower-superlink", "flower-supernode", "flwr"))
+
+
+#: The marks of a deployment test module: it needs the Flower commands and runs alone, without xdist (each
+#: module starts one federation of processes; xdist would start one per worker on a shared CPU).
+DEPLOYMENT_MARKS = [
+    pytest.mark.flower,
+    pytest.mark.deployment,
+    pytest.mark.skipif(not flower_cli_available(),
+                       reason="the flower-superlink / flower-supernode / flwr commands are missing"),
+    pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")),
+                       reason="the deployment test runs alone, without xdist: "
+                              "python -m pytest -q -m deployment tests/integrations"),
+]
 
 
 @dataclass

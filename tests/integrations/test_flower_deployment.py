@@ -10,7 +10,6 @@ derived from each partition id, so the test knows the exact sum.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,18 +19,9 @@ import pytest
 pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
 
 from securefl import ring  # noqa: E402
-from tests.integrations.flower_processes import LocalFederation, flower_cli_available, wait_for  # noqa: E402
+from tests.integrations.flower_processes import DEPLOYMENT_MARKS, LocalFederation, wait_for  # noqa: E402
 
-pytestmark = [
-    pytest.mark.flower,
-    pytest.mark.deployment,
-    pytest.mark.skipif(not flower_cli_available(),
-                       reason="the flower-superlink / flower-supernode / flwr commands are missing"),
-    # One federation of processes serves both tests; xdist would start one per worker on a shared CPU.
-    pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")),
-                       reason="the deployment test runs alone, without xdist: "
-                              "python -m pytest -q -m deployment tests/integrations"),
-]
+pytestmark = DEPLOYMENT_MARKS
 
 APP = Path(__file__).parent / "flower_app"
 CLIENTS = 4

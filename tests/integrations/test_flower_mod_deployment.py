@@ -18,7 +18,6 @@ n_I / W x step.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,17 +27,9 @@ import pytest
 
 pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
 
-from tests.integrations.flower_processes import LocalFederation, flower_cli_available, wait_for  # noqa: E402
+from tests.integrations.flower_processes import DEPLOYMENT_MARKS, LocalFederation, wait_for  # noqa: E402
 
-pytestmark = [
-    pytest.mark.flower,
-    pytest.mark.deployment,
-    pytest.mark.skipif(not flower_cli_available(),
-                       reason="the flower-superlink / flower-supernode / flwr commands are missing"),
-    pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")),
-                       reason="the deployment test runs alone, without xdist: "
-                              "python -m pytest -q -m deployment tests/integrations"),
-]
+pytestmark = DEPLOYMENT_MARKS
 
 APP = Path(__file__).parent / "flower_mod_app"
 CLIENTS = 3

@@ -3,7 +3,9 @@
 Every message and every node Context goes through Flower's own protobuf
 serialisation on the way, as between a SuperLink, a SuperNode and a fresh
 ``flwr-clientapp`` process: nothing but records survives from one message
-to the next. Nodes can be killed (they stop answering) at any moment.
+to the next. Nodes can be killed (they stop answering) at any moment; a
+node killed ``offline`` is one the SuperLink has marked offline: it answers
+for it with Flower's own NODE_UNAVAILABLE error reply.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.common.serde import context_from_proto, context_to_proto, message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Context as ProtoContext
 from flwr.proto.message_pb2 import Message as ProtoMessage
+from flwr.server.superlink.linkstate.utils import create_message_error_unavailable_res_message
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -47,9 +50,11 @@ class FakeGrid(Grid):
                 run_config=dict(run_config or {}),
             )
         self.dead: set[int] = set()
+        self.offline: set[int] = set()
         self.inbox: dict[str, Message] = {}
         self.replies: dict[str, Message] = {}
         self.seen: list[Message] = []  # every message through the "SuperLink", both ways
+        self.replies_made: list[Message] = []  # the SuperLink's own error replies
         self.on_push: Callable[[list[Message]], None] | None = None
 
     # -- Grid ----------------------------------------------------------------
@@ -97,12 +102,20 @@ class FakeGrid(Grid):
 
     # -- the SuperNodes ------------------------------------------------------
 
-    def kill(self, node_id: int) -> None:
+    def kill(self, node_id: int, *, offline: bool = False) -> None:
         self.dead.add(node_id)
+        if offline:
+            self.offline.add(node_id)
 
     def _process(self, message_id: str) -> None:
         message = self.inbox[message_id]
         node = message.metadata.dst_node_id
+        if node in self.offline:
+            del self.inbox[message_id]
+            reply = create_message_error_unavailable_res_message(message.metadata, "node_unavail")
+            self.replies_made.append(reply)
+            self.replies[message_id] = reply
+            return
         if node in self.dead:
             return
         del self.inbox[message_id]

@@ -420,6 +420,31 @@ def test_an_aborted_round_leaves_the_model_unchanged_and_reports_why(caplog):
     assert 1 not in result.train_metrics_clientapp
 
 
+@pytest.mark.parametrize("when", ["train", "masked-input"])
+def test_the_superlinks_error_reply_for_an_offline_node_is_that_nodes_in_the_report(when):
+    # The SuperLink answers for a node it marked offline: the reply comes from node 1, the SuperLink.
+    grid = fake_grid()
+    secure = SecureAggregation(FedAvg(min_available_nodes=NODES, fraction_evaluate=0.0), SECAGG_PLUS, timeout=5,
+                               poll_interval=0.01)
+    victim = sorted(grid.apps)[2]
+
+    def offline_at(messages):
+        for message in messages:
+            control = message.content.config_records.get(wire.CONTROL)
+            if (control is None and when == "train") or (control is not None and control.get("phase") == when):
+                grid.kill(victim, offline=True)
+
+    grid.on_push = offline_at
+    run(grid, secure, rounds=1)
+
+    report = secure.reports[0]
+    assert any(m.has_error() and m.metadata.src_node_id == 1 for m in grid.replies_made)
+    assert report.aborted is None
+    assert report.dropped == ({} if when == "train" else {victim: "masked-input"})
+    assert set(report.errors) == {victim} and "unavailable" in report.errors[victim].lower()
+    assert report.included == tuple(node for node in sorted(grid.apps) if node != victim)
+
+
 def as_flower_runs_it(app):
     """A ClientApp as a SuperNode runs it: an exception becomes an error reply (the fake Grid lets it through)."""
 

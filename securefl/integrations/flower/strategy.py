@@ -134,7 +134,8 @@ class _GridView(Grid):
     the wrapped strategy's sampling); a driver message (``query.securefl``)
     is sent as ``message_type`` (the train type the node's mod wraps: a
     ClientApp mod sees only messages of a registered function); every error
-    reply pulled goes to ``on_error(node, reason)``.
+    reply pulled goes to ``on_error(node, reason)``, with ``node`` the
+    message's addressee (the SuperLink answers for a node it finds offline).
     """
 
     def __init__(
@@ -149,6 +150,7 @@ class _GridView(Grid):
         self._hidden = frozenset(hidden)
         self._message_type = message_type
         self._on_error = on_error
+        self._addressees: dict[str, int] = {}
 
     def set_run(self, run: Any) -> None:
         self._grid.set_run(run)
@@ -179,17 +181,25 @@ class _GridView(Grid):
         if self._on_error is not None:
             for reply in replies:
                 if reply.has_error():
-                    self._on_error(reply.metadata.src_node_id, reply.error.reason or f"error {reply.error.code}")
+                    node = self._addressees.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+                    self._on_error(node, reply.error.reason or f"error {reply.error.code}")
         return replies
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self._grid.push_messages(self._retyped(messages))
+        messages = self._retyped(messages)
+        ids = list(self._grid.push_messages(messages))
+        self._addressees.update((message_id, message.metadata.dst_node_id)
+                                for message_id, message in zip(ids, messages) if message_id)
+        return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return self._noted(self._grid.pull_messages(message_ids))
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        return self._noted(self._grid.send_and_receive(self._retyped(messages), timeout=timeout))
+        messages = self._retyped(messages)
+        replies = self._grid.send_and_receive(messages, timeout=timeout)
+        self._addressees.update((message.metadata.message_id, message.metadata.dst_node_id) for message in messages)
+        return self._noted(replies)
 
 
 @dataclass
@@ -199,7 +209,18 @@ class _Pending:
     round: int
     ticket: bytes
     arrays: ArrayRecord
-    sampled: tuple[int, ...]
+    messages: tuple[Message, ...]  # Flower's Grid gives each its message id when it pushes it
+
+    @property
+    def sampled(self) -> tuple[int, ...]:
+        return tuple(message.metadata.dst_node_id for message in self.messages)
+
+    def addressee(self, reply: Message) -> int:
+        """The node ``reply`` answers for: its sender, or for the SuperLink's error reply the original's addressee."""
+        for message in self.messages:
+            if message.metadata.message_id and message.metadata.message_id == reply.metadata.reply_to_message_id:
+                return int(message.metadata.dst_node_id)
+        return int(reply.metadata.src_node_id)
 
 
 class SecureAggregation(Strategy):
@@ -308,8 +329,7 @@ class SecureAggregation(Strategy):
             content[TICKET_KEY] = ConfigRecord({"ticket": ticket, "round": int(server_round)})
             sent.append(Message(content, message.metadata.dst_node_id, message.metadata.message_type,
                                 ttl=message.metadata.ttl, group_id=message.metadata.group_id))
-        self._pending = _Pending(round=int(server_round), ticket=ticket, arrays=arrays,
-                                 sampled=tuple(message.metadata.dst_node_id for message in sent))
+        self._pending = _Pending(round=int(server_round), ticket=ticket, arrays=arrays, messages=tuple(sent))
         return sent
 
     def aggregate_train(
@@ -440,7 +460,7 @@ class SecureAggregation(Strategy):
         """{node: its vector layout} for the replies that acknowledge this round's ticket; the others logged."""
         acknowledged: dict[int, VectorLayout] = {}
         for reply in replies:
-            node = int(reply.metadata.src_node_id)
+            node = pending.addressee(reply)
             if reply.has_error():
                 self._exclude(report, node, reply.error.reason or f"error {reply.error.code}")
                 continue

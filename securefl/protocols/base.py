@@ -466,6 +466,17 @@ class ClientEngine(RespondingEngine):
         self._accept_input(vector)
         self._input = vector
 
+    @property
+    def input_released(self) -> bool:
+        """Whether ``INPUT_PHASE``'s handler ran with the input: what it sent may carry the input, masked or not.
+
+        A client that must contribute an input once (a node's ledger) counts
+        the contribution from here on; before it, nothing derived from the
+        input has left the engine.
+        """
+        phases = [step.phase for step in self._machine_steps]
+        return self._input is None and self._position >= phases.index(self.INPUT_PHASE)
+
     def _accept_input(self, vector: np.ndarray) -> None:
         """Hook for engines that prepare the input when it arrives."""
 

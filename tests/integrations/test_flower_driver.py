@@ -15,19 +15,15 @@ import pytest
 
 pytest.importorskip("flwr", reason="Flower is not installed (pip install 'securefl[flower]')")
 
-from flwr.app import ArrayRecord, ConfigRecord, Message  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict  # noqa: E402
 
 from securefl import ring  # noqa: E402
 from securefl.crypto.keys import KeyPair, SigningKey  # noqa: E402
 from securefl.encoding import Encoding  # noqa: E402
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation  # noqa: E402
-from securefl.integrations.flower import (  # noqa: E402
-    FlowerDriver,
-    SecureFLNode,
-    make_client_app,
-    protocol_from_config,
-    wire,
-)
+from securefl.integrations import flower  # noqa: E402
+from securefl.integrations.flower import SecureFLNode, protocol_from_config, wire  # noqa: E402
+from securefl.integrations.flower.ledger import LEDGER_FILE, LEDGER_KEY  # noqa: E402
 from securefl.integrations.flower.node import ENGINE_ARRAYS_KEY, ENGINE_KEY, KEY_HOLDER_KEY, STATE_KEY  # noqa: E402
 from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
 from securefl.protocols.paillier import KeyHolder  # noqa: E402
@@ -41,6 +37,16 @@ pytestmark = pytest.mark.flower
 
 LENGTH = 40
 CLIENTS = 5
+
+
+# The driver-level tests run each protocol in the mode they name (over Flower the default is malicious-server
+# mode; tests/integrations/test_flower_malicious_server.py tests that default).
+def make_client_app(protocol, **options):
+    return flower.make_client_app(protocol, semi_honest_server=True, **options)
+
+
+def FlowerDriver(grid, protocol, **options):  # noqa: N802 - stands in for the class
+    return flower.FlowerDriver(grid, protocol, semi_honest_server=True, **options)
 
 
 def client_input(partition: int, ring_bits: int = 32) -> np.ndarray:
@@ -151,7 +157,8 @@ def test_paillier_private_key_stays_on_the_decryptor_supernode():
     decryptor = grid.contexts[driver.federation.helpers["decryptor"]]
     stored = KeyHolder.from_state_dict(dict(decryptor.state.config_records[KEY_HOLDER_KEY]))
     assert stored.public_key == server_keys.public_key and stored.can_decrypt
-    assert not stored.claim(session, 3) and stored.claim(session, 4)  # its decryption is on record
+    bound = wire.bound_session(session, wire.content_digest(RecordDict()))  # the session its engine ran under
+    assert not stored.claim(bound, 3) and stored.claim(bound, 4)  # its decryption is on record
 
 
 # -- dropouts -----------------------------------------------------------------------------------
@@ -211,7 +218,7 @@ def test_too_many_dropouts_abort_with_the_engine_reason():
 
 def test_a_node_answering_as_another_client_is_dropped():
     protocol = SecAgg()
-    honest = SecureFLNode(protocol, input_fn=input_fn)
+    honest = SecureFLNode(protocol, input_fn=input_fn, semi_honest_server=True)
 
     def impostor(message, context):
         reply = honest(message, context)
@@ -271,7 +278,8 @@ def test_a_helper_with_a_key_dir_keeps_its_fingerprint_across_runs_and_pinned_cl
 
     assert second == first
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
-    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["paillier-512.json", "transport.key"]
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [LEDGER_FILE, "paillier-512.json",
+                                                                      "transport.key"]
     assert all((p.stat().st_mode & 0o077) == 0 for p in (tmp_path / "keys").iterdir())
 
 
@@ -315,7 +323,8 @@ def test_malicious_server_mode_signs_with_node_made_keys_that_key_dir_keeps_and_
     assert len({info.verification_key for info in found.nodes.values()}) == CLIENTS
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
     assert "consistency-check" in aggregation.protocol.phases and aggregation.errors == {}
-    assert all(sorted(p.name for p in (tmp_path / f"client-{i}").iterdir()) == ["signing.key"] for i in range(CLIENTS))
+    assert all(sorted(p.name for p in (tmp_path / f"client-{i}").iterdir()) == [LEDGER_FILE, "signing.key"]
+               for i in range(CLIENTS))
     assert all((tmp_path / f"client-{i}" / "signing.key").stat().st_mode & 0o077 == 0 for i in range(CLIENTS))
 
 
@@ -363,7 +372,7 @@ def test_a_semi_honest_node_is_left_out_of_a_malicious_server_federation_at_disc
     driver = FlowerDriver(grid, SecAgg(malicious_server=True))
     found = driver.discover(min_nodes=2)
     assert len(found.clients) == 1
-    assert "verification key" in next(iter(driver.discovery_failures.values()))
+    assert "without malicious_server=True" in next(iter(driver.discovery_failures.values()))
 
 
 def _registered(keys, signing_keys=None, clients=3):
@@ -455,7 +464,8 @@ def test_nodes_keep_their_engines_as_plain_records_between_phases(name):
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
     engines = [records[ENGINE_KEY] for _, _, records in seen if ENGINE_KEY in records and records[ENGINE_KEY]]
     assert engines and all(engine["format"] == "securefl/engine-state/v1" for engine in engines)
-    assert all(set(records) <= {STATE_KEY, ENGINE_KEY, ENGINE_ARRAYS_KEY, KEY_HOLDER_KEY} for _, _, records in seen)
+    assert all(set(records) <= {STATE_KEY, ENGINE_KEY, ENGINE_ARRAYS_KEY, KEY_HOLDER_KEY, LEDGER_KEY}
+               for _, _, records in seen)
     assert not any("pickle" in records.get(STATE_KEY, {}) for _, _, records in seen)
 
 
@@ -505,7 +515,7 @@ def test_a_node_whose_stored_state_was_tampered_with_refuses_and_the_round_goes_
             engine["run"] = bytes(32)
         if tamper == "node record":
             node_record = dict(state.config_records[STATE_KEY])
-            node_record["played-parties"] = ["client/1", "client/2"]
+            node_record["digest"] = bytes(31)
             state[STATE_KEY] = ConfigRecord(node_record)
         state[ENGINE_KEY] = ConfigRecord(engine)
 
@@ -520,22 +530,29 @@ def test_a_node_whose_stored_state_was_tampered_with_refuses_and_the_round_goes_
     assert "InvalidMessage: stored " in aggregation.errors[victim["node"]]
 
 
-def test_sealed_envelope_opens_only_for_its_helper_session_and_round():
-    helper = KeyPair.generate()
+def test_sealed_envelope_opens_only_for_its_helper_session_and_round_and_signed_by_its_sender():
+    helper, client = KeyPair.generate(), SigningKey.generate()
     session = bytes(range(16))
     envelope = wire.seal_to(helper.public_bytes, b"canonical bytes", session=session, round=2,
-                            sender="client/1", recipient="aggregator/0")
+                            sender="client/1", recipient="aggregator/0", signer=client)
+    keys = {"client/1": client.public_bytes}.__getitem__
 
-    assert wire.open_envelope(envelope, helper, session=session, round=2, recipient="aggregator/0") == (
-        "client/1", b"canonical bytes")
+    assert wire.open_envelope(envelope, helper, session=session, round=2, recipient="aggregator/0",
+                              sender_keys=keys) == ("client/1", b"canonical bytes")
     assert wire.envelope_route(envelope) == ("aggregator/0", "client/1")
     with pytest.raises(InvalidMessage):
-        wire.open_envelope(envelope, helper, session=session, round=3, recipient="aggregator/0")
+        wire.open_envelope(envelope, helper, session=session, round=3, recipient="aggregator/0", sender_keys=keys)
     with pytest.raises(InvalidMessage):
-        wire.open_envelope(envelope, KeyPair.generate(), session=session, round=2, recipient="aggregator/0")
-    tampered = envelope[:-1] + bytes([envelope[-1] ^ 1])
-    with pytest.raises(InvalidMessage):
-        wire.open_envelope(tampered, helper, session=session, round=2, recipient="aggregator/0")
+        wire.open_envelope(envelope, KeyPair.generate(), session=session, round=2, recipient="aggregator/0",
+                           sender_keys=keys)
+    with pytest.raises(InvalidMessage, match="signature"):  # sealed by anyone, but signed by another key
+        wire.open_envelope(envelope, helper, session=session, round=2, recipient="aggregator/0",
+                           sender_keys={"client/1": SigningKey.generate().public_bytes}.__getitem__)
+    for position in (-1, -70):  # the signature's last byte, the ciphertext's
+        tampered = envelope[:position] + bytes([envelope[position] ^ 1]) + envelope[position + 1:] if position != -1 \
+            else envelope[:-1] + bytes([envelope[-1] ^ 1])
+        with pytest.raises(InvalidMessage):
+            wire.open_envelope(tampered, helper, session=session, round=2, recipient="aggregator/0", sender_keys=keys)
 
 
 def test_protocol_from_run_config():
@@ -560,4 +577,4 @@ def test_a_node_never_plays_two_parties_of_one_session():
     aggregation = driver.aggregate([third, first], vector_length=LENGTH, session=session)
 
     assert aggregation.aggregate.included == (0,)
-    assert "already played 'client/0'" in aggregation.errors[first]
+    assert "this session" in aggregation.errors[first] and "'client/0'" in aggregation.errors[first]

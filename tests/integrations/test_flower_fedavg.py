@@ -205,10 +205,12 @@ def test_the_apps_fedavg_needs_a_seed_which_splits_the_data_but_leaves_the_serve
     assert not (first == next(iter(again.initial_state.values()))).all()  # the initial model from the OS
 
 
-def test_the_server_and_client_apps_train_from_the_run_config():
+def test_the_server_app_trains_from_the_run_config_and_the_nodes_protect_themselves_by_node_config():
     run_config = {"protocol": "secagg", "clients": 4, "rounds": 2, "seed": 3, "local-epochs": 1, "timeout": 5.0,
                   "min-nodes": 4, "discovery-wait": 1.0}
-    grid = FakeGrid([({"partition-id": p}, fedavg_client_app()) for p in range(4)], run_config=run_config)
+    node_config = {"securefl-protocol": "secagg"}  # the node's own protocol; the run config's is the server's
+    grid = FakeGrid([({"partition-id": p, **node_config}, fedavg_client_app()) for p in range(4)],
+                    run_config=run_config)
     runs = []
     app = fedavg_server_app(done=lambda fedavg, history: runs.append(history))
 

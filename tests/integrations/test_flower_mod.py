@@ -181,9 +181,10 @@ def test_template_app_with_secagg_plus_ends_at_the_plain_apps_model_and_fedadam_
     import torch
 
     [(plain_model, plain_history, plain_inbox)] = simulate("plain", ("server_app",), tmp_path, monkeypatch)
-    # The switched app, then (same simulation, same SuperNodes) its FedAdam variant.
-    [(secure_model, secure_history, secure_inbox), (adam_model, adam_history, adam_inbox)] = simulate(
-        "secagg", ("server_app", "server_app_fedadam"), tmp_path, monkeypatch)
+    # The switched app, then its FedAdam variant: a run of its own, as the nodes give a round of a run (and a
+    # model) one contribution each.
+    [(secure_model, secure_history, secure_inbox)] = simulate("secagg", ("server_app",), tmp_path, monkeypatch)
+    [(adam_model, adam_history, adam_inbox)] = simulate("secagg", ("server_app_fedadam",), tmp_path, monkeypatch)
 
     # The bound, per coordinate. One round: the secure mean S / W is within n / W x step <= step of the
     # w-weighted mean of the same updates (each node's stochastic rounding moves w_i u_i by < 1 unit), the
@@ -371,18 +372,19 @@ def test_nodes_refuse_an_aggregation_under_another_ticket_and_still_answer_their
     ticket = dict(acknowledgements[0].content.config_records[ACK_KEY])
     driver = FlowerDriver(_GridView(grid, message_type="train"), SECAGG_PLUS, timeout=5)
     driver.discover()
+    trained_on = wire.content_digest(list(messages)[0].content, skip=(TICKET_KEY,))  # the session's binding
 
     def with_ticket(token):
         return lambda node, index: RecordDict({TICKET_KEY: ConfigRecord({"ticket": token, "round": 1})})
 
     with pytest.raises(ProtocolAbort):
         driver.aggregate(sorted(grid.apps), vector_length=secure_layout_length(), round=1,
-                         extra=with_ticket(os.urandom(16)))
+                         extra=with_ticket(os.urandom(16)), digest=trained_on)
     errors = [m.error.reason for m in grid.seen if m.has_error()]
     assert len(errors) == NODES and all("ticket is not the one" in reason for reason in errors)
 
     aggregation = driver.aggregate(sorted(grid.apps), vector_length=secure_layout_length(), round=1,
-                                   extra=with_ticket(ticket["ticket"]))
+                                   extra=with_ticket(ticket["ticket"]), digest=trained_on)
     assert aggregation.included_nodes == tuple(sorted(grid.apps))
 
 

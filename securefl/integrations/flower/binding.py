@@ -33,7 +33,15 @@ from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import Parties, Protocol
 
-__all__ = ["publish", "bind", "check_supported", "registers_client_keys", "protocol_from_config", "ENCODING_KEYS"]
+__all__ = [
+    "publish",
+    "bind",
+    "check_supported",
+    "registers_client_keys",
+    "against_malicious_server",
+    "protocol_from_config",
+    "ENCODING_KEYS",
+]
 
 ENCODING_KEYS = ("clip", "value_bits", "ring_bits", "max_clients", "max_weight")
 
@@ -74,6 +82,30 @@ def check_supported(protocol: Protocol) -> None:
             f"{protocol.name} with malicious_server=True needs every client's signature key registered with "
             "every other client, and it has no setup_registered to build its engines around registered keys"
         )
+
+
+def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = False) -> Protocol:
+    """``protocol`` as it runs over Flower: in its malicious-server mode, unless ``semi_honest_server``.
+
+    Over Flower the ServerApp routes every message and chooses every cohort,
+    so a protocol with a malicious-server mode (SecAgg's ``malicious_server``:
+    signed keys, the consistency check, a threshold above 2m/3) runs in it by
+    default, on the nodes and on the server alike. ``semi_honest_server=True``
+    runs the protocol exactly as given: it then assumes the server follows it.
+    """
+    if not isinstance(protocol, Protocol):
+        raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
+    if semi_honest_server or not dataclasses.is_dataclass(protocol):
+        return protocol
+    if getattr(protocol, "malicious_server", True) is False:
+        try:
+            return dataclasses.replace(protocol, malicious_server=True)  # type: ignore[type-var]
+        except ConfigurationError as error:
+            raise ConfigurationError(
+                f"{protocol.name} runs against a malicious server over Flower and its configuration does not allow "
+                f"it ({error}); fix it, or pass semi_honest_server=True to trust the server"
+            ) from None
+    return protocol
 
 
 def registers_client_keys(protocol: Protocol) -> TypeGuard[RegisteredSetup]:

@@ -57,7 +57,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from securefl.aggregator import Aggregate, Layout
 from securefl.errors import ConfigurationError, ProtocolAbort, ProtocolViolation
-from securefl.integrations.flower.binding import protocol_from_config
+from securefl.integrations.flower.binding import against_malicious_server, protocol_from_config
 from securefl.integrations.flower.node import Contribution, Job, SecureFLNode
 from securefl.integrations.flower.server import Federation, FlowerAggregation, FlowerDriver
 from securefl.protocols.base import Protocol
@@ -180,7 +180,7 @@ class FlowerClients:
             raise ConfigurationError(
                 f"dropout={fedavg.config.dropout}: over Flower dropouts are real ones; leave FedAvgConfig.dropout at 0"
             )
-        if self.driver.protocol != fedavg.protocol:
+        if self.driver.protocol not in (fedavg.protocol, against_malicious_server(fedavg.protocol)):
             raise ConfigurationError(
                 f"the driver runs {self.driver.protocol.describe()}; the FedAvg {fedavg.protocol.describe()}"
             )
@@ -377,14 +377,17 @@ def fedavg_client_app(
     protocol: Protocol | Callable[[Context], Protocol] | None = None,
     *,
     make_fedavg: MakeFedAvg | Callable[[Context, Protocol], FedAvg] = default_fedavg,
+    semi_honest_server: bool = False,
 ) -> ClientApp:
     """The ClientApp of a FedAvg federation: plays a client (or, by node config, a helper) party.
 
-    ``make_fedavg(context, protocol)`` makes the node's FedAvg (default
-    :func:`default_fedavg`).
+    ``protocol`` None: the node config's (``securefl-protocol`` ..., see
+    :class:`SecureFLNode`), never the run config's. ``make_fedavg(context,
+    protocol)`` makes the node's FedAvg (default :func:`default_fedavg`).
     """
     app = ClientApp()
-    app.query("securefl")(SecureFLNode(protocol, input_fn=fedavg_input_fn(make_fedavg)))
+    app.query("securefl")(SecureFLNode(protocol, input_fn=fedavg_input_fn(make_fedavg),
+                                       semi_honest_server=semi_honest_server))
     return app
 
 
@@ -394,6 +397,7 @@ def fedavg_server_app(
     make_fedavg: MakeFedAvg = default_fedavg,
     progress: Callable[[Any], None] | None = None,
     done: Callable[[Any, Any], None] | None = None,
+    semi_honest_server: bool = False,
 ) -> ServerApp:
     """The ServerApp of a FedAvg federation; everything else comes from the run config.
 
@@ -406,6 +410,8 @@ def fedavg_server_app(
     as JSON). ``make_fedavg(context, protocol, clients)`` returns the
     server's FedAvg, which must run its rounds on ``clients`` (default
     :func:`default_fedavg`); ``done(fedavg, history)`` is called at the end.
+    The protocol runs in its malicious-server mode unless ``semi_honest_server``
+    (the nodes decide theirs in their own ClientApp or node config).
     """
     app = ServerApp()
 
@@ -415,8 +421,9 @@ def fedavg_server_app(
 
         config = context.run_config
         chosen = protocol(context) if callable(protocol) and not isinstance(protocol, Protocol) else protocol
-        chosen = chosen or protocol_from_config(config)
-        driver = FlowerDriver(grid, chosen, timeout=float(config.get("timeout", 120.0)))
+        chosen = against_malicious_server(chosen or protocol_from_config(config),
+                                          semi_honest_server=semi_honest_server)
+        driver = FlowerDriver(grid, chosen, timeout=float(config.get("timeout", 120.0)), semi_honest_server=True)
         min_nodes = config.get("min-nodes", "")
         clients = FlowerClients(driver, min_nodes=None if min_nodes == "" else int(min_nodes),
                                 wait=float(config.get("discovery-wait", 120.0)))

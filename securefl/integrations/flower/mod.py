@@ -23,17 +23,21 @@ the pipeline's rotated ring vector, the rotation drawn from the round's ticket.
 
 The node replies to the train message with an acknowledgement only: the
 round's ticket, the vector's length and its layout (metric names, not
-values). Protocol messages (the driver's, sent with the train message type)
-are answered by a :class:`~securefl.integrations.flower.node.SecureFLNode`
-whose input is the stored vector -- once: a trained update feeds at most one
+values). It keeps the digest of the model and config it trained on
+(:func:`.wire.content_digest`); the aggregation's session is bound to it, so
+nodes given different models cannot complete a round together. Protocol
+messages (the driver's, sent with the train message type) are answered by a
+:class:`~securefl.integrations.flower.node.SecureFLNode` whose input is the
+stored vector -- once: a trained update feeds at most one
 aggregation, the one whose ticket it was trained for. Every other message
 (evaluate, query) passes to the app unchanged.
 
 Threat model: the server never receives a node's arrays or metrics, only
 the protocol's messages (masked, shared or encrypted as the protocol makes
-them) and, after the sum, the aggregate. The protocol, its mode and minimum
-cohort (``protocol.min_clients``), the DP stage and the pins are this call's
-(or the node config's ``securefl-pins`` / ``securefl-role``), never the
+them) and, after the sum, the aggregate. The protocol, its mode
+(malicious-server unless ``semi_honest_server=True``) and minimum cohort
+(``protocol.min_clients``), the DP stage and the pins are this call's (or
+the node config's ``securefl-pins`` / ``securefl-role``), never the
 server's; a train message without a securefl ticket is refused rather than
 answered in the clear.
 """
@@ -54,7 +58,8 @@ from securefl.aggregator import BufferPolicy, Layout, RoundPlan, SecureAggregato
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage, InvalidUpdate, SecureFLError
 from securefl.integrations.flower import wire
-from securefl.integrations.flower.node import CLIENT, ERROR_CODE, Contribution, Job, SecureFLNode
+from securefl.integrations.flower.binding import against_malicious_server
+from securefl.integrations.flower.node import CLIENT, ERROR_CODE, Contribution, Job, RoundDigest, SecureFLNode
 from securefl.privacy.distributed import padded_dimension
 from securefl.privacy.plugins import DifferentialPrivacy
 from securefl.protocols.base import Protocol
@@ -305,9 +310,9 @@ class SecureFLMod:
         pins: Mapping[str, str] | None = None,
         buffers: BufferPolicy = "skip",
         weight_key: str = WEIGHT_KEY,
+        semi_honest_server: bool = False,
     ) -> None:
-        if not isinstance(protocol, Protocol):
-            raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
+        protocol = against_malicious_server(protocol, semi_honest_server=semi_honest_server)
         if dp is not None:
             check_deployable(dp)
         if buffers not in ("skip", "error"):
@@ -319,7 +324,8 @@ class SecureFLMod:
         self.buffers: BufferPolicy = buffers
         self.weight_key = str(weight_key)
         self.aggregator = SecureAggregator(protocol, dp=dp, buffers=buffers)
-        self.node = SecureFLNode(self.protocol, input_fn=self._input, role=role, pins=pins)
+        self.node = SecureFLNode(self.protocol, input_fn=self._input, role=role, pins=pins, semi_honest_server=True,
+                                 digest_fn=self._trained_digest)
         if dp is None:
             stat_digits(protocol.encoding)  # refuse an encoding too coarse for the statistics now
 
@@ -351,6 +357,8 @@ class SecureFLMod:
         if not isinstance(token, bytes) or len(token) != TICKET_BYTES or not isinstance(ticket_round, int):
             raise InvalidMessage("malformed securefl ticket")
         round = int(ticket_round)
+        digest = wire.content_digest(message.content, skip=(TICKET_KEY,))  # the model and config, as received
+        model_digest = wire.content_digest(message.content, skip=(TICKET_KEY,), arrays_only=True)
         reply = call_next(message, context)
         if reply.has_error():
             return reply  # the app's own failure, as it stated it; it carries no update
@@ -390,6 +398,8 @@ class SecureFLMod:
         context.state[STATE_KEY] = ConfigRecord({
             "ticket": token,
             "round": round,
+            "digest": digest,
+            "model-digest": model_digest,
             "vector": stored.tobytes(),
             "dtype": str(stored.dtype),
             "length": int(stored.size),
@@ -409,6 +419,15 @@ class SecureFLMod:
         return np.ascontiguousarray(stage.vector)
 
     # -- the protocol's input ----------------------------------------------------------------
+
+    @staticmethod
+    def _trained_digest(message: Message, context: Context) -> RoundDigest:
+        """The digests of the model and config the waiting update was trained on: the session's binding."""
+        stored = context.state.config_records.get(STATE_KEY)
+        digests = [stored.get(key) if stored is not None else None for key in ("digest", "model-digest")]
+        if not all(isinstance(digest, bytes) and len(digest) == wire.DIGEST_BYTES for digest in digests):
+            raise InvalidMessage("no trained update waits for this aggregation (each one feeds a single sum)")
+        return RoundDigest(session=digests[0], model=digests[1])  # type: ignore[arg-type]  # bytes, checked
 
     def _input(self, job: Job) -> Contribution:
         """The stored vector for the aggregation ``job`` opens; refused unless it was trained for its ticket."""
@@ -431,8 +450,8 @@ class SecureFLMod:
         if vector.size != stored["length"]:
             raise InvalidMessage("the stored vector's length is not the one recorded")
         # Single use: the next aggregation needs a new training round.
-        job.context.state[STATE_KEY] = ConfigRecord({"ticket": b"", "round": -1, "vector": b"", "dtype": "",
-                                                     "length": 0})
+        job.context.state[STATE_KEY] = ConfigRecord({"ticket": b"", "round": -1, "digest": b"", "model-digest": b"",
+                                                     "vector": b"", "dtype": "", "length": 0})
         if self.distributed:
             token = stored["ticket"]
             if not isinstance(token, bytes):
@@ -455,6 +474,7 @@ def securefl_mod(
     pins: Mapping[str, str] | None = None,
     buffers: BufferPolicy = "skip",
     weight_key: str = WEIGHT_KEY,
+    semi_honest_server: bool = False,
 ) -> SecureFLMod:
     """A Flower mod that sends this node's training result into ``protocol``'s secure sum, and nowhere else.
 
@@ -465,8 +485,11 @@ def securefl_mod(
     ``role`` and ``pins`` override the node config's ``securefl-role`` and
     ``securefl-pins``; ``buffers`` what to do with non-float arrays ("skip":
     they keep the global model's values); ``weight_key`` the metric holding
-    the node's example count (the strategy's ``weighted_by_key``). See the
-    module docstring for the vector and the threat model.
+    the node's example count (the strategy's ``weighted_by_key``);
+    ``semi_honest_server=True`` runs ``protocol`` as given rather than in
+    its malicious-server mode (the server's ``SecureAggregation`` must say
+    the same). See the module docstring for the vector and the threat model.
     """
-    return SecureFLMod(protocol, dp=dp, role=role, pins=pins, buffers=buffers, weight_key=weight_key)
+    return SecureFLMod(protocol, dp=dp, role=role, pins=pins, buffers=buffers, weight_key=weight_key,
+                       semi_honest_server=semi_honest_server)
 

@@ -30,10 +30,18 @@ discovery, kept in ``securefl-key-dir`` too) and, when its operator pinned
 other clients' fingerprints (``"client/<name>=<hex>"``), refuses a run whose
 relayed verification keys are not all pinned ones, and
 a refusal (``SecureFLError``) becomes a Flower error reply, after which the
-server treats the node as dropped. The protocol configuration is the one
-this ClientApp was built with, or the run config's when none is given. Both
-the ClientApp code and the run config come in the app bundle whoever
-submits the run sends, so these checks bind a malicious server only when
+server treats the node as dropped.
+
+The node's policy is its own, never the server's: the protocol, its mode
+(malicious-server by default, see
+:func:`~securefl.integrations.flower.binding.against_malicious_server`), its
+minimum cohort (``min_clients``: a cohort the server announces below it is
+refused) and the pins come from this ClientApp's code or from the node
+config (``securefl-protocol = "secagg"``, ``securefl-neighbors = 4``, ...,
+read by :func:`~securefl.integrations.flower.binding.protocol_from_config`
+with the ``securefl-`` prefix), never from the run config, which whoever
+submits the run sets (``flwr run --run-config``). The ClientApp code itself
+comes in the app bundle, so these checks bind a malicious server only when
 SuperNodes run app code their operators trust (Flower's
 ``--trusted-entities``); the node config is the operator's own.
 """
@@ -53,10 +61,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues, Conte
 from flwr.clientapp import ClientApp
 
 from securefl import validation
-from securefl.crypto.keys import PRIVATE_KEY_BYTES, KeyPair, SigningKey
-from securefl.errors import ConfigurationError, InvalidMessage, SecureFLError
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, KeyPair, SigningKey
+from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation, SecureFLError
 from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import (
+    against_malicious_server,
     bind,
     check_supported,
     protocol_from_config,
@@ -64,7 +73,8 @@ from securefl.integrations.flower.binding import (
     registers_client_keys,
     write_secret,
 )
-from securefl.protocols.base import Protocol, RespondingEngine, RunParameters
+from securefl.integrations.flower.ledger import Ledger
+from securefl.protocols.base import ClientEngine, Protocol, RespondingEngine, RunParameters
 from securefl.protocols.paillier import KeyHolder, Paillier
 from securefl.protocols.state import StateDict, StateReader, check_plain
 from securefl.protocols.wire import SERVER, SESSION_BYTES, client_id, client_index, decode_message
@@ -81,6 +91,8 @@ __all__ = [
     "SecureFLNode",
     "make_client_app",
     "parse_pins",
+    "opening_digest",
+    "RoundDigest",
 ]
 
 CLIENT = "client"
@@ -88,12 +100,12 @@ ROLE_KEY = "securefl-role"
 PINS_KEY = "securefl-pins"
 KEY_DIR_KEY = "securefl-key-dir"
 PARTITION_KEY = "partition-id"
+NODE_CONFIG_PREFIX = "securefl-"  # node-config keys of the node's own protocol: securefl-protocol, ...
 STATE_KEY = "securefl.state"  # ConfigRecord: the node's own fields
 ENGINE_KEY = "securefl.engine"  # ConfigRecord: the engine's scalars and lists
 ENGINE_ARRAYS_KEY = "securefl.engine-arrays"  # ArrayRecord: the engine's vectors
 KEY_HOLDER_KEY = "securefl.key-holder"  # ConfigRecord: a decryptor's Paillier key pair and its decryptions
-NODE_STATE_FORMAT = "securefl/node-state/v1"
-_SESSIONS_REMEMBERED = 256
+NODE_STATE_FORMAT = "securefl/node-state/v2"
 ERROR_CODE = 4701  # a Flower error code of our own: "securefl refused this message"
 
 
@@ -143,14 +155,36 @@ class _NodeState:
 
     role: str
     transport: KeyPair | None = None  # a helper's X25519 transport key
-    signing: SigningKey | None = None  # a client's own Ed25519 key (SecAgg, malicious-server mode)
+    signing: SigningKey | None = None  # a client's own Ed25519 key (its envelopes; SecAgg's malicious-server mode)
     key_holder: KeyHolder | None = None  # a decryptor's key pair, whose public key it published
     parameters: bytes = b""
     session: bytes | None = None
     party: str | None = None
     engine: StateDict | None = None  # the engine of ``session``, as its state_dict()
     helper_keys: dict[str, bytes] = field(default_factory=dict)
-    played: dict[bytes, str] = field(default_factory=dict)  # session -> the one party this node played in it
+    digest: bytes = b""  # the round digest ``session`` is bound to (see wire.bound_session)
+    model: bytes = b""  # the model digest the ledger records once the client's input has left its engine
+
+
+@dataclass(frozen=True)
+class RoundDigest:
+    """What a client's aggregation is bound to (:func:`.wire.content_digest` digests).
+
+    ``session``: of everything it trained on (model and config), which its
+    session is bound to; ``model``: of the model alone (None: it got none),
+    which its ledger records, so that no model gets two of its contributions.
+    """
+
+    session: bytes
+    model: bytes | None
+
+
+def opening_digest(message: Message, context: Context) -> RoundDigest:
+    """The digests of an opening driver message: of the records the server attached (securefl's own aside)."""
+    ours = (wire.CONTROL, wire.MESSAGES)
+    model = wire.content_digest(message.content, skip=ours, arrays_only=True)
+    return RoundDigest(session=wire.content_digest(message.content, skip=ours),
+                       model=None if model == wire.empty_digest() else model)
 
 
 _KeyT = TypeVar("_KeyT", KeyPair, SigningKey)
@@ -208,8 +242,13 @@ class SecureFLNode:
     """A ClientApp message handler that plays one protocol party (see the module docstring).
 
     ``protocol`` is a ``Protocol``, a function of the node's ``Context``, or
-    None (built from the run config with
-    :func:`~securefl.integrations.flower.binding.protocol_from_config`).
+    None (built from the node config's ``securefl-*`` keys with
+    :func:`~securefl.integrations.flower.binding.protocol_from_config`); it
+    runs in its malicious-server mode unless ``semi_honest_server``.
+    ``digest_fn(message, context)`` gives a client the :class:`RoundDigest`
+    of the message that opens its aggregation (default
+    :func:`opening_digest`: of the records the server attached to it, e.g.
+    the global model its input function trains).
     ``input_fn`` gives a client its encoded input when its engine is made;
     ``role`` overrides the node config's ``securefl-role``; ``pins`` overrides
     its ``securefl-pins``.
@@ -222,6 +261,8 @@ class SecureFLNode:
         input_fn: InputFn | None = None,
         role: str | None = None,
         pins: Mapping[str, str] | None = None,
+        semi_honest_server: bool = False,
+        digest_fn: Callable[[Message, Context], RoundDigest] | None = None,
     ) -> None:
         if protocol is not None and not isinstance(protocol, Protocol) and not callable(protocol):
             raise ConfigurationError(
@@ -231,6 +272,8 @@ class SecureFLNode:
         self._input_fn = input_fn
         self._role = role
         self._pins = dict(pins) if pins is not None else None
+        self.semi_honest_server = validation.boolean(semi_honest_server, "semi_honest_server")
+        self._digest_fn = digest_fn or opening_digest
 
     # -- configuration ------------------------------------------------------
 
@@ -240,7 +283,8 @@ class SecureFLNode:
         elif self._protocol is not None:
             protocol = self._protocol(context)
         else:
-            protocol = protocol_from_config(context.run_config)
+            protocol = protocol_from_config(context.node_config, prefix=NODE_CONFIG_PREFIX)
+        protocol = against_malicious_server(protocol, semi_honest_server=self.semi_honest_server)
         check_supported(protocol)
         return protocol
 
@@ -276,11 +320,12 @@ class SecureFLNode:
         state.session = reader.optional_blob("session", size=SESSION_BYTES)
         state.party = reader.text("party") or None
         helpers, keys = reader.texts("helper-parties"), reader.blobs("helper-keys")
-        sessions, parties = reader.blobs("played-sessions", size=SESSION_BYTES), reader.texts("played-parties")
+        state.digest = reader.blob("digest", sizes=(0, wire.DIGEST_BYTES))
+        state.model = reader.blob("model-digest", sizes=(0, wire.DIGEST_BYTES))
         has_engine = reader.boolean("engine")
         reader.finish()
-        reader.require(len(helpers) == len(keys) and len(sessions) == len(parties), "has lists of unequal length")
-        state.helper_keys, state.played = dict(zip(helpers, keys)), dict(zip(sessions, parties))
+        reader.require(len(helpers) == len(keys), "has lists of unequal length")
+        state.helper_keys = dict(zip(helpers, keys))
         if KEY_HOLDER_KEY in records:
             state.key_holder = KeyHolder.from_state_dict(dict(records[KEY_HOLDER_KEY]))
         if has_engine:
@@ -310,8 +355,8 @@ class SecureFLNode:
             "party": state.party or "",
             "helper-parties": list(state.helper_keys),
             "helper-keys": list(state.helper_keys.values()),
-            "played-sessions": list(state.played),
-            "played-parties": list(state.played.values()),
+            "digest": state.digest,
+            "model-digest": state.model,
             "engine": state.engine is not None,
         })
         if state.key_holder is not None:
@@ -348,7 +393,7 @@ class SecureFLNode:
         role = self.role_for(context)
         protocol = self.protocol_for(context)
         state = _NodeState(role=role)
-        if role == CLIENT and registers_client_keys(protocol):
+        if role == CLIENT:  # it signs what it sends helpers, and in SecAgg's malicious-server mode its keys
             state.signing = _node_key(SigningKey, _key_dir(context), "signing.key")
             fingerprint = wire.client_fingerprint(state.signing.public_bytes)
             _log("securefl: this SuperNode is a client; fingerprint %s (other clients pin it)", fingerprint)
@@ -369,6 +414,7 @@ class SecureFLNode:
             "transport-key": state.transport.public_bytes if state.transport else b"",
             "parameters": state.parameters,
             "verification-key": state.signing.public_bytes if state.signing else b"",
+            "registers-client-keys": registers_client_keys(protocol),
         }
         return wire.pack(control, [])
 
@@ -386,16 +432,25 @@ class SecureFLNode:
             raise InvalidMessage(f"this node is {role!r}; it does not play {party!r}")
 
         metrics: dict[str, float] = {}
-        if state.played.get(session, party) != party:
-            # One input, one party per session: a node never contributes twice to one sum.
-            raise InvalidMessage(f"this node already played {state.played[session]!r} in this session")
         protocol = self._bound_protocol(context, control, state)
-        run = self._run_parameters(protocol, control)
+        digest, model = self._round_digest(message, context, control, state)
+        session = wire.bound_session(session, digest)
+        run = self._run_parameters(protocol, control, session)
+        if run.clients < protocol.min_clients:
+            raise ProtocolViolation(
+                f"the server announced a cohort of {run.clients} client(s); this node's {protocol.name} sums no "
+                f"fewer than min_clients={protocol.min_clients}"
+            )
         if state.engine is None or state.session != session:
+            # A contribution: once per round, per session and (a client) per model, whatever the server asks.
+            # The model is recorded once the input has left the engine: an aggregation that stopped
+            # before then leaves the model free for the next round (FedAvg keeps it after an abort).
+            ledger = Ledger.load(context, _key_dir(context))
+            ledger.check(run=int(context.run_id), round=round, session=session, party=party, digest=model)
             engine = self._new_engine(message, context, control, state, protocol, run, metrics)
-            state.played[session] = party
-            while len(state.played) > _SESSIONS_REMEMBERED:
-                del state.played[next(iter(state.played))]
+            ledger.admit(run=int(context.run_id), round=round, session=session, party=party, digest=None)
+            ledger.save(context)
+            state.model = model or b""
         else:
             if state.party != party:
                 raise InvalidMessage(f"this node plays {state.party!r} in this session, not {party!r}")
@@ -403,16 +458,19 @@ class SecureFLNode:
             if not isinstance(restored, RespondingEngine) or restored.party != party:
                 raise InvalidMessage(f"the stored engine does not play {party!r}")
             engine = restored
+        state.digest = digest
         state.session, state.party = session, party
         outgoing: list[wire.Entry] = []
         started = time.perf_counter()
+        senders: Callable[[str], bytes] | None = None
         try:
             for entry in entries:
                 if entry.sealed:
                     if state.transport is None:
                         raise InvalidMessage(f"{party} holds no transport key; it cannot open a sealed message")
+                    senders = senders or self._sender_keys(context, control, run.clients)
                     sender, payload = wire.open_envelope(entry.data, state.transport, session=session, round=round,
-                                                         recipient=party)
+                                                         recipient=party, sender_keys=senders)
                 else:
                     sender, payload = None, entry.data
                 inbound = decode_message(payload)
@@ -424,15 +482,36 @@ class SecureFLNode:
                     data = reply.to_bytes()
                     helper_key = state.helper_keys.get(reply.recipient)
                     if helper_key:
+                        if state.signing is None:
+                            raise InvalidMessage("this node made no client key at discovery; it cannot sign")
                         data = wire.seal_to(helper_key, data, session=session, round=round, sender=party,
-                                            recipient=reply.recipient)
+                                            recipient=reply.recipient, signer=state.signing)
                     outgoing.append(wire.Entry(data=data, sealed=bool(helper_key)))
+            if state.model and isinstance(engine, ClientEngine) and engine.input_released:
+                ledger = Ledger.load(context, _key_dir(context))
+                ledger.digests.add(state.model)
+                ledger.save(context)
+                state.model = b""
         finally:
             # Kept also after a refusal: an engine that stopped stays stopped (single use).
             state.engine = engine.state_dict()  # a decryptor's claim is in state.key_holder, the one it used
             self._save(context, state)
         metrics["engine-seconds"] = time.perf_counter() - started
         return wire.pack({"op": "phase", "party": party, "phase": phase, **metrics}, outgoing)
+
+    def _sender_keys(self, context: Context, control: dict, clients: int) -> Callable[[str], bytes]:
+        """A helper's lookup of the key that signs a client's envelopes, from the list the server relays."""
+        pins = self.pins_for(context)
+        keys = checked_client_keys(control.get("client-keys"), clients=clients,
+                                   client_pins={v for name, v in pins.items() if name.startswith(CLIENT_PIN_PREFIX)})
+
+        def key_of(sender: str) -> bytes:
+            index = client_index(sender)  # InvalidMessage unless "client/<i>": only clients seal to helpers
+            if not 0 <= index < len(keys) or client_id(index) != sender:
+                raise InvalidMessage(f"an envelope names the sender {sender!r}, which this aggregation does not list")
+            return keys[index]
+
+        return key_of
 
     def _bound_protocol(self, context: Context, control: dict, state: _NodeState) -> Protocol:
         """The protocol this node runs in this aggregation: its own configuration, around the helpers'
@@ -461,8 +540,27 @@ class SecureFLNode:
             )
         return protocol
 
+    def _round_digest(self, message: Message, context: Context, control: dict,
+                      state: _NodeState) -> tuple[bytes, bytes | None]:
+        """(the digest this aggregation's session is bound to, the model digest a new contribution records).
+
+        A client's is of what it trained on: the stored one while its engine
+        runs, else ``digest_fn``'s; a helper's is the one the server names
+        (and it records no model: it has none of its own).
+        """
+        if state.role != CLIENT:
+            digest = control.get("round-digest")
+            if not isinstance(digest, bytes) or len(digest) != wire.DIGEST_BYTES:
+                raise InvalidMessage("the server named no round digest for this aggregation")
+            return digest, None
+        if state.engine is not None and state.digest and state.session == wire.bound_session(
+                control["session"], state.digest):
+            return state.digest, None
+        opened = self._digest_fn(message, context)
+        return opened.session, opened.model
+
     @staticmethod
-    def _run_parameters(protocol: Protocol, control: dict) -> RunParameters:
+    def _run_parameters(protocol: Protocol, control: dict, session: bytes) -> RunParameters:
         """The aggregation's public parameters from the control fields (every message carries them).
 
         A stored engine names the parameters it was made under, so a server
@@ -472,7 +570,7 @@ class SecureFLNode:
         if not validation.is_integer(clients) or not validation.is_integer(length):
             raise InvalidMessage("malformed driver control record")
         keys = list(control.get("verification-keys", [])) if registers_client_keys(protocol) else []
-        return protocol.run_parameters(clients=clients, vector_length=length, session=control["session"],
+        return protocol.run_parameters(clients=clients, vector_length=length, session=session,
                                        round=control["round"], verification_keys=keys)
 
     def _new_engine(self, message: Message, context: Context, control: dict, state: _NodeState, protocol: Protocol,
@@ -498,6 +596,11 @@ class SecureFLNode:
         index = client_index(party)
         if not 0 <= index < run.clients or client_id(index) != party:
             raise InvalidMessage(f"{protocol.name} with {run.clients} clients has no party {party!r}")
+        if state.helper_keys:  # the list the helpers check this node's envelopes against
+            if state.signing is None:
+                raise InvalidMessage("this node made no client key at discovery; the server must discover it first")
+            checked_client_keys(control.get("client-keys"), clients=run.clients, client_pins=client_pins,
+                                own=(index, state.signing.public_bytes))
         signing_key = None
         if registers_client_keys(protocol):
             signing_key = self._registered_signer(control, state, client_pins)[index]
@@ -517,28 +620,40 @@ class SecureFLNode:
 
     @staticmethod
     def _registered_signer(control: dict, state: _NodeState, client_pins: set[str]) -> dict[int, SigningKey]:
-        """{own index: own signing key}, once the relayed verification keys pass this node's checks.
-
-        The list must hold this node's own key at its own index and, when
-        the operator pinned client fingerprints, only pinned keys elsewhere:
-        a server that substitutes a key (to sign as that client) is refused.
-        """
+        """{own index: own signing key}, once the relayed verification keys pass this node's checks."""
         if state.signing is None:
             raise InvalidMessage("this node made no signing key at discovery; the server must discover it first")
         index = client_index(control["party"])
-        keys = control.get("verification-keys")
-        if not isinstance(keys, list) or len(keys) != control["clients"] or not all(isinstance(k, bytes) for k in keys):
-            raise InvalidMessage("the server sent no verification key list of one key per client")
-        if keys[index] != state.signing.public_bytes:
-            raise InvalidMessage(f"the verification key relayed for {control['party']} is not this node's own")
-        if client_pins:
-            for position, key in enumerate(keys):
-                if position != index and wire.client_fingerprint(key) not in client_pins:
-                    raise InvalidMessage(
-                        f"the verification key relayed for client/{position} does not match any fingerprint "
-                        "this node pinned"
-                    )
+        checked_client_keys(control.get("verification-keys"), clients=control["clients"], client_pins=client_pins,
+                            own=(index, state.signing.public_bytes), what="verification key")
         return {index: state.signing}
+
+
+def checked_client_keys(
+    keys: object, *, clients: int, client_pins: set[str], own: tuple[int, bytes] | None = None,
+    what: str = "client key",
+) -> list[bytes]:
+    """The server's list of the clients' Ed25519 keys, once it passes this node's checks.
+
+    One distinct 32-byte key per client; this node's own key at its own
+    index (``own``, a client); when the operator pinned client fingerprints,
+    only pinned keys: a server that substitutes a key (to sign as that
+    client) or invents clients of its own (Sybils) is refused.
+    """
+    if (not isinstance(keys, list) or len(keys) != clients
+            or not all(isinstance(key, bytes) and len(key) == PUBLIC_KEY_BYTES for key in keys)):
+        raise InvalidMessage(f"the server sent no {what} list of one 32-byte key per client")
+    if len(set(keys)) != len(keys):
+        raise InvalidMessage(f"the server's {what} list names one key for two clients")
+    if own is not None and keys[own[0]] != own[1]:
+        raise InvalidMessage(f"the {what} relayed for client/{own[0]} is not this node's own")
+    if client_pins:
+        for position, key in enumerate(keys):
+            if (own is None or position != own[0]) and wire.client_fingerprint(key) not in client_pins:
+                raise InvalidMessage(
+                    f"the {what} relayed for client/{position} does not match any fingerprint this node pinned"
+                )
+    return list(keys)
 
 
 def make_client_app(
@@ -547,6 +662,7 @@ def make_client_app(
     input_fn: InputFn | None = None,
     role: str | None = None,
     pins: Mapping[str, str] | None = None,
+    semi_honest_server: bool = False,
 ) -> ClientApp:
     """A Flower ``ClientApp`` whose ``query.securefl`` messages a :class:`SecureFLNode` answers.
 
@@ -554,5 +670,6 @@ def make_client_app(
     ``app.query("securefl")(SecureFLNode(...))``.
     """
     app = ClientApp()
-    app.query("securefl")(SecureFLNode(protocol, input_fn=input_fn, role=role, pins=pins))
+    app.query("securefl")(SecureFLNode(protocol, input_fn=input_fn, role=role, pins=pins,
+                                       semi_honest_server=semi_honest_server))
     return app

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from flwr.app import ConfigRecordValues
+from flwr.app import ConfigRecordValues, RecordDict
 from flwr.serverapp import Grid
 
 from securefl import validation
@@ -43,7 +43,12 @@ from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
 from securefl.driver import AggregationResult, PhaseEnd, Round, TranscriptEntry, summarize_metrics
 from securefl.errors import ConfigurationError
 from securefl.integrations.flower import wire
-from securefl.integrations.flower.binding import bind, check_supported, registers_client_keys
+from securefl.integrations.flower.binding import (
+    against_malicious_server,
+    bind,
+    check_supported,
+    registers_client_keys,
+)
 from securefl.integrations.flower.node import CLIENT
 from securefl.integrations.flower.transport import ExtraContent, GridTransport, push_and_pull
 from securefl.protocols.base import Engine, Protocol, RingAggregate
@@ -150,6 +155,8 @@ class FlowerDriver:
     has not answered by then is a dropout. ``poll_interval`` is the pause
     between pulls. ``on_phase_end`` is called with a :class:`PhaseReport`
     after each phase (logging, progress, tests that act between phases).
+    ``protocol`` runs in its malicious-server mode, as on the nodes, unless
+    ``semi_honest_server`` (see :func:`.binding.against_malicious_server`).
     """
 
     def __init__(
@@ -161,7 +168,9 @@ class FlowerDriver:
         poll_interval: float = 0.1,
         host_helpers_in_server: bool = False,
         on_phase_end: Callable[[PhaseReport], None] | None = None,
+        semi_honest_server: bool = False,
     ) -> None:
+        protocol = against_malicious_server(protocol, semi_honest_server=semi_honest_server)
         check_supported(protocol)
         for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
             validation.positive_float(value, f"{name} (seconds)")
@@ -206,8 +215,12 @@ class FlowerDriver:
                 failures[node] = f"configured for {control.get('protocol')!r}, not {self.protocol.name!r}"
                 continue
             verification_key = bytes(control.get("verification-key", b""))
-            if role == CLIENT and registers_client_keys(self.protocol) and len(verification_key) != PUBLIC_KEY_BYTES:
-                failures[node] = "published no verification key (is it configured for malicious_server=True?)"
+            if role == CLIENT and len(verification_key) != PUBLIC_KEY_BYTES:
+                failures[node] = "published no client key"
+                continue
+            if role == CLIENT and control.get("registers-client-keys") is not registers_client_keys(self.protocol):
+                failures[node] = ("configured without malicious_server=True" if registers_client_keys(self.protocol)
+                                  else "configured for malicious_server=True; this server runs without it")
                 continue
             partition = control.get("partition", -1)
             nodes[node] = NodeInfo(
@@ -232,6 +245,7 @@ class FlowerDriver:
         round: int = 0,
         session: bytes | None = None,
         extra: ExtraContent | None = None,
+        digest: bytes | None = None,
     ) -> FlowerAggregation:
         """Aggregate the inputs of the client nodes ``clients`` (node ids; client i is ``clients[i]``).
 
@@ -239,8 +253,11 @@ class FlowerDriver:
         SuperNode holds it): a dropout from the first phase.
         ``extra(node_id, index)`` may return records to attach to the first
         message each client receives (e.g. the global model its input
-        function trains). Raises ``ProtocolAbort`` when the protocol cannot
-        complete.
+        function trains): the same for every client, since each binds its
+        session to their digest (:func:`.wire.bound_session`; one model per
+        round). ``digest`` names that digest when the clients trained on
+        something else (the wrapper's train message). Raises ``ProtocolAbort``
+        when the protocol cannot complete.
         """
         started = time.perf_counter()
         federation = self.federation if self.federation is not None else self.discover()
@@ -252,6 +269,14 @@ class FlowerDriver:
         if unknown:
             raise ConfigurationError(f"nodes {unknown} are not client SuperNodes of the discovered federation")
         session = os.urandom(SESSION_BYTES) if session is None else session
+        if digest is None:
+            digests = {wire.content_digest((extra(node, index) if extra is not None else None) or RecordDict())
+                       for index, node in enumerate(clients) if node is not None}
+            if len(digests) > 1:
+                raise ConfigurationError("extra attaches different records for different clients; every client of "
+                                         "an aggregation must get the same model and config")
+            digest = digests.pop() if digests else wire.empty_digest()
+        bound = wire.bound_session(session, digest)
         if self.host_helpers_in_server:
             protocol = self.protocol
             helper_keys: dict[str, bytes] = {}
@@ -259,18 +284,19 @@ class FlowerDriver:
             helper_infos = {party: federation.nodes[node] for party, node in federation.helpers.items()}
             protocol = bind(self.protocol, {party: info.parameters for party, info in helper_infos.items()})
             helper_keys = {party: info.transport_key for party, info in helper_infos.items()}
+        # Each client's own key, as published at discovery; a client without a SuperNode gets a key
+        # nobody keeps (it drops out in the first phase; clients that pin keys refuse it).
+        client_keys = [
+            federation.nodes[node].verification_key if node is not None else SigningKey.generate().public_bytes
+            for node in clients
+        ]
         verification_keys: list[bytes] = []
         if registers_client_keys(protocol):
-            # Each client's own key, as published at discovery; a client without a SuperNode gets a key
-            # nobody keeps (it drops out in the first phase; clients that pin keys refuse it).
-            verification_keys = [
-                federation.nodes[node].verification_key if node is not None else SigningKey.generate().public_bytes
-                for node in clients
-            ]
-            parties = protocol.setup_registered(clients=len(clients), vector_length=vector_length, session=session,
+            verification_keys = client_keys
+            parties = protocol.setup_registered(clients=len(clients), vector_length=vector_length, session=bound,
                                                 round=round, verification_keys=verification_keys, signing_keys={})
         else:
-            parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=session, round=round)
+            parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=bound, round=round)
         local_helpers: list[Engine] = []
         node_of: dict[str, int] = {client_id(i): node for i, node in enumerate(clients) if node is not None}
         for helper in parties.helpers:
@@ -287,6 +313,7 @@ class FlowerDriver:
         setup: dict[str, ConfigRecordValues] = {
             "op": "phase",
             "session": session,
+            "round-digest": digest,
             "round": int(round),
             "clients": len(clients),
             "vector-length": int(vector_length),
@@ -297,6 +324,8 @@ class FlowerDriver:
         }
         if verification_keys:
             setup["verification-keys"] = verification_keys
+        if helpers_used:  # the keys the helpers check the clients' envelopes against
+            setup["client-keys"] = client_keys
         transport = GridTransport(self.grid, node_of=node_of, setup=setup, group=f"{round}", timeout=self.timeout,
                                   poll_interval=self.poll_interval, extra=extra)
 

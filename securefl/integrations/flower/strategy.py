@@ -67,6 +67,7 @@ from securefl import validation
 from securefl.aggregator import BufferPolicy, Layout, SecureAggregator
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
 from securefl.integrations.flower import wire
+from securefl.integrations.flower.binding import against_malicious_server
 from securefl.integrations.flower.mod import (
     ACK_KEY,
     TICKET_BYTES,
@@ -210,6 +211,7 @@ class _Pending:
     ticket: bytes
     arrays: ArrayRecord
     messages: tuple[Message, ...]  # Flower's Grid gives each its message id when it pushes it
+    digests: frozenset[bytes]  # of the model and config each message carries: one, unless the strategy split them
 
     @property
     def sampled(self) -> tuple[int, ...]:
@@ -236,8 +238,10 @@ class SecureAggregation(Strategy):
     mod wraps (``"train"``, or ``"train.<action>"``);
     ``host_helpers_in_server=True`` runs helper engines in the ServerApp
     (tests only: the server then holds their secrets); ``on_phase_end`` is
-    called with a :class:`PhaseReport` after each protocol phase. :attr:`reports` has
-    one :class:`RoundReport` per training round; :attr:`epsilon` the DP
+    called with a :class:`PhaseReport` after each protocol phase;
+    ``semi_honest_server=True`` runs ``protocol`` as given rather than in its
+    malicious-server mode (the nodes' mod must say the same). :attr:`reports`
+    has one :class:`RoundReport` per training round; :attr:`epsilon` the DP
     spent so far.
     """
 
@@ -254,6 +258,7 @@ class SecureAggregation(Strategy):
         message_type: str = MessageType.TRAIN,
         host_helpers_in_server: bool = False,
         on_phase_end: Callable[[PhaseReport], None] | None = None,
+        semi_honest_server: bool = False,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise ConfigurationError(f"strategy must be a Flower Message-API Strategy; found {type(strategy).__name__}")
@@ -264,8 +269,7 @@ class SecureAggregation(Strategy):
                 f"{type(strategy).__name__} aggregates from each node's update ({unusable[0]}); a secure sum hides "
                 "them: wrap FedAvg, FedProx, FedAvgM, FedAdam, FedYogi or FedAdagrad"
             )
-        if not isinstance(protocol, Protocol):
-            raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
+        protocol = against_malicious_server(protocol, semi_honest_server=semi_honest_server)
         if dp is not None:
             check_deployable(dp)
         if message_type.split(".", 1)[0] != MessageType.TRAIN:
@@ -329,7 +333,9 @@ class SecureAggregation(Strategy):
             content[TICKET_KEY] = ConfigRecord({"ticket": ticket, "round": int(server_round)})
             sent.append(Message(content, message.metadata.dst_node_id, message.metadata.message_type,
                                 ttl=message.metadata.ttl, group_id=message.metadata.group_id))
-        self._pending = _Pending(round=int(server_round), ticket=ticket, arrays=arrays, messages=tuple(sent))
+        digests = frozenset(wire.content_digest(message.content, skip=(TICKET_KEY,)) for message in sent)
+        self._pending = _Pending(round=int(server_round), ticket=ticket, arrays=arrays, messages=tuple(sent),
+                                 digests=digests)
         return sent
 
     def aggregate_train(
@@ -343,6 +349,10 @@ class SecureAggregation(Strategy):
         if pending is None or pending.round != server_round or self._driver is None:
             return self._abort(report, f"round {server_round} was not configured by this SecureAggregation", started)
         report.sampled = pending.sampled
+        if len(pending.digests) > 1:
+            return self._abort(report, f"{type(self.strategy).__name__} sent {len(pending.digests)} different models "
+                               "or configs to the nodes of one round; the nodes bind their session to theirs, so no "
+                               "secure sum can form (one model per round)", started)
         reference = {name: array.numpy() for name, array in pending.arrays.items()}
         layout = Layout.of(reference, buffers=self.buffers)
         acknowledged = self._acknowledgements(replies, pending, report)
@@ -355,6 +365,13 @@ class SecureAggregation(Strategy):
         driver = self._driver
         if any(node not in (driver.federation or Federation({})).nodes for node in nodes):
             self._discover(driver)  # a node that joined since the last discovery
+        members = set(driver.federation.clients) if driver.federation is not None else set()
+        for node in [node for node in nodes if node not in members]:
+            self._exclude(report, node, driver.discovery_failures.get(node, "not a client SuperNode of the "
+                                                                               "discovered federation"))
+        nodes = [node for node in nodes if node in members]
+        if not nodes:
+            return self._abort(report, "no acknowledging node is a client of the discovered federation", started)
         aggregator = self._dp_aggregator or SecureAggregator(self.protocol, buffers=self.buffers)
         ticket = pending.ticket
 
@@ -366,7 +383,8 @@ class SecureAggregation(Strategy):
         try:
             plan = aggregator.open_round(cohort=len(nodes), dimension=chosen.aggregated, round=int(server_round),
                                          public_seed=ticket)
-            aggregation = driver.aggregate(nodes, vector_length=chosen.length, round=int(server_round), extra=extra)
+            aggregation = driver.aggregate(nodes, vector_length=chosen.length, round=int(server_round), extra=extra,
+                                           digest=next(iter(pending.digests)))
             released = aggregator.release(plan, aggregation.aggregate, transcript=aggregation.transcript,
                                           metrics=aggregation.metrics)
         except (ProtocolAbort, ProtocolViolation) as abort:
@@ -435,7 +453,8 @@ class SecureAggregation(Strategy):
             protocol = self.dp.protocol_for(self.protocol) if self.dp is not None else self.protocol
             self._driver = FlowerDriver(view, protocol, timeout=self.timeout, poll_interval=self.poll_interval,
                                         host_helpers_in_server=self.host_helpers_in_server,
-                                        on_phase_end=self.on_phase_end)
+                                        on_phase_end=self.on_phase_end,
+                                        semi_honest_server=True)  # self.protocol is already in its final mode
         return self._driver
 
     def _discover(self, driver: FlowerDriver) -> Federation:

@@ -21,27 +21,56 @@ helper's X25519 transport key, which the helper publishes at discovery:
     key     = agree(e, helper_transport_public, label, session, round, (sender, recipient))
     sealed  = AES-256-GCM(key, canonical bytes,
                           associated = associated_data(session, round, sender, recipient, label))
-    envelope = msgpack([recipient, sender, e_public, sealed])
+    signed  = Ed25519(sender's client key, context(label, session, round, sender, recipient, e_public, sealed))
+    envelope = msgpack([recipient, sender, e_public, sealed, signed])
 
 (``securefl.crypto.keys.agree`` is X25519 + HKDF-SHA256 bound to every
 field; ``securefl.crypto.aead`` is AES-GCM.) The server routes the envelope
-by its recipient and can neither read nor alter it. A server that
-substitutes its own key for the helper's at discovery could read the
-envelopes: clients that pin the helpers' fingerprints (see
-:func:`helper_fingerprint`) refuse such keys.
+by its recipient and can neither read nor alter it. Sealing proves who can
+open an envelope, the signature who sent it: each client node signs with an
+Ed25519 key of its own, published at discovery (and kept in its key
+directory), and a helper opens only envelopes signed by the key listed for
+the sender in the aggregation's ``client-keys``, so a server cannot seal
+shares in a client's name. A server that lists keys of its own for clients
+it invents (Sybils) is stopped only by pins: helpers and clients whose
+operators pinned the clients' fingerprints (:func:`client_fingerprint`)
+refuse unpinned keys. A server that substitutes its own key for a helper's
+at discovery could read the envelopes: clients that pin the helpers'
+fingerprints (see :func:`helper_fingerprint`) refuse such keys.
+
+One model per round. The session every engine of an aggregation runs under
+is not the server's session id s but
+
+    bound = SHA-256(context(label, s, digest))[:16],   digest = :func:`content_digest`
+
+of what the client trained on (the global model and the round's config, as
+the client received them). Every key agreement, signature and envelope of
+the protocol is bound to it, so clients given different models or configs
+(Pasquini et al., CCS 2022) run under different sessions: their masks do not
+cancel, their signatures do not verify, helpers cannot open their envelopes,
+and the round aborts instead of summing one client's update with
+zero-updates made to measure.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgpack
-from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues, MetricRecord, RecordDict
 
 from securefl.crypto import aead
-from securefl.crypto.keys import PUBLIC_KEY_BYTES, KeyPair, agree, context
+from securefl.crypto.keys import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    KeyPair,
+    SigningKey,
+    agree,
+    context,
+    verify_signature,
+)
 from securefl.errors import InvalidMessage
 
 __all__ = [
@@ -57,17 +86,24 @@ __all__ = [
     "envelope_route",
     "helper_fingerprint",
     "client_fingerprint",
+    "content_digest",
+    "bound_session",
+    "empty_digest",
+    "DIGEST_BYTES",
 ]
 
 CONTROL = "securefl"
 MESSAGES = "securefl.messages"
 MESSAGE_TYPE = "query.securefl"
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 PLAIN = "securefl/message"
 SEALED = "securefl/sealed"
 _SEAL_LABEL = "securefl/flower/seal/v1"
 _FINGERPRINT_LABEL = "securefl/flower/helper/v1"
 _CLIENT_FINGERPRINT_LABEL = "securefl/flower/client/v1"
+_CONTENT_LABEL = "securefl/flower/content/v1"
+_BOUND_SESSION_LABEL = "securefl/flower/bound-session/v1"
+DIGEST_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -118,43 +154,62 @@ def _associated(session: bytes, round: int, sender: str, recipient: str) -> byte
     return aead.associated_data(session=session, round=round, sender=sender, recipient=recipient, label=_SEAL_LABEL)
 
 
+def _signed_fields(session: bytes, round: int, sender: str, recipient: str, ephemeral: bytes, sealed: bytes) -> bytes:
+    return context(_SEAL_LABEL, session, round, sender, recipient, ephemeral, sealed)
+
+
 def seal_to(
-    recipient_public: bytes, payload: bytes, *, session: bytes, round: int, sender: str, recipient: str
+    recipient_public: bytes, payload: bytes, *, session: bytes, round: int, sender: str, recipient: str,
+    signer: SigningKey,
 ) -> bytes:
-    """An envelope only the holder of ``recipient_public``'s private key opens (see module docstring)."""
+    """An envelope only the holder of ``recipient_public``'s private key opens, signed by ``signer``."""
     ephemeral = KeyPair.generate()
     key = _key(ephemeral, recipient_public, session, round, sender, recipient)
     sealed = aead.seal(key, payload, associated=_associated(session, round, sender, recipient))
-    return msgpack.packb([recipient, sender, ephemeral.public_bytes, sealed], use_bin_type=True)
+    signature = signer.sign(_signed_fields(session, round, sender, recipient, ephemeral.public_bytes, sealed))
+    return msgpack.packb([recipient, sender, ephemeral.public_bytes, sealed, signature], use_bin_type=True)
 
 
 def envelope_route(envelope: bytes) -> tuple[str, str]:
     """(recipient, sender) named on an envelope, for routing; not authenticated until opened."""
-    recipient, sender, _, _ = _parse(envelope)
+    recipient, sender, _, _, _ = _parse(envelope)
     return recipient, sender
 
 
-def _parse(envelope: bytes) -> tuple[str, str, bytes, bytes]:
+def _parse(envelope: bytes) -> tuple[str, str, bytes, bytes, bytes]:
     try:
         fields = msgpack.unpackb(envelope, raw=False)
     except Exception:  # msgpack raises several unrelated types on garbage
         raise InvalidMessage("undecodable envelope") from None
     if (
         not isinstance(fields, list)
-        or len(fields) != 4
+        or len(fields) != 5
         or not all(isinstance(f, str) for f in fields[:2])
         or not all(isinstance(f, bytes) for f in fields[2:])
         or len(fields[2]) != PUBLIC_KEY_BYTES
+        or len(fields[4]) != SIGNATURE_BYTES
     ):
         raise InvalidMessage("malformed envelope")
-    return fields[0], fields[1], fields[2], fields[3]
+    if msgpack.packb(fields, use_bin_type=True) != envelope:
+        raise InvalidMessage("envelope is not canonically encoded")
+    return fields[0], fields[1], fields[2], fields[3], fields[4]
 
 
-def open_envelope(envelope: bytes, keys: KeyPair, *, session: bytes, round: int, recipient: str) -> tuple[str, bytes]:
-    """(sender, canonical bytes) of an envelope sealed to ``keys``; ``InvalidMessage`` otherwise."""
-    named_recipient, sender, ephemeral_public, sealed = _parse(envelope)
+def open_envelope(
+    envelope: bytes, keys: KeyPair, *, session: bytes, round: int, recipient: str,
+    sender_keys: Callable[[str], bytes],
+) -> tuple[str, bytes]:
+    """(sender, canonical bytes) of an envelope sealed to ``keys`` and signed by its sender's key.
+
+    ``sender_keys(sender)`` is the verification key the aggregation lists
+    for the named sender (``InvalidMessage`` for a sender it does not list);
+    a bad signature or seal is ``InvalidMessage`` too.
+    """
+    named_recipient, sender, ephemeral_public, sealed, signature = _parse(envelope)
     if named_recipient != recipient:
         raise InvalidMessage(f"envelope is addressed to {named_recipient!r}, not {recipient!r}")
+    verify_signature(sender_keys(sender), signature,
+                     _signed_fields(session, round, sender, recipient, ephemeral_public, sealed))
     key = agree(keys, ephemeral_public, label=_SEAL_LABEL, session=session, round=round, parties=(sender, recipient))
     return sender, aead.open_sealed(key, sealed, associated=_associated(session, round, sender, recipient))
 
@@ -177,3 +232,52 @@ def client_fingerprint(verification_key: bytes) -> str:
     """
     digest = hashlib.sha256(context(_CLIENT_FINGERPRINT_LABEL, verification_key)).digest()
     return digest[:16].hex()
+
+
+def _value_bytes(value: object) -> bytes:
+    """A record value, typed: msgpack keeps int, float (as float64), str, bytes, bool and lists apart."""
+    return msgpack.packb(value, use_bin_type=True, use_single_float=False)
+
+
+def content_digest(content: RecordDict, *, skip: Iterable[str] = (), arrays_only: bool = False) -> bytes:
+    """SHA-256 of ``content``'s records (but those named in ``skip``; only its arrays if ``arrays_only``), canonically.
+
+    Records in name order, each with its kind; an ``ArrayRecord``'s arrays
+    in their own order (the order is part of the model's layout) with dtype,
+    shape and bytes; a ``ConfigRecord``'s or ``MetricRecord``'s values in key
+    order with their types. Two contents digest alike exactly when a node
+    would train alike on them.
+    """
+    skipped = set(skip)
+    digest = hashlib.sha256(context(_CONTENT_LABEL))
+    for name in sorted(content):
+        if name in skipped:
+            continue
+        record = content[name]
+        if isinstance(record, ArrayRecord):
+            digest.update(context("arrays", name, len(record)))
+            for key, array in record.items():
+                digest.update(context(key, array.dtype, _value_bytes(list(array.shape)), array.stype))
+                digest.update(context(bytes(array.data)))
+        elif arrays_only:
+            continue
+        elif isinstance(record, (ConfigRecord, MetricRecord)):
+            kind = "config" if isinstance(record, ConfigRecord) else "metrics"
+            digest.update(context(kind, name, len(record)))
+            for key in sorted(record):
+                digest.update(context(key, _value_bytes(record[key])))
+        else:  # pragma: no cover - Flower has no other record kind
+            raise InvalidMessage(f"record {name!r} is a {type(record).__name__}")
+    return digest.digest()
+
+
+def empty_digest() -> bytes:
+    """:func:`content_digest` of no records: an aggregation whose clients were sent no model."""
+    return content_digest(RecordDict())
+
+
+def bound_session(session: bytes, digest: bytes) -> bytes:
+    """The session the engines run under: SHA-256(context(label, session, digest))[:16] (see module docstring)."""
+    if len(digest) != DIGEST_BYTES:
+        raise InvalidMessage(f"a round digest has {DIGEST_BYTES} bytes; found {len(digest)}")
+    return hashlib.sha256(context(_BOUND_SESSION_LABEL, session, digest)).digest()[: len(session)]

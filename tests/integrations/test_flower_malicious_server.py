@@ -30,6 +30,7 @@ from securefl.integrations.flower import SecureAggregation, securefl_mod, wire  
 from securefl.integrations.flower.fedavg import fedavg_client_app, fedavg_server_app  # noqa: E402
 from securefl.integrations.flower.ledger import LEDGER_FILE, Ledger  # noqa: E402
 from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
+from securefl.protocols.secagg import SecAgg  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
 from tests.integrations.test_flower_mod import NODES, initial_arrays, numpy_app  # noqa: E402
 
@@ -57,12 +58,13 @@ def ring_sum(partitions) -> np.ndarray:
     return total
 
 
-def driver_federation(protocol, helpers=AGGREGATORS, *, clients=CLIENTS, node_config=None, helper_config=None):
-    app = flower.make_client_app(protocol, input_fn=input_fn)
+def driver_federation(protocol, helpers=AGGREGATORS, *, clients=CLIENTS, node_config=None, helper_config=None,
+                      semi_honest_server=False):
+    app = flower.make_client_app(protocol, input_fn=input_fn, semi_honest_server=semi_honest_server)
     nodes = [({"partition-id": i, **(node_config or {})}, app) for i in range(clients)]
     nodes += [({"securefl-role": role, **(helper_config or {})}, app) for role in helpers]
     grid = FakeGrid(nodes)
-    driver = flower.FlowerDriver(grid, protocol, timeout=1, poll_interval=0.01)
+    driver = flower.FlowerDriver(grid, protocol, timeout=1, poll_interval=0.01, semi_honest_server=semi_honest_server)
     driver.discover(min_nodes=clients + len(helpers))
     return grid, driver
 
@@ -220,12 +222,20 @@ def test_the_paillier_decryptor_decrypts_a_replayed_sum_once_even_after_a_redisc
 # -- 3. a cohort below the nodes' minimum ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol, helpers", [(SHARING, AGGREGATORS),
-                                               (Paillier(key_bits=512, encoding=Encoding(max_clients=8)),
-                                                ("decryptor",))])
-def test_a_cohort_of_one_is_refused_by_the_node_and_the_server_gets_nothing(protocol, helpers):
-    grid, driver = driver_federation(protocol, helpers)
-    driver.protocol = dataclasses.replace(protocol, min_clients=1)  # the server's own copy says what it likes
+COHORT_CASES = {
+    "secret-sharing": (SHARING, AGGREGATORS, False),
+    "paillier": (Paillier(key_bits=512, encoding=Encoding(max_clients=8)), ("decryptor",), False),
+    "secagg": (SecAgg(), (), False),  # malicious-server mode, the default over Flower
+    "secagg+": (SecAgg(neighbors=2), (), False),
+    "secagg-semi-honest": (SecAgg(), (), True),
+}
+
+
+@pytest.mark.parametrize("name", COHORT_CASES)
+def test_a_cohort_of_one_is_refused_by_the_node_and_the_server_gets_nothing(name):
+    protocol, helpers, semi_honest = COHORT_CASES[name]
+    grid, driver = driver_federation(protocol, helpers, semi_honest_server=semi_honest)
+    driver.protocol = dataclasses.replace(driver.protocol, min_clients=1)  # the server's copy says what it likes
     target = driver.federation.clients[0]
     mark = len(grid.seen)
 
@@ -285,9 +295,11 @@ def helper_grid(protocol=SHARING, roles=AGGREGATORS):
                     + [({"securefl-role": role}, numpy_app([securefl_mod(protocol)])) for role in roles])
 
 
-def test_a_client_given_another_model_than_the_others_is_never_summed_with_them():
-    grid = helper_grid()
-    secure = HidesTheSplit(SplitModels(0, min_available_nodes=NODES, fraction_evaluate=0.0), SHARING, timeout=1,
+@pytest.mark.parametrize("name", ["secret-sharing", "secagg+"])
+def test_a_client_given_another_model_than_the_others_is_never_summed_with_them(name):
+    protocol, roles = (SHARING, AGGREGATORS) if name == "secret-sharing" else (SecAgg(neighbors=4), ())
+    grid = helper_grid(protocol, roles)
+    secure = HidesTheSplit(SplitModels(0, min_available_nodes=NODES, fraction_evaluate=0.0), protocol, timeout=1,
                            poll_interval=0.01)
 
     secure.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1, timeout=5)
@@ -360,6 +372,26 @@ def test_the_run_config_cannot_switch_the_nodes_to_plaintext():
     assert [record.included for record in history.records] == [()] and len(history.aborted_rounds) == 1
     assert not [m for m in grid.seen if m.metadata.reply_to_message_id and m.has_content()
                 and wire.unpack(m.content)[1]]  # no node sent a protocol message, let alone its vector
+
+
+def test_a_server_that_drops_malicious_server_mode_is_refused_by_the_nodes():
+    app = flower.make_client_app(SecAgg(), input_fn=input_fn)  # the default: against a malicious server
+    grid = FakeGrid([({"partition-id": i}, app) for i in range(CLIENTS)])
+    driver = flower.FlowerDriver(grid, SecAgg(), timeout=1, poll_interval=0.01, semi_honest_server=True)
+
+    found = driver.discover(min_nodes=CLIENTS)
+    assert found.clients == () and all("malicious_server=True" in reason
+                                       for reason in driver.discovery_failures.values())
+
+    # A server that skips the discovery check and runs semi-honest SecAgg anyway: refused at the first phase.
+    driver.federation = flower.Federation({node: flower.NodeInfo(node_id=node, role="client", partition=i,
+                                                                 verification_key=SigningKey.generate().public_bytes)
+                                           for i, node in enumerate(sorted(grid.apps))})
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH, round=1)
+    assert set(error_replies(grid)) == set(grid.apps)
+    assert not [m for m in grid.seen if m.metadata.reply_to_message_id and not m.has_error()
+                and wire.unpack(m.content)[1]]  # no protocol message left a node
 
 
 def flower_context(run_config):

@@ -3,9 +3,10 @@
 The app (``flower_mod_app/``) is an ordinary Flower app: a ``ClientApp``
 whose ``@app.train`` returns arrays and a MetricRecord, switched to
 complete-graph SecAgg by ``securefl_mod`` (the protocol fixed in the client's
-code), and ``FedAvg`` wrapped in ``SecureAggregation``, started with
-``Strategy.start``. One SuperLink and three client SuperNodes (partition ids
-0-2), started and stopped by this test by pid, in insecure mode on 127.0.0.1.
+code; over Flower in malicious-server mode, the default), and ``FedAvg``
+wrapped in ``SecureAggregation``, started with ``Strategy.start``. One
+SuperLink and four client SuperNodes (partition ids 0-3), started and
+stopped by this test by pid, in insecure mode on 127.0.0.1.
 In round 2 the test kills partition 2's SuperNode after ``share-keys`` (it
 has handed out the shares of its mask keys) and before ``masked-input``.
 
@@ -32,7 +33,7 @@ from tests.integrations.flower_processes import DEPLOYMENT_MARKS, LocalFederatio
 pytestmark = DEPLOYMENT_MARKS
 
 APP = Path(__file__).parent / "flower_mod_app"
-CLIENTS = 3
+CLIENTS = 4  # malicious-server SecAgg needs t > 2n/3: four clients survive one dropout
 VICTIM = 2
 ROUNDS = 2
 RUN_SECONDS = 300  # bound on the wait for each file the ServerApp writes (under load a phase takes ~15 s)
@@ -98,6 +99,7 @@ def test_securefl_mod_and_secure_fedavg_over_flower_exact_then_a_supernode_kille
     assert "error" not in outcome, f"{outcome['error']}\n{federation.logs_tail()}"
     everyone, survivors = list(range(CLIENTS)), [p for p in range(CLIENTS) if p != VICTIM]
     print("per-phase seconds:", outcome["phases"])
+    assert "consistency-check" in {entry["phase"] for entry in outcome["phases"]}  # malicious server: the default
     first, second = outcome["reports"]
     assert outcome["helpers"] == []
     for report in (first, second):  # partition ids, in node-id order: compare them sorted

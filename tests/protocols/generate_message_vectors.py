@@ -96,18 +96,34 @@ def _canonical_messages() -> list[tuple[str, Message]]:
         ("8-bit ring", secret_sharing.AggregateShare(
             **_header("aggregate", a0, SERVER), ring_bits=8, vector=_ring([255, 128, 0, 1], 8))),
         # SecAgg
-        ("request", secagg.AdvertiseRequest(**_header(secagg.ADVERTISE_KEYS, SERVER, c1))),
+        ("malicious-server SecAgg+: commit to a graph coin", secagg.CoinCommitRequest(
+            **_header(secagg.COMMIT_COINS, SERVER, c1))),
+        ("32-byte commitment", secagg.CoinCommitment(
+            **_header(secagg.COMMIT_COINS, c1, SERVER), commitment=_bytes("coin commitment 1", 32))),
+        ("request", secagg.AdvertiseRequest(**_header(secagg.ADVERTISE_KEYS, SERVER, c1), coin_commitments={})),
+        ("malicious-server SecAgg+: every committed client's coin commitment", secagg.AdvertiseRequest(
+            **_header(secagg.ADVERTISE_KEYS, SERVER, c1),
+            coin_commitments={v: _bytes(f"coin commitment {v}", 32) for v in (0, 1, 3)})),
         ("semi-honest: empty signature", secagg.KeyAdvertisement(
             **_header(secagg.ADVERTISE_KEYS, c1, SERVER), share_public=_bytes("share public 1", 32),
-            mask_public=_bytes("mask public 1", 32), signature=b"")),
+            mask_public=_bytes("mask public 1", 32), signature=b"", coin=b"")),
         ("malicious-server mode: 64-byte signature", secagg.KeyAdvertisement(
             **_header(secagg.ADVERTISE_KEYS, c1, SERVER), share_public=_bytes("share public 1", 32),
-            mask_public=_bytes("mask public 1", 32), signature=_bytes("advertise signature 1", 64))),
+            mask_public=_bytes("mask public 1", 32), signature=_bytes("advertise signature 1", 64), coin=b"")),
+        ("malicious-server SecAgg+: signature and the revealed 32-byte coin", secagg.KeyAdvertisement(
+            **_header(secagg.ADVERTISE_KEYS, c1, SERVER), share_public=_bytes("share public 1", 32),
+            mask_public=_bytes("mask public 1", 32), signature=_bytes("advertise signature 1", 64),
+            coin=_bytes("coin 1", 32))),
         ("semi-honest: three neighbours' keys, unsigned", secagg.ShareKeysRequest(
-            **_header(secagg.SHARE_KEYS, SERVER, c1), keys={v: _advertised(v, signed=False) for v in (0, 2, 3)})),
+            **_header(secagg.SHARE_KEYS, SERVER, c1), keys={v: _advertised(v, signed=False) for v in (0, 2, 3)},
+            coins={})),
         ("malicious-server mode: two neighbours' signed keys", secagg.ShareKeysRequest(
-            **_header(secagg.SHARE_KEYS, SERVER, c0), keys={v: _advertised(v, signed=True) for v in (1, 2)})),
-        ("no neighbour", secagg.ShareKeysRequest(**_header(secagg.SHARE_KEYS, SERVER, c0), keys={})),
+            **_header(secagg.SHARE_KEYS, SERVER, c0), keys={v: _advertised(v, signed=True) for v in (1, 2)},
+            coins={})),
+        ("malicious-server SecAgg+: two neighbours' signed keys, every revealed coin", secagg.ShareKeysRequest(
+            **_header(secagg.SHARE_KEYS, SERVER, c0), keys={v: _advertised(v, signed=True) for v in (1, 3)},
+            coins={v: _bytes(f"coin {v}", 32) for v in (0, 1, 3)})),
+        ("no neighbour", secagg.ShareKeysRequest(**_header(secagg.SHARE_KEYS, SERVER, c0), keys={}, coins={})),
         ("102-byte ciphertexts to three neighbours", secagg.EncryptedShares(
             **_header(secagg.SHARE_KEYS, c1, SERVER), ciphertexts={v: _sealed(1, v) for v in (0, 2, 3)},
             self_mask_commitment=_bytes("self-mask commitment 1", 32))),
@@ -189,6 +205,11 @@ def _adversarial_cases(messages: dict[str, Message]) -> list[tuple[str, str, byt
     report = messages["secret-sharing/received three clients"]
     upload = messages["paillier/encrypted-upload two 64-byte ciphertexts (toy key size)"]
     request = messages["secagg/advertise-request request"]
+    coin_list = messages["secagg/advertise-request malicious-server SecAgg+: every committed client's coin commitment"]
+    revealing = messages["secagg/key-advertisement malicious-server SecAgg+: signature and the revealed 32-byte coin"]
+    coins = messages["secagg/share-keys-request malicious-server SecAgg+: two neighbours' signed keys, every "
+                     "revealed coin"]
+    coin_commitment = messages["secagg/coin-commitment 32-byte commitment"]
     signed = [_bytes("share public 1", 32), _bytes("mask public 1", 32), _bytes("advertise signature 1", 64)]
     entry2 = _packed([_bytes("share public 2", 32), _bytes("mask public 2", 32), _bytes("advertise signature 2", 64)])
     entry1 = _packed(signed)
@@ -249,6 +270,21 @@ def _adversarial_cases(messages: dict[str, Message]) -> list[tuple[str, str, byt
         (shares, "ciphertext of 103 bytes", _spliced(shares, "ciphertexts", _packed(
             {0: _bytes("c", 102), 2: _bytes("c", 103), 3: _bytes("c", 102)}))),
         (shares, "commitment of 31 bytes", _spliced(shares, "self_mask_commitment", _bin(31))),
+        (coin_commitment, "coin commitment of 31 bytes", _spliced(coin_commitment, "commitment", _bin(31))),
+        (coin_commitment, "coin commitment of 33 bytes", _spliced(coin_commitment, "commitment", _bin(33))),
+        (coin_commitment, "coin commitment empty", _spliced(coin_commitment, "commitment", _bin(0))),
+        (coin_list, "a coin commitment of 33 bytes", _spliced(coin_list, "coin_commitments", _packed(
+            {0: _bytes("c", 32), 1: _bytes("c", 33), 3: _bytes("c", 32)}))),
+        (coin_list, "coin commitments as a list", _spliced(coin_list, "coin_commitments", _packed(
+            [_bytes("c", 32)] * 3))),
+        (revealing, "coin of 31 bytes", _spliced(revealing, "coin", _bin(31))),
+        (revealing, "coin of 33 bytes", _spliced(revealing, "coin", _bin(33))),
+        (coins, "revealed coin of 31 bytes", _spliced(coins, "coins", _packed(
+            {0: _bytes("c", 32), 1: _bytes("c", 31), 3: _bytes("c", 32)}))),
+        (coins, "an empty revealed coin (always 32 bytes here)", _spliced(coins, "coins", _packed(
+            {0: _bytes("c", 32), 1: b"", 3: _bytes("c", 32)}))),
+        (coins, "coin map keys out of order", _spliced(coins, "coins", b"\x83\x00" + _bin(32) + b"\x03" + _bin(32)
+                                                       + b"\x01" + _bin(32))),
         (shares, "commitment of 33 bytes", _spliced(shares, "self_mask_commitment", _bin(33))),
         (consistency, "empty signature (always 64 bytes here)", _spliced(consistency, "signature", _bin(0))),
         (unmask, "consistency signature of 65 bytes", _spliced(unmask, "signatures", _packed(

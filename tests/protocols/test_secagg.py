@@ -11,12 +11,13 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from securefl import ring
+from securefl.driver import InProcessTransport, Round
 from securefl.encoding import Encoding
 from securefl.errors import ProtocolAbort
 from securefl.protocols import SecAgg
 from securefl.protocols.secagg import MaskedInput
 from securefl.protocols.secagg.graph import round_graph
-from securefl.protocols.wire import decode_message
+from securefl.protocols.wire import client_id, decode_message
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates
 from tests.protocols.helpers import random_inputs, ring_sum
 
@@ -31,15 +32,17 @@ class Abort(Exception):
         self.phase = phase
 
 
-def expected_outcome(protocol: SecAgg, graph, drop_at: dict) -> tuple[int, ...]:
+def expected_outcome(protocol: SecAgg, graph, drop_at: dict, clients: int) -> tuple[int, ...]:
     """The survivors whose sum the round must return, or Abort(phase): the server's rules, written plainly.
 
     Each phase asks the clients that answered the previous one and whose neighbourhood (themselves
     included) still has threshold live members; a phase with fewer than threshold answers aborts;
     unmasking needs threshold shares of every survivor's and every needed dropped client's secrets.
+    Malicious-server SecAgg+ first collects coin commitments and asks every committed client to
+    reveal; one that does not aborts advertise-keys, and only then is the graph (``graph``) used.
     """
     phases = protocol.phases
-    t = protocol.threshold_for(graph.clients)
+    t = protocol.threshold_for(clients)
 
     def count(owner, members):
         return sum(1 for v in graph.closed(owner) if v in members)
@@ -47,10 +50,16 @@ def expected_outcome(protocol: SecAgg, graph, drop_at: dict) -> tuple[int, ...]:
     def answers(asked, position):
         return {u for u in asked if drop_at.get(u, math.inf) > position}
 
-    live = answers(set(range(graph.clients)), 0)
+    live = answers(set(range(clients)), 0)
     survivors = signers = None
     dropped: set[int] = set()
     for position, phase in enumerate(phases):
+        if phase == "advertise-keys" and "commit-coins" in phases:
+            committed = live
+            live = answers(committed, position)
+            if len(live) < t or live != committed:
+                raise Abort(phase)
+            continue
         if position > 0:
             if phase == "consistency-check":
                 asked = {u for u in survivors if count(u, survivors) >= t}
@@ -76,20 +85,48 @@ def expected_outcome(protocol: SecAgg, graph, drop_at: dict) -> tuple[int, ...]:
     return tuple(sorted(survivors))
 
 
-def check_round(protocol, inputs, drop_at, *, session=SESSION, round=0):
-    """Run one round and assert its outcome against expected_outcome."""
-    bits = protocol.encoding.ring_bits
-    graph = round_graph(len(inputs), protocol.neighbors, session=session, round=round)
-    dropouts = {u: protocol.phases[p] for u, p in drop_at.items()}
+def run_round(protocol, inputs, drop_at, *, session=SESSION, round=0):
+    """One round in process: (aggregate or the ProtocolAbort raised, the graph the server used)."""
+    parties = protocol.setup(clients=len(inputs), vector_length=int(inputs[0].size), session=session, round=round)
+    for engine, vector in zip(parties.clients, inputs, strict=True):
+        engine.provide_input(vector)
+    transport = InProcessTransport(parties.clients, phases=protocol.phases,
+                                   dropouts={client_id(u): protocol.phases[p] for u, p in drop_at.items()})
     try:
-        survivors = expected_outcome(protocol, graph, drop_at)
+        outcome = Round(parties.server, phases=protocol.phases, transport=transport, drop_refused=False).run()
+    except ProtocolAbort as abort:
+        return abort, parties.server.graph
+    return outcome.aggregate, parties.server.graph
+
+
+def check_round(protocol, inputs, drop_at, *, session=SESSION, round=0):
+    """Run one round and assert its outcome against expected_outcome.
+
+    With a public graph the reference derives it itself; when the clients' coins draw it
+    (malicious-server SecAgg+) it takes the graph the server drew (None if the round ended first).
+    """
+    bits = protocol.encoding.ring_bits
+    if "commit-coins" in protocol.phases:
+        result, graph = run_round(protocol, inputs, drop_at, session=session, round=round)
+    else:
+        graph = round_graph(len(inputs), protocol.neighbors, session=session, round=round)
+        result = None
+    try:
+        survivors = expected_outcome(protocol, graph, drop_at, len(inputs))
     except Abort as abort:
-        with pytest.raises(ProtocolAbort, match=f"phase '{abort.phase}'"):
-            run_protocol(protocol, inputs, dropouts=dropouts, session=session, round=round)
+        if result is None:
+            with pytest.raises(ProtocolAbort, match=f"phase '{abort.phase}'"):
+                run_protocol(protocol, inputs, dropouts={u: protocol.phases[p] for u, p in drop_at.items()},
+                             session=session, round=round)
+        else:
+            assert isinstance(result, ProtocolAbort) and f"phase '{abort.phase}'" in str(result), result
         return None
-    aggregate, _, _ = run_protocol(protocol, inputs, dropouts=dropouts, session=session, round=round)
-    assert aggregate.included == survivors
-    np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, survivors, bits))
+    if result is None:
+        result, _, _ = run_protocol(protocol, inputs, dropouts={u: protocol.phases[p] for u, p in drop_at.items()},
+                                    session=session, round=round)
+    assert not isinstance(result, ProtocolAbort), result
+    assert result.included == survivors
+    np.testing.assert_array_equal(result.total, ring_sum(inputs, survivors, bits))
     return survivors
 
 
@@ -148,6 +185,34 @@ def test_sparse_graph_every_dropout_pattern_on_a_ring_of_five():
     for pattern in itertools.product([None, phases.index("masked-input"), phases.index("unmasking")], repeat=5):
         aborted += check_round(protocol, inputs, {u: p for u, p in enumerate(pattern) if p is not None}) is None
     assert 0 < aborted < 3**5
+
+
+def test_malicious_sparse_graph_single_and_paired_dropouts_at_every_phase():
+    # Malicious-server SecAgg+, n=9, k=4: neighbourhoods of 5, threshold 4. A client silent in
+    # commit-coins is left out of the graph's coins; one that committed and is silent in advertise-keys
+    # aborts the round (its coin is missing); later dropouts are recovered as usual or abort by the rules.
+    protocol = SecAgg(neighbors=4, malicious_server=True)
+    inputs = random_inputs(9, 3, 32, seed=31)
+    phases = protocol.phases
+    completed = {}
+    for first in range(len(phases)):
+        completed[phases[first]] = check_round(protocol, inputs, {4: first}, round=first) is not None
+        for second in range(first, len(phases)):
+            check_round(protocol, inputs, {1: first, 7: second}, round=100 + 10 * first + second)
+    assert completed == {"commit-coins": True, "advertise-keys": False, "share-keys": True, "masked-input": True,
+                         "consistency-check": True, "unmasking": True}
+
+
+def test_malicious_sparse_graph_sums_exactly_with_dropouts_after_the_reveal():
+    # n=40, k=12: neighbourhoods of 13, threshold 9, so any four clients may drop. One never commits;
+    # the others drop after revealing their coins: in share-keys, masked-input and unmasking.
+    protocol = SecAgg(neighbors=12, malicious_server=True)
+    inputs = random_inputs(40, 6, 32, seed=32)
+    drop_at = {3: "commit-coins", 11: "share-keys", 22: "masked-input", 35: "unmasking"}
+    aggregate, _, _ = run_protocol(protocol, inputs, dropouts=drop_at, session=SESSION, round=9)
+    included = tuple(u for u in range(40) if u not in (3, 11, 22))
+    assert aggregate.included == included
+    np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, included, 32))
 
 
 # --- random larger rounds -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Regenerate the masking known-answer vectors (only after a deliberate change to
 the construction) with ``python -m tests.protocols.test_secagg_parts``.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,15 @@ from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols import SecAgg
 from securefl.protocols.catalog import make_protocol
 from securefl.protocols.secagg import labels
-from securefl.protocols.secagg.graph import complete_graph, graph_order, harary_graph, round_graph
+from securefl.protocols.secagg.graph import (
+    coin_graph,
+    coin_seed,
+    complete_graph,
+    graph_order,
+    harary_graph,
+    order_from_seed,
+    round_graph,
+)
 from securefl.protocols.secagg.masking import mask_input
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator, agree_many, counters
 from tests.vectors import VECTORS_DIR, load_vectors
@@ -47,6 +56,9 @@ def test_names_phases_and_description_follow_the_options():
     assert SecAgg().phases == ("advertise-keys", "share-keys", "masked-input", "unmasking")
     assert SecAgg(malicious_server=True).phases == (
         "advertise-keys", "share-keys", "masked-input", "consistency-check", "unmasking")
+    assert SecAgg(neighbors=4).phases == SecAgg().phases
+    assert SecAgg(neighbors=4, malicious_server=True).phases == (  # the graph is drawn from committed coins
+        "commit-coins", "advertise-keys", "share-keys", "masked-input", "consistency-check", "unmasking")
     assert "11 neighbours" in SecAgg(neighbors=11).describe()
     assert "malicious server" in SecAgg(malicious_server=True).describe()
     assert SecAgg().secure
@@ -158,6 +170,36 @@ def test_graph_is_harary_over_the_round_permutation():
     assert graph_order(12, session=SESSION, round=5) != order  # a fresh permutation each round
 
 
+@settings(max_examples=25, deadline=None)
+@given(clients=st.integers(2, 40), neighbors=st.integers(1, 45), data=st.data())
+def test_coin_graph_is_the_harary_graph_over_the_order_the_coins_draw(clients, neighbors, data):
+    committed = sorted(data.draw(st.sets(st.integers(0, clients - 1), min_size=1)))
+    coins = {v: os.urandom(32) for v in committed}
+    graph = coin_graph(clients, neighbors, session=SESSION, round=3, coins=coins)
+    reference = harary_graph(clients, neighbors, order_from_seed(clients, coin_seed(
+        clients, session=SESSION, round=3, coins=coins)))
+    assert graph.edges() == reference.edges() and graph.degree == round_graph(
+        clients, neighbors, session=SESSION, round=3).degree  # the same shape as the public graph
+    assert coin_graph(clients, neighbors, session=SESSION, round=3, coins=dict(coins)).edges() == graph.edges()
+
+
+def test_coin_seed_binds_session_round_cohort_indices_and_every_coin():
+    coins = {0: bytes(32), 2: bytes([1]) * 32, 5: bytes([2]) * 32}
+    seed = coin_seed(8, session=SESSION, round=1, coins=coins)
+    indices = np.array([0, 2, 5], dtype=">u4").tobytes()
+    assert seed == hashlib.sha256(keys.context("securefl/secagg/v1/graph-coins", SESSION, 1, 8, indices,
+                                               b"".join(coins[v] for v in (0, 2, 5)))).digest()
+    others = [coin_seed(8, session=bytes(16), round=1, coins=coins),
+              coin_seed(8, session=SESSION, round=2, coins=coins),
+              coin_seed(9, session=SESSION, round=1, coins=coins),
+              coin_seed(8, session=SESSION, round=1, coins={0: coins[0], 3: coins[2], 5: coins[5]}),
+              coin_seed(8, session=SESSION, round=1, coins={**coins, 2: bytes([3]) * 32})]
+    assert len({seed, *others}) == 6
+    for bad in ({}, {8: bytes(32)}, {0: bytes(31)}):
+        with pytest.raises(ConfigurationError):
+            coin_seed(8, session=SESSION, round=1, coins=bad)
+
+
 def test_complete_graph_and_share_points():
     graph = complete_graph(4)
     assert graph.complete and graph.group_size == 4 and graph.neighbours(2) == (0, 1, 3)
@@ -245,6 +287,23 @@ def test_labels_equal_the_generic_context_encoding():
         session=SESSION, round=9, sender="client/3", recipient="client/12", label=labels.SHARES_AEAD_LABEL)
     assert labels.shares_associated_data(SESSION, 9, 3, 12) != labels.shares_associated_data(SESSION, 9, 12, 3)
     assert labels.self_mask_label(SESSION, 9, 7) != labels.self_mask_label(SESSION, 10, 7)
+    coin = bytes(range(32))
+    assert labels.coin_commitment(SESSION, 9, 7, coin) == hashlib.sha256(keys.context(
+        "securefl/secagg/v1/graph-coin-commitment", SESSION, 9, 7, coin)).digest()
+    assert labels.coin_commitment(SESSION, 9, 7, coin) != labels.coin_commitment(SESSION, 9, 8, coin)  # index bound
+    commitments = {1: bytes([1]) * 32, 4: bytes([4]) * 32}
+    assert labels.coin_list_digest(SESSION, 9, 6, commitments) == hashlib.sha256(keys.context(
+        "securefl/secagg/v1/graph-coin-list", SESSION, 9, 6, bytes([0, 0, 0, 1, 0, 0, 0, 4]),
+        commitments[1] + commitments[4])).digest()
+    assert labels.coin_list_digest(SESSION, 9, 6, commitments) != labels.coin_list_digest(
+        SESSION, 9, 6, {1: commitments[4], 4: commitments[1]})
+    for survivors in ((), (0,), (0, 3, 99), tuple(range(300))):
+        assert labels.consistency_statement(SESSION, 9, survivors) == keys.context(
+            "securefl/secagg/v1/consistency", SESSION, 9, *survivors)
+    assert labels.advertise_statement(SESSION, 9, 7, b"s" * 32, b"m" * 32) == keys.context(
+        "securefl/secagg/v1/advertise", SESSION, 9, 7, b"s" * 32, b"m" * 32)
+    assert labels.advertise_statement(SESSION, 9, 7, b"s" * 32, b"m" * 32, coin_list=b"d" * 32) == keys.context(
+        "securefl/secagg/v1/advertise-with-coin-list", SESSION, 9, 7, b"s" * 32, b"m" * 32, b"d" * 32)
 
 
 # --- masking: known answers and a slow reference ---------------------------------------------

@@ -29,7 +29,9 @@ from securefl.protocols.secagg import (
     ShareKeysRequest,
     UnmaskRequest,
 )
-from securefl.protocols.wire import SERVER, client_id, decode_message
+from securefl.protocols.secagg.masking import remove_dropped_masks, remove_self_mask
+from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator
+from securefl.protocols.wire import SERVER, client_id, client_index, decode_message
 from tests.protocols.helpers import random_inputs, ring_sum
 
 
@@ -107,10 +109,11 @@ def test_curious_server_asking_for_both_shares_of_one_client_gets_neither():
         game.server.end_phase("unmasking")
 
 
-def test_split_views_give_a_curious_server_at_most_one_of_the_two_secrets():
+def test_split_views_give_a_curious_server_at_most_one_of_the_two_secrets_of_one_client():
     """Semi-honest mode: telling some clients 'client/2 survived' and others 'it dropped' (each view
     consistent on its own) yields b_2 shares from one group and key shares from the other; with
-    threshold > m/2 at most one group reaches the threshold."""
+    threshold > m/2 at most one group reaches the threshold for client/2's own two secrets. (That
+    is not enough against a server that lies: see the next test.)"""
     game = Round(clients=5)  # threshold 3 of 5
     game.until("unmasking")
     victim, threshold = 2, game.server._parameters.threshold
@@ -122,6 +125,63 @@ def test_split_views_give_a_curious_server_at_most_one_of_the_two_secrets():
     assert len(seed_shares) >= threshold > len(key_shares) == 2
     with pytest.raises(ProtocolAbort, match="need 3 shares"):
         shamir.reconstruct(key_shares, threshold=threshold)
+
+
+def _lying_views(clients, victim, threshold):
+    """Survivor views (survivors, dropped) by holder that each pass the checks of the client shown them, while
+    every peer the victim masked with is 'dropped' in the view of threshold holders and the victim survives
+    in the view of threshold holders."""
+    peers = [u for u in range(clients) if u != victim][: threshold - 1]  # whom the victim is told shared keys
+    views = {victim: ([*sorted((*peers, victim))], [])}
+    covered = dict.fromkeys(peers, 0)
+    for holder in (u for u in range(clients) if u != victim):
+        candidates = sorted((p for p in peers if p != holder), key=lambda p: (covered[p], p))
+        dropped = sorted(candidates[: clients - threshold])
+        for p in dropped:
+            covered[p] += 1
+        views[holder] = ([u for u in range(clients) if u not in dropped], dropped)
+    assert min(covered.values()) >= threshold
+    return peers, views
+
+
+@pytest.mark.parametrize("clients", [5, 10, 15])
+def test_a_semi_honest_mode_server_that_lies_recovers_an_input_with_no_colluder(clients):
+    """Why semi-honest mode assumes the server follows the protocol: with no colluding client, a server that
+    tells the victim only threshold - 1 peers shared keys, then gives each client a survivor view of its own,
+    collects b_victim and those peers' mask keys, which remove every mask from y_victim. (Malicious-server
+    mode's signed survivor set is what refuses such split views.)"""
+    game = Round(clients=clients)
+    threshold = game.server._parameters.threshold
+    game.until("masked-input")
+    victim = 2
+    peers, views = _lying_views(clients, victim, threshold)
+    replies = []
+    for request in game.server.begin_phase("masked-input"):
+        if request.recipient == client_id(victim):  # "only these peers shared keys": y_victim masks with them alone
+            request = dataclasses.replace(request, ciphertexts={v: request.ciphertexts[v] for v in peers})
+        replies += game.send(request)
+    for reply in replies:
+        game.send(reply)
+    game.server.end_phase("masked-input")
+    masked = next(r for r in replies if r.sender == client_id(victim)).vector
+    shares = [r for u, (survivors, dropped) in views.items()
+              for r in game.send(game.unmask(u, survivors=survivors, dropped=dropped))]
+
+    def reconstruct(owner, kind):
+        found = _shares_of(shares, owner, kind)
+        assert len(found) >= threshold
+        return shamir.reconstruct(found[:threshold], threshold=threshold)
+
+    accumulator = MaskAccumulator.starting_from(np.asarray(masked), 32)
+    remove_self_mask(accumulator, client=victim, seed=reconstruct(victim, "self_mask_shares"),
+                     session=game.session, round=game.round)
+    advertised = {client_index(r.sender): r.mask_public for r in game.replies["advertise-keys"]}
+    for peer in peers:
+        key = AgreementKey(reconstruct(peer, "mask_key_shares"))
+        assert key.public_bytes == advertised[peer]
+        remove_dropped_masks(accumulator, dropped=peer, mask_key=key, survivor_publics={victim: advertised[victim]},
+                             session=game.session, round=game.round)
+    np.testing.assert_array_equal(accumulator.finish(), game.inputs[victim])  # the victim's input, in the clear
 
 
 def test_split_views_are_refused_in_malicious_server_mode():
@@ -289,8 +349,8 @@ def test_stage_transition_matrix():
     """Only the next phase's request is accepted; a refusal leaves the client as it was; after the last, nothing."""
     game = Round(clients=3, malicious_server=True)
     bodies = {
-        "advertise-keys": (AdvertiseRequest, {}),
-        "share-keys": (ShareKeysRequest, dict(keys={})),
+        "advertise-keys": (AdvertiseRequest, dict(coin_commitments={})),
+        "share-keys": (ShareKeysRequest, dict(keys={}, coins={})),
         "masked-input": (MaskedInputRequest, dict(ciphertexts={})),
         "consistency-check": (ConsistencyRequest, dict(survivors=())),
         "unmasking": (UnmaskRequest, dict(survivors=(), dropped=(), signatures={})),

@@ -84,7 +84,7 @@ def test_advertised_keys_of_another_size_cannot_be_built(size):
         AdvertisedKeys(share_public=os.urandom(size), mask_public=os.urandom(32), signature=b"")
     with pytest.raises(InvalidMessage, match="must be 32 bytes"):
         KeyAdvertisement(os.urandom(16), 0, "advertise-keys", "client/0", "server", share_public=os.urandom(32),
-                         mask_public=os.urandom(size), signature=b"")
+                         mask_public=os.urandom(size), signature=b"", coin=b"")
 
 
 @pytest.mark.parametrize("size", [1, 63, 65])
@@ -95,7 +95,7 @@ def test_a_signature_is_empty_or_64_bytes(size):
 
 def test_the_old_concatenated_entry_is_refused():
     with pytest.raises(InvalidMessage, match="AdvertisedKeys"):
-        ShareKeysRequest(os.urandom(16), 0, "share-keys", "server", "client/0", keys={1: os.urandom(128)})
+        ShareKeysRequest(os.urandom(16), 0, "share-keys", "server", "client/0", keys={1: os.urandom(128)}, coins={})
 
 
 @pytest.mark.parametrize("size", [101, 103])

@@ -51,7 +51,7 @@ __all__ = ["Ledger", "LEDGER_KEY", "LEDGER_FILE"]
 LEDGER_KEY = "securefl.ledger"  # ConfigRecord in context.state
 LEDGER_FILE = "ledger.msgpack"
 _FORMAT = "securefl/ledger/v1"
-_INT64 = 2**63 - 1
+_ROUND_BYTES = 16  # a (run, round) pair: Flower's run id (uint64) and the round (int64), big-endian
 
 
 @dataclass
@@ -67,6 +67,8 @@ class Ledger:
 
     def check(self, *, run: int, round: int, session: bytes, party: str, digest: bytes | None) -> None:
         """``ProtocolViolation`` unless this node may start contributing as ``party`` to this aggregation."""
+        if not 0 <= run < 2**64 or not -(2**63) <= round < 2**63:
+            raise InvalidMessage(f"run {run} / round {round} is outside what a ledger records (uint64 / int64)")
         played = self.sessions.get(session)
         if played is not None:
             detail = "" if played == party else f" as {played!r}; it plays one party per session"
@@ -90,12 +92,11 @@ class Ledger:
     # -- storage --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, object]:
-        rounds = sorted(self.rounds)
         sessions = sorted(self.sessions)
         return {
             "format": _FORMAT,
-            "round-runs": [run for run, _ in rounds],
-            "round-numbers": [number for _, number in rounds],
+            "rounds": [run.to_bytes(8, "big") + number.to_bytes(8, "big", signed=True)
+                       for run, number in sorted(self.rounds)],
             "sessions": sessions,
             "parties": [self.sessions[session] for session in sessions],
             "digests": sorted(self.digests),
@@ -105,16 +106,16 @@ class Ledger:
         """Add a stored ledger's records (``InvalidMessage`` for a malformed one)."""
         reader = StateReader(state, what=what)
         reader.text("format", choices=(_FORMAT,))
-        runs = reader.integers("round-runs", minimum=-_INT64, maximum=_INT64, increasing=False)
-        numbers = reader.integers("round-numbers", minimum=-_INT64, maximum=_INT64, increasing=False)
+        rounds = reader.blobs("rounds", size=_ROUND_BYTES)
         sessions = reader.blobs("sessions", size=SESSION_BYTES)
         parties = reader.texts("parties")
         digests = reader.blobs("digests", size=DIGEST_BYTES)
         reader.finish()
-        reader.require(len(runs) == len(numbers) and len(sessions) == len(parties), "has lists of unequal length")
+        reader.require(len(sessions) == len(parties), "has lists of unequal length")
         for session, party in zip(sessions, parties):
             reader.require(self.sessions.get(session, party) == party, "names two parties for one session")
-        self.rounds.update(zip(runs, numbers))
+        self.rounds.update((int.from_bytes(pair[:8], "big"), int.from_bytes(pair[8:], "big", signed=True))
+                           for pair in rounds)
         self.sessions.update(zip(sessions, parties))
         self.digests.update(digests)
 

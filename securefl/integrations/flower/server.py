@@ -66,7 +66,7 @@ class NodeInfo:
     partition: int | None
     transport_key: bytes = b""
     parameters: bytes = b""
-    verification_key: bytes = b""  # a client's Ed25519 key (SecAgg, malicious-server mode)
+    verification_key: bytes = b""  # a client's Ed25519 key (its envelopes; SecAgg's malicious-server mode)
 
     @property
     def fingerprint(self) -> str:
@@ -183,6 +183,7 @@ class FlowerDriver:
         self.federation: Federation | None = None
         self.discovery_failures: dict[int, str] = {}
         self.last_dropped: dict[int, str] = {}
+        self.last_errors: dict[int, str] = {}
 
     # -- discovery ----------------------------------------------------------------
 
@@ -348,8 +349,9 @@ class FlowerDriver:
         try:
             outcome = run.run()
         finally:
-            # Who dropped, also when the protocol aborted (FedAvg records it for the aborted round).
+            # Who dropped and why, also when the protocol aborted (FedAvg records it for the aborted round).
             self.last_dropped = nodes(run.dropped)
+            self.last_errors = {node_of[party]: reason for party, reason in run.errors.items() if party in node_of}
         aggregate = outcome.aggregate
         return FlowerAggregation(
             protocol=protocol,

@@ -9,8 +9,11 @@ on a random k-regular graph, as sans-I/O engines. Each client sends
 
 and Shamir-shares b_u and its mask private key among its neighbourhood, so the
 server can cancel the masks of whoever dropped and learns only the sum of the
-survivors' inputs. Phases: advertise-keys, share-keys, masked-input,
-[consistency-check (malicious-server mode)], unmasking.
+survivors' inputs. Phases: [commit-coins (malicious-server SecAgg+)],
+advertise-keys, share-keys, masked-input, [consistency-check (malicious-server
+mode)], unmasking. Against a malicious server the SecAgg+ graph is drawn from
+coins the clients commit to first and reveal with their keys, so the server
+cannot choose it.
 
 Modules: ``protocol`` (the SecAgg configuration), ``config`` (thresholds,
 round parameters), ``graph`` (who masks with whom), ``messages``, ``labels``
@@ -22,11 +25,14 @@ and ``server`` (the engines). Spec: ``protocols/secagg.md``.
 from securefl.protocols.secagg.config import Parameters, resolve_threshold
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
+    COMMIT_COINS,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
     SHARE_KEYS,
     UNMASKING,
     AdvertiseRequest,
+    CoinCommitment,
+    CoinCommitRequest,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
@@ -43,11 +49,14 @@ __all__ = [
     "SecAgg",
     "Parameters",
     "resolve_threshold",
+    "COMMIT_COINS",
     "ADVERTISE_KEYS",
     "SHARE_KEYS",
     "MASKED_INPUT",
     "CONSISTENCY_CHECK",
     "UNMASKING",
+    "CoinCommitRequest",
+    "CoinCommitment",
     "AdvertiseRequest",
     "KeyAdvertisement",
     "ShareKeysRequest",

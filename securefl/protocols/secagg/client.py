@@ -21,6 +21,13 @@ Honest-client rules (each refusal raises and sends nothing):
   raises ``AlreadyFinalized`` on anything more.
 - Ciphertexts that fail authentication and bad signatures raise
   ``InvalidMessage`` (and stop the client, as above).
+- Malicious-server SecAgg+ (the graph drawn from coins): it commits to a
+  fresh coin before it sees anyone else's, refuses a commitment list without
+  its own commitment at its index (``ProtocolViolation``), signs the list's
+  digest with its keys, and draws the graph only from the reveals of every
+  listed client, each matching its commitment (a missing one:
+  ``ProtocolAbort``; a wrong one: ``InvalidMessage``). It then needs the
+  signed keys of every listed neighbour (``ProtocolViolation`` otherwise).
 """
 
 from __future__ import annotations
@@ -30,13 +37,16 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from securefl.crypto import aead, shamir
-from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SigningKey, verify_signature
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import SERVER_ONLY, ClientEngine, Header, RunParameters, Step, received
 from securefl.protocols.secagg.config import Parameters
+from securefl.protocols.secagg.graph import Graph, coin_graph
 from securefl.protocols.secagg.labels import (
     SHARE_CHANNEL_LABEL,
     advertise_statement,
+    coin_commitment,
+    coin_list_digest,
     consistency_statement,
     self_mask_commitment,
     shares_associated_data,
@@ -44,12 +54,17 @@ from securefl.protocols.secagg.labels import (
 from securefl.protocols.secagg.masking import mask_input
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
+    COIN_BYTES,
+    COMMIT_COINS,
+    COMMITMENT_BYTES,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
     REQUESTS,
     SHARE_BYTES,
     SHARE_KEYS,
     UNMASKING,
+    AdvertiseRequest,
+    CoinCommitment,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
@@ -60,11 +75,11 @@ from securefl.protocols.secagg.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
-from securefl.protocols.secagg.primitives import AgreementKey, agree_many
+from securefl.protocols.secagg.primitives import AgreementKey, agree_many, sign, verify
 from securefl.protocols.state import StateDict, StateReader, keyed
 from securefl.protocols.wire import SERVER, Message, client_id
 
-__all__ = ["SecAggClient", "check_share", "check_client_list"]
+__all__ = ["SecAggClient", "check_share", "check_client_list", "check_coins"]
 
 SECRET_BYTES = 32
 
@@ -93,6 +108,27 @@ def check_client_list(clients: tuple[int, ...], count: int, what: str) -> frozen
     return frozenset(clients)
 
 
+def check_coins(coins: dict[int, bytes], commitments: dict[int, bytes], *, session: bytes, round: int,
+                what: str) -> None:
+    """The reveals must be exactly those of the committed clients, each opening its commitment.
+
+    A missing reveal raises ``ProtocolAbort`` (the graph cannot be drawn without
+    it, and counting only the reveals that came would let whoever withholds the
+    last one choose between graphs); a reveal of a client that never committed,
+    or one that does not match its commitment, raises ``InvalidMessage``.
+    """
+    extra = coins.keys() - commitments.keys()
+    if extra:
+        raise InvalidMessage(f"{what} reveals a graph coin of client/{min(extra)}, which committed to none")
+    missing = commitments.keys() - coins.keys()
+    if missing:
+        raise ProtocolAbort(f"{what} lacks the graph coin of client/{min(missing)} ({len(missing)} of "
+                            f"{len(commitments)} committed coins unrevealed): the graph cannot be drawn")
+    for client in sorted(coins):
+        if coin_commitment(session, round, client, coins[client]) != commitments[client]:
+            raise InvalidMessage(f"{what}: client/{client}'s graph coin does not match its commitment")
+
+
 class SecAggClient(ClientEngine):
     """One client of one SecAgg round (see the module docstring for the rules it keeps)."""
 
@@ -110,17 +146,33 @@ class SecAggClient(ClientEngine):
         self._share_key: AgreementKey | None = None
         self._mask_key: AgreementKey | None = None
         self._self_mask_seed: bytes | None = None
+        self._coin: bytes | None = None
         self._channel_keys: dict[int, bytes] = {}
         self._mask_publics: dict[int, bytes] = {}
         self._own_seed_share: bytes | None = None
         self._held: dict[int, bytes] = {}
-        # What this client saw.
+        # What this client saw (public): the coin commitments it signed, the reveals, the graph they drew.
+        self._coin_commitments: dict[int, bytes] = {}
+        self._coins: dict[int, bytes] = {}
+        self._graph: Graph | None = parameters.graph
         self._masked_with: frozenset[int] = frozenset()
         self._signed_survivors: tuple[int, ...] | None = None
         super().__init__(client_id(index), parameters)
 
+    @property
+    def graph(self) -> Graph | None:
+        """The round's graph: from the parameters, or (malicious-server SecAgg+) drawn from the coins in
+        share-keys; None until then."""
+        return self._graph
+
+    def _round_graph(self) -> Graph:
+        if self._graph is None:
+            raise LocalProtocolError(f"{self.party} has not drawn the graph: share-keys comes first")
+        return self._graph
+
     def _steps(self) -> list[Step]:
         handlers: dict[str, Callable[[Message], list[Message]]] = {
+            COMMIT_COINS: self._commit_coin,
             ADVERTISE_KEYS: self._advertise_keys,
             SHARE_KEYS: self._share_keys,
             MASKED_INPUT: self._masked_input,
@@ -133,7 +185,8 @@ class SecAggClient(ClientEngine):
     def _wipe(self) -> None:
         super()._wipe()
         self._share_key = self._mask_key = None
-        self._self_mask_seed = self._own_seed_share = None
+        self._self_mask_seed = self._own_seed_share = self._coin = None
+        self._coin_commitments = {}
         self._channel_keys = {}
         self._mask_publics = {}
         self._held = {}
@@ -162,12 +215,19 @@ class SecAggClient(ClientEngine):
         channel_peers, channel_keys = keyed(self._channel_keys)
         mask_peers, mask_publics = keyed(self._mask_publics)
         held_peers, held_shares = keyed(self._held)
+        coin_committers, coin_commitments = keyed(self._coin_commitments)
+        coin_revealers, coins = keyed(self._coins)
         fields.update({
             "signing-key": self._signing_key.private_bytes if self._signing_key is not None else b"",
             "share-key": self._share_key.private_bytes if self._share_key is not None else b"",
             "mask-key": self._mask_key.private_bytes if self._mask_key is not None else b"",
             "self-mask-seed": self._self_mask_seed or b"",
             "own-seed-share": self._own_seed_share or b"",
+            "coin": self._coin or b"",
+            "coin-committers": coin_committers,
+            "coin-commitments": coin_commitments,
+            "coin-revealers": coin_revealers,
+            "coins": coins,
             "channel-peers": channel_peers,
             "channel-keys": channel_keys,
             "mask-peers": mask_peers,
@@ -182,11 +242,15 @@ class SecAggClient(ClientEngine):
     def _restore_fields(self, reader: StateReader) -> None:
         super()._restore_fields(reader)
         parameters = self._parameters
-        graph, index, last = parameters.graph, self._index, parameters.clients - 1
+        index, last = self._index, parameters.clients - 1
         share_key = reader.optional_blob("share-key", size=PRIVATE_KEY_BYTES)
         mask_key = reader.optional_blob("mask-key", size=PRIVATE_KEY_BYTES)
         self_mask_seed = reader.optional_blob("self-mask-seed", size=SECRET_BYTES)
         own_seed_share = reader.optional_blob("own-seed-share", size=SHARE_BYTES)
+        coin = reader.optional_blob("coin", size=COIN_BYTES)
+        coin_commitments = reader.keyed_blobs("coin-committers", "coin-commitments", maximum=last,
+                                              size=COMMITMENT_BYTES)
+        coins = reader.keyed_blobs("coin-revealers", "coins", maximum=last, size=COIN_BYTES)
         channel_keys = reader.keyed_blobs("channel-peers", "channel-keys", maximum=last, size=aead.KEY_BYTES)
         mask_publics = reader.keyed_blobs("mask-peers", "mask-publics", maximum=last, size=PUBLIC_KEY_BYTES)
         held = reader.keyed_blobs("held-peers", "held-shares", maximum=last, size=2 * SHARE_BYTES)
@@ -195,14 +259,30 @@ class SecAggClient(ClientEngine):
 
         # What the client holds follows from the phase it has answered (None: none yet, or stopped).
         phase = self.phase if self._active else "stopped"
+        drawn = parameters.coin_graph
         for what, present, holding in (
             ("its share-channel key", share_key is not None, (ADVERTISE_KEYS,)),
             ("its mask key", mask_key is not None, (ADVERTISE_KEYS, SHARE_KEYS)),
             ("its self-mask seed", self_mask_seed is not None, (SHARE_KEYS,)),
             ("its own self-mask share", own_seed_share is not None, (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK)),
+            ("its unrevealed graph coin", coin is not None, (COMMIT_COINS,) if drawn else ()),
+            ("the coin commitments it signed", bool(coin_commitments), (ADVERTISE_KEYS,) if drawn else ()),
         ):
             expected = phase in holding
             reader.require(present == expected, f"must {'hold' if expected else 'not hold'} {what} in phase {phase!r}")
+        phases = parameters.phases
+        # The reveals (public) are kept from a successful share-keys on, also once the client stops.
+        drew = drawn and (self._position > phases.index(SHARE_KEYS)
+                                          or (self._position == phases.index(SHARE_KEYS) and self._active))
+        reader.require(bool(coins) == drew, f"must {'hold' if drew else 'not hold'} the graph coins at position "
+                                            f"{self._position}")
+        reader.require(not coin_commitments or index in coin_commitments,
+                       "holds a coin commitment list without its own commitment")
+        graph = parameters.graph
+        if coins:
+            reader.require(index in coins, "holds graph coins without its own")
+            graph = coin_graph(parameters.clients, parameters.neighbors or 0, session=parameters.session,
+                               round=parameters.round, coins=coins)
         reader.require(phase == SHARE_KEYS or not channel_keys and not mask_publics,
                        f"holds channel keys or peer mask keys in phase {phase!r}")
         reader.require(channel_keys.keys() == mask_publics.keys(),
@@ -211,7 +291,6 @@ class SecAggClient(ClientEngine):
                        f"holds peers' shares in phase {phase!r}")
         reader.require(not self._active or masked_with == held.keys(),
                        "must hold the shares of exactly the peers it masked with")
-        phases = parameters.phases
         reader.require(self._position >= phases.index(MASKED_INPUT) or not masked_with,
                        "masked with peers before the masked-input phase")
         reader.require(not signed or (parameters.malicious_server and index in signed
@@ -219,18 +298,23 @@ class SecAggClient(ClientEngine):
                        "holds a signed survivor set it cannot have signed")
         reader.require(not self._active or (phase == CONSISTENCY_CHECK) == bool(signed),
                        f"in phase {phase!r} must hold a signed survivor set exactly after signing one")
-        for peer in {*channel_keys, *held, *masked_with}:
-            reader.require(graph.is_neighbour(index, peer), f"names client/{peer}, not a neighbour of {self.party}")
-        if own_seed_share is not None:
-            check_share(own_seed_share, x=graph.share_point(index, index), what="stored own self-mask share")
-        for peer, shares in held.items():
-            x = graph.share_point(peer, index)
-            check_share(shares[:SHARE_BYTES], x=x, what=f"stored mask-key share of client/{peer}")
-            check_share(shares[SHARE_BYTES:], x=x, what=f"stored self-mask share of client/{peer}")
+        peers = {*channel_keys, *held, *masked_with}
+        reader.require(graph is not None or not peers and own_seed_share is None,
+                       "holds peers or shares before drawing the graph")
+        if graph is not None:
+            for peer in peers:
+                reader.require(graph.is_neighbour(index, peer), f"names client/{peer}, not a neighbour of {self.party}")
+            if own_seed_share is not None:
+                check_share(own_seed_share, x=graph.share_point(index, index), what="stored own self-mask share")
+            for peer, shares in held.items():
+                x = graph.share_point(peer, index)
+                check_share(shares[:SHARE_BYTES], x=x, what=f"stored mask-key share of client/{peer}")
+                check_share(shares[SHARE_BYTES:], x=x, what=f"stored self-mask share of client/{peer}")
 
         self._share_key = AgreementKey(share_key) if share_key is not None else None
         self._mask_key = AgreementKey(mask_key) if mask_key is not None else None
-        self._self_mask_seed, self._own_seed_share = self_mask_seed, own_seed_share
+        self._self_mask_seed, self._own_seed_share, self._coin = self_mask_seed, own_seed_share, coin
+        self._coin_commitments, self._coins, self._graph = coin_commitments, coins, graph
         self._channel_keys, self._mask_publics, self._held = channel_keys, mask_publics, held
         self._masked_with, self._signed_survivors = masked_with, signed or None
 
@@ -238,34 +322,92 @@ class SecAggClient(ClientEngine):
         parameters = self._parameters
         if present < parameters.threshold:
             raise ProtocolAbort(
-                f"{self.party}: {present} of its neighbourhood of {parameters.graph.group_size} {what}; "
+                f"{self.party}: {present} of its neighbourhood of {parameters.group_size} {what}; "
                 f"the threshold is {parameters.threshold}"
             )
+
+    # -- CommitCoins (malicious-server SecAgg+) -------------------------------------------
+
+    def _commit_coin(self, message: Message) -> list[Message]:
+        parameters = self._parameters
+        # r_u is secret until every client's commitment is fixed: it alone keeps the graph unpredictable.
+        self._coin = os.urandom(COIN_BYTES)
+        commitment = coin_commitment(parameters.session, parameters.round, self._index, self._coin)
+        return [CoinCommitment(*self._header(COMMIT_COINS), commitment=commitment)]
+
+    def _check_coin_list(self, commitments: dict[int, bytes]) -> None:
+        """The commitment list must name clients of this round and hold this client's own commitment."""
+        parameters = self._parameters
+        if self._coin is None:
+            raise LocalProtocolError(f"{self.party} has no graph coin: commit-coins comes first")
+        if any(not 0 <= client < parameters.clients for client in commitments):
+            raise InvalidMessage(f"advertise request lists coin commitments of clients outside "
+                                 f"[0, {parameters.clients})")
+        own = coin_commitment(parameters.session, parameters.round, self._index, self._coin)
+        if commitments.get(self._index) != own:
+            raise ProtocolViolation(f"advertise request's coin commitments leave out or replace {self.party}'s own")
+        if len(commitments) < parameters.threshold:
+            raise ProtocolAbort(f"{self.party}: {len(commitments)} clients committed graph coins; "
+                                f"the threshold is {parameters.threshold}")
 
     # -- AdvertiseKeys ----------------------------------------------------------------
 
     def _advertise_keys(self, message: Message) -> list[Message]:
+        message = received(message, AdvertiseRequest)
         parameters = self._parameters
+        commitments = message.coin_commitments
+        coin, coin_list = b"", b""
+        if parameters.coin_graph:
+            self._check_coin_list(commitments)
+            coin_list = coin_list_digest(parameters.session, parameters.round, parameters.clients, commitments)
+            coin = self._coin or b""
+        elif commitments:
+            raise InvalidMessage("advertise request carries coin commitments, which only malicious-server SecAgg+ uses")
         self._share_key = AgreementKey.generate()
         self._mask_key = AgreementKey.generate()
         share_public, mask_public = self._share_key.public_bytes, self._mask_key.public_bytes
         signature = b""
         if self._signing_key is not None:
-            signature = self._signing_key.sign(
-                advertise_statement(parameters.session, parameters.round, self._index, share_public, mask_public)
-            )
+            signature = sign(self._signing_key, advertise_statement(
+                parameters.session, parameters.round, self._index, share_public, mask_public, coin_list=coin_list))
+        # The reveal goes out with the signature over the list it was committed in; the coin is public now.
+        self._coin = None
+        self._coin_commitments = dict(commitments)
         return [KeyAdvertisement(*self._header(ADVERTISE_KEYS), share_public=share_public, mask_public=mask_public,
-                                 signature=signature)]
+                                 signature=signature, coin=coin)]
 
     # -- ShareKeys --------------------------------------------------------------------
 
-    def _read_advertised_keys(self, message: ShareKeysRequest) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    def _draw_graph(self, message: ShareKeysRequest) -> Graph:
+        """The graph from the parameters, or drawn from every committed client's checked reveal."""
+        parameters = self._parameters
+        if not parameters.coin_graph:
+            if message.coins:
+                raise InvalidMessage("share-keys request carries graph coins, which only malicious-server SecAgg+ "
+                                     "uses")
+            return self._round_graph()
+        check_coins(message.coins, self._coin_commitments, session=parameters.session, round=parameters.round,
+                    what="share-keys request")
+        return coin_graph(parameters.clients, parameters.neighbors or 0, session=parameters.session,
+                          round=parameters.round, coins=message.coins)
+
+    def _read_advertised_keys(self, message: ShareKeysRequest,
+                              graph: Graph) -> tuple[dict[int, bytes], dict[int, bytes]]:
         """(share-channel publics, mask publics) by neighbour, after every check."""
         parameters = self._parameters
-        graph = parameters.graph
+        session, round = parameters.session, parameters.round
         share_publics, mask_publics = {}, {}
         if self._share_key is None or self._mask_key is None:
             raise LocalProtocolError(f"{self.party} has no keys: advertise-keys comes first")
+        coin_list = b""
+        if parameters.coin_graph:
+            coin_list = coin_list_digest(session, round, parameters.clients, self._coin_commitments)
+            # Every listed client revealed its coin with its keys: a neighbour left out is being hidden.
+            revealed = [v for v in graph.neighbours(self._index) if v in self._coin_commitments]
+            absent = [v for v in revealed if v not in message.keys]
+            if absent:
+                raise ProtocolViolation(f"share-keys request leaves out client/{absent[0]}, a neighbour of "
+                                        f"{self.party} that revealed its coin with its keys")
         publics = {self._share_key.public_bytes, self._mask_key.public_bytes}
         for peer, advertised in message.keys.items():  # sizes checked by the schema: keys 32, signature 0 or 64
             if not graph.is_neighbour(self._index, peer):
@@ -277,8 +419,8 @@ class SecAggClient(ClientEngine):
                 raise InvalidMessage("share-keys request repeats a public key")
             publics.update((share_public, mask_public))
             if parameters.malicious_server:
-                statement = advertise_statement(parameters.session, parameters.round, peer, share_public, mask_public)
-                verify_signature(parameters.verification_keys[peer], advertised.signature, statement)
+                statement = advertise_statement(session, round, peer, share_public, mask_public, coin_list=coin_list)
+                verify(parameters.verification_keys[peer], advertised.signature, statement)
             elif advertised.signature:
                 raise InvalidMessage(f"share-keys request carries a signature of client/{peer}'s keys, "
                                      f"which only malicious-server mode uses")
@@ -288,8 +430,9 @@ class SecAggClient(ClientEngine):
     def _share_keys(self, message: Message) -> list[Message]:
         message = received(message, ShareKeysRequest)
         parameters = self._parameters
-        graph, session, round = parameters.graph, parameters.session, parameters.round
-        share_publics, mask_publics = self._read_advertised_keys(message)
+        session, round = parameters.session, parameters.round
+        graph = self._draw_graph(message)
+        share_publics, mask_publics = self._read_advertised_keys(message, graph)
         peers = sorted(share_publics)
         self._require_peers(len(peers) + 1, "advertised keys")
         if self._share_key is None or self._mask_key is None:
@@ -311,6 +454,8 @@ class SecAggClient(ClientEngine):
         self._channel_keys = channel_keys
         self._mask_publics = mask_publics
         self._share_key = None  # the channel keys are derived; the private key is no longer needed
+        if parameters.coin_graph:
+            self._coins, self._coin_commitments, self._graph = dict(message.coins), {}, graph
         commitment = self_mask_commitment(session, round, self._index, self._self_mask_seed)
         return [EncryptedShares(*self._header(SHARE_KEYS), ciphertexts=ciphertexts, self_mask_commitment=commitment)]
 
@@ -318,7 +463,7 @@ class SecAggClient(ClientEngine):
 
     def _masked_input(self, message: Message) -> list[Message]:
         parameters = self._parameters
-        graph, session, round = parameters.graph, parameters.session, parameters.round
+        graph, session, round = self._round_graph(), parameters.session, parameters.round
         message = received(message, MaskedInputRequest)
         vector = self._take_input()
         senders = sorted(message.ciphertexts)
@@ -354,7 +499,7 @@ class SecAggClient(ClientEngine):
     # -- ConsistencyCheck (malicious-server mode) ----------------------------------------
 
     def _check_survivors(self, survivors: frozenset[int], what: str) -> None:
-        graph = self._parameters.graph
+        graph = self._round_graph()
         if self._index not in survivors:
             raise ProtocolViolation(f"{what} leaves out {self.party}, which sent its masked input")
         for peer in sorted(survivors):
@@ -371,7 +516,7 @@ class SecAggClient(ClientEngine):
         members only, where min(min_clients, neighbourhood size) is checked.
         """
         parameters = self._parameters
-        graph = parameters.graph
+        graph = self._round_graph()
         if graph.complete or parameters.malicious_server:
             count, needed = len(survivors), parameters.min_clients
         else:
@@ -389,10 +534,10 @@ class SecAggClient(ClientEngine):
         survivors = check_client_list(message.survivors, parameters.clients, "consistency request survivors")
         self._check_survivors(survivors, "consistency request")
         self._require_cohort(survivors, "consistency request")
-        self._require_peers(parameters.graph.count_in_group(self._index, survivors), "survived")
+        self._require_peers(self._round_graph().count_in_group(self._index, survivors), "survived")
         self._signed_survivors = tuple(message.survivors)
-        signature = self._signing_key.sign(consistency_statement(parameters.session, parameters.round,
-                                                                  message.survivors))
+        signature = sign(self._signing_key, consistency_statement(parameters.session, parameters.round,
+                                                                   message.survivors))
         return [ConsistencySignature(*self._header(CONSISTENCY_CHECK), signature=signature)]
 
     # -- Unmasking --------------------------------------------------------------------
@@ -400,7 +545,7 @@ class SecAggClient(ClientEngine):
     def _unmasking(self, message: Message) -> list[Message]:
         message = received(message, UnmaskRequest)
         parameters = self._parameters
-        graph = parameters.graph
+        graph = self._round_graph()
         survivors = check_client_list(message.survivors, parameters.clients, "unmask request survivors")
         dropped = check_client_list(message.dropped, parameters.clients, "unmask request dropped clients")
         both = survivors & dropped
@@ -436,7 +581,7 @@ class SecAggClient(ClientEngine):
 
     def _check_consistency_signatures(self, message: UnmaskRequest) -> None:
         parameters = self._parameters
-        graph = parameters.graph
+        graph = self._round_graph()
         if tuple(message.survivors) != self._signed_survivors:
             raise ProtocolViolation(f"unmask request's survivors differ from the set {self.party} signed")
         statement = consistency_statement(parameters.session, parameters.round, message.survivors)
@@ -444,5 +589,5 @@ class SecAggClient(ClientEngine):
             if not graph.in_group(self._index, signer) or signer not in message.survivors:
                 raise InvalidMessage(f"unmask request carries a signature of client/{signer}, "
                                      f"not a surviving member of {self.party}'s neighbourhood")
-            verify_signature(parameters.verification_keys[signer], signature, statement)
+            verify(parameters.verification_keys[signer], signature, statement)
         self._require_peers(len(message.signatures), "signed the survivor set")

@@ -11,19 +11,30 @@ import numpy as np
 from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import RunParameters
-from securefl.protocols.secagg.graph import Graph
+from securefl.protocols.secagg.graph import Graph, effective_degree
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
+    COMMIT_COINS,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
     SHARE_KEYS,
     UNMASKING,
 )
 
-__all__ = ["Parameters", "resolve_threshold", "threshold_bound", "SEMI_HONEST_PHASES", "MALICIOUS_PHASES"]
+__all__ = ["Parameters", "resolve_threshold", "threshold_bound", "phases_of", "SEMI_HONEST_PHASES",
+           "MALICIOUS_PHASES", "MALICIOUS_SPARSE_PHASES"]
 
 SEMI_HONEST_PHASES = (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT, UNMASKING)
 MALICIOUS_PHASES = (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASKING)
+MALICIOUS_SPARSE_PHASES = (COMMIT_COINS, *MALICIOUS_PHASES)
+"""Malicious-server SecAgg+: the graph is drawn from coins the clients commit to first."""
+
+
+def phases_of(*, malicious_server: bool, neighbors: int | None) -> tuple[str, ...]:
+    """The phases of a SecAgg configuration (the same for every cohort size)."""
+    if not malicious_server:
+        return SEMI_HONEST_PHASES
+    return MALICIOUS_PHASES if neighbors is None else MALICIOUS_SPARSE_PHASES
 _SEMI_HONEST_BOUND = Fraction(1, 2)
 _MALICIOUS_BOUND = Fraction(2, 3)
 
@@ -62,19 +73,44 @@ def resolve_threshold(threshold: int | float | None, group_size: int, *, malicio
 class Parameters(RunParameters):
     """The public parameters every engine of one SecAgg round shares.
 
-    ``graph`` says who masks with whom; ``threshold`` is the Shamir threshold
-    t of every neighbourhood; ``verification_keys[i]`` is client i's Ed25519
+    ``graph`` says who masks with whom, or is None when the clients' coins
+    draw it during the round (malicious-server SecAgg+, ``coin_graph``):
+    then ``neighbors`` is its k. ``threshold`` is the Shamir threshold t of
+    every neighbourhood; ``verification_keys[i]`` is client i's Ed25519
     public key, registered at setup (malicious-server mode; empty otherwise).
     """
 
-    graph: Graph
+    graph: Graph | None
     threshold: int
     malicious_server: bool
     verification_keys: tuple[bytes, ...]
+    neighbors: int | None = None
+
+    def __post_init__(self) -> None:
+        drawn = COMMIT_COINS in self.phases
+        if (self.graph is None) != drawn or (drawn and (self.neighbors is None or not self.malicious_server)):
+            raise ConfigurationError("a SecAgg graph is drawn from coins exactly in malicious-server SecAgg+, "
+                                     "whose phases begin with commit-coins")
+
+    @property
+    def coin_graph(self) -> bool:
+        """Whether the graph is drawn from the clients' committed coins (malicious-server SecAgg+)."""
+        return self.graph is None
+
+    @property
+    def group_size(self) -> int:
+        """m = |G(u)|, known before the graph is drawn (it depends on n and k only)."""
+        if self.graph is not None:
+            return self.graph.group_size
+        return effective_degree(self.clients, self.neighbors or 0) + 1
 
     def _identity(self) -> tuple[bytes | str | int, ...]:
         graph = self.graph
-        adjacency = b"" if graph.complete else np.array(
-            [graph.closed(client) for client in range(self.clients)], dtype=">u4").tobytes()
-        return (*super()._identity(), int(graph.complete), graph.degree, adjacency, self.threshold,
+        if graph is None:
+            shape: tuple[bytes | str | int, ...] = ("coins", self.neighbors or 0)
+        else:
+            adjacency = b"" if graph.complete else np.array(
+                [graph.closed(client) for client in range(self.clients)], dtype=">u4").tobytes()
+            shape = (int(graph.complete), graph.degree, adjacency)
+        return (*super()._identity(), *shape, self.threshold,
                 int(self.malicious_server), len(self.verification_keys), *self.verification_keys)

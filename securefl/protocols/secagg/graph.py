@@ -2,13 +2,27 @@
 
 SecAgg (Bonawitz et al., CCS 2017) uses the complete graph: every client masks
 with every other. SecAgg+ (Bell et al., CCS 2020) uses a sparse k-regular
-graph; ours is the Harary graph H(k, n) laid over a permutation that everybody
-derives from the public session and round:
+graph; ours is the Harary graph H(k, n) laid over a permutation drawn from a
+32-byte round seed:
 
-    round_seed = HKDF-SHA256(session, info=context("securefl/secagg/v1/graph", round, n))
     words      = PRG(round_seed, context("securefl/secagg/v1/graph-order"), n, 64 bits)
     order      = client indices sorted by (words[i], i)        (ring position -> client)
     client at position p  ~  clients at positions p +- 1, ..., p +- h   (mod n)
+
+Semi-honest server: the seed is public, from the session and round,
+
+    round_seed = HKDF-SHA256(session, info=context("securefl/secagg/v1/graph", round, n)).
+
+Malicious server: the server picks the session and who gets which index, so a
+public seed would let it grind sessions until its colluders surround a target.
+The seed then comes from coins r_v that the clients committed to before any
+was revealed (``labels.coin_commitment``), over the committed clients V:
+
+    round_seed = SHA-256(context("securefl/secagg/v1/graph-coins", session, round, n,
+                                 indices of V (u32 each), r_v for v in V in index order))
+
+so nobody can compute the graph before every coin is fixed, and a coalition
+short of every client can bias it only by aborting (``protocols/secagg.md``).
 
 with h = k/2 for even k. For odd k and even n the client at position p is also
 joined to position p + n/2, so every degree is exactly k. A k-regular graph on
@@ -23,8 +37,9 @@ same for every client since the graph is regular.
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -32,11 +47,15 @@ from securefl import validation
 from securefl.crypto import prg
 from securefl.crypto.keys import context, hkdf
 from securefl.errors import ConfigurationError, InvalidMessage
+from securefl.protocols.secagg.labels import indexed_concatenation
+from securefl.protocols.secagg.messages import COIN_BYTES
 
-__all__ = ["Graph", "complete_graph", "harary_graph", "round_graph", "graph_order"]
+__all__ = ["Graph", "complete_graph", "harary_graph", "round_graph", "graph_order", "order_from_seed", "coin_seed",
+           "coin_graph", "effective_degree"]
 
 _GRAPH_SEED_INFO = "securefl/secagg/v1/graph"
 _GRAPH_ORDER_LABEL = "securefl/secagg/v1/graph-order"
+_GRAPH_COINS_LABEL = "securefl/secagg/v1/graph-coins"
 
 
 class Graph:
@@ -126,12 +145,24 @@ def complete_graph(clients: int) -> Graph:
     return Graph(clients, None)
 
 
-def graph_order(clients: int, *, session: bytes, round: int) -> list[int]:
-    """The public permutation (ring position -> client) of one round, from session and round."""
-    round_seed = hkdf(bytes(session), info=context(_GRAPH_SEED_INFO, round, clients))
+def order_from_seed(clients: int, round_seed: bytes) -> list[int]:
+    """The permutation (ring position -> client) drawn from a 32-byte round seed."""
     words = prg.expand(round_seed, context(_GRAPH_ORDER_LABEL), clients, 64)
     # lexsort's last key is the primary one: sort by word, ties (probability ~n^2/2^65) by index.
     return [int(i) for i in np.lexsort((np.arange(clients), words))]
+
+
+def graph_order(clients: int, *, session: bytes, round: int) -> list[int]:
+    """The public permutation (ring position -> client) of one round, from session and round."""
+    return order_from_seed(clients, hkdf(bytes(session), info=context(_GRAPH_SEED_INFO, round, clients)))
+
+
+def coin_seed(clients: int, *, session: bytes, round: int, coins: Mapping[int, bytes]) -> bytes:
+    """The round seed from the revealed coins {v: r_v} of the committed clients (module docstring)."""
+    if not coins or any(not 0 <= v < clients or len(coin) != COIN_BYTES for v, coin in coins.items()):
+        raise ConfigurationError(f"coins must map client indices in [0, {clients}) to {COIN_BYTES}-byte coins")
+    indices, joined = indexed_concatenation(coins)
+    return hashlib.sha256(context(_GRAPH_COINS_LABEL, bytes(session), round, clients, indices, joined)).digest()
 
 
 def effective_degree(clients: int, neighbors: int) -> int:
@@ -147,19 +178,16 @@ def harary_graph(clients: int, neighbors: int, order: Sequence[int]) -> Graph:
         raise ConfigurationError("order must be a permutation of the client indices")
     if effective_degree(clients, neighbors) >= clients - 1:
         return complete_graph(clients)
-    position = {client: p for p, client in enumerate(order)}
+    placed = np.asarray(order, dtype=np.int64)
     half = neighbors // 2 if neighbors % 2 == 0 or clients % 2 == 0 else (neighbors + 1) // 2
-    opposite = neighbors % 2 == 1 and clients % 2 == 0
-    closed = []
-    for client in range(clients):
-        p = position[client]
-        members = {client}
-        for step in range(1, half + 1):
-            members.add(order[(p + step) % clients])
-            members.add(order[(p - step) % clients])
-        if opposite:
-            members.add(order[(p + clients // 2) % clients])
-        closed.append(tuple(sorted(members)))
+    steps = [0, *range(1, half + 1), *range(-half, 0)]
+    if neighbors % 2 == 1 and clients % 2 == 0:
+        steps.append(clients // 2)  # the opposite position
+    # Row p: the clients at ring positions p + step (mod n); every row is a neighbourhood without repeats.
+    members = placed[(np.arange(clients)[:, None] + np.array(steps)[None, :]) % clients]
+    by_client = np.empty_like(members)
+    by_client[placed] = members  # row u: the neighbourhood of client u (its own position is step 0)
+    closed = [tuple(row) for row in np.sort(by_client, axis=1).tolist()]
     return Graph(clients, closed)
 
 
@@ -168,3 +196,15 @@ def round_graph(clients: int, neighbors: int | None, *, session: bytes, round: i
     if neighbors is None or effective_degree(clients, neighbors) >= clients - 1:
         return complete_graph(clients)
     return harary_graph(clients, neighbors, graph_order(clients, session=session, round=round))
+
+
+def coin_graph(clients: int, neighbors: int, *, session: bytes, round: int, coins: Mapping[int, bytes]) -> Graph:
+    """The graph of a malicious-server SecAgg+ round: H(k, n) over the order drawn from the clients' coins.
+
+    A deterministic function of (session, round, n, k, coins), so every party
+    given the same revealed coins derives the same graph.
+    """
+    seed = coin_seed(clients, session=session, round=round, coins=coins)
+    if effective_degree(clients, neighbors) >= clients - 1:
+        return complete_graph(clients)
+    return harary_graph(clients, neighbors, order_from_seed(clients, seed))

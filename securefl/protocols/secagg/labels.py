@@ -12,8 +12,10 @@ same bytes ``context`` gives for the whole field list (the tests check).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+
+import numpy as np
 
 from securefl.crypto.keys import context
 from securefl.protocols.wire import client_id
@@ -27,6 +29,9 @@ __all__ = [
     "self_mask_label",
     "shares_associated_data",
     "self_mask_commitment",
+    "coin_commitment",
+    "coin_list_digest",
+    "indexed_concatenation",
     "advertise_statement",
     "consistency_statement",
 ]
@@ -42,16 +47,24 @@ _PAIRWISE_MASK = f"{_VERSION}/pairwise-mask"
 _SELF_MASK = f"{_VERSION}/self-mask"
 _COMMITMENT = f"{_VERSION}/self-mask-commitment"
 _ADVERTISE = f"{_VERSION}/advertise"
+_COIN_COMMITMENT = f"{_VERSION}/graph-coin-commitment"
+_COIN_LIST = f"{_VERSION}/graph-coin-list"
+_ADVERTISE_WITH_COINS = f"{_VERSION}/advertise-with-coin-list"
 _CONSISTENCY = f"{_VERSION}/consistency"
 # securefl.crypto.aead.associated_data: context(this, label, session, round, sender, recipient)
 _AEAD_INFO = "securefl/aead/v1"
 _INT_FIELD = b"\x03\x00\x00\x00\x08"  # context's tag and length of an unsigned 64-bit integer
+_BYTES_TAG = b"\x01"  # context's tag of a byte string
 
 
 @lru_cache(maxsize=64)
 def _prefix(total_fields: int, *fixed: bytes | str | int) -> bytes:
     """context(*fixed, ...) up to the first per-peer field, for a list of ``total_fields`` fields."""
     return total_fields.to_bytes(2, "big") + context(*fixed)[2:]
+
+
+def _bytes_field(value: bytes) -> bytes:
+    return _BYTES_TAG + len(value).to_bytes(4, "big") + value
 
 
 def _int(value: int) -> bytes:
@@ -96,11 +109,49 @@ def self_mask_commitment(session: bytes, round: int, client: int, seed: bytes) -
     return hashlib.sha256(context(_COMMITMENT, session, round, client, seed)).digest()
 
 
-def advertise_statement(session: bytes, round: int, client: int, share_public: bytes, mask_public: bytes) -> bytes:
-    """What a client signs (malicious-server mode) when it advertises its two public keys."""
-    return context(_ADVERTISE, session, round, client, share_public, mask_public)
+def coin_commitment(session: bytes, round: int, client: int, coin: bytes) -> bytes:
+    """h_u = SHA-256(context(label, session, round, u, r_u)): client u's commitment to its graph coin.
+
+    Hiding because r_u is 256 uniform bits; binding by collision resistance; the
+    index u is inside, so a commitment cannot be moved to another client's slot.
+    """
+    # context(_COIN_COMMITMENT, session, round, client, coin): every client checks every reveal, so the
+    # fixed fields are encoded once per (session, round).
+    return hashlib.sha256(_prefix(5, _COIN_COMMITMENT, session, round) + _int(client) + _bytes_field(coin)).digest()
+
+
+def indexed_concatenation(values: Mapping[int, bytes]) -> tuple[bytes, bytes]:
+    """(the indices as big-endian u32, the values concatenated), both in increasing index order."""
+    indices = sorted(values)
+    return np.array(indices, dtype=">u4").tobytes(), b"".join(values[index] for index in indices)
+
+
+def coin_list_digest(session: bytes, round: int, clients: int, commitments: Mapping[int, bytes]) -> bytes:
+    """SHA-256 of the coin-commitment list {v: h_v} the server forwarded (indices and commitments, in order)."""
+    indices, joined = indexed_concatenation(commitments)
+    return hashlib.sha256(context(_COIN_LIST, session, round, clients, indices, joined)).digest()
+
+
+def advertise_statement(session: bytes, round: int, client: int, share_public: bytes, mask_public: bytes,
+                        *, coin_list: bytes = b"") -> bytes:
+    """What a client signs (malicious-server mode) when it advertises its two public keys.
+
+    In SecAgg+ (``coin_list`` = :func:`coin_list_digest` of the list the client
+    received) the statement also binds that list, so two clients shown
+    different lists cannot accept each other's advertisements.
+    """
+    # context(label, session, round, client, share_public, mask_public[, coin_list]); one per neighbour checked.
+    keys = _bytes_field(share_public) + _bytes_field(mask_public)
+    if coin_list:
+        return _prefix(7, _ADVERTISE_WITH_COINS, session, round) + _int(client) + keys + _bytes_field(coin_list)
+    return _prefix(6, _ADVERTISE, session, round) + _int(client) + keys
 
 
 def consistency_statement(session: bytes, round: int, survivors: Iterable[int]) -> bytes:
     """What a client signs in ConsistencyCheck: the survivor set the server announced."""
-    return context(_CONSISTENCY, session, round, *survivors)
+    # context(_CONSISTENCY, session, round, *survivors), the integer fields encoded at once.
+    values = np.fromiter(survivors, dtype=np.uint64)
+    fields = np.empty(values.size, dtype=[("head", "V5"), ("value", ">u8")])
+    fields["head"] = np.frombuffer(_INT_FIELD, dtype="V5")[0]
+    fields["value"] = values
+    return _prefix(3 + values.size, _CONSISTENCY, session, round) + fields.tobytes()

@@ -18,21 +18,27 @@ from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from securefl.protocols.wire import Message, Record, RingVector, Size
 
 __all__ = [
+    "COMMIT_COINS",
     "ADVERTISE_KEYS",
     "SHARE_KEYS",
     "MASKED_INPUT",
     "CONSISTENCY_CHECK",
     "UNMASKING",
     "COMMITMENT_BYTES",
+    "COIN_BYTES",
     "SHARE_BYTES",
     "SEALED_SHARES_BYTES",
     "PublicKey",
     "Signature",
     "SignatureOrEmpty",
     "Commitment",
+    "Coin",
+    "CoinOrEmpty",
     "SealedShares",
     "ShareBytes",
     "AdvertisedKeys",
+    "CoinCommitRequest",
+    "CoinCommitment",
     "AdvertiseRequest",
     "KeyAdvertisement",
     "ShareKeysRequest",
@@ -46,6 +52,7 @@ __all__ = [
     "REQUESTS",
 ]
 
+COMMIT_COINS = "commit-coins"
 ADVERTISE_KEYS = "advertise-keys"
 SHARE_KEYS = "share-keys"
 MASKED_INPUT = "masked-input"
@@ -53,7 +60,9 @@ CONSISTENCY_CHECK = "consistency-check"
 UNMASKING = "unmasking"
 
 COMMITMENT_BYTES = 32
-"""SHA-256 of the self-mask seed (``labels.self_mask_commitment``)."""
+"""SHA-256 of the self-mask seed (``labels.self_mask_commitment``) or of a graph coin (``labels.coin_commitment``)."""
+COIN_BYTES = 32
+"""A client's graph coin r_u (malicious-server SecAgg+): 32 bytes from the OS CSPRNG."""
 SHARE_BYTES = 4 + shamir.ELEMENT_BYTES
 """``Share.to_bytes()`` of a 32-byte secret: x (2 bytes), secret length (2 bytes), one field element."""
 SEALED_SHARES_BYTES = 2 * SHARE_BYTES + aead.OVERHEAD_BYTES
@@ -66,6 +75,9 @@ Signature = Annotated[bytes, Size(SIGNATURE_BYTES)]
 SignatureOrEmpty = Annotated[bytes, Size(0, SIGNATURE_BYTES)]
 """An Ed25519 signature in malicious-server mode; empty in semi-honest mode."""
 Commitment = Annotated[bytes, Size(COMMITMENT_BYTES)]
+Coin = Annotated[bytes, Size(COIN_BYTES)]
+CoinOrEmpty = Annotated[bytes, Size(0, COIN_BYTES)]
+"""A revealed graph coin in malicious-server SecAgg+; empty in every other mode."""
 SealedShares = Annotated[bytes, Size(SEALED_SHARES_BYTES)]
 ShareBytes = Annotated[bytes, Size(SHARE_BYTES)]
 
@@ -84,10 +96,31 @@ class AdvertisedKeys(Record):
 
 
 @dataclass(frozen=True)
+class CoinCommitRequest(Message):
+    """Server -> client (malicious-server SecAgg+): commit to a fresh graph coin."""
+
+    KIND = "secagg/coin-commit-request"
+
+
+@dataclass(frozen=True)
+class CoinCommitment(Message):
+    """Client u -> server: h_u = ``labels.coin_commitment`` of u's graph coin r_u (SHA-256, 32 bytes)."""
+
+    KIND = "secagg/coin-commitment"
+    commitment: Commitment
+
+
+@dataclass(frozen=True)
 class AdvertiseRequest(Message):
-    """Server -> client: advertise your two public keys."""
+    """Server -> client: advertise your two public keys.
+
+    ``coin_commitments`` (malicious-server SecAgg+) is the list of every
+    committed client's h_v, by index, the same for every client; empty in
+    every other mode.
+    """
 
     KIND = "secagg/advertise-request"
+    coin_commitments: dict[int, Commitment]
 
 
 @dataclass(frozen=True)
@@ -95,21 +128,30 @@ class KeyAdvertisement(Message):
     """Client -> server: the share-channel and mask X25519 public keys (32 bytes each).
 
     ``signature`` is Ed25519 over ``labels.advertise_statement`` with the key
-    registered at setup (malicious-server mode); empty otherwise.
+    registered at setup (malicious-server mode; in SecAgg+ the statement also
+    binds the digest of the coin-commitment list); empty otherwise. ``coin``
+    reveals r_u (malicious-server SecAgg+); empty otherwise.
     """
 
     KIND = "secagg/key-advertisement"
     share_public: PublicKey
     mask_public: PublicKey
     signature: SignatureOrEmpty
+    coin: CoinOrEmpty
 
 
 @dataclass(frozen=True)
 class ShareKeysRequest(Message):
-    """Server -> client u: what each of u's neighbours advertised, by client index."""
+    """Server -> client u: what each of u's neighbours advertised, by client index.
+
+    ``coins`` (malicious-server SecAgg+) are the revealed coins of every
+    committed client, by index, from which u draws the graph; empty in every
+    other mode.
+    """
 
     KIND = "secagg/share-keys-request"
     keys: dict[int, AdvertisedKeys]
+    coins: dict[int, Coin]
 
 
 @dataclass(frozen=True)
@@ -181,6 +223,7 @@ class UnmaskShares(Message):
 
 
 REQUESTS: dict[str, type[Message]] = {
+    COMMIT_COINS: CoinCommitRequest,
     ADVERTISE_KEYS: AdvertiseRequest,
     SHARE_KEYS: ShareKeysRequest,
     MASKED_INPUT: MaskedInputRequest,

@@ -12,7 +12,8 @@ collects a party's masks and folds them all in one ``prg.accumulate`` pass
 (keystream and sum stay in cache). The tests check every output against
 ``securefl.crypto``.
 
-``counters`` tallies the primitive work done (agreements, keystream bytes) so
+``counters`` tallies the primitive work done (agreements, keystream bytes,
+Ed25519 signatures and verifications through :func:`sign` / :func:`verify`) so
 a benchmark can time the same amount of bare primitive work; it never affects
 results and is not thread-safe.
 """
@@ -28,11 +29,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from securefl import ring
 from securefl.crypto import prg
-from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, context, derive32
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SigningKey, context, derive32, verify_signature
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.secagg.labels import party
 
-__all__ = ["AgreementKey", "MaskAccumulator", "WorkCounters", "agree_many", "counters"]
+__all__ = ["AgreementKey", "MaskAccumulator", "WorkCounters", "agree_many", "counters", "sign", "verify"]
 
 _AGREE_INFO = "securefl/agree/v1"  # securefl.crypto.keys: info = context(this, label, session, round, ...)
 
@@ -44,12 +45,31 @@ class WorkCounters:
     agreements: int = 0
     expansions: int = 0
     keystream_bytes: int = 0
+    signatures: int = 0
+    verifications: int = 0
+    signed_bytes: int = 0
+    verified_bytes: int = 0
 
     def reset(self) -> None:
         self.agreements = self.expansions = self.keystream_bytes = 0
+        self.signatures = self.verifications = self.signed_bytes = self.verified_bytes = 0
 
 
 counters = WorkCounters()
+
+
+def sign(key: SigningKey, statement: bytes) -> bytes:
+    """``key.sign(statement)`` (Ed25519), counted."""
+    counters.signatures += 1
+    counters.signed_bytes += len(statement)
+    return key.sign(statement)
+
+
+def verify(public: bytes, signature: bytes, statement: bytes) -> None:
+    """``keys.verify_signature(public, signature, statement)`` (Ed25519; ``InvalidMessage`` if bad), counted."""
+    counters.verifications += 1
+    counters.verified_bytes += len(statement)
+    verify_signature(public, signature, statement)
 
 
 class AgreementKey:

@@ -1,4 +1,10 @@
-"""``SecAgg``: the protocol configuration; it makes the engines of one round."""
+"""``SecAgg``: the protocol configuration; it makes the engines of one round.
+
+With ``malicious_server=True`` and ``neighbors=k`` the run parameters carry no
+graph: the clients' committed coins draw it during the round (phase
+commit-coins first; ``graph.coin_graph``), so a server that picks the session
+and the index assignment cannot choose it.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +27,7 @@ from securefl.protocols.base import (
     check_min_clients,
 )
 from securefl.protocols.secagg.client import SecAggClient
-from securefl.protocols.secagg.config import (
-    MALICIOUS_PHASES,
-    SEMI_HONEST_PHASES,
-    Parameters,
-    resolve_threshold,
-    threshold_bound,
-)
+from securefl.protocols.secagg.config import Parameters, phases_of, resolve_threshold, threshold_bound
 from securefl.protocols.secagg.graph import effective_degree, round_graph
 from securefl.protocols.secagg.server import SecAggServer
 from securefl.protocols.wire import SERVER
@@ -137,7 +137,7 @@ class SecAgg(Protocol):
 
     @property
     def phases(self) -> tuple[str, ...]:  # type: ignore[override]
-        return MALICIOUS_PHASES if self.malicious_server else SEMI_HONEST_PHASES
+        return phases_of(malicious_server=self.malicious_server, neighbors=self.neighbors)
 
     def group_size(self, clients: int) -> int:
         """m, the neighbourhood size (each client included) for ``clients`` clients."""
@@ -182,14 +182,17 @@ class SecAgg(Protocol):
             )
         else:
             keys = ()
-        graph = round_graph(base.clients, None if self.neighbors is None else int(self.neighbors),
-                            session=base.session, round=base.round)
+        neighbors = None if self.neighbors is None else int(self.neighbors)
+        # Malicious-server SecAgg+: no graph yet; the clients' coins draw it during the round.
+        graph = None if self.malicious_server and neighbors is not None else round_graph(
+            base.clients, neighbors, session=base.session, round=base.round)
         return Parameters(
             **vars(base),
             graph=graph,
             threshold=self.threshold_for(base.clients),
             malicious_server=self.malicious_server,
             verification_keys=keys,
+            neighbors=neighbors,
         )
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:

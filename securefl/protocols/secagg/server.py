@@ -14,6 +14,13 @@ no duplicate, exact key sets, lengths, signatures), and ends the phase with
 and checks every reconstructed secret against what its owner published
 (the commitment to b_u, the mask public key of v), so a corrupted share
 raises instead of yielding a wrong sum.
+
+Malicious-server SecAgg+ opens with commit-coins: the server collects a
+commitment h_u from each client, forwards the whole list {v: h_v} to every
+committed client in its advertise request, checks each reveal r_u against
+h_u, and ends advertise-keys with ``ProtocolAbort`` unless every committed
+client revealed; only then does it draw the graph (``graph.coin_graph``) and
+route share-keys by it, as every client does from the same reveals.
 """
 
 from __future__ import annotations
@@ -25,15 +32,24 @@ import numpy as np
 
 from securefl import ring
 from securefl.crypto import shamir
-from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verify_signature
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort
 from securefl.protocols.base import EngineState, Header, RingAggregate, RunParameters, ServerEngine, Step, received
 from securefl.protocols.secagg.client import check_share
 from securefl.protocols.secagg.config import Parameters
-from securefl.protocols.secagg.labels import advertise_statement, consistency_statement, self_mask_commitment
+from securefl.protocols.secagg.graph import Graph, coin_graph
+from securefl.protocols.secagg.labels import (
+    advertise_statement,
+    coin_commitment,
+    coin_list_digest,
+    consistency_statement,
+    self_mask_commitment,
+)
 from securefl.protocols.secagg.masking import remove_dropped_masks, remove_self_mask
 from securefl.protocols.secagg.messages import (
     ADVERTISE_KEYS,
+    COIN_BYTES,
+    COMMIT_COINS,
     COMMITMENT_BYTES,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
@@ -43,6 +59,8 @@ from securefl.protocols.secagg.messages import (
     UNMASKING,
     AdvertisedKeys,
     AdvertiseRequest,
+    CoinCommitment,
+    CoinCommitRequest,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
@@ -53,13 +71,14 @@ from securefl.protocols.secagg.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
-from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator
+from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator, verify
 from securefl.protocols.state import StateDict, StateReader, keyed, nested
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["SecAggServer"]
 
 _REPLIES: dict[str, type[Message]] = {
+    COMMIT_COINS: CoinCommitment,
     ADVERTISE_KEYS: KeyAdvertisement,
     SHARE_KEYS: EncryptedShares,
     MASKED_INPUT: MaskedInput,
@@ -76,6 +95,10 @@ class SecAggServer(ServerEngine):
     def __init__(self, parameters: Parameters) -> None:
         self._parameters = parameters
         # What the clients published.
+        self._coin_commitments: dict[int, bytes] = {}
+        self._coin_list = b""
+        self._coins: dict[int, bytes] = {}
+        self._graph: Graph | None = parameters.graph
         self._share_publics: dict[int, bytes] = {}
         self._mask_publics: dict[int, bytes] = {}
         self._key_signatures: dict[int, bytes] = {}
@@ -95,6 +118,7 @@ class SecAggServer(ServerEngine):
 
     def _steps(self) -> list[Step]:
         requests: dict[str, Callable[[], list[Message]]] = {
+            COMMIT_COINS: self._request_coin_commitments,
             ADVERTISE_KEYS: self._request_keys,
             SHARE_KEYS: self._request_shares,
             MASKED_INPUT: self._request_masked_inputs,
@@ -102,6 +126,7 @@ class SecAggServer(ServerEngine):
             UNMASKING: self._request_unmasking,
         }
         receivers: dict[str, Callable[[int, Message], None]] = {
+            COMMIT_COINS: self._receive_coin_commitment,
             ADVERTISE_KEYS: self._receive_keys,
             SHARE_KEYS: self._receive_shares,
             MASKED_INPUT: self._receive_masked_input,
@@ -119,6 +144,17 @@ class SecAggServer(ServerEngine):
             return Step(phase, (_REPLIES[phase],), handler, begin=requests[phase], end=lambda: self._close(phase))
 
         return [step(phase) for phase in self._parameters.phases]
+
+    @property
+    def graph(self) -> Graph | None:
+        """The round's graph: from the parameters, or (malicious-server SecAgg+) drawn from the clients'
+        coins when advertise-keys ends; None until then."""
+        return self._graph
+
+    def _round_graph(self) -> Graph:
+        if self._graph is None:
+            raise LocalProtocolError("the graph is drawn when advertise-keys ends")
+        return self._graph
 
     # -- plain-data state ----------------------------------------------------------------
 
@@ -140,7 +176,11 @@ class SecAggServer(ServerEngine):
         key_holders, key_counts, key_owners, key_shares = nested(self._mask_key_shares)
         dtype = ring.ring_dtype(self._parameters.ring_bits)
         result = self._result
+        coin_committers, coin_commitments = keyed(self._coin_commitments)
+        coin_revealers, coins = keyed(self._coins)
         return {
+            "coin-committers": coin_committers, "coin-commitments": coin_commitments,
+            "coin-revealers": coin_revealers, "coins": coins,
             "advertised": advertised,
             "share-publics": [self._share_publics[u] for u in advertised],
             "mask-publics": [self._mask_publics[u] for u in advertised],
@@ -162,8 +202,9 @@ class SecAggServer(ServerEngine):
 
     def _restore_fields(self, reader: StateReader) -> None:
         parameters = self._parameters
-        graph, last = parameters.graph, parameters.clients - 1
+        last = parameters.clients - 1
         dtype = ring.ring_dtype(parameters.ring_bits)
+        coin_commitments, coins, graph = self._restore_coins(reader, last)
         advertised = reader.integers("advertised", minimum=0, maximum=last)
         share_publics = reader.blobs("share-publics", size=PUBLIC_KEY_BYTES)
         mask_publics = reader.blobs("mask-publics", size=PUBLIC_KEY_BYTES)
@@ -190,9 +231,21 @@ class SecAggServer(ServerEngine):
         included = reader.integers("result-included", minimum=0, maximum=last)
 
         known = frozenset(advertised)
-        reader.require(set(listed) <= known and all(peers <= known and all(graph.is_neighbour(u, v) for v in peers)
-                                                    for u, peers in listed.items()),
-                       "lists keys of clients that did not advertise or are not neighbours")
+        reader.require(not parameters.coin_graph or known == coins.keys(),
+                       "must hold a revealed coin of exactly the clients that advertised keys")
+        if graph is None:
+            reader.require(not (listed or ciphertexts or self_shares or key_shares),
+                           "holds key lists, ciphertexts or shares before the graph was drawn")
+        else:
+            reader.require(set(listed) <= known and all(peers <= known and all(graph.is_neighbour(u, v) for v in peers)
+                                                        for u, peers in listed.items()),
+                           "lists keys of clients that did not advertise or are not neighbours")
+            for by_holder, what in ((self_shares, "self-mask"), (key_shares, "mask-key")):
+                for holder, shares in by_holder.items():
+                    for owner, share in shares.items():
+                        reader.require(graph.in_group(owner, holder),
+                                       f"holds a {what} share outside its neighbourhood")
+                        check_share(share, x=graph.share_point(owner, holder), what=f"stored {what} share")
         reader.require(all(u in listed and recipients.keys() == listed[u] for u, recipients in ciphertexts.items()),
                        "holds ciphertexts that differ from the keys each client was sent")
         reader.require(not set(survivors) & set(dropped) and set(survivors) | set(dropped) <= set(ciphertexts),
@@ -201,15 +254,13 @@ class SecAggServer(ServerEngine):
                        "holds consistency signatures in semi-honest mode")
         reader.require(set(signatures) <= set(survivors), "holds consistency signatures of non-survivors")
         reader.require(self_shares.keys() == key_shares.keys(), "must hold both kinds of shares of each responder")
-        for by_holder, what in ((self_shares, "self-mask"), (key_shares, "mask-key")):
-            for holder, shares in by_holder.items():
-                for owner, share in shares.items():
-                    reader.require(graph.in_group(owner, holder), f"holds a {what} share outside its neighbourhood")
-                    check_share(share, x=graph.share_point(owner, holder), what=f"stored {what} share")
         reader.require((result is None) == (self._state is not EngineState.DONE) and
                        (result is not None or not included) and (result is None or included == survivors),
                        "holds a result exactly when the aggregation is done, over its survivors")
 
+        self._coin_commitments, self._coins, self._graph = coin_commitments, coins, graph
+        advertise = parameters.phases.index(ADVERTISE_KEYS)
+        self._coin_list = self._list_digest() if parameters.coin_graph and self._position >= advertise else b""
         self._share_publics = dict(zip(advertised, share_publics))
         self._mask_publics = dict(zip(advertised, mask_publics))
         self._key_signatures = dict(zip(advertised, key_signatures))
@@ -222,6 +273,30 @@ class SecAggServer(ServerEngine):
         self._consistency_signatures = signatures
         self._self_mask_shares, self._mask_key_shares = self_shares, key_shares
         self._result = RingAggregate(total=result, included=tuple(included)) if result is not None else None
+
+    def _restore_coins(self, reader: StateReader,
+                       last: int) -> tuple[dict[int, bytes], dict[int, bytes], Graph | None]:
+        """(coin commitments, reveals, the graph): the graph from the parameters, or redrawn from the stored
+        reveals once advertise-keys has ended (when every committed client must have revealed)."""
+        parameters = self._parameters
+        commitments = reader.keyed_blobs("coin-committers", "coin-commitments", maximum=last, size=COMMITMENT_BYTES)
+        coins = reader.keyed_blobs("coin-revealers", "coins", maximum=last, size=COIN_BYTES)
+        if not parameters.coin_graph:
+            reader.require(not commitments and not coins, "holds graph coins outside malicious-server SecAgg+")
+            return commitments, coins, parameters.graph
+        advertise = parameters.phases.index(ADVERTISE_KEYS)
+        reader.require(self._position >= advertise or not coins, "holds revealed coins before advertise-keys")
+        session, round = parameters.session, parameters.round
+        reader.require(coins.keys() <= commitments.keys()
+                       and all(coin_commitment(session, round, v, coin) == commitments[v] for v, coin in coins.items()),
+                       "holds a revealed coin that does not open a stored commitment")
+        drawn = self._position > advertise or (self._position == advertise and not self._open and self._active)
+        if not drawn:
+            return commitments, coins, None
+        reader.require(bool(coins) and coins.keys() == commitments.keys(),
+                       "ended advertise-keys without every committed client's coin")
+        return commitments, coins, coin_graph(parameters.clients, parameters.neighbors or 0, session=session,
+                                              round=round, coins=coins)
 
     @staticmethod
     def _read_listed(reader: StateReader, last: int) -> dict[int, frozenset[int]]:
@@ -244,7 +319,9 @@ class SecAggServer(ServerEngine):
                 f"phase {phase!r}: {len(answered)} of {len(self.asked)} clients answered; "
                 f"the threshold is {threshold}"
             )
-        if phase == MASKED_INPUT:
+        if phase == ADVERTISE_KEYS and self._parameters.coin_graph:
+            self._draw_graph()
+        elif phase == MASKED_INPUT:
             minimum = self._parameters.min_clients
             if len(answered) < minimum:
                 raise ProtocolAbort(
@@ -271,26 +348,72 @@ class SecAggServer(ServerEngine):
 
     def _viable(self, candidates: Iterable[int], live: Iterable[int]) -> list[int]:
         """Candidates whose neighbourhood has at least threshold live members (the rest would refuse)."""
-        graph, threshold = self._parameters.graph, self._parameters.threshold
+        graph, threshold = self._round_graph(), self._parameters.threshold
         live = frozenset(live)
         return [u for u in sorted(candidates) if graph.count_in_group(u, live) >= threshold]
+
+    # -- CommitCoins (malicious-server SecAgg+) -------------------------------------------
+
+    def _request_coin_commitments(self) -> list[Message]:
+        return [CoinCommitRequest(*self._header(COMMIT_COINS, u)) for u in range(self._parameters.clients)]
+
+    def _receive_coin_commitment(self, sender: int, message: Message) -> None:
+        message = received(message, CoinCommitment)
+        self._coin_commitments[sender] = message.commitment
+
+    def _list_digest(self) -> bytes:
+        parameters = self._parameters
+        return coin_list_digest(parameters.session, parameters.round, parameters.clients, self._coin_commitments)
+
+    def _draw_graph(self) -> None:
+        """End of advertise-keys: every committed client must have revealed, then the graph is drawn.
+
+        Drawing from the reveals that came would let whoever withholds the
+        last one (a colluding client, or the server dropping it) choose
+        between two graphs, so a missing reveal aborts the round. Each reveal
+        was checked against its commitment when it arrived.
+        """
+        parameters = self._parameters
+        missing = sorted(self._coin_commitments.keys() - self._coins.keys())
+        if missing:
+            raise ProtocolAbort(f"phase 'advertise-keys': client/{missing[0]} ({len(missing)} of "
+                                f"{len(self._coin_commitments)} committed clients) did not reveal its graph coin; "
+                                f"the graph needs every committed coin")
+        self._graph = coin_graph(parameters.clients, parameters.neighbors or 0, session=parameters.session,
+                                 round=parameters.round, coins=self._coins)
 
     # -- AdvertiseKeys ----------------------------------------------------------------
 
     def _request_keys(self) -> list[Message]:
-        return [AdvertiseRequest(*self._header(ADVERTISE_KEYS, u)) for u in range(self._parameters.clients)]
+        parameters = self._parameters
+        if not parameters.coin_graph:
+            return [AdvertiseRequest(*self._header(ADVERTISE_KEYS, u), coin_commitments={})
+                    for u in range(parameters.clients)]
+        # One list for everybody; each client checks its own entry and signs the list's digest.
+        self._coin_list = self._list_digest()
+        commitments = dict(self._coin_commitments)
+        return [AdvertiseRequest(*self._header(ADVERTISE_KEYS, u), coin_commitments=commitments)
+                for u in sorted(commitments)]
 
     def _receive_keys(self, sender: int, message: Message) -> None:
         message = received(message, KeyAdvertisement)
         parameters = self._parameters
         if message.share_public == message.mask_public:
             raise InvalidMessage(f"client/{sender} advertised the same key for shares and masks")
+        if parameters.coin_graph:
+            if coin_commitment(parameters.session, parameters.round, sender, message.coin) \
+                    != self._coin_commitments[sender]:
+                raise InvalidMessage(f"client/{sender}'s revealed graph coin does not match its commitment")
+        elif message.coin:
+            raise InvalidMessage(f"client/{sender} revealed a graph coin, which only malicious-server SecAgg+ uses")
         if parameters.malicious_server:
-            statement = advertise_statement(parameters.session, parameters.round, sender,
-                                            message.share_public, message.mask_public)
-            verify_signature(parameters.verification_keys[sender], message.signature, statement)
+            statement = advertise_statement(parameters.session, parameters.round, sender, message.share_public,
+                                            message.mask_public, coin_list=self._coin_list)
+            verify(parameters.verification_keys[sender], message.signature, statement)
         elif message.signature:
             raise InvalidMessage(f"client/{sender} signed its keys, which only malicious-server mode uses")
+        if parameters.coin_graph:
+            self._coins[sender] = message.coin
         self._share_publics[sender] = message.share_public
         self._mask_publics[sender] = message.mask_public
         self._key_signatures[sender] = message.signature
@@ -298,15 +421,16 @@ class SecAggServer(ServerEngine):
     # -- ShareKeys --------------------------------------------------------------------
 
     def _request_shares(self) -> list[Message]:
-        parameters = self._parameters
         advertised = frozenset(self._share_publics)
         entries = {v: AdvertisedKeys(share_public=self._share_publics[v], mask_public=self._mask_publics[v],
                                      signature=self._key_signatures[v]) for v in advertised}
+        graph, coins = self._round_graph(), dict(self._coins)
         requests: list[Message] = []
         for u in self._viable(advertised, advertised):
-            listed = [v for v in parameters.graph.neighbours(u) if v in advertised]
+            listed = [v for v in graph.neighbours(u) if v in advertised]
             self._listed[u] = frozenset(listed)
-            requests.append(ShareKeysRequest(*self._header(SHARE_KEYS, u), keys={v: entries[v] for v in listed}))
+            requests.append(ShareKeysRequest(*self._header(SHARE_KEYS, u), keys={v: entries[v] for v in listed},
+                                             coins=coins))
         return requests
 
     def _receive_shares(self, sender: int, message: Message) -> None:
@@ -352,19 +476,19 @@ class SecAggServer(ServerEngine):
         message = received(message, ConsistencySignature)
         parameters = self._parameters
         statement = consistency_statement(parameters.session, parameters.round, self._survivors)
-        verify_signature(parameters.verification_keys[sender], message.signature, statement)
+        verify(parameters.verification_keys[sender], message.signature, statement)
         self._consistency_signatures[sender] = message.signature
 
     # -- Unmasking --------------------------------------------------------------------
 
     def _needs_key(self) -> list[int]:
         """Dropped clients whose pairwise masks some survivor added."""
-        graph, survivors = self._parameters.graph, self._survivor_set
+        graph, survivors = self._round_graph(), self._survivor_set
         return [v for v in self._dropped if any(u in survivors for u in graph.neighbours(v))]
 
     def _request_unmasking(self) -> list[Message]:
         parameters = self._parameters
-        graph, threshold = parameters.graph, parameters.threshold
+        graph, threshold = self._round_graph(), parameters.threshold
         survivors = self._survivors
         if parameters.malicious_server:
             signers = frozenset(self._consistency_signatures)
@@ -400,7 +524,7 @@ class SecAggServer(ServerEngine):
 
     def _receive_unmask_shares(self, sender: int, message: Message) -> None:
         message = received(message, UnmaskShares)
-        graph = self._parameters.graph
+        graph = self._round_graph()
         group = graph.closed(sender)
         expected_self = {u for u in group if u in self._survivor_set}
         expected_keys = {v for v in group if v in self._dropped_set}
@@ -433,7 +557,7 @@ class SecAggServer(ServerEngine):
 
     def _unmask(self) -> None:
         parameters = self._parameters
-        graph, session, round = parameters.graph, parameters.session, parameters.round
+        graph, session, round = self._round_graph(), parameters.session, parameters.round
         survivors, needs_key = list(self._survivors), self._needs_key()
         seeds = self._collect(survivors, self._self_mask_shares, "self-mask seed")
         secrets = self._collect(needs_key, self._mask_key_shares, "mask key")

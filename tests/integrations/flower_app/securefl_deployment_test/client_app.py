@@ -10,4 +10,4 @@ def input_fn(job: Job):
                         seed=int(config["input-seed"]))
 
 
-app = make_client_app(input_fn=input_fn)  # the protocol comes from the run config
+app = make_client_app(input_fn=input_fn)  # the protocol comes from the node config (securefl-protocol=...)

@@ -1,7 +1,8 @@
 """ServerApp: discover the SuperNodes, run ``aggregations`` aggregations, write each outcome as JSON.
 
 ``output-dir/result-<round>.json`` holds the signed ring sum and who was
-included or dropped, by partition id. With ``pause-after = "<phase>"`` the
+included or dropped, by partition id; ``cohort = k`` aggregates the first k
+clients only. With ``pause-after = "<phase>"`` the
 ServerApp stops after that phase of aggregation ``pause-round`` until the
 file ``output-dir/resume`` appears, so the test can kill a SuperNode between
 two protocol phases.
@@ -49,10 +50,12 @@ def main(grid: Grid, context: Context) -> None:
     partition_of = {node: info.partition for node, info in federation.nodes.items()}
     helpers = {info.role: info.fingerprint for info in federation.nodes.values() if info.role != "client"}
     dropped_before: set[int] = set()
+    cohort = int(config.get("cohort", 0)) or None
     for round in range(int(config["aggregations"])):
-        outcome: dict = {"protocol": protocol.name, "round": round, "helpers": helpers}
+        outcome: dict = {"protocol": protocol.name, "phases": list(driver.protocol.phases), "round": round,
+                         "helpers": helpers}
         try:
-            clients = [node for node in federation.clients if node not in dropped_before]
+            clients = [node for node in federation.clients if node not in dropped_before][:cohort]
             aggregation = driver.aggregate(clients, vector_length=int(config["vector-length"]), round=round)
             dropped_before |= set(aggregation.dropped)
             outcome.update(
@@ -66,4 +69,5 @@ def main(grid: Grid, context: Context) -> None:
             )
         except SecureFLError as error:
             outcome["error"] = f"{type(error).__name__}: {error}"
+            outcome["errors"] = {str(partition_of[node]): reason for node, reason in driver.last_errors.items()}
         _write(out / f"result-{round}.json", outcome)

@@ -451,3 +451,35 @@ def test_the_ledger_survives_a_new_run_in_the_key_directory(tmp_path):
     (tmp_path / LEDGER_FILE).write_bytes(b"\x93garbage")
     with pytest.raises(Exception, match="not a securefl ledger"):
         Ledger.load(fresh, tmp_path)
+
+
+# -- 8. SecAgg+ placement ---------------------------------------------------------------------------
+
+
+def share_graph(grid) -> dict[int, frozenset[int]]:
+    """{client u: the clients u sent shares to}: the round's graph, as the nodes drew it."""
+    from securefl.protocols.wire import client_index, decode_message
+
+    graph = {}
+    for message in grid.seen:
+        if message.metadata.reply_to_message_id and message.has_content():
+            for entry in wire.unpack(message.content)[1]:
+                decoded = decode_message(entry.data)
+                if decoded.KIND == "secagg/encrypted-shares":
+                    graph[client_index(decoded.sender)] = frozenset(decoded.ciphertexts)
+    return graph
+
+
+def test_a_server_fixing_the_session_and_the_index_assignment_does_not_fix_the_secagg_plus_graph():
+    protocol, clients = SecAgg(neighbors=2), 10
+    graphs = []
+    for _ in range(2):  # the same session, round and assignment, on fresh nodes
+        grid, driver = driver_federation(protocol, (), clients=clients)
+        aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH, session=bytes(16), round=1)
+        assert np.array_equal(aggregation.aggregate.total, ring_sum(range(clients)))
+        graph = share_graph(grid)
+        assert sorted(graph) == list(range(clients)) and {len(peers) for peers in graph.values()} == {2}
+        assert all(u in graph[v] for u, peers in graph.items() for v in peers)  # undirected: both ends agree
+        graphs.append(graph)
+    # The nodes' coins drew the graph: with the server's choices fixed it still differs (equal w.p. 20/10!).
+    assert graphs[0] != graphs[1]

@@ -1,4 +1,5 @@
-"""One Flower app's round three ways: Flower's SecAggPlusWorkflow, securefl's SecAgg+ drop-in, no secure aggregation.
+"""One Flower app's round four ways: Flower's SecAggPlusWorkflow, securefl's SecAgg+ drop-in (semi-honest and
+against a malicious server), no secure aggregation.
 
 Workload (defaults): 10 virtual SuperNodes in Flower's Ray simulation engine,
 a model of 100,000 float32 parameters, 4 rounds, no training: each client
@@ -19,7 +20,12 @@ replies (masked or not) back, and the server's aggregation. Sides:
   server ``SecureAggregation(FedAvg(fraction_train=1.0,
   fraction_evaluate=0.0, min_available_nodes=n), protocol,
   timeout=600).start(...)``; k + 1 shares per client (itself included), as
-  in Flower.
+  in Flower, and ``semi_honest_server=True`` on both sides: the threat model
+  of Flower's SecAgg+, which trusts the server to follow the protocol.
+* ``securefl-malicious`` -- the same drop-in in its default over Flower,
+  malicious-server mode (``SecAgg(neighbors=k, malicious_server=True)``, the
+  smallest threshold above 2(k+1)/3): signed keys, the coins that draw the
+  graph (one more exchange) and the consistency check (one more).
 * ``plain`` -- the same Message-API ClientApp and ``FedAvg`` without secure
   aggregation (no mod, no wrapper).
 * ``driver`` (only with ``--only driver``) -- securefl's low-level
@@ -41,7 +47,7 @@ phase's wall time, the engines' seconds and the bytes per client. A side
 that did not aggregate all n clients in every round, or whose model is off
 by more than the quantisation allows, fails the run.
 
-    python benchmarks/flower.py                          # 10 clients, k = 4, t = 3, all three sides
+    python benchmarks/flower.py                          # 10 clients, k = 4, t = 3, all four sides
     python benchmarks/flower.py --neighbors 9 --threshold 6   # complete graph
     python benchmarks/flower.py --clients 100 --neighbors 10 --threshold 6 --only securefl
     python benchmarks/flower.py --only driver            # securefl's low-level FlowerDriver
@@ -74,12 +80,15 @@ SIDES = {  # CLI name -> JSON key, what one round's time covers
     "flower": ("flower_secaggplus", "Flower SecAggPlusWorkflow fit workflow: configure_fit, setup, share keys, "
                "collect masked vectors (model down, masked update up), unmask, aggregate_fit"),
     "securefl": ("securefl", "SecureAggregation configure_train .. aggregate_train: train message with the model "
-                 "down, acknowledgements up, then the SecAgg+ phases and the release inside aggregate_train"),
+                 "down, acknowledgements up, then the SecAgg+ phases and the release inside aggregate_train "
+                 "(semi-honest server)"),
+    "securefl-malicious": ("securefl_malicious", "as securefl, in malicious-server mode (the default over Flower): "
+                           "+ commit-coins and consistency-check"),
     "plain": ("plain", "FedAvg configure_train .. aggregate_train: model down, trained arrays up, weighted mean"),
     "driver": ("securefl_driver", "FlowerDriver.aggregate with the model attached to the first protocol message, "
                "then decoding"),
 }
-DEFAULT_SIDES = ("flower", "securefl", "plain")
+DEFAULT_SIDES = ("flower", "plain", "securefl", "securefl-malicious")
 
 
 def _update(partition: int, parameters: int) -> np.ndarray:
@@ -149,7 +158,7 @@ def _protocol_figures(metrics: dict) -> dict:
             "bytes_down_per_client": metrics.get("bytes_down_per_client")}
 
 
-def run_message_api(args: argparse.Namespace, *, secure: bool) -> dict:
+def run_message_api(args: argparse.Namespace, *, secure: bool, malicious: bool = False) -> dict:
     from flwr.app import Array, ArrayRecord, Context
     from flwr.serverapp import Grid, ServerApp
     from flwr.serverapp.strategy import FedAvg
@@ -159,7 +168,9 @@ def run_message_api(args: argparse.Namespace, *, secure: bool) -> dict:
     from securefl.integrations.flower import SecureAggregation, securefl_mod
     from securefl.protocols.secagg import SecAgg
 
-    protocol = SecAgg(neighbors=args.neighbors, threshold=args.threshold, encoding=Encoding(clip=1.0))
+    protocol = SecAgg(neighbors=args.neighbors, threshold=None if malicious else args.threshold,
+                      malicious_server=malicious, encoding=Encoding(clip=1.0))
+    trust = {"semi_honest_server": not malicious}
     log: dict = {"round_seconds": [], "aggregate_train_seconds": [], "replies": []}
     outcome: dict = {}
     phase_walls: dict[int, dict[str, float]] = {}
@@ -173,7 +184,7 @@ def run_message_api(args: argparse.Namespace, *, secure: bool) -> dict:
             if "on_phase_end" in inspect.signature(SecureAggregation).parameters:  # each phase's wall time
                 options["on_phase_end"] = lambda end: phase_walls.setdefault(end.round, {}).__setitem__(
                     end.phase, end.seconds)
-            strategy = _timed(SecureAggregation, log)(FedAvg(**fedavg), protocol, timeout=600, **options)
+            strategy = _timed(SecureAggregation, log)(FedAvg(**fedavg), protocol, timeout=600, **options, **trust)
         else:
             strategy = _timed(FedAvg, log)(**fedavg)
         initial = ArrayRecord({"model": Array(np.zeros(args.parameters, dtype=np.float32))})
@@ -192,7 +203,7 @@ def run_message_api(args: argparse.Namespace, *, secure: bool) -> dict:
         else:
             outcome["aggregated"] = list(log["replies"])
 
-    client = _message_client_app(args, [securefl_mod(protocol)] if secure else [])
+    client = _message_client_app(args, [securefl_mod(protocol, **trust)] if secure else [])
     run_simulation(server, client, num_supernodes=args.clients, backend_config=_backend(args.clients))
     model = outcome["model"]
     expected = _expected_model(args)
@@ -306,7 +317,7 @@ def run_driver(args: argparse.Namespace) -> dict:
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        driver = FlowerDriver(grid, protocol, timeout=600, poll_interval=0.1)
+        driver = FlowerDriver(grid, protocol, timeout=600, poll_interval=0.1, semi_honest_server=True)
         federation = driver.discover(min_nodes=args.clients, wait=120)
         record = ArrayRecord({"model": Array(model)})
         for round in range(args.rounds):
@@ -321,7 +332,8 @@ def run_driver(args: argparse.Namespace) -> dict:
             aggregated.append(len(result.included))
             means.append(mean)
 
-    run_simulation(server, make_client_app(protocol, input_fn=input_fn), num_supernodes=args.clients,
+    run_simulation(server, make_client_app(protocol, input_fn=input_fn, semi_honest_server=True),
+                   num_supernodes=args.clients,
                    backend_config=_backend(args.clients))
     expected = np.mean([_update(p, args.parameters).astype(np.float64) for p in range(args.clients)], axis=0)
     error = max((float(np.max(np.abs(mean - expected))) for mean in means), default=float("inf"))
@@ -335,6 +347,7 @@ def run_driver(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace) -> None:
     runs = {"flower": run_flower, "driver": run_driver,
             "securefl": lambda a: run_message_api(a, secure=True),
+            "securefl-malicious": lambda a: run_message_api(a, secure=True, malicious=True),
             "plain": lambda a: run_message_api(a, secure=False)}
     Path(args.output).write_text(json.dumps(runs[args.child](args)))
 
@@ -383,7 +396,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--neighbors", type=int, default=4, help="k: each client masks with k others (k+1 shares)")
     parser.add_argument("--threshold", type=int, default=3, help="t: shares needed to reconstruct a secret")
-    parser.add_argument("--only", choices=tuple(SIDES), default=None, help="one side (default: the first three)")
+    parser.add_argument("--only", choices=tuple(SIDES), default=None, help="one side (default: all but driver)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per side's child process")
     parser.add_argument("--child", choices=tuple(SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -396,7 +409,8 @@ def main() -> None:
     sides = [args.only] if args.only else list(DEFAULT_SIDES)
     figures: dict = {
         "benchmark": "one training round of the same Flower app in Flower's simulation engine (Ray): Flower's "
-                     "SecAggPlusWorkflow, securefl's SecAgg+ drop-in (securefl_mod + SecureAggregation), plain FedAvg",
+                     "SecAggPlusWorkflow, securefl's SecAgg+ drop-in (securefl_mod + SecureAggregation; semi-honest "
+                     "and malicious-server mode), plain FedAvg",
         "workload": {"clients": args.clients, "parameters": args.parameters, "dtype": "float32",
                      "rounds": args.rounds, "neighbors": args.neighbors, "shares_per_client": args.neighbors + 1,
                      "threshold": args.threshold, "clip": 1.0, "num_examples_per_client": EXAMPLES,
@@ -416,6 +430,7 @@ def main() -> None:
             )
 
     ratio("flower_secaggplus", "securefl")
+    ratio("securefl_malicious", "securefl")
     ratio("securefl", "plain")
     ratio("flower_secaggplus", "plain")
     emit(figures)

@@ -304,8 +304,12 @@ class FedAvg:
     data given it trains a small MLP on the digits split (``dataset``).
     ``dp`` is an optional DP plugin. ``clients`` runs the clients' side of
     each round (:class:`InProcessClients` by default: local training and one
-    :meth:`SecureAggregator.aggregate_models` call); see the module docstring
-    for the math and the threat model.
+    :meth:`SecureAggregator.aggregate_models` call). ``fresh_local_order=True``
+    draws the local minibatch order from the OS rather than from
+    ``config.seed`` (a node of a deployment: the seed is public, and two
+    trainings of one round that come out identical let a server that asks
+    twice subtract one sum from another); see the module docstring for the
+    math and the threat model.
     """
 
     def __init__(
@@ -321,6 +325,7 @@ class FedAvg:
         dp: DifferentialPrivacy | None = None,
         dataset: Dataset | None = None,
         clients: InProcessClients | Any = None,
+        fresh_local_order: bool = False,
     ) -> None:
         if not isinstance(protocol, Protocol):
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
@@ -332,6 +337,8 @@ class FedAvg:
         self.protocol = protocol
         self.config = config
         self._entropy = config.seed if config.seed is not None else int.from_bytes(os.urandom(16), "little")
+        fresh = validation.boolean(fresh_local_order, "fresh_local_order")
+        self._local_entropy = int.from_bytes(os.urandom(16), "little") if fresh else self._entropy
         self.dp = self._population_dp(dp, config) if dp is not None else None
         if self.dp is None:
             protocol.check_clients(config.clients_per_round)
@@ -421,6 +428,11 @@ class FedAvg:
         """An independent generator for one purpose (and round/client), derived from the seed or the OS."""
         return np.random.default_rng(np.random.SeedSequence(self._entropy, spawn_key=tuple(key)))
 
+    def _local_stream(self, round: int, client: int) -> np.random.Generator:
+        """The generator of ``client``'s minibatch order in ``round``."""
+        return np.random.default_rng(np.random.SeedSequence(self._local_entropy, spawn_key=(_STREAM_LOCAL, round,
+                                                                                              client)))
+
     # -- the steps of a round ---------------------------------------------
 
     def sample_clients(self, round: int) -> list[int]:
@@ -449,11 +461,11 @@ class FedAvg:
         if self._tensors is not None:
             features, labels = self._tensors[client]
             return _Batches(features, labels, batch_size=self.config.batch_size,
-                            rng=self._stream(_STREAM_LOCAL, round, client))
+                            rng=self._local_stream(round, client))
         data = self._client_data[client]
         if _is_loader(data):
             return data
-        generator = torch.Generator().manual_seed(int(self._stream(_STREAM_LOCAL, round, client).integers(2**62)))
+        generator = torch.Generator().manual_seed(int(self._local_stream(round, client).integers(2**62)))
         return torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=True, generator=generator)
 
     def sample_count(self, client: int) -> int:

@@ -226,3 +226,24 @@ def test_the_server_app_refuses_a_run_config_without_a_seed():
     app = fedavg_server_app()
     with pytest.raises(ConfigurationError, match="no seed"):
         app(FakeGrid([], run_config=run_config), _context(run_config))
+
+
+def test_a_node_trains_one_round_twice_into_two_different_updates():
+    # The seed is public and splits the data; the minibatch order is the node's own, so a server that asks
+    # for one round twice (and subtracts) gets two different trainings, not the same update twice.
+    run_config = {"clients": 4, "rounds": 1, "seed": 3, "hidden": 8, "batch-size": 8}
+    start = default_fedavg(_context(run_config), SecAgg()).initial_state
+    node, again = (default_fedavg(_context(run_config), SecAgg()) for _ in range(2))
+    np.testing.assert_array_equal(node.dataset.train_y, again.dataset.train_y)  # the same split
+    first, second = (fedavg.local_update(0, start, round=1)[0] for fedavg in (node, again))
+    assert any(not torch_equal(first[name], second[name]) for name in first)
+
+    seeded = FedAvg(SecAgg(), FedAvgConfig(clients=4, seed=3, hidden=8, batch_size=8))  # in process: reproducible
+    once, twice = (seeded.local_update(0, start, round=1)[0] for _ in range(2))
+    assert all(torch_equal(once[name], twice[name]) for name in once)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

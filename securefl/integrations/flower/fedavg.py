@@ -367,8 +367,8 @@ def default_fedavg(context: Context, protocol: Protocol, clients: FlowerClients 
             "partitions (set seed = <integer> in [tool.flwr.app.config] or --run-config 'seed=0')"
         )
     dp = central_dp_from(context.run_config)
-    if clients is None:
-        return FedAvg(protocol, config, dp=dp)
+    if clients is None:  # a node: the seed splits the data; its training order is its own, fresh every round
+        return FedAvg(protocol, config, dp=dp, fresh_local_order=True)
     dataset = load_digits_data(seed=config.seed % 2**63)  # the nodes' split (FedAvg seeds the data this way)
     return FedAvg(protocol, dataclasses.replace(config, seed=None), dp=dp, dataset=dataset, clients=clients)
 

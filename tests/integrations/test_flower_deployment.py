@@ -53,7 +53,8 @@ def plaintext_sum(partitions) -> list[int]:
 
 # Each node's own protocol (the ServerApp's comes from the run config: it must run the same to be answered).
 NODE_PROTOCOLS = {
-    "paillier": 'securefl-protocol="paillier" securefl-key-bits=1024 securefl-max-clients=8',
+    "paillier": 'securefl-protocol="paillier" securefl-key-bits=1024 securefl-max-clients=8 '
+                'securefl-semi-honest-server=true',  # Paillier has no malicious-server mode
     "secagg": 'securefl-protocol="secagg" securefl-max-clients=8',
 }
 
@@ -91,7 +92,7 @@ def result(federation: LocalFederation, out: Path, round: int) -> dict:
 
 @pytest.mark.parametrize("federation", ["paillier"], indirect=True)
 def test_paillier_over_flower_sums_exactly_with_the_key_on_its_own_supernode(federation):
-    out = run(federation, "paillier", protocol="paillier")
+    out = run(federation, "paillier", protocol="paillier", **{"semi-honest-server": True})
 
     outcome = result(federation, out, 0)
 

@@ -278,8 +278,8 @@ def test_a_helper_with_a_key_dir_keeps_its_fingerprint_across_runs_and_pinned_cl
 
     assert second == first
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
-    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [LEDGER_FILE, "paillier-512.json",
-                                                                      "transport.key"]
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["ledger.lock", LEDGER_FILE,
+                                                                      "paillier-512.json", "transport.key"]
     assert all((p.stat().st_mode & 0o077) == 0 for p in (tmp_path / "keys").iterdir())
 
 
@@ -323,7 +323,8 @@ def test_malicious_server_mode_signs_with_node_made_keys_that_key_dir_keeps_and_
     assert len({info.verification_key for info in found.nodes.values()}) == CLIENTS
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
     assert "consistency-check" in aggregation.protocol.phases and aggregation.errors == {}
-    assert all(sorted(p.name for p in (tmp_path / f"client-{i}").iterdir()) == [LEDGER_FILE, "signing.key"]
+    assert all(sorted(p.name for p in (tmp_path / f"client-{i}").iterdir()) == ["ledger.lock", LEDGER_FILE,
+                                                                                 "signing.key"]
                for i in range(CLIENTS))
     assert all((tmp_path / f"client-{i}" / "signing.key").stat().st_mode & 0o077 == 0 for i in range(CLIENTS))
 

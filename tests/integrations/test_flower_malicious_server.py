@@ -24,7 +24,7 @@ from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from securefl import ring  # noqa: E402
 from securefl.crypto.keys import SigningKey  # noqa: E402
 from securefl.encoding import Encoding  # noqa: E402
-from securefl.errors import ProtocolAbort  # noqa: E402
+from securefl.errors import ConfigurationError, ProtocolAbort  # noqa: E402
 from securefl.integrations import flower  # noqa: E402
 from securefl.integrations.flower import SecureAggregation, securefl_mod, wire  # noqa: E402
 from securefl.integrations.flower.fedavg import fedavg_client_app, fedavg_server_app  # noqa: E402
@@ -209,7 +209,7 @@ def test_helpers_refuse_a_second_session_for_a_round_they_answered():
 
 def test_the_paillier_decryptor_decrypts_a_replayed_sum_once_even_after_a_rediscovery():
     protocol = Paillier(key_bits=512, encoding=Encoding(max_clients=8))
-    grid, driver = driver_federation(protocol, ("decryptor",))
+    grid, driver = driver_federation(protocol, ("decryptor",), semi_honest_server=True)  # its only mode
     driver.aggregate(driver.federation.clients, vector_length=LENGTH, round=1)
     replayed = to_helpers(grid, driver)
 
@@ -224,7 +224,7 @@ def test_the_paillier_decryptor_decrypts_a_replayed_sum_once_even_after_a_redisc
 
 COHORT_CASES = {
     "secret-sharing": (SHARING, AGGREGATORS, False),
-    "paillier": (Paillier(key_bits=512, encoding=Encoding(max_clients=8)), ("decryptor",), False),
+    "paillier": (Paillier(key_bits=512, encoding=Encoding(max_clients=8)), ("decryptor",), True),  # its only mode
     "secagg": (SecAgg(), (), False),  # malicious-server mode, the default over Flower
     "secagg+": (SecAgg(neighbors=2), (), False),
     "secagg-semi-honest": (SecAgg(), (), True),
@@ -483,3 +483,99 @@ def test_a_server_fixing_the_session_and_the_index_assignment_does_not_fix_the_s
         graphs.append(graph)
     # The nodes' coins drew the graph: with the server's choices fixed it still differs (equal w.p. 20/10!).
     assert graphs[0] != graphs[1]
+
+
+# -- the channel to helpers, without holes ------------------------------------------------------------
+
+
+def test_an_unsealed_share_in_a_clients_name_is_refused_by_the_helpers():
+    from securefl.protocols.secret_sharing import SeedShare, VectorShare
+
+    grid, driver = driver_federation(SHARING)
+    helpers = {node: party for party, node in driver.federation.helpers.items()}
+
+    def inject(messages):  # keep client/0's envelopes, add shares in client/1's name, unsealed
+        for message in messages:
+            party = helpers.get(message.metadata.dst_node_id)
+            control, entries = wire.unpack(message.content) if party else ({}, [])
+            if not any(entry.sealed for entry in entries):
+                continue
+            bound = wire.bound_session(control["session"], control["round-digest"])
+            header = (bound, control["round"], "upload", "client/1", party)
+            forged = (VectorShare(*header, ring_bits=32, vector=np.zeros(LENGTH, dtype=np.uint32))
+                      if party == "aggregator/0" else SeedShare(*header, seed=bytes(32)))
+            kept = [entry for entry in entries if wire.envelope_route(entry.data)[1] == "client/0"]
+            wire.pack(control, [*kept, wire.Entry(forged.to_bytes())], extra=message.content)
+
+    grid.on_push = inject
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH, round=1)
+    refusals = error_replies(grid, set(helpers))
+    assert len(refusals) == 2 and all("unsealed message in the name of 'client/1'" in r for r in refusals.values())
+
+
+def test_clients_send_a_helper_nothing_when_the_server_hides_its_key():
+    grid, driver = driver_federation(SHARING)
+    nodes = {node: dataclasses.replace(info, transport_key=b"") if info.role != "client" else info
+             for node, info in driver.federation.nodes.items()}
+    driver.federation = flower.Federation(nodes)  # the server relays empty helper keys: shares would go in clear
+    mark = len(grid.seen)
+
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH, round=1)
+
+    clients = set(driver.federation.clients)
+    assert all("sends a helper nothing unsealed" in reason for reason in error_replies(grid, clients).values())
+    assert not [m for m in grid.seen[mark:] if m.metadata.src_node_id in clients and not m.has_error()
+                and wire.unpack(m.content)[1]]  # no client sent anything: no share in the clear
+
+
+def test_paillier_runs_over_flower_only_against_a_semi_honest_server():
+    protocol = Paillier(key_bits=512, encoding=Encoding(max_clients=8))
+    for make in (lambda: securefl_mod(protocol), lambda: flower.FlowerDriver(FakeGrid([]), protocol),
+                 lambda: SecureAggregation(FedAvg(), protocol)):
+        with pytest.raises(ConfigurationError, match="semi_honest_server=True"):
+            make()
+
+
+@pytest.mark.parametrize("field, value", [("session", None), ("clients", "5"), ("helpers", 7),
+                                          ("helper-keys", [b"\x01" * 5])])
+def test_a_malformed_control_field_is_refused_with_a_typed_reason(field, value):
+    grid, driver = driver_federation(SHARING)
+
+    def corrupt(messages):
+        for message in messages:
+            control, entries = wire.unpack(message.content)
+            if control.get("op") == "phase":
+                if value is None:
+                    control.pop(field)
+                else:
+                    control[field] = value
+                wire.pack(control, entries, extra=message.content)
+
+    grid.on_push = corrupt
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(driver.federation.clients, vector_length=LENGTH, round=1)
+    reasons = error_replies(grid).values()
+    assert reasons and all("InvalidMessage: malformed driver control record" in reason for reason in reasons)
+
+
+def test_two_runs_sharing_a_key_directory_record_one_model_once_and_keep_each_others_records(tmp_path):
+    from flwr.app import Context
+
+    from securefl.errors import ProtocolViolation
+    from securefl.integrations.flower.node import SecureFLNode
+
+    first, second = (Context(run_id=run, node_id=7, node_config={"securefl-key-dir": str(tmp_path)},
+                             state=RecordDict(), run_config={}) for run in (1, 2))
+    model = bytes([9]) * 32
+    # Both runs made their engines (each checked a ledger without the model); the first to release wins.
+    SecureFLNode._record_model(first, model)
+    with pytest.raises(ProtocolViolation, match="this very model"):
+        SecureFLNode._record_model(second, model)
+
+    for context in (first, second):  # each updates the file from what is there now, not from a stale copy
+        Ledger.update(context, tmp_path, lambda ledger, run=context.run_id: ledger.admit(
+            run=run, round=1, session=bytes([run]) * 16, party="client/0", digest=None))
+    fresh = Context(run_id=3, node_id=7, node_config={}, state=RecordDict(), run_config={})
+    assert Ledger.load(fresh, tmp_path).rounds == {(1, 1), (2, 1)}

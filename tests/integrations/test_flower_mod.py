@@ -562,13 +562,14 @@ HELPER_PROTOCOLS = {
 @pytest.mark.parametrize("name", sorted(HELPER_PROTOCOLS))
 def test_helper_protocols_plug_in_with_their_helpers_on_supernodes_hidden_from_the_strategys_sampling(name):
     protocol, roles = HELPER_PROTOCOLS[name]
-    clients = [({"partition-id": p, "num-partitions": NODES}, numpy_app([securefl_mod(protocol)]))
+    trust = {"semi_honest_server": name == "paillier"}  # Paillier has no malicious-server mode
+    clients = [({"partition-id": p, "num-partitions": NODES}, numpy_app([securefl_mod(protocol, **trust)]))
                for p in range(NODES)]
-    helpers = [({"securefl-role": role}, numpy_app([securefl_mod(protocol)])) for role in roles]
+    helpers = [({"securefl-role": role}, numpy_app([securefl_mod(protocol, **trust)])) for role in roles]
     grid = FakeGrid(clients + helpers)
     helper_nodes = sorted(grid.apps)[NODES:]
     plain = run(fake_grid(lambda p: numpy_app()), FedAvg(min_available_nodes=NODES), rounds=2)
-    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), protocol, timeout=5)
+    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), protocol, timeout=5, **trust)
 
     result = run(grid, secure, rounds=2)
 

@@ -92,11 +92,19 @@ def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = F
     signed keys, the consistency check, a threshold above 2m/3) runs in it by
     default, on the nodes and on the server alike. ``semi_honest_server=True``
     runs the protocol exactly as given: it then assumes the server follows it.
+    Paillier has no such mode (its decryptor cannot tell the server's
+    ciphertexts from the clients'): it needs ``semi_honest_server=True``.
     """
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
     if semi_honest_server or not dataclasses.is_dataclass(protocol):
         return protocol
+    if _is_paillier(protocol):
+        raise ConfigurationError(
+            "Paillier's decryptor decrypts whatever product of ciphertexts the server hands it, and the server can "
+            "encrypt under the public key too: it can pass one client's ciphertext off as a sum of two. Over Flower "
+            "Paillier runs only against a semi-honest server: pass semi_honest_server=True on both sides"
+        )
     if getattr(protocol, "malicious_server", True) is False:
         try:
             return dataclasses.replace(protocol, malicious_server=True)  # type: ignore[type-var]

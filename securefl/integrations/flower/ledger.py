@@ -27,14 +27,24 @@ which discovery never touches (the SuperNode keeps it across ClientApp
 processes for the whole run), and, when the node config names a
 ``securefl-key-dir``, also in ``<key-dir>/ledger.msgpack`` (owner-only,
 replaced atomically), so it survives new runs and restarts of the
-SuperNode. Without a key directory a new run starts a new ledger: a server
-that re-runs a round in a new run is then stopped only by the digest of a
-model that changed (FedAvg's does every round); give nodes a key directory.
+SuperNode; every update is one locked load-change-save, so two runs of a
+node sharing a key directory cannot both contribute from one model. Without
+a key directory a new run starts a new ledger, which then protects nothing
+across runs: give nodes a key directory.
+
+What the model rule stops is an exact repeat. A server can send a model
+that differs in its last bit, or carries a record the app ignores, and get
+a nearly identical training; the mod digests only the arrays it trains on,
+but no digest can tell "nearly the same". Against differencing of nearly
+equal rounds use DP (``docs/privacy.md``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +146,19 @@ class Ledger:
             ledger.merge(stored, what=str(key_dir / LEDGER_FILE))
         return ledger
 
+    @classmethod
+    def update(cls, context: Context, key_dir: Path | None, change: Callable[[Ledger], None]) -> None:
+        """Load, ``change`` and save the ledger as one step: under a lock on the key directory's file.
+
+        Two runs of one node (two contexts, one key directory) then never
+        both pass a check that either one's record would fail, and neither
+        overwrites the other's records.
+        """
+        with _locked(key_dir):
+            ledger = cls.load(context, key_dir)
+            change(ledger)
+            ledger.save(context)
+
     def save(self, context: Context) -> None:
         state = self.state_dict()
         context.state[LEDGER_KEY] = ConfigRecord(state)  # type: ignore[arg-type]  # plain lists and strings
@@ -149,3 +172,18 @@ class Ledger:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(partial, path)
+
+
+@contextmanager
+def _locked(key_dir: Path | None) -> Iterator[None]:
+    """An exclusive lock on ``key_dir/ledger.lock`` (nothing to lock without a key directory)."""
+    if key_dir is None:
+        yield
+        return
+    key_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key_dir / "ledger.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)

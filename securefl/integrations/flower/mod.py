@@ -324,8 +324,8 @@ class SecureFLMod:
         self.buffers: BufferPolicy = buffers
         self.weight_key = str(weight_key)
         self.aggregator = SecureAggregator(protocol, dp=dp, buffers=buffers)
-        self.node = SecureFLNode(self.protocol, input_fn=self._input, role=role, pins=pins, semi_honest_server=True,
-                                 digest_fn=self._trained_digest)
+        self.node = SecureFLNode(self.protocol, input_fn=self._input, role=role, pins=pins,
+                                 semi_honest_server=semi_honest_server, digest_fn=self._trained_digest)
         if dp is None:
             stat_digits(protocol.encoding)  # refuse an encoding too coarse for the statistics now
 
@@ -358,7 +358,6 @@ class SecureFLMod:
             raise InvalidMessage("malformed securefl ticket")
         round = int(ticket_round)
         digest = wire.content_digest(message.content, skip=(TICKET_KEY,))  # the model and config, as received
-        model_digest = wire.content_digest(message.content, skip=(TICKET_KEY,), arrays_only=True)
         reply = call_next(message, context)
         if reply.has_error():
             return reply  # the app's own failure, as it stated it; it carries no update
@@ -366,6 +365,7 @@ class SecureFLMod:
         received = message.content.array_records.get(key)
         if received is None:
             raise InvalidUpdate(f"the train reply's ArrayRecord {key!r} is not one the server sent")
+        model_digest = wire.content_digest(RecordDict({key: received}))  # the arrays trained on, nothing else
         _, metrics = _single(reply.content.metric_records, "MetricRecord")
         count, names, sizes, values = _metric_values(metrics, self.weight_key)
 

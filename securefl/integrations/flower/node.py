@@ -100,6 +100,7 @@ ROLE_KEY = "securefl-role"
 PINS_KEY = "securefl-pins"
 KEY_DIR_KEY = "securefl-key-dir"
 PARTITION_KEY = "partition-id"
+SEMI_HONEST_KEY = "securefl-semi-honest-server"  # node config: true trusts the server (Paillier needs it)
 NODE_CONFIG_PREFIX = "securefl-"  # node-config keys of the node's own protocol: securefl-protocol, ...
 STATE_KEY = "securefl.state"  # ConfigRecord: the node's own fields
 ENGINE_KEY = "securefl.engine"  # ConfigRecord: the engine's scalars and lists
@@ -284,9 +285,14 @@ class SecureFLNode:
             protocol = self._protocol(context)
         else:
             protocol = protocol_from_config(context.node_config, prefix=NODE_CONFIG_PREFIX)
-        protocol = against_malicious_server(protocol, semi_honest_server=self.semi_honest_server)
+        protocol = against_malicious_server(protocol, semi_honest_server=self.semi_honest_for(context))
         check_supported(protocol)
         return protocol
+
+    def semi_honest_for(self, context: Context) -> bool:
+        """Whether this node trusts the server to follow the protocol: its code's choice or its node config's
+        (``securefl-semi-honest-server = true``)."""
+        return self.semi_honest_server or context.node_config.get(SEMI_HONEST_KEY) is True
 
     def role_for(self, context: Context) -> str:
         role = self._role if self._role is not None else context.node_config.get(ROLE_KEY, CLIENT)
@@ -423,9 +429,8 @@ class SecureFLNode:
         state = self._load(context) or _NodeState(role=role)
         if state.role != role:
             raise InvalidMessage(f"this node was discovered as {state.role!r}, not {role!r}")
+        _check_control(control)
         session, round, phase, party = control["session"], control["round"], control["phase"], control["party"]
-        if not isinstance(session, bytes) or not isinstance(round, int) or not isinstance(party, str):
-            raise InvalidMessage("malformed driver control record")
         if role == CLIENT:
             client_index(party)  # InvalidMessage unless "client/<i>"
         elif party != role:
@@ -445,11 +450,12 @@ class SecureFLNode:
             # A contribution: once per round, per session and (a client) per model, whatever the server asks.
             # The model is recorded once the input has left the engine: an aggregation that stopped
             # before then leaves the model free for the next round (FedAvg keeps it after an abort).
-            ledger = Ledger.load(context, _key_dir(context))
-            ledger.check(run=int(context.run_id), round=round, session=session, party=party, digest=model)
+            key_dir = _key_dir(context)
+            Ledger.load(context, key_dir).check(run=int(context.run_id), round=round, session=session, party=party,
+                                                digest=model)
             engine = self._new_engine(message, context, control, state, protocol, run, metrics)
-            ledger.admit(run=int(context.run_id), round=round, session=session, party=party, digest=None)
-            ledger.save(context)
+            Ledger.update(context, key_dir, lambda ledger: ledger.admit(
+                run=int(context.run_id), round=round, session=session, party=party, digest=None))
             state.model = model or b""
         else:
             if state.party != party:
@@ -478,26 +484,44 @@ class SecureFLNode:
                     raise InvalidMessage(
                         f"a message for {inbound.recipient!r} from {inbound.sender!r} reached {party}"
                     )
+                if role != CLIENT and sender is None and inbound.sender != SERVER:
+                    # What a client sends a helper arrives sealed and signed, or it is the server's forgery.
+                    raise InvalidMessage(f"an unsealed message in the name of {inbound.sender!r} reached {party}")
+                if state.model and isinstance(engine, ClientEngine) and inbound.phase == engine.INPUT_PHASE:
+                    self._record_model(context, state.model)  # before the input leaves, atomically
+                    state.model = b""
                 for reply in engine.handle(inbound):
                     data = reply.to_bytes()
                     helper_key = state.helper_keys.get(reply.recipient)
+                    if (role == CLIENT and not self.semi_honest_for(context) and not helper_key
+                            and reply.recipient != SERVER and not reply.recipient.startswith("client/")):
+                        # Never in the clear to a helper: the server would read it (hosted helpers: tests only).
+                        raise InvalidMessage(f"{reply.recipient!r} published no transport key; this node "
+                                             "sends a helper nothing unsealed")
                     if helper_key:
                         if state.signing is None:
                             raise InvalidMessage("this node made no client key at discovery; it cannot sign")
                         data = wire.seal_to(helper_key, data, session=session, round=round, sender=party,
                                             recipient=reply.recipient, signer=state.signing)
                     outgoing.append(wire.Entry(data=data, sealed=bool(helper_key)))
-            if state.model and isinstance(engine, ClientEngine) and engine.input_released:
-                ledger = Ledger.load(context, _key_dir(context))
-                ledger.digests.add(state.model)
-                ledger.save(context)
-                state.model = b""
         finally:
             # Kept also after a refusal: an engine that stopped stays stopped (single use).
             state.engine = engine.state_dict()  # a decryptor's claim is in state.key_holder, the one it used
             self._save(context, state)
         metrics["engine-seconds"] = time.perf_counter() - started
         return wire.pack({"op": "phase", "party": party, "phase": phase, **metrics}, outgoing)
+
+    @staticmethod
+    def _record_model(context: Context, model: bytes) -> None:
+        """Record ``model`` as contributed, refusing if another run of this node already did (one lock)."""
+
+        def record(ledger: Ledger) -> None:
+            if model in ledger.digests:
+                raise ProtocolViolation("this node already contributed an update of this very model and config; a "
+                                        "model gets one contribution per node")
+            ledger.digests.add(model)
+
+        Ledger.update(context, _key_dir(context), record)
 
     def _sender_keys(self, context: Context, control: dict, clients: int) -> Callable[[str], bytes]:
         """A helper's lookup of the key that signs a client's envelopes, from the list the server relays."""
@@ -627,6 +651,30 @@ class SecureFLNode:
         checked_client_keys(control.get("verification-keys"), clients=control["clients"], client_pins=client_pins,
                             own=(index, state.signing.public_bytes), what="verification key")
         return {index: state.signing}
+
+
+_CONTROL_TYPES: dict[str, type | tuple[type, ...]] = {
+    "session": bytes, "round": int, "phase": str, "party": str, "clients": int, "vector-length": int,
+}
+_CONTROL_LISTS: dict[str, type] = {
+    "helpers": str, "helper-keys": bytes, "helper-parameters": bytes, "client-keys": bytes, "verification-keys": bytes,
+}
+
+
+def _check_control(control: Mapping[str, object]) -> None:
+    """``InvalidMessage`` unless a phase message's control fields have their types (values are checked where used)."""
+    for name, kind in _CONTROL_TYPES.items():
+        value = control.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InvalidMessage(f"malformed driver control record: {name!r} is {type(value).__name__}")
+    for name, item in _CONTROL_LISTS.items():
+        value = control.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(element, item) for element in value):
+            raise InvalidMessage(f"malformed driver control record: {name!r} must be a list of {item.__name__}")
+    helper_keys: list[bytes] = control.get("helper-keys", [])  # type: ignore[assignment]  # checked above
+    for key in helper_keys:
+        if len(key) not in (0, PUBLIC_KEY_BYTES):
+            raise InvalidMessage(f"malformed driver control record: a helper key of {len(key)} bytes")
 
 
 def checked_client_keys(

@@ -42,7 +42,8 @@ def main(grid: Grid, context: Context) -> None:
                 time.sleep(0.1)
 
     try:
-        driver = FlowerDriver(grid, protocol, timeout=float(config["timeout"]), on_phase_end=on_phase_end)
+        driver = FlowerDriver(grid, protocol, timeout=float(config["timeout"]), on_phase_end=on_phase_end,
+                              semi_honest_server=bool(config.get("semi-honest-server", False)))
         federation = driver.discover(min_nodes=int(config["min-nodes"]), wait=60)
     except SecureFLError as error:
         _write(out / "result-0.json", {"error": f"{type(error).__name__}: {error}"})

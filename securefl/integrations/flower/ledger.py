@@ -87,9 +87,18 @@ class Ledger:
         if (run, round) in self.rounds:
             raise ProtocolViolation(f"this node already contributed to round {round} of run {run}; a round gets "
                                     "one contribution per node")
-        if digest is not None and digest in self.digests:
+        if digest is not None:
+            self._check_model(digest)
+
+    def _check_model(self, digest: bytes) -> None:
+        if digest in self.digests:
             raise ProtocolViolation("this node already contributed an update of this very model and config; a "
                                     "model gets one contribution per node")
+
+    def claim_model(self, digest: bytes) -> None:
+        """Record a contribution from the model ``digest``: ``ProtocolViolation`` if one is on record."""
+        self._check_model(digest)
+        self.digests.add(digest)
 
     def admit(self, *, run: int, round: int, session: bytes, party: str, digest: bytes | None) -> None:
         """:meth:`check`, then record the contribution."""

@@ -300,6 +300,10 @@ class SecureFLNode:
             raise ConfigurationError(f"{ROLE_KEY} must name a client or a helper party; found {role!r}")
         return role
 
+    def client_pins_for(self, context: Context) -> set[str]:
+        """The fingerprints of other clients' keys this node's operator pinned (``client/<name>=<hex>``)."""
+        return {value for name, value in self.pins_for(context).items() if name.startswith(CLIENT_PIN_PREFIX)}
+
     def pins_for(self, context: Context) -> dict[str, str]:
         if self._pins is not None:
             return self._pins
@@ -514,20 +518,12 @@ class SecureFLNode:
     @staticmethod
     def _record_model(context: Context, model: bytes) -> None:
         """Record ``model`` as contributed, refusing if another run of this node already did (one lock)."""
-
-        def record(ledger: Ledger) -> None:
-            if model in ledger.digests:
-                raise ProtocolViolation("this node already contributed an update of this very model and config; a "
-                                        "model gets one contribution per node")
-            ledger.digests.add(model)
-
-        Ledger.update(context, _key_dir(context), record)
+        Ledger.update(context, _key_dir(context), lambda ledger: ledger.claim_model(model))
 
     def _sender_keys(self, context: Context, control: dict, clients: int) -> Callable[[str], bytes]:
         """A helper's lookup of the key that signs a client's envelopes, from the list the server relays."""
-        pins = self.pins_for(context)
         keys = checked_client_keys(control.get("client-keys"), clients=clients,
-                                   client_pins={v for name, v in pins.items() if name.startswith(CLIENT_PIN_PREFIX)})
+                                   client_pins=self.client_pins_for(context))
 
         def key_of(sender: str) -> bytes:
             index = client_index(sender)  # InvalidMessage unless "client/<i>": only clients seal to helpers
@@ -590,9 +586,7 @@ class SecureFLNode:
         A stored engine names the parameters it was made under, so a server
         that changes them within a session is refused when the engine is rebuilt.
         """
-        clients, length = control["clients"], control["vector-length"]
-        if not validation.is_integer(clients) or not validation.is_integer(length):
-            raise InvalidMessage("malformed driver control record")
+        clients, length = control["clients"], control["vector-length"]  # ints: _check_control
         keys = list(control.get("verification-keys", [])) if registers_client_keys(protocol) else []
         return protocol.run_parameters(clients=clients, vector_length=length, session=session,
                                        round=control["round"], verification_keys=keys)
@@ -610,7 +604,7 @@ class SecureFLNode:
             raise InvalidMessage("helper keys and parameters do not match the helper list")
         pins = self.pins_for(context)
         helper_pins = {name: value for name, value in pins.items() if not name.startswith(CLIENT_PIN_PREFIX)}
-        client_pins = {value for name, value in pins.items() if name.startswith(CLIENT_PIN_PREFIX)}
+        client_pins = self.client_pins_for(context)
         for pinned, fingerprint in helper_pins.items():
             if pinned not in keys or (
                 wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint

@@ -271,8 +271,8 @@ class FlowerDriver:
             raise ConfigurationError(f"nodes {unknown} are not client SuperNodes of the discovered federation")
         session = os.urandom(SESSION_BYTES) if session is None else session
         if digest is None:
-            digests = {wire.content_digest((extra(node, index) if extra is not None else None) or RecordDict())
-                       for index, node in enumerate(clients) if node is not None}
+            digests = wire.content_digests((extra(node, index) if extra is not None else None) or RecordDict()
+                                           for index, node in enumerate(clients) if node is not None)
             if len(digests) > 1:
                 raise ConfigurationError("extra attaches different records for different clients; every client of "
                                          "an aggregation must get the same model and config")

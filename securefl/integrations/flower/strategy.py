@@ -333,7 +333,7 @@ class SecureAggregation(Strategy):
             content[TICKET_KEY] = ConfigRecord({"ticket": ticket, "round": int(server_round)})
             sent.append(Message(content, message.metadata.dst_node_id, message.metadata.message_type,
                                 ttl=message.metadata.ttl, group_id=message.metadata.group_id))
-        digests = frozenset(wire.content_digest(message.content, skip=(TICKET_KEY,)) for message in sent)
+        digests = frozenset(wire.content_digests((message.content for message in sent), skip=(TICKET_KEY,)))
         self._pending = _Pending(round=int(server_round), ticket=ticket, arrays=arrays, messages=tuple(sent),
                                  digests=digests)
         return sent

@@ -87,6 +87,7 @@ __all__ = [
     "helper_fingerprint",
     "client_fingerprint",
     "content_digest",
+    "content_digests",
     "bound_session",
     "empty_digest",
     "DIGEST_BYTES",
@@ -257,8 +258,9 @@ def content_digest(content: RecordDict, *, skip: Iterable[str] = (), arrays_only
         if isinstance(record, ArrayRecord):
             digest.update(context("arrays", name, len(record)))
             for key, array in record.items():
-                digest.update(context(key, array.dtype, _value_bytes(list(array.shape)), array.stype))
-                digest.update(context(bytes(array.data)))
+                data = memoryview(array.data)  # hashed in place: a model is not copied to be digested
+                digest.update(context(key, array.dtype, _value_bytes(list(array.shape)), array.stype, data.nbytes))
+                digest.update(data)
         elif arrays_only:
             continue
         elif isinstance(record, (ConfigRecord, MetricRecord)):
@@ -269,6 +271,22 @@ def content_digest(content: RecordDict, *, skip: Iterable[str] = (), arrays_only
         else:  # pragma: no cover - Flower has no other record kind
             raise InvalidMessage(f"record {name!r} is a {type(record).__name__}")
     return digest.digest()
+
+
+def content_digests(contents: Iterable[RecordDict], *, skip: Iterable[str] = ()) -> set[bytes]:
+    """The distinct :func:`content_digest` of ``contents``, each set of shared records digested once.
+
+    A strategy sends one model to many nodes: the messages differ, their
+    records are the same objects, so the model is hashed once, not per node.
+    """
+    skipped = set(skip)
+    contents = list(contents)  # alive for the whole call: the records' ids stay theirs
+    digests: dict[tuple[tuple[str, int], ...], bytes] = {}
+    for content in contents:
+        shared = tuple((name, id(content[name])) for name in sorted(content) if name not in skipped)
+        if shared not in digests:
+            digests[shared] = content_digest(content, skip=skipped)
+    return set(digests.values())
 
 
 def empty_digest() -> bytes:

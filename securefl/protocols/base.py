@@ -713,8 +713,8 @@ class Protocol(ABC):
     def registers_client_keys(self) -> bool:
         """Whether each client signs with a key of its own that every party must know before setup.
 
-        Such a protocol also provides ``setup_registered(..., verification_keys=, signing_keys=)``
-        (SecAgg in malicious-server mode); False here.
+        Its ``run_parameters`` then take ``verification_keys=`` (one per client) and its
+        ``client_engine`` the client's ``signing_key=`` (SecAgg in malicious-server mode); False here.
         """
         return False
 
@@ -747,6 +747,10 @@ class Protocol(ABC):
         registered key, for a protocol that ``registers_client_keys``.
         """
         raise ConfigurationError(f"{self.name} makes its engines with setup only")
+
+    def helper_parties(self) -> tuple[str, ...]:
+        """The helper parties (aggregators, a decryptor) every run of this protocol needs; none here."""
+        return ()
 
     def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
         """The engine of helper ``party`` (an aggregator, a decryptor) alone, under ``run``."""

@@ -447,6 +447,10 @@ class SecretSharing(Protocol):
         index, checked = self._client_run(index, run, signing_key, _Run)
         return _Client(index, checked)
 
+    def helper_parties(self) -> tuple[str, ...]:
+        """The ``aggregators`` non-colluding aggregators."""
+        return tuple(aggregator_id(j) for j in range(self.aggregators))
+
     def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
         checked = _secret_sharing_run(run)
         if party not in {aggregator_id(j) for j in range(checked.aggregators)}:

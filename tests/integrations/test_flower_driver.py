@@ -66,8 +66,7 @@ def ring_sum(partitions, ring_bits: int = 32) -> np.ndarray:
 
 
 def helpers_of(protocol) -> list[str]:
-    copy = dataclasses.replace(protocol)  # setup may deal keys into the protocol object; keep the original clean
-    return [engine.party for engine in copy.setup(clients=CLIENTS, vector_length=1, session=bytes(16), round=0).helpers]
+    return list(protocol.helper_parties())
 
 
 def federation(protocol, *, clients: int = CLIENTS, app=None, helper_app=None, node_config=None):
@@ -103,6 +102,30 @@ def test_every_protocol_sums_exactly_over_flower(name):
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
     assert aggregation.dropped == {} and aggregation.errors == {}
     assert set(found.helpers) == set(helpers_of(protocol))
+
+
+def server_engine_only(protocol):
+    """``protocol`` as the ServerApp's copy: building any client's engine, or all engines at once, fails."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the ServerApp built an engine that is not the server's")
+
+    kind = type(protocol)
+    only = dataclasses.make_dataclass(kind.__name__, [], bases=(kind,), frozen=True,
+                                      namespace={"setup": refuse, "client_engine": refuse})
+    return only(**{item.name: getattr(protocol, item.name) for item in dataclasses.fields(protocol) if item.init})
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_the_server_app_builds_the_server_engine_alone(name):
+    protocol = PROTOCOLS[name]
+    grid = federation(protocol)
+    driver = FlowerDriver(grid, server_engine_only(protocol), timeout=5)
+    driver.discover(min_nodes=CLIENTS + len(helpers_of(protocol)))
+
+    aggregation = driver.aggregate(driver.federation.clients, vector_length=LENGTH)
+
+    assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)

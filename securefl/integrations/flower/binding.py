@@ -5,14 +5,15 @@ dealer: ``Paillier`` makes the key pair and gives the private key to the
 decryptor engine, the public key to the others. Over Flower every party is on
 its own machine, so a helper makes its own secret material and publishes only
 the public part at discovery (:func:`publish`); the server and the clients
-rebuild the same configuration around it (:func:`bind`) and call ``setup``
-for their own engine. Nothing here touches a message: the engines are the
+rebuild the same configuration around it (:func:`bind`) and build their own
+engine alone (``run_parameters``, then ``server_engine``, ``client_engine``
+or ``helper_engine``). Nothing here touches a message: the engines are the
 ones the in-process simulator runs.
 
 SecAgg with ``malicious_server=True`` deals every client's Ed25519 signing
 key in process; over Flower each client node makes its own and publishes the
-verification key at discovery (:func:`registers_client_keys`), and every
-party calls ``setup_registered`` with the list the server relays.
+verification key at discovery (``Protocol.registers_client_keys``), and every
+party passes the list the server relays to ``run_parameters``.
 
 Protocols with no dealt material (plaintext, secret sharing, SecAgg in
 semi-honest mode) publish nothing and bind to themselves.
@@ -23,21 +24,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from securefl.crypto.keys import SigningKey
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
-from securefl.protocols.base import Parties, Protocol
+from securefl.protocols.base import Protocol
 
 __all__ = [
     "publish",
     "bind",
     "check_supported",
-    "registers_client_keys",
     "against_malicious_server",
     "protocol_from_config",
     "ENCODING_KEYS",
@@ -54,34 +52,14 @@ except ImportError:  # pragma: no cover - Paillier ships with securefl; tolerate
     Paillier = None  # type: ignore[assignment,misc]
 
 
-class RegisteredSetup(typing.Protocol):
-    """A protocol whose engines are built around client keys registered elsewhere (SecAgg, malicious server)."""
-
-    def setup_registered(
-        self,
-        *,
-        clients: int,
-        vector_length: int,
-        session: bytes,
-        round: int,
-        verification_keys: Sequence[bytes],
-        signing_keys: Mapping[int, SigningKey],
-    ) -> Parties: ...
-
-
 def _is_paillier(protocol: Protocol) -> TypeGuard[Paillier]:
     return Paillier is not None and isinstance(protocol, Paillier)
 
 
 def check_supported(protocol: Protocol) -> None:
-    """Refuse configurations whose setup deals secrets no Flower party could hold alone."""
+    """``ConfigurationError`` unless ``protocol`` is a securefl ``Protocol``."""
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
-    if protocol.registers_client_keys and not callable(getattr(protocol, "setup_registered", None)):
-        raise ConfigurationError(
-            f"{protocol.name} with malicious_server=True needs every client's signature key registered with "
-            "every other client, and it has no setup_registered to build its engines around registered keys"
-        )
 
 
 def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = False) -> Protocol:
@@ -114,16 +92,6 @@ def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = F
                 f"it ({error}); fix it, or pass semi_honest_server=True to trust the server"
             ) from None
     return protocol
-
-
-def registers_client_keys(protocol: Protocol) -> TypeGuard[RegisteredSetup]:
-    """Whether each client signs with a key of its own that every party must know (SecAgg, malicious server).
-
-    Over Flower each client node makes that Ed25519 key itself and publishes
-    its verification key at discovery; every party then builds its engines
-    with ``protocol.setup_registered`` around the list the server relays.
-    """
-    return protocol.registers_client_keys
 
 
 def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> tuple[Protocol, bytes]:

@@ -70,7 +70,6 @@ from securefl.integrations.flower.binding import (
     check_supported,
     protocol_from_config,
     publish,
-    registers_client_keys,
     write_secret,
 )
 from securefl.integrations.flower.ledger import Ledger
@@ -424,7 +423,7 @@ class SecureFLNode:
             "transport-key": state.transport.public_bytes if state.transport else b"",
             "parameters": state.parameters,
             "verification-key": state.signing.public_bytes if state.signing else b"",
-            "registers-client-keys": registers_client_keys(protocol),
+            "registers-client-keys": protocol.registers_client_keys,
         }
         return wire.pack(control, [])
 
@@ -554,7 +553,7 @@ class SecureFLNode:
             raise ConfigurationError(
                 f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"
             )
-        if not registers_client_keys(protocol) and control.get("verification-keys"):
+        if not protocol.registers_client_keys and control.get("verification-keys"):
             raise ConfigurationError(
                 f"the server runs {protocol.name} with malicious_server=True; this node is configured without it"
             )
@@ -587,7 +586,7 @@ class SecureFLNode:
         that changes them within a session is refused when the engine is rebuilt.
         """
         clients, length = control["clients"], control["vector-length"]  # ints: _check_control
-        keys = list(control.get("verification-keys", [])) if registers_client_keys(protocol) else []
+        keys = list(control.get("verification-keys", [])) if protocol.registers_client_keys else []
         return protocol.run_parameters(clients=clients, vector_length=length, session=session,
                                        round=control["round"], verification_keys=keys)
 
@@ -620,7 +619,7 @@ class SecureFLNode:
             checked_client_keys(control.get("client-keys"), clients=run.clients, client_pins=client_pins,
                                 own=(index, state.signing.public_bytes))
         signing_key = None
-        if registers_client_keys(protocol):
+        if protocol.registers_client_keys:
             signing_key = self._registered_signer(control, state, client_pins)[index]
         engine = protocol.client_engine(index, run, signing_key=signing_key)
         if self._input_fn is None:

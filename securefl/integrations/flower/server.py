@@ -47,7 +47,6 @@ from securefl.integrations.flower.binding import (
     against_malicious_server,
     bind,
     check_supported,
-    registers_client_keys,
 )
 from securefl.integrations.flower.node import CLIENT
 from securefl.integrations.flower.transport import ExtraContent, GridTransport, push_and_pull
@@ -219,8 +218,8 @@ class FlowerDriver:
             if role == CLIENT and len(verification_key) != PUBLIC_KEY_BYTES:
                 failures[node] = "published no client key"
                 continue
-            if role == CLIENT and control.get("registers-client-keys") is not registers_client_keys(self.protocol):
-                failures[node] = ("configured without malicious_server=True" if registers_client_keys(self.protocol)
+            if role == CLIENT and control.get("registers-client-keys") is not self.protocol.registers_client_keys:
+                failures[node] = ("configured without malicious_server=True" if self.protocol.registers_client_keys
                                   else "configured for malicious_server=True; this server runs without it")
                 continue
             partition = control.get("partition", -1)
@@ -291,24 +290,22 @@ class FlowerDriver:
             federation.nodes[node].verification_key if node is not None else SigningKey.generate().public_bytes
             for node in clients
         ]
-        verification_keys: list[bytes] = []
-        if registers_client_keys(protocol):
-            verification_keys = client_keys
-            parties = protocol.setup_registered(clients=len(clients), vector_length=vector_length, session=bound,
-                                                round=round, verification_keys=verification_keys, signing_keys={})
-        else:
-            parties = protocol.setup(clients=len(clients), vector_length=vector_length, session=bound, round=round)
+        verification_keys = client_keys if protocol.registers_client_keys else []
+        # The server's own engine only: no client's engine, no client's keys, no pool is made here.
+        run_parameters = protocol.run_parameters(clients=len(clients), vector_length=vector_length, session=bound,
+                                                 round=round, verification_keys=verification_keys)
+        server_engine = protocol.server_engine(run_parameters)
         local_helpers: list[Engine] = []
         node_of: dict[str, int] = {client_id(i): node for i, node in enumerate(clients) if node is not None}
-        for helper in parties.helpers:
+        for helper in protocol.helper_parties():
             if self.host_helpers_in_server:
-                local_helpers.append(helper)
-            elif helper.party in federation.helpers:
-                node_of[helper.party] = federation.helpers[helper.party]
+                local_helpers.append(protocol.helper_engine(helper, run_parameters))
+            elif helper in federation.helpers:
+                node_of[helper] = federation.helpers[helper]
             else:
                 raise ConfigurationError(
-                    f"{protocol.name} needs a helper {helper.party!r}: start a SuperNode with "
-                    f"--node-config 'securefl-role=\"{helper.party}\"' (or host_helpers_in_server=True for tests)"
+                    f"{protocol.name} needs a helper {helper!r}: start a SuperNode with "
+                    f"--node-config 'securefl-role=\"{helper}\"' (or host_helpers_in_server=True for tests)"
                 )
         helpers_used = [party for party in node_of if not party.startswith("client/")]
         setup: dict[str, ConfigRecordValues] = {
@@ -339,7 +336,7 @@ class FlowerDriver:
                                               dropped=nodes(end.dropped), seconds=end.seconds))
 
         run = Round(
-            server=parties.server,
+            server=server_engine,
             phases=protocol.phases,
             transport=transport,
             hosted=local_helpers,

@@ -210,6 +210,10 @@ class Paillier(Protocol):
             pool.fill(checked.ciphertexts, workers=self.workers)
         return _Client(index, checked, pool)
 
+    def helper_parties(self) -> tuple[str, ...]:
+        """The decryptor, the one party holding the private key."""
+        return (DECRYPTOR,)
+
     def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
         """The decryptor's engine, around this protocol's key holder."""
         if party != DECRYPTOR:

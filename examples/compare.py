@@ -14,10 +14,11 @@ from securefl.evaluation.report import format_table, write_report
 
 def main() -> None:
     out = sys.argv[1] if len(sys.argv) > 1 else "securefl-report"
-    comparison = compare(clients=10, rounds=5, protocols=["plaintext", "secret-sharing", "secagg", "secagg+central-dp"])
+    comparison = compare(clients=10, rounds=5, dp_rounds=5, seeds=1,
+                         protocols=["plaintext", "secret-sharing", "secagg", "secagg+central-dp"])
     print(format_table(comparison))
     for result in comparison.results:
-        probe = result.probe
+        probe = result.runs[0].probe  # seeds=1: one run per row
         print(f"{result.contender.name:<18} probe on messages {probe.messages.cosine:.3f}  "
               f"on the aggregate {probe.aggregate.cosine:.3f}  chance {probe.chance.cosine:.3f}")
     paths = write_report(comparison, out)

@@ -424,9 +424,14 @@ class SecureAggregator:
         if not vectors and (self.dp is None or self._dimension is None):
             raise ConfigurationError("aggregate needs at least one update (under DP: in the first round)")
         dimension = vectors[0].size if vectors else int(self._dimension)  # type: ignore[arg-type]
+        planned = time.perf_counter()
         plan = self.open_round(cohort=len(vectors), dimension=dimension, round=round, weights=weights)
+        server_seconds = time.perf_counter() - planned
         if not vectors:  # nobody took part: central DP still releases its noise, distributed DP nothing
-            return self.release(plan, None)
+            return self._timed_release(plan, None, server_seconds)
+        if self.dp is not None and len(vectors) < plan.protocol.min_clients:  # a small Poisson sample, charged
+            raise ProtocolAbort(f"round {plan.round}: {len(vectors)} client(s) in the round, fewer than "
+                                f"{plan.protocol.name}'s min_clients={plan.protocol.min_clients}; nothing released")
         inputs, seconds, clipped, l2_clipped = [], [], 0, 0
         for position, vector in enumerate(vectors):
             started = time.perf_counter()  # the client's whole stage: clip count, clip, noise, encoding
@@ -443,7 +448,16 @@ class SecureAggregator:
         metrics.update(clipped_coordinates=clipped, clipped_fraction=clipped / coordinates if coordinates else 0.0)
         if self.dp is not None:
             metrics.update(l2_clipped_clients=l2_clipped, l2_clip_fraction=l2_clipped / len(vectors))
-        return self.release(plan, aggregate, transcript=transcript, metrics=metrics, clients=clients)
+        return self._timed_release(plan, aggregate, server_seconds, transcript=transcript, metrics=metrics,
+                                   clients=clients)
+
+    def _timed_release(self, plan: RoundPlan, aggregate: RingAggregate | None, server_seconds: float,
+                       **options: Any) -> Aggregate:
+        """:meth:`release`, its time and ``server_seconds`` (the plan's) in ``metrics["server_release_seconds"]``."""
+        started = time.perf_counter()
+        released = self.release(plan, aggregate, **options)
+        released.metrics["server_release_seconds"] = server_seconds + time.perf_counter() - started
+        return released
 
     # -- the steps of a round, one party at a time -----------------------------------------------
 
@@ -595,12 +609,18 @@ class SecureAggregator:
             self._dimension = layout.dimension
         for state in client_states[:1]:
             self._layout_for(state)
+        flattened = time.perf_counter()  # each client's own work: its model minus the reference, flat
         differences = [layout.flatten(state, client=index) - start for index, state in enumerate(client_states)]
+        flatten_seconds = time.perf_counter() - flattened
         aggregate = self.aggregate_vectors(differences, weights=weights, dropouts=dropouts, round=round,
                                            clients=clients)
+        rebuilt = time.perf_counter()
         aggregate.model = layout.rebuild(start + aggregate.mean, fill=reference)
         aggregate.mean = layout.rebuild(aggregate.mean)
         aggregate.total = layout.rebuild(aggregate.total)
+        aggregate.metrics["client_online_seconds"] = aggregate.metrics.get("client_online_seconds", 0.0) \
+            + flatten_seconds
+        aggregate.metrics["server_release_seconds"] += time.perf_counter() - rebuilt
         return aggregate
 
     # -- the two paths ------------------------------------------------------------------------

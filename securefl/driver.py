@@ -120,12 +120,15 @@ class Ledger:
     ``setup_seconds`` is the time the protocol's setup took (key generation,
     Paillier's obfuscators, dealt keys): work every party does before the
     update exists, which a deployment can run ahead of training (offline).
+    ``round_seconds`` is the in-process Round's wall time (every engine's
+    phases plus the routing between them); 0 where the round ran elsewhere.
     """
 
     bytes_sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(_seconds_table))
     setup_seconds: float = 0.0
+    round_seconds: float = 0.0
 
 
 class Parcel:
@@ -531,10 +534,21 @@ class Round:
 def summarize_metrics(
     ledger: Ledger, clients: int, included: Sequence[int], encode_seconds: list[float]
 ) -> dict[str, Any]:
-    """The metrics of an ``AggregationResult``: per-client bytes (over the included clients) and seconds."""
+    """The metrics of an ``AggregationResult``: per-client bytes (over the included clients) and seconds.
+
+    Seconds: ``client_seconds_mean`` (engine, over the included clients) and
+    ``client_encode_seconds_mean`` per client; totals over every party:
+    ``client_online_seconds`` (every client's engine and encoding),
+    ``server_seconds``, ``helper_seconds`` (per helper), ``setup_seconds``
+    (offline) and ``routing_seconds`` (the in-process Round's own time:
+    its wall time less every engine's).
+    """
     ids = [client_id(i) for i in (included or range(clients))]
     seconds = {phase: dict(parties) for phase, parties in ledger.seconds.items()}
     client_seconds = [sum(seconds[p].get(c, 0.0) for p in seconds) for c in ids]
+    engine_seconds = sum(spent for parties in seconds.values() for spent in parties.values())
+    every_client = sum(spent for parties in seconds.values() for party, spent in parties.items()
+                       if party.startswith("client/"))
     helpers = sorted({p for phase in seconds.values() for p in phase if p != SERVER and not p.startswith("client/")})
     return {
         "bytes_up_per_client": float(np.mean([ledger.bytes_sent.get(c, 0) for c in ids])),
@@ -548,6 +562,8 @@ def summarize_metrics(
         "server_seconds": float(sum(phase.get(SERVER, 0.0) for phase in seconds.values())),
         "helper_seconds": {h: float(sum(phase.get(h, 0.0) for phase in seconds.values())) for h in helpers},
         "setup_seconds": float(ledger.setup_seconds),
+        "client_online_seconds": float(every_client + sum(encode_seconds)),
+        "routing_seconds": max(0.0, float(ledger.round_seconds - engine_seconds)) if ledger.round_seconds else 0.0,
     }
 
 
@@ -629,4 +645,5 @@ def run_protocol(
     )
     outcome = Round(parties.server, phases=protocol.phases, transport=transport, lose=lose, drop_refused=False).run()
     outcome.ledger.setup_seconds = setup_seconds
+    outcome.ledger.round_seconds = outcome.seconds
     return outcome.aggregate, outcome.transcript, outcome.ledger

@@ -1,6 +1,7 @@
 """``securefl compare``: every protocol side by side, written to a report folder.
 
-    securefl compare [--clients 10] [--rounds 20] [--protocols plaintext,secagg] [--out securefl-report] [--json]
+    securefl compare [--clients 10] [--dp-clients 100] [--rounds 10] [--dp-rounds 20] [--seeds 3] [--model-params P]
+                     [--protocols plaintext,secagg] [--out securefl-report] [--json]
 
 ``validate`` checks every option against every selected row before the first
 round trains; ``--json`` prints results.json (the :mod:`securefl.jsonout`
@@ -22,6 +23,7 @@ from securefl.cli.arguments import (
     positive_int,
     probability,
     suggestion,
+    unit_interval,
 )
 from securefl.errors import ConfigurationError
 
@@ -53,8 +55,20 @@ def register(subparsers: Any) -> None:
         formatter_class=HelpFormatter,
     )
     compare.add_argument("--clients", type=positive_int, default=10, metavar="N",
-                         help="clients in the federation (at least 2), all sampled each round")
-    compare.add_argument("--rounds", type=positive_int, default=20, metavar="T", help="FedAvg rounds")
+                         help="clients of the rows without DP (at least 2), all sampled each round")
+    compare.add_argument("--dp-clients", type=positive_int, default=100, metavar="M",
+                         help="clients of the DP rows, each Poisson-sampled every round at the sampling rate Q")
+    compare.add_argument("--sample-rate", type=unit_interval, default=0.3, metavar="Q",
+                         help="the DP rows' sampling rate q")
+    compare.add_argument("--rounds", type=positive_int, default=10, metavar="T", help="FedAvg rounds without DP")
+    compare.add_argument("--dp-rounds", type=positive_int, default=20, metavar="R",
+                         help="FedAvg rounds of the DP rows (epsilon covers all of them)")
+    compare.add_argument("--seeds", type=positive_int, default=3, metavar="S",
+                         help="seeds per row, counting up from SEED; figures are means with their spread "
+                              "(min-max below 5 seeds, a 95%% t interval from 5); 1 for a quick look")
+    compare.add_argument("--model-params", type=positive_int, default=None, metavar="PARAMS",
+                         help="size every row's MLP to about PARAMS parameters (e.g. 100000 or 1000000); default: "
+                              "4,810 for the rows without DP, 1,210 for the DP rows")
     compare.add_argument("--dropout", type=probability, default=0.0, metavar="P",
                          help="probability that a sampled client drops out, at a random protocol phase")
     compare.add_argument("--protocols", type=_protocol_list, default=None, metavar="NAMES",
@@ -64,7 +78,7 @@ def register(subparsers: Any) -> None:
     compare.add_argument("--delta", type=open_unit, default=1e-5, metavar="DELTA", help="target delta of the DP rows")
     compare.add_argument("--out", default="securefl-report", metavar="DIR", help="report folder")
     compare.add_argument("--seed", type=non_negative_int, default=0, metavar="SEED",
-                         help="seed shared by every row (data split, sampling, dropout draws)")
+                         help="first seed, shared by every row (data split, sampling, dropout draws)")
     compare.add_argument("--json", action="store_true",
                          help="print results.json to stdout (strict JSON, see docs/index.md)")
     compare.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
@@ -73,15 +87,15 @@ def register(subparsers: Any) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Refuse up front, before any training, what a row would refuse part-way (e.g. ``--clients 1``)."""
-    from securefl.evaluation.compare import CONTENDERS
-    from securefl.protocols.catalog import make_protocol
+    from securefl.evaluation.compare import CONTENDERS, make_contender_protocol
 
     chosen = [c for c in CONTENDERS if args.protocols is None or c.name in args.protocols]
     for contender in chosen:
+        flag, clients = ("--clients", args.clients) if contender.dp == "none" else ("--dp-clients", args.dp_clients)
         try:
-            make_protocol(contender.protocol, **contender.options).check_clients(args.clients)
+            make_contender_protocol(contender).check_clients(clients)
         except ConfigurationError as error:
-            raise ConfigurationError(f"--clients {args.clients}: row {contender.name}: {error}") from None
+            raise ConfigurationError(f"{flag} {clients}: row {contender.name}: {error}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {args.out} is a file; the report needs a folder")
@@ -91,25 +105,29 @@ def run_compare(args: argparse.Namespace) -> int:
     """Run the comparison, write the report, print the table (or results.json); 0 on success."""
     from tqdm import tqdm
 
-    from securefl.evaluation.compare import compare
+    from securefl.evaluation.compare import CONTENDERS, compare
     from securefl.evaluation.report import format_table, write_report
 
     bars: dict[str, Any] = {}
+    dp_rows = {contender.name for contender in CONTENDERS if contender.dp != "none"}
 
-    def progress(name: str, record: Any) -> None:
+    def progress(name: str, seed: int, record: Any) -> None:
         bar = bars.get(name)
         if bar is None:
             for other in bars.values():
                 other.close()
-            bar = bars[name] = tqdm(total=args.rounds, desc=f"{name:<18}", unit="round",
+            rounds = args.rounds if name not in dp_rows else args.dp_rounds
+            bar = bars[name] = tqdm(total=rounds * args.seeds, desc=f"{name:<22}", unit="round",
                                     disable=args.quiet, file=sys.stderr)
-        bar.set_postfix(accuracy=f"{record.accuracy:.3f}", refresh=False)
+        bar.set_postfix(seed=seed, accuracy=f"{record.accuracy:.3f}", refresh=False)
         bar.update(1)
 
     try:
         comparison = compare(clients=args.clients, rounds=args.rounds, dropout=args.dropout,
-                             protocols=args.protocols, seed=args.seed, epsilon=args.epsilon,
-                             delta=args.delta, progress=progress)
+                             protocols=args.protocols, seed=args.seed, seeds=args.seeds, epsilon=args.epsilon,
+                             delta=args.delta, dp_clients=args.dp_clients, dp_rounds=args.dp_rounds,
+                             sample_rate=args.sample_rate,
+                             model_parameters=args.model_params, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()

@@ -223,6 +223,7 @@ def _check_population(protocol: Protocol, dp: DifferentialPrivacy | None, client
 def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
     """The figures of one run, as printed by ``securefl run --json`` (the DP ones from ``trainer.summary()``)."""
     from securefl.evaluation.compare import protocol_run
+    from securefl.fl.fedavg import TIME_PARTS
 
     config = trainer.config
     protocol = protocol_run(trainer)
@@ -248,6 +249,11 @@ def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
         "client_seconds_per_round": mean("client_seconds"),
         "server_seconds_per_round": mean("server_seconds"),
         "setup_seconds_per_round": mean("setup_seconds"),
+        "seconds_by_part_per_round": {
+            part: float(sum(r.seconds_by_part.get(part, 0.0) for r in history.records) / len(history.records))
+            if history.records else 0.0 for part in TIME_PARTS},
+        "unaccounted_seconds_per_round": float(sum(r.unaccounted_seconds for r in history.records)
+                                               / max(len(history.records), 1)),
         "rounds_aborted": sum(1 for r in history.records if r.aborted),
         "dropped": sum(r.dropped for r in history.records),
         "server_saw_individual_updates": any(bool(r.server_saw_individual_updates) for r in completed),
@@ -282,7 +288,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("upload per client per round", f"{summary['bytes_up_per_client_per_round']:,.0f} B"),
         ("download per client per round", f"{summary['bytes_down_per_client_per_round']:,.0f} B"),
         ("seconds per round", f"{summary['seconds_per_round']:.3f}"),
-        ("offline setup per round", f"{summary['setup_seconds_per_round']:.3f}"),
+        ("  of which (all parties)", ", ".join(f"{part.replace('_', ' ')} {spent:.3g}" for part, spent
+                                               in summary["seconds_by_part_per_round"].items() if spent)
+         + f"; unaccounted {summary['unaccounted_seconds_per_round']:.2g}"),
         ("dropped / aborted rounds", f"{summary['dropped']} / {summary['rounds_aborted']}"),
         ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
         *_privacy_rows(summary),

@@ -1,8 +1,8 @@
-"""`securefl compare`: every protocol on the same federation, side by side.
+"""`securefl compare`: every protocol on the same federation, side by side, over several seeds.
 
 Each contender runs ``FedAvg(protocol, config, dp=plugin)`` on the embedded
-digits data with identical splits, seeds and dropout draws (``plugin`` a
-:class:`~securefl.privacy.plugins.CentralDP`, a
+digits data once per seed, with identical splits, seeds and dropout draws
+across rows (``plugin`` a :class:`~securefl.privacy.plugins.CentralDP`, a
 :class:`~securefl.privacy.plugins.DistributedDP` or None), then takes part in
 one probe round in which every client takes a single SGD step on one example
 and a curious server runs the gradient-inversion attack of
@@ -10,11 +10,20 @@ and a curious server runs the gradient-inversion attack of
 the aggregate it releases. The probe round goes through a ``SecureAggregator``
 with a fresh plugin of the same kind and parameters, so what is attacked is
 what the server (or an observer of the release) sees.
+
+The rows without DP run the small federation (``clients``, every client each
+round); the DP rows run one where DP-FedAvg means something (``dp_clients``
+Poisson-sampled at ``sample_rate``, a narrower model). Every figure is given
+per seed and as a :func:`spread` over the seeds; every second of a row is
+split into the parts of :data:`~securefl.fl.fedavg.TIME_PARTS` plus the
+row's ``build`` (data, model, partition) and ``probe``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +32,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.evaluation.probe import ProbeResult, run_probe
-from securefl.fl.fedavg import FedAvg, FedAvgConfig, History
-from securefl.fl.models import make_model
+from securefl.fl.fedavg import TIME_PARTS, FedAvg, FedAvgConfig, History, RoundRecord
+from securefl.fl.models import hidden_for_parameters, make_model, mlp_parameters
 from securefl.privacy.plugins import CentralDP, DifferentialPrivacy, DistributedDP
 from securefl.protocols.base import Protocol
 from securefl.protocols.catalog import make_protocol
 
-__all__ = ["Contender", "CONTENDERS", "contender_names", "ContenderResult", "Comparison", "compare",
-           "make_plugin", "protocol_run"]
+__all__ = ["Contender", "CONTENDERS", "contender_names", "Federation", "SeedRun", "ContenderResult", "Comparison",
+           "compare", "make_plugin", "protocol_run", "spread", "ROW_PARTS"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class Contender:
     options: dict[str, Any] = field(default_factory=dict)
     dp: str = "none"  # "none" | "central" | "distributed"
     threat_model: str = ""
+    threshold: float | None = None  # SecAgg's share threshold as a fraction of the cohort (None: its default)
 
 
 CONTENDERS: tuple[Contender, ...] = (
@@ -95,43 +106,148 @@ CONTENDERS: tuple[Contender, ...] = (
         ),
     ),
     Contender(
-        "secagg+distributed-dp", "secagg", dp="distributed",
+        "secagg+distributed-dp", "secagg", dp="distributed", threshold=0.9,
         threat_model=(
             "Distributed DP (Kairouz et al. 2021; Agarwal et al. 2021): each client rotates, rounds and "
             "adds a share of Skellam noise inside the 16-bit SecAgg ring, so the sum the server unmasks "
             "is already (epsilon, delta)-DP, against the server too. Noise is calibrated to the SecAgg "
-            "threshold, so it holds in every round that completes."
+            "threshold (here 0.9 of the cohort: a round with more than 10% dropouts aborts), so it holds "
+            "in every round that completes; a round with more survivors carries more noise than needed."
         ),
     ),
 )
+
+
+#: The parts of a row's wall time: a round's (:data:`TIME_PARTS`), then the row's own.
+ROW_PARTS: dict[str, str] = {
+    **TIME_PARTS,
+    "build": "the row's federation: data, partition, model, protocol, DP calibration",
+    "probe": "the probe round and the attack on what the server saw",
+}
 
 
 def contender_names() -> list[str]:
     return [c.name for c in CONTENDERS]
 
 
+def spread(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """Mean and interval of one figure over the seeds (None where no seed has it).
+
+    Five seeds or more: the 95% Student-t interval of the mean; two to four:
+    the minimum and maximum; one: no interval (``low == high == mean``); an
+    infinite value at any seed: an infinite mean.
+    """
+    given = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if given and not all(math.isfinite(v) for v in given):  # an infinite epsilon at some seed
+        return {"mean": math.inf, "low": min(given), "high": max(given), "interval": "infinite", "seeds": len(given)}
+    finite = given
+    if not finite:
+        return None
+    mean = float(np.mean(finite))
+    if len(finite) == 1:
+        return {"mean": mean, "low": mean, "high": mean, "interval": "one seed", "seeds": 1}
+    if len(finite) < 5:
+        return {"mean": mean, "low": min(finite), "high": max(finite), "interval": "min-max", "seeds": len(finite)}
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, len(finite) - 1) * np.std(finite, ddof=1) / math.sqrt(len(finite)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "interval": "95% t", "seeds": len(finite)}
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The setting a row runs in: clients, rounds, the fraction sampled each round, the model's width."""
+
+    clients: int
+    rounds: int
+    sample_rate: float
+    hidden: int
+    dropout: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "model_parameters": mlp_parameters(hidden=self.hidden)}
+
+
+@dataclass
+class SeedRun:
+    """One contender at one seed: its history, probe, privacy and every second it took."""
+
+    seed: int
+    history: History
+    probe: ProbeResult
+    epsilon: float | None
+    server_epsilon: float | None
+    noise_multiplier: float | None
+    seconds: float
+    seconds_by_part: dict[str, float]
+    probe_examples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 64)))
+
+    @property
+    def unaccounted_seconds(self) -> float:
+        """The row's wall time less every measured part."""
+        return self.seconds - sum(self.seconds_by_part.values())
+
+    def figures(self) -> dict[str, float | None]:
+        """The numbers a row reports, for this seed (per round: means over the rounds that ran)."""
+        records = self.history.records
+        completed = [r for r in records if not r.aborted]
+
+        def mean(values: Sequence[float]) -> float:
+            return float(np.mean(values)) if len(values) else 0.0
+
+        figures: dict[str, float | None] = {
+            "final_accuracy": self.history.final_accuracy,
+            "epsilon": self.epsilon,
+            "server_epsilon": self.server_epsilon,
+            "bytes_up_per_client_per_round": mean([r.bytes_up_per_client for r in completed]),
+            "bytes_down_per_client_per_round": mean([r.bytes_down_per_client for r in completed]),
+            "round_seconds": mean([r.seconds for r in records]),
+            "client_seconds_per_round": mean([r.client_seconds for r in completed]),
+            "dropped_total": float(sum(r.dropped for r in records)),
+            "rounds_aborted": float(len(self.history.aborted_rounds)),
+            "probe_messages": self.probe.messages.cosine if self.probe.vectors_attacked else None,
+            "probe_aggregate": self.probe.aggregate.cosine,
+            "probe_chance": self.probe.chance.cosine,
+            "seconds": self.seconds,
+        }
+        for part in TIME_PARTS:
+            figures[f"{part}_seconds_per_round"] = mean([r.seconds_by_part.get(part, 0.0) for r in records])
+        return figures
+
+    def to_dict(self) -> dict[str, Any]:
+        completed = [r for r in self.history.records if not r.aborted]
+        return {
+            "seed": self.seed,
+            **self.figures(),
+            "dropped": sum(r.dropped for r in self.history.records),
+            "rounds_aborted": len(self.history.aborted_rounds),
+            "rounds_completed": len(completed),
+            "accuracy_per_round": self.history.accuracies,
+            "noise_multiplier": self.noise_multiplier,
+            "seconds_by_part": dict(self.seconds_by_part),
+            "unaccounted_seconds": self.unaccounted_seconds,
+            "server_saw_individual_updates": any(bool(r.server_saw_individual_updates) for r in completed),
+            "probe": self.probe.to_dict(),
+        }
+
+
 @dataclass
 class ContenderResult:
-    """What one contender cost and protected."""
+    """What one contender cost and protected, at every seed."""
 
     contender: Contender
     description: str
     secure: bool
-    history: History
-    probe: ProbeResult
-    epsilon: float | None
-    noise_multiplier: float | None
-    seconds: float
-    server_epsilon: float | None = None
-    probe_examples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 64)))
+    federation: Federation
+    runs: list[SeedRun]
+
+    def summary(self) -> dict[str, dict[str, Any] | None]:
+        """Every figure of :meth:`SeedRun.figures` as a :func:`spread` over the seeds (in the JSON: a list of
+        ``{"figure": name, "mean", "low", "high", "interval", "seeds"}``, figures that apply only)."""
+        figures = [run.figures() for run in self.runs]
+        return {name: spread([f[name] for f in figures]) for name in figures[0]}
 
     def to_dict(self) -> dict[str, Any]:
-        completed = [r for r in self.history.records if not r.aborted]
-
-        def mean(attribute: str) -> float:
-            values = [getattr(r, attribute) for r in completed]
-            return float(np.mean(values)) if values else 0.0
-
         return {
             "name": self.contender.name,
             "protocol": self.contender.protocol,
@@ -139,22 +255,11 @@ class ContenderResult:
             "secure": self.secure,
             "dp": self.contender.dp,
             "threat_model": self.contender.threat_model,
-            "final_accuracy": self.history.final_accuracy,
-            "accuracy_per_round": self.history.accuracies,
-            "epsilon": self.epsilon,
-            "server_epsilon": self.server_epsilon,
-            "noise_multiplier": self.noise_multiplier,
-            "bytes_up_per_client_per_round": mean("bytes_up_per_client"),
-            "bytes_down_per_client_per_round": mean("bytes_down_per_client"),
-            "client_seconds_per_round": mean("client_seconds"),
-            "server_seconds_per_round": mean("server_seconds"),
-            "setup_seconds_per_round": mean("setup_seconds"),
-            "dropped": sum(r.dropped for r in self.history.records),
-            "rounds_aborted": len(self.history.aborted_rounds),
-            "rounds_completed": len(completed),
-            "server_saw_individual_updates": any(bool(r.server_saw_individual_updates) for r in completed),
-            "probe": self.probe.to_dict(),
-            "seconds": self.seconds,
+            "federation": self.federation.to_dict(),
+            "server_saw_individual_updates": any(run.to_dict()["server_saw_individual_updates"]
+                                                 for run in self.runs),
+            "summary": [{"figure": figure, **stat} for figure, stat in self.summary().items() if stat is not None],
+            "seeds": [run.to_dict() for run in self.runs],
         }
 
 
@@ -178,11 +283,17 @@ def _select(names: Sequence[str] | None) -> list[Contender]:
 
 
 def _probe_inputs(trainer: FedAvg) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
-    """The trainer's initial model and one training example per client (the first of each client's split)."""
+    """The trainer's initial model and one training example per client of a cohort (the first of its split)."""
     data = trainer.dataset
     if data is None:  # pragma: no cover - the comparison trains on the embedded digits
         raise ConfigurationError("the probe needs the trainer's embedded dataset")
-    first = [int(part[0]) for part in trainer.client_indices]
+    # Under DP a round's cohort is a Poisson sample (the noise is designed for its size): probe a cohort of
+    # the expected size q N.
+    count = len(trainer.client_indices)
+    if trainer.dp is not None:
+        count = min(count, max(trainer.protocol.min_clients, round(trainer.dp.sample_rate * count)))
+    clients = range(count)
+    first = [int(trainer.client_indices[client][0]) for client in clients]
     model = make_model(hidden=trainer.config.hidden, seed=trainer.config.seed or 0, inputs=data.features,
                        classes=data.classes)
     return model, np.asarray(data.train_x[first], dtype=np.float64), np.asarray(data.train_y[first])
@@ -196,9 +307,10 @@ def make_plugin(
     rounds: int,
     clip: float,
     clients: int,
+    sample_rate: float = 1.0,
     rng: np.random.Generator | None = None,
 ) -> DifferentialPrivacy | None:
-    """A fresh DP plugin of ``kind`` ("none", "central", "distributed") at epsilon over ``rounds`` rounds, q = 1.
+    """A fresh DP plugin of ``kind`` ("none", "central", "distributed") at epsilon over ``rounds`` rounds.
 
     Every call gives a new instance of the same parameters: one for the
     trainer, one for the probe round (a plugin is bound to one aggregator).
@@ -206,7 +318,7 @@ def make_plugin(
     if kind == "none":
         return None
     common: dict[str, Any] = dict(target_epsilon=epsilon, delta=delta, rounds=rounds, clip=clip,
-                                  population=clients, rng=rng)
+                                  population=clients, sample_rate=sample_rate, rng=rng)
     if kind == "central":
         return CentralDP(**common)
     if kind == "distributed":
@@ -223,51 +335,98 @@ def protocol_run(trainer: FedAvg) -> Protocol:
         return trainer.protocol
 
 
+def make_contender_protocol(contender: Contender) -> Protocol:
+    """The row's protocol, with its share threshold where the row sets one."""
+    protocol: Protocol = make_protocol(contender.protocol, **contender.options)
+    if contender.threshold is not None:
+        protocol = dataclasses.replace(protocol, threshold=contender.threshold)  # type: ignore[type-var]
+    return protocol
+
+
+def _run_seed(contender: Contender, federation: Federation, seed: int, *, epsilon: float, delta: float,
+              dp_clip: float, progress: Callable[[RoundRecord], None] | None) -> tuple[SeedRun, Protocol]:
+    started = time.perf_counter()
+    plugin = functools.partial(make_plugin, contender.dp, epsilon=epsilon, delta=delta, rounds=federation.rounds,
+                               clip=dp_clip, clients=federation.clients, sample_rate=federation.sample_rate)
+    protocol = make_contender_protocol(contender)
+    config = FedAvgConfig(clients=federation.clients, rounds=federation.rounds, dropout=federation.dropout,
+                          hidden=federation.hidden, seed=seed)
+    trainer = FedAvg(protocol, config, dp=plugin())  # FedAvg seeds the plugin from config.seed
+    built = time.perf_counter() - started
+    history = trainer.run(progress=progress)
+    probing = time.perf_counter()
+    model, examples, labels = _probe_inputs(trainer)
+    probe = run_probe(protocol, model, examples, labels, seed=seed, dp=plugin(rng=np.random.default_rng([seed, 1])))
+    probed = time.perf_counter() - probing
+    accounted = time.perf_counter()
+    figures = trainer.summary()
+    released_epsilon = trainer.epsilon()
+    parts = {part: 0.0 for part in TIME_PARTS}
+    for record in history.records:
+        for part, spent in record.seconds_by_part.items():
+            parts[part] += spent
+    parts["evaluation"] += history.initial_evaluation_seconds
+    parts["accounting"] += time.perf_counter() - accounted
+    parts.update(build=built + history.start_seconds, probe=probed)
+    run = SeedRun(seed=seed, history=history, probe=probe, epsilon=released_epsilon,
+                  server_epsilon=figures.get("server_epsilon"), noise_multiplier=figures.get("noise_multiplier"),
+                  seconds=time.perf_counter() - started, seconds_by_part=parts, probe_examples=examples)
+    return run, protocol_run(trainer)
+
+
 def compare(
     *,
     clients: int = 10,
-    rounds: int = 20,
+    rounds: int = 10,
     dropout: float = 0.0,
     protocols: Sequence[str] | None = None,
     seed: int = 0,
+    seeds: int = 3,
     epsilon: float = 8.0,
     delta: float = 1e-5,
     dp_clip: float = 1.0,
-    progress: Callable[[str, Any], None] | None = None,
+    dp_clients: int = 100,
+    dp_rounds: int = 20,
+    sample_rate: float = 0.3,
+    model_parameters: int | None = None,
+    progress: Callable[[str, int, RoundRecord], None] | None = None,
 ) -> Comparison:
-    """Run every selected contender on the same federation and probe it.
+    """Run every selected contender at seeds ``seed .. seed + seeds - 1`` and probe it.
 
-    ``progress(name, record)`` is called after each round of each contender.
-    Central and distributed DP are calibrated to ``epsilon`` at ``delta`` over
-    ``rounds`` rounds with every client sampled each round (q = 1).
+    Rows without DP: ``clients`` clients, all in every round, ``rounds``
+    rounds, the default model (64 hidden units). DP rows: ``dp_clients``
+    Poisson-sampled at ``sample_rate``, ``dp_rounds`` rounds, 16 hidden
+    units, central and distributed DP calibrated to ``epsilon`` at ``delta``
+    over those rounds. ``model_parameters``
+    sizes every row's model to about that many parameters. ``progress(name,
+    seed, record)`` is called after each round.
     """
     chosen = _select(protocols)
-    config = FedAvgConfig(clients=clients, rounds=rounds, dropout=dropout, seed=seed)
-    plugin = functools.partial(make_plugin, epsilon=epsilon, delta=delta, rounds=rounds, clip=dp_clip,
-                               clients=clients)
+    seeds = validation.positive_int(seeds, "seeds")
+    plain_hidden = FedAvgConfig.hidden if model_parameters is None else hidden_for_parameters(model_parameters)
+    dp_hidden = 16 if model_parameters is None else plain_hidden
+    federations = {
+        "none": Federation(clients=clients, rounds=rounds, sample_rate=1.0, hidden=plain_hidden, dropout=dropout),
+        "dp": Federation(clients=dp_clients, rounds=dp_rounds, sample_rate=sample_rate, hidden=dp_hidden,
+                         dropout=dropout),
+    }
     results = []
     for contender in chosen:
-        started = time.perf_counter()
-        protocol: Protocol = make_protocol(contender.protocol, **contender.options)
-        trainer = FedAvg(protocol, config, dp=plugin(contender.dp))  # FedAvg seeds the plugin from config.seed
-        history = trainer.run(progress=functools.partial(progress, contender.name) if progress else None)
-        model, examples, labels = _probe_inputs(trainer)
-        probe = run_probe(protocol, model, examples, labels, seed=seed,
-                          dp=plugin(contender.dp, rng=np.random.default_rng([seed, 1])))
-        figures = trainer.summary()
-        results.append(ContenderResult(
-            contender=contender,
-            description=protocol_run(trainer).describe(),
-            secure=bool(protocol.secure),
-            history=history,
-            probe=probe,
-            epsilon=trainer.epsilon(),
-            noise_multiplier=figures.get("noise_multiplier"),
-            seconds=time.perf_counter() - started,
-            server_epsilon=figures.get("server_epsilon"),
-            probe_examples=examples,
-        ))
-    settings = {"clients": clients, "rounds": rounds, "dropout": dropout, "seed": seed,
-                "epsilon_target": epsilon, "delta": delta, "dp_clip": dp_clip,
+        federation = federations["none" if contender.dp == "none" else "dp"]
+        runs: list[SeedRun] = []
+        trainer_protocol: Protocol | None = None
+        for offset in range(seeds):
+            at = seed + offset
+            callback = functools.partial(progress, contender.name, at) if progress else None
+            run, trainer_protocol = _run_seed(contender, federation, at, epsilon=epsilon, delta=delta,
+                                              dp_clip=dp_clip, progress=callback)
+            runs.append(run)
+        assert trainer_protocol is not None  # seeds >= 1
+        results.append(ContenderResult(contender=contender, description=trainer_protocol.describe(),
+                                       secure=bool(trainer_protocol.secure), federation=federation, runs=runs))
+    settings = {"clients": clients, "rounds": rounds, "dropout": dropout, "seed": seed, "seeds": seeds,
+                "epsilon_target": epsilon, "delta": delta, "dp_clip": dp_clip, "dp_clients": dp_clients,
+                "dp_rounds": dp_rounds, "sample_rate": sample_rate, "model_parameters": model_parameters,
+                "federations": {name: federation.to_dict() for name, federation in federations.items()},
                 "protocols": [c.name for c in chosen]}
     return Comparison(settings=settings, results=results)

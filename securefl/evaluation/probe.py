@@ -193,7 +193,9 @@ def run_probe(
                                               hidden=hidden)
 
     chance_rng = np.random.default_rng([seed, 2])
-    chance_count = max(len(message_candidates), len(aggregate_candidates), _CANDIDATES_PER_VECTOR)
+    # One baseline for every protocol: as many random candidates as the attack on a plaintext transcript
+    # makes (one vector per client), whatever this protocol's messages gave.
+    chance_count = _CANDIDATES_PER_VECTOR * len(examples)
     chance_candidates = chance_rng.normal(size=(chance_count, inputs))
     return ProbeResult(
         messages=score_reconstructions(message_candidates, examples),

@@ -2,81 +2,186 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from securefl import jsonout
-from securefl.evaluation.compare import Comparison
+from securefl.evaluation.compare import ROW_PARTS, Comparison
 
-__all__ = ["format_table", "write_report"]
+__all__ = ["format_table", "format_spread", "write_report"]
 
-_COLUMNS = (
-    ("protocol", 18), ("secure", 6), ("accuracy", 8), ("epsilon", 7), ("up B/rd", 10), ("down B/rd", 9),
-    ("client s/rd", 11), ("server s/rd", 11), ("setup s/rd", 10), ("drops", 5), ("aborted", 7), ("probe msg", 9),
-    ("probe agg", 9), ("chance", 6),
+#: (header, figure of ``ContenderResult.summary``, kind): the table's columns after the row's name.
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("accuracy", "final_accuracy", "fraction"),
+    ("epsilon", "epsilon", "number"),
+    ("up B/rd", "bytes_up_per_client_per_round", "bytes"),
+    ("down B/rd", "bytes_down_per_client_per_round", "bytes"),
+    ("round s", "round_seconds", "seconds"),
+    ("train s", "client_train_seconds_per_round", "seconds"),
+    ("client s", "client_online_seconds_per_round", "seconds"),
+    ("offline s", "client_offline_seconds_per_round", "seconds"),
+    ("server s", "server_seconds_per_round", "seconds"),
+    ("helper s", "helpers_seconds_per_round", "seconds"),
+    ("sim s", "simulator_seconds_per_round", "seconds"),
+    ("drops", "dropped_total", "count"),
+    ("aborted", "rounds_aborted", "count"),
+    ("probe msg", "probe_messages", "fraction"),
+    ("probe agg", "probe_aggregate", "fraction"),
+    ("chance", "probe_chance", "fraction"),
 )
+
+#: The time parts the overhead plot stacks, in order (``ROW_PARTS`` less evaluation, build and probe).
+_PLOTTED_PARTS = ("client_train", "client_online", "client_offline", "server", "helpers", "simulator")
+
+
+def format_spread(stat: dict[str, Any] | None, kind: str = "number") -> str:
+    """``mean±h`` to the interval's first significant digit, at most 4 significant digits of the mean.
+
+    h is the larger distance from the mean to an end of the interval.
+
+    One seed: the mean to 3 significant digits. ``None``: "n/a".
+    """
+    if stat is None:
+        return "n/a"
+    mean = float(stat["mean"])
+    if not np.isfinite(mean):
+        return "inf"
+    half = max(float(stat["high"]) - mean, mean - float(stat["low"]), 0.0)
+    if kind == "count" and float(mean).is_integer() and half == 0:
+        return f"{int(mean)}"
+    if kind == "bytes" and half < 0.5:
+        return f"{mean:,.0f}"
+    if stat.get("interval") == "one seed" or not np.isfinite(half):
+        return f"{mean:.3g}" if kind != "fraction" else f"{mean:.3f}"
+    if half == 0:
+        return f"{mean:.3g}±0" if kind != "fraction" else f"{mean:.3f}±0"
+    # Down to the interval's first significant digit, never beyond the mean's fourth.
+    decimals = -int(np.floor(np.log10(half)))
+    if mean != 0:
+        decimals = min(decimals, 3 - int(np.floor(np.log10(abs(mean)))))
+    decimals = max(0, decimals)
+    if kind == "bytes":
+        return f"{mean:,.{decimals}f}±{half:,.{decimals}f}"
+    return f"{mean:.{decimals}f}±{half:.{decimals}f}"
+
+
+def _summary(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A row's summary list by figure name (a figure that does not apply is absent)."""
+    return {entry["figure"]: entry for entry in result["summary"]}
 
 
 def _row(result: dict[str, Any]) -> list[str]:
-    probe = result["probe"]
-    return [
-        result["name"],
-        "yes" if result["secure"] else "NO",
-        f"{result['final_accuracy']:.4f}",
-        "none" if result["epsilon"] is None else f"{result['epsilon']:.2f}",
-        f"{result['bytes_up_per_client_per_round']:,.0f}",
-        f"{result['bytes_down_per_client_per_round']:,.0f}",
-        f"{result['client_seconds_per_round']:.4f}",
-        f"{result['server_seconds_per_round']:.4f}",
-        f"{result['setup_seconds_per_round']:.4f}",
-        str(result["dropped"]),
-        str(result["rounds_aborted"]),
-        f"{probe['messages']['cosine']:.3f}" if probe["vectors_attacked"] else "n/a",
-        f"{probe['aggregate']['cosine']:.3f}",
-        f"{probe['chance']['cosine']:.3f}",
-    ]
+    summary = _summary(result)
+    federation = result["federation"]
+    cohort = (f"{federation['clients']}" if federation["sample_rate"] == 1.0
+              else f"{federation['clients']} q={federation['sample_rate']:g}")
+    cells = [result["name"], "yes" if result["secure"] else "NO", cohort]
+    for _, figure, kind in _COLUMNS:
+        stat = summary.get(figure)
+        if figure == "epsilon" and stat is None:
+            cells.append("none")
+        elif figure == "probe_messages" and stat is None:
+            cells.append("n/a")
+        else:
+            cells.append(format_spread(stat, kind))
+    return cells
+
+
+def _headers() -> list[str]:
+    return ["protocol", "secure", "clients", *(header for header, _, _ in _COLUMNS)]
 
 
 def format_table(comparison: Comparison | dict[str, Any]) -> str:
-    """The comparison as an aligned text table (one row per protocol)."""
+    """The comparison as an aligned text table (one row per protocol, mean±interval over the seeds)."""
     data = comparison.to_dict() if isinstance(comparison, Comparison) else comparison
     rows = [_row(r) for r in data["protocols"]]
-    widths = [max(w, len(name), *(len(r[i]) for r in rows)) for i, (name, w) in enumerate(_COLUMNS)]
-    lines = ["  ".join(name.ljust(widths[i]) for i, (name, _) in enumerate(_COLUMNS)).rstrip()]
+    headers = _headers()
+    widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(headers)]
+    lines = ["  ".join(name.ljust(widths[i]) for i, name in enumerate(headers)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
 def _markdown_table(data: dict[str, Any]) -> str:
-    header = "| " + " | ".join(name for name, _ in _COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in _COLUMNS) + "|"
+    headers = _headers()
+    header = "| " + " | ".join(headers) + " |"
+    rule = "|" + "|".join("---" for _ in headers) + "|"
     return "\n".join([header, rule, *("| " + " | ".join(_row(r)) + " |" for r in data["protocols"])])
+
+
+def _interval_words(settings: dict[str, Any]) -> str:
+    seeds = settings["seeds"]
+    if seeds == 1:
+        return "one seed (no interval: rerun with --seeds 3 or more for one)"
+    if seeds < 5:
+        return f"{seeds} seeds; `±` is the larger distance from the mean to the minimum or maximum over the seeds"
+    return f"{seeds} seeds; `±` is the half-width of the 95% Student-t interval of the mean"
+
+
+def _time_table(data: dict[str, Any]) -> str:
+    parts = list(ROW_PARTS)
+    lines = ["| protocol | wall s | " + " | ".join(parts) + " | unaccounted |",
+             "|" + "|".join("---" for _ in range(len(parts) + 3)) + "|"]
+    for result in data["protocols"]:
+        runs = result["seeds"]
+        wall = float(np.mean([run["seconds"] for run in runs]))
+        cells = [f"{float(np.mean([run['seconds_by_part'].get(part, 0.0) for run in runs])):.3g}" for part in parts]
+        unaccounted = float(np.mean([run["unaccounted_seconds"] for run in runs]))
+        lines.append(f"| {result['name']} | {wall:.3g} | " + " | ".join(cells)
+                     + f" | {unaccounted:.2g} ({100 * unaccounted / wall:.1f}%) |")
+    return "\n".join(lines)
 
 
 def _report_markdown(data: dict[str, Any]) -> str:
     settings = data["settings"]
+    federations = settings["federations"]
+    plain, dp = federations["none"], federations["dp"]
     lines = [
         "# securefl comparison report",
         "",
-        f"FedAvg on the embedded digits data: {settings['clients']} clients, {settings['rounds']} rounds, "
-        f"dropout probability {settings['dropout']}, seed {settings['seed']}; identical splits and seeds for "
-        f"every protocol (the phase at which a client drops is drawn among each protocol's own phases, so the "
-        f"drop counts can differ). Central DP is calibrated to epsilon = {settings['epsilon_target']} "
-        f"at delta = {settings['delta']:g} (clip {settings['dp_clip']}).",
+        "FedAvg on the embedded digits data, dropout probability "
+        f"{settings['dropout']}, {_interval_words(settings)} (seeds {settings['seed']} to "
+        f"{settings['seed'] + settings['seeds'] - 1}); identical splits and seeds for every protocol at each "
+        "seed (the phase at which a client drops is drawn among each protocol's own phases, so the drop counts "
+        "can differ).",
+        "",
+        f"* Rows without DP: {plain['clients']} clients, all of them every round, {plain['rounds']} rounds, "
+        "an MLP of "
+        f"{plain['model_parameters']:,} parameters ({plain['hidden']} hidden units).",
+        f"* DP rows: {dp['clients']} clients Poisson-sampled at q = {dp['sample_rate']:g} each round, "
+        f"{dp['rounds']} rounds, an MLP of "
+        f"{dp['model_parameters']:,} parameters ({dp['hidden']} hidden units): DP-FedAvg needs many clients "
+        f"per round for the noise z C / (q N) to leave the signal standing. Central and distributed DP are "
+        f"calibrated to epsilon = {settings['epsilon_target']} at delta = {settings['delta']:g} "
+        f"(clip {settings['dp_clip']}).",
         "",
         _markdown_table(data),
         "",
-        "Columns: final test accuracy; epsilon of the released model (none without DP); upload and download "
-        "bytes per client per round; client and server seconds per round (client: local training plus "
-        "protocol) and the protocol's setup per round, for all parties together (key generation, Paillier's "
-        "obfuscators: work a deployment can do before training); dropouts injected and rounds aborted; "
-        "the privacy probe: best cosine similarity between a "
-        "reconstructed input and any client's true example, from the individual messages the server received "
-        "(`probe msg`; n/a when the server received no vector it could read as numbers, only ciphertexts), "
-        "from the aggregate it releases (`probe agg`), and for random candidates (`chance`).",
+        "Columns: clients (and the sampling rate q); final test accuracy; epsilon of the released model (none "
+        "without DP); upload and download bytes per client per round; seconds per round: the round's wall time "
+        "and its parts, each a total over every party of the round (divide by the cohort for one client's "
+        "share): `train` local training, `client` the clients' protocol work once the update exists "
+        "(flattening, clipping, noise, encoding, every client engine's phases), `offline` the protocol's setup "
+        "(key generation, Paillier's obfuscators: a deployment runs it while the clients train, so it costs "
+        "no round time there if it fits in the training time), `server` the server engine with the round's "
+        "plan and release, `helper` the helper parties (aggregators, Paillier's decryptor), `sim` what only "
+        "the simulation pays (sampling, dropout draws, routing messages, the transcript audit); dropouts "
+        "injected and rounds aborted; the privacy probe: best cosine similarity between a reconstructed input "
+        "and any client's true example, from the individual messages the server received (`probe msg`; n/a "
+        "when the server received no vector it could read as numbers, only ciphertexts), from the aggregate "
+        "it releases (`probe agg`), and the same for as many random candidates as the attack on a plaintext "
+        "transcript makes (`chance`, one baseline for every row of a federation).",
+        "",
+        "## Where the time goes",
+        "",
+        "Each row's wall time (per seed, mean over the seeds) and its parts over all rounds, plus the row's "
+        "own `build` (data, partition, model) and `probe`; `unaccounted` is what no timer measured.",
+        "",
+        _time_table(data),
         "",
         "![accuracy per round](accuracy.png)",
         "",
@@ -88,28 +193,18 @@ def _report_markdown(data: dict[str, Any]) -> str:
         "",
     ]
     for result in data["protocols"]:
-        probe = result["probe"]
-        messages = probe["messages"]
-        seen = (f"messages cosine {messages['cosine']:.3f} (PSNR {messages['psnr']:.1f} dB)"
-                if messages["cosine"] is not None else f"messages n/a ({messages['not_applicable']})")
+        summary = _summary(result)
+        messages = summary.get("probe_messages")
+        seen = (f"messages cosine {format_spread(messages, 'fraction')}" if messages is not None
+                else f"messages n/a ({result['seeds'][0]['probe']['messages']['not_applicable']})")
         lines += [
             f"### {result['name']}",
             "",
             result["threat_model"],
             "",
-            f"Probe: {seen}, "
-            f"aggregate cosine {probe['aggregate']['cosine']:.3f} (PSNR {probe['aggregate']['psnr']:.1f} dB), "
-            f"chance {probe['chance']['cosine']:.3f}; {probe['vectors_attacked']} vectors attacked.",
-            "",
-        ]
-    if any(r["dp"] != "none" for r in data["protocols"]):
-        lines += [
-            "## Differential privacy at this scale",
-            "",
-            "The DP rows add noise of standard deviation z C to a sum of only "
-            f"{settings['clients']} clipped updates, so the noise dominates the signal of a "
-            "model with thousands of parameters. DP-FedAvg needs many clients per round; see "
-            "`docs/privacy.md` for runs with 100 clients. The aggregate probe shows what the noise buys.",
+            f"Probe: {seen}, aggregate cosine {format_spread(summary['probe_aggregate'], 'fraction')}, "
+            f"chance {format_spread(summary['probe_chance'], 'fraction')}; "
+            f"{result['seeds'][0]['probe']['vectors_attacked']} vectors attacked.",
             "",
         ]
     lines += [
@@ -126,74 +221,115 @@ def _report_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _identical_groups(data: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Rows whose accuracy curves are equal at every seed, grouped (exact protocols train the same model)."""
+    groups: list[list[dict[str, Any]]] = []
+    for result in data["protocols"]:
+        curves = [run["accuracy_per_round"] for run in result["seeds"]]
+        for group in groups:
+            if [run["accuracy_per_round"] for run in group[0]["seeds"]] == curves:
+                group.append(result)
+                break
+        else:
+            groups.append([result])
+    return groups
+
+
 def _plot_accuracy(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(figsize=(7, 4.2))
+    figure, axes = plt.subplots(figsize=(7.5, 4.6))
     styles = ("-", "--", "-.", ":")
     markers = ("o", "s", "^", "v", "D", "x", "+")
-    for index, result in enumerate(data["protocols"]):
-        accuracies = result["accuracy_per_round"]
-        axes.plot(range(1, len(accuracies) + 1), accuracies, linestyle=styles[index % len(styles)],
-                  marker=markers[index % len(markers)], markersize=4, label=result["name"])
-    locator = axes.xaxis.get_major_locator()
-    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
-        locator.set_params(integer=True)
-    axes.set_xlabel("round (exact protocols give identical, overlapping curves)")
-    axes.set_ylabel("test accuracy")
+    merged = False
+    for index, group in enumerate(_identical_groups(data)):
+        curves = np.array([run["accuracy_per_round"] for run in group[0]["seeds"]], dtype=np.float64)
+        rounds = np.arange(1, curves.shape[1] + 1)
+        label = " = ".join(result["name"] for result in group)
+        merged = merged or len(group) > 1
+        line, = axes.plot(rounds, curves.mean(axis=0), linestyle=styles[index % len(styles)],
+                          marker=markers[index % len(markers)], markersize=4, label=label)
+        if len(curves) > 1:
+            axes.fill_between(rounds, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.15)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("round")
+    axes.set_ylabel("test accuracy (mean over seeds; band: min-max)")
     axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    axes.set_title("FedAvg on digits: accuracy per round")
+    axes.legend(fontsize=7, loc="lower right")
+    title = "FedAvg on digits: accuracy per round"
+    if merged:
+        title += "\n(rows joined by '=' have identical curves at every seed)"
+    axes.set_title(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=130)
     plt.close(figure)
+
+
+def _log_axis(axes: Any) -> None:
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(LogLocator(base=10, numticks=12))
+    axes.yaxis.set_minor_locator(LogLocator(base=10, subs=[k / 10 for k in range(2, 10)], numticks=12))
+    axes.yaxis.set_major_formatter(LogFormatterSciNotation(base=10))
+    axes.grid(alpha=0.3, axis="y", which="major")
+    axes.grid(alpha=0.1, axis="y", which="minor")
+
+
+def _bars(axes: Any, data: dict[str, Any], figures: Sequence[tuple[str, str]], floor: float) -> None:
+    """Grouped bars (one per figure) per row, mean over the seeds with min-max error bars."""
+    rows = data["protocols"]
+    positions = np.arange(len(rows))
+    width = 0.8 / len(figures)
+    for index, (figure, label) in enumerate(figures):
+        stats = [_summary(row).get(figure) for row in rows]
+        means = np.array([max(s["mean"], floor) if s else floor for s in stats])
+        low = np.array([max(s["low"], floor) if s else floor for s in stats])
+        high = np.array([max(s["high"], floor) if s else floor for s in stats])
+        offset = (index - (len(figures) - 1) / 2) * width
+        axes.bar(positions + offset, means, width, label=label,
+                 yerr=np.vstack([means - low, high - means]), capsize=2, error_kw={"linewidth": 0.8})
+    axes.set_xticks(positions, [row["name"] for row in rows], rotation=30, ha="right", fontsize=8)
 
 
 def _plot_overhead(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    names = [r["name"] for r in data["protocols"]]
-    positions = np.arange(len(names))
-    figure, (seconds_axes, bytes_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
-    width = 0.38
-    client_seconds = [r["client_seconds_per_round"] for r in data["protocols"]]
-    server_seconds = [max(r["server_seconds_per_round"], 1e-6) for r in data["protocols"]]
-    seconds_axes.bar(positions - width / 2, client_seconds, width, label="client")
-    seconds_axes.bar(positions + width / 2, server_seconds, width, label="server")
-    seconds_axes.set_yscale("log")
-    seconds_axes.set_ylabel("seconds per round (log)")
-    seconds_axes.set_title("compute")
-    bytes_up = [r["bytes_up_per_client_per_round"] for r in data["protocols"]]
-    bytes_down = [max(r["bytes_down_per_client_per_round"], 1) for r in data["protocols"]]
-    bytes_axes.bar(positions - width / 2, bytes_up, width, label="upload")
-    bytes_axes.bar(positions + width / 2, bytes_down, width, label="download")
-    bytes_axes.set_yscale("log")
+    figure, (seconds_axes, bytes_axes) = plt.subplots(1, 2, figsize=(12, 5.2))
+    floor = 1e-5
+    _bars(seconds_axes, data, [(f"{part}_seconds_per_round", part.replace("_", " ")) for part in _PLOTTED_PARTS],
+          floor)
+    _log_axis(seconds_axes)
+    seconds_axes.set_ylabel("seconds per round, all parties (log)")
+    seconds_axes.set_title("compute per round, by part", fontsize=10)
+    _bars(bytes_axes, data, [("bytes_up_per_client_per_round", "upload"),
+                             ("bytes_down_per_client_per_round", "download")], 1.0)
+    _log_axis(bytes_axes)
     bytes_axes.set_ylabel("bytes per client per round (log)")
-    bytes_axes.set_title("communication")
-    for axes in (seconds_axes, bytes_axes):
-        axes.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
-        axes.legend(fontsize=8)
-        axes.grid(alpha=0.3, axis="y")
+    bytes_axes.set_title("communication per client", fontsize=10)
+    for axes, columns in ((seconds_axes, 3), (bytes_axes, 2)):
+        axes.legend(fontsize=7, ncol=columns, loc="upper center", bbox_to_anchor=(0.5, -0.32), frameon=False)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=130)
     plt.close(figure)
 
 
 def _plot_reconstructions(comparison: Comparison, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    rows = comparison.results
+    rows = comparison.results  # the first seed's probe of every row
     figure, grid = plt.subplots(len(rows), 4, figsize=(7.2, 1.8 * len(rows) + 0.7), squeeze=False)
     titles = ("from messages", "closest true", "from aggregate", "closest true")
     for row_index, (row, result) in enumerate(zip(grid, rows)):
         images: list[np.ndarray | None] = []
         labels: list[str] = []
-        for score in (result.probe.messages, result.probe.aggregate):
+        run = result.runs[0]
+        for score in (run.probe.messages, run.probe.aggregate):
             target = score.best_target
             images += [score.best_candidate,
-                       result.probe_examples[target] if target is not None and len(result.probe_examples) else None]
+                       run.probe_examples[target] if target is not None and len(run.probe_examples) else None]
             labels += [f"cos {score.cosine:.2f}", f"client {target}" if target is not None else ""]
         for column, (axes, image, label) in enumerate(zip(row, images, labels)):
             axes.set_xticks([])

@@ -48,7 +48,7 @@ from securefl.privacy.plugins import DifferentialPrivacy
 from securefl.protocols.base import Protocol
 from securefl.simulation import server_saw_individual_updates
 
-__all__ = ["FedAvgConfig", "FedAvg", "RoundRecord", "History", "InProcessClients", "ClientsOutcome"]
+__all__ = ["FedAvgConfig", "FedAvg", "RoundRecord", "History", "InProcessClients", "ClientsOutcome", "TIME_PARTS"]
 
 #: A model's parameters by name, as ``state_dict()`` returns them.
 State = Mapping[str, torch.Tensor]
@@ -105,6 +105,22 @@ class FedAvgConfig:
         return max(1, int(math.floor(self.client_fraction * self.clients + 0.5)))
 
 
+TIME_PARTS: dict[str, str] = {
+    "client_train": "local training, every sampled client",
+    "client_online": "the clients' protocol work once the update exists: flattening, clipping, DP noise, "
+                     "encoding and every client engine's phases",
+    "client_offline": "the protocol's setup: key generation, Paillier's obfuscators (a deployment runs it "
+                      "while the clients train)",
+    "server": "the server engine's phases, the round's plan and the release (decoding, central DP noise)",
+    "helpers": "helper engines: secret sharing's aggregators, Paillier's decryptor",
+    "simulator": "what only a simulation pays: sampling, dropout draws, message routing, the transcript audit",
+    "evaluation": "the global model's test accuracy after the round",
+    "accounting": "the privacy accountant: epsilon spent after the round (DP only)",
+    "aborted": "a round the protocol aborted, from the first client's encoding to the abort",
+}
+"""The parts a round's wall time is split into (``RoundRecord.seconds_by_part``), totals over every party."""
+
+
 @dataclass(frozen=True)
 class RoundRecord:
     """What happened in one round, as the simulator measured it.
@@ -124,6 +140,8 @@ class RoundRecord:
     the share of update coordinates that hit the encoding's clip bound.
     Under differential privacy, ``epsilon`` is the privacy spent so far and
     ``l2_clip_fraction`` the share of updates whose L2 norm was clipped.
+    ``seconds_by_part`` splits ``seconds`` into totals over every party (see
+    :data:`TIME_PARTS`); ``unaccounted_seconds`` is what no part measured.
     """
 
     round: int
@@ -147,10 +165,17 @@ class RoundRecord:
     epsilon: float | None = None
     l2_clip_fraction: float | None = None
     setup_seconds: float = 0.0
+    seconds_by_part: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def unaccounted_seconds(self) -> float:
+        """The round's wall time less every measured part (the timers' own cost, loop bookkeeping)."""
+        return self.seconds - sum(self.seconds_by_part.values())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (tuples as lists, client keys as strings)."""
         record = asdict(self)
+        record["unaccounted_seconds"] = self.unaccounted_seconds
         record["sampled"] = list(self.sampled)
         record["included"] = list(self.included)
         record["weights"] = list(self.weights)
@@ -160,13 +185,19 @@ class RoundRecord:
 
 @dataclass
 class History:
-    """The records of a run, with the configuration and protocol that produced them."""
+    """The records of a run, with the configuration and protocol that produced them.
+
+    ``start_seconds`` is the run's start (a fresh aggregator: DP calibration
+    included) and ``initial_evaluation_seconds`` the initial model's evaluation.
+    """
 
     config: FedAvgConfig
     protocol: str
     secure: bool
     initial_accuracy: float
     records: list[RoundRecord] = field(default_factory=list)
+    initial_evaluation_seconds: float = 0.0
+    start_seconds: float = 0.0
 
     @property
     def accuracies(self) -> list[float]:
@@ -231,6 +262,7 @@ class ClientsOutcome:
     ``dropouts`` maps client index -> the phase it stopped at; seconds are
     means over the sampled clients; ``audit`` is the transcript audit (None
     where the individual updates are not at hand, e.g. on remote nodes).
+    ``seconds_by_part`` holds the parts of :data:`TIME_PARTS` measured here.
     """
 
     aggregate: Aggregate | None
@@ -239,6 +271,7 @@ class ClientsOutcome:
     train_seconds: float
     protocol_seconds: float
     audit: bool | None
+    seconds_by_part: dict[str, float] = field(default_factory=dict)
 
 
 class InProcessClients:
@@ -251,7 +284,9 @@ class InProcessClients:
 
     def train_and_aggregate(self, fedavg: FedAvg, sampled: Sequence[int], *, round: int) -> ClientsOutcome:
         reference = fedavg.global_state
+        drawn = time.perf_counter()
         dropouts = fedavg.sample_dropouts(sampled)
+        simulator = time.perf_counter() - drawn
         states: list[State] = []
         counts: list[int] = []
         train_seconds: list[float] = []
@@ -263,6 +298,7 @@ class InProcessClients:
             counts.append(count)
         aggregate: Aggregate | None = None
         abort_reason: str | None = None
+        aggregating = time.perf_counter()
         try:
             if not states and fedavg.dp is None:
                 raise ProtocolAbort(f"round {round}: no client was sampled")
@@ -273,13 +309,26 @@ class InProcessClients:
             # A violation (a party refusing a malicious request) also ends the
             # round without an aggregate: the model stays as it was.
             abort_reason = f"{type(abort).__name__}: {abort}"
+        aborted = time.perf_counter() - aggregating if aggregate is None else 0.0
         metrics = aggregate.metrics if aggregate is not None else {}
         audit: bool | None = None
+        audited = time.perf_counter()
         if aggregate is not None and aggregate.included:
             layout = fedavg.aggregator.layout
             start = layout.flatten(reference, client=-1)
             audit = server_saw_individual_updates(
                 aggregate.result, [layout.flatten(state, client=i) - start for i, state in enumerate(states)])
+        simulator += time.perf_counter() - audited + float(metrics.get("routing_seconds", 0.0))
+        parts = {
+            "client_train": float(sum(train_seconds)),
+            "client_online": float(metrics.get("client_online_seconds", 0.0)),
+            "client_offline": float(metrics.get("setup_seconds", 0.0)),
+            "server": float(metrics.get("server_seconds", 0.0)) + float(metrics.get("server_release_seconds", 0.0)),
+            "helpers": float(sum(metrics.get("helper_seconds", {}).values())),
+            "simulator": simulator,
+        }
+        if aborted:
+            parts["aborted"] = aborted
         return ClientsOutcome(
             aggregate=aggregate,
             abort_reason=abort_reason,
@@ -288,6 +337,7 @@ class InProcessClients:
             protocol_seconds=float(metrics.get("client_seconds_mean", 0.0))
             + float(metrics.get("client_encode_seconds_mean", 0.0)),
             audit=audit,
+            seconds_by_part=parts,
         )
 
 
@@ -546,11 +596,20 @@ class FedAvg:
     def _round(self, round: int) -> RoundRecord:
         started = time.perf_counter()
         sampled = self.sample_clients(round)
+        sampling = time.perf_counter() - started
         outcome = self.clients.train_and_aggregate(self, sampled, round=round)
         aggregate = outcome.aggregate
         if aggregate is not None and (aggregate.included or self.dp is not None and self.dp.kind == "central"):
             self.global_state = aggregate.model
+        evaluated = time.perf_counter()
         accuracy, loss = self.evaluate(self.global_state)
+        parts = dict(outcome.seconds_by_part)
+        parts["simulator"] = parts.get("simulator", 0.0) + sampling
+        parts["evaluation"] = time.perf_counter() - evaluated
+        accounted = time.perf_counter()
+        epsilon = self.epsilon()
+        if self.dp is not None:
+            parts["accounting"] = time.perf_counter() - accounted
         metrics = aggregate.metrics if aggregate is not None else {}
         self._wrap_probabilities.append(float(metrics.get("wrap_probability", 0.0)))
         return RoundRecord(
@@ -572,9 +631,10 @@ class FedAvg:
             seconds=time.perf_counter() - started,
             server_saw_individual_updates=outcome.audit,
             clipped_fraction=float(metrics.get("clipped_fraction", math.nan)),
-            epsilon=self.epsilon(),
+            epsilon=epsilon,
             l2_clip_fraction=float(metrics["l2_clip_fraction"]) if "l2_clip_fraction" in metrics else None,
             setup_seconds=float(metrics.get("setup_seconds", 0.0)),
+            seconds_by_part=parts,
         )
 
     def run(self, *, progress: Callable[[RoundRecord], None] | None = None) -> History:
@@ -584,17 +644,23 @@ class FedAvg:
         ``aborted=True`` and leave the global model unchanged. Calling
         ``run`` again starts over and gives the same history.
         """
+        started = time.perf_counter()
         self._restart()
+        start_seconds = time.perf_counter() - started
         threads = torch.get_num_threads()
         # The model is tiny: one thread is faster than several and keeps
         # float reductions in one fixed order.
         torch.set_num_threads(1)
         try:
+            evaluated = time.perf_counter()
+            initial_accuracy = self.evaluate(self.global_state)[0]
             history = History(
                 config=self.config,
                 protocol=self.protocol.describe(),
                 secure=bool(self.protocol.secure),
-                initial_accuracy=self.evaluate(self.global_state)[0],
+                initial_accuracy=initial_accuracy,
+                initial_evaluation_seconds=time.perf_counter() - evaluated,
+                start_seconds=start_seconds,
             )
             for round in range(self.config.rounds):
                 record = self._round(round)

@@ -16,7 +16,7 @@ from torch import nn
 
 from securefl import validation
 
-__all__ = ["MLP", "make_model"]
+__all__ = ["MLP", "make_model", "mlp_parameters", "hidden_for_parameters"]
 
 
 class MLP(nn.Module):
@@ -49,3 +49,14 @@ def make_model(*, hidden: int = 64, seed: int, inputs: int = 64, classes: int = 
     _init_linear(model.hidden, generator)
     _init_linear(model.output, generator)
     return model
+
+
+def mlp_parameters(*, hidden: int, inputs: int = 64, classes: int = 10) -> int:
+    """The MLP's parameter count: (inputs + 1) hidden + (hidden + 1) classes."""
+    return (inputs + 1) * hidden + (hidden + 1) * classes
+
+
+def hidden_for_parameters(parameters: int, *, inputs: int = 64, classes: int = 10) -> int:
+    """The hidden width whose MLP has the parameter count nearest ``parameters`` (at least 1)."""
+    parameters = validation.positive_int(parameters, "parameters")
+    return max(1, round((parameters - classes) / (inputs + 1 + classes)))

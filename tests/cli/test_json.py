@@ -37,6 +37,8 @@ NOT_APPLICABLE = {
     "server_saw_individual_updates": "the round was aborted: nothing was released",
     "cosine": "the probe had no message it could read as numbers (its 'not_applicable' says why)",
     "psnr": "the probe had no message it could read as numbers (its 'not_applicable' says why)",
+    "model_parameters": "no --model-params: each federation runs its default model",
+    "probe_messages": "the probe had no message it could read as numbers (its 'not_applicable' says why)",
 }
 
 NUMBER_OR_INFINITY = ("epsilon", "server_epsilon", "target_epsilon", "optimal_order")
@@ -133,8 +135,9 @@ def compare_output(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("report")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["compare", "--clients", "2", "--rounds", "1", "--protocols",
-                     "plaintext,paillier,secagg+distributed-dp", "--out", str(out), "--quiet", "--json"])
+        code = main(["compare", "--clients", "2", "--dp-clients", "10", "--rounds", "1", "--dp-rounds", "1",
+                     "--seeds", "1", "--protocols", "plaintext,paillier,secagg+distributed-dp", "--out", str(out),
+                     "--quiet", "--json"])
     assert code == 0
     assert stdout.getvalue() == (out / "results.json").read_text(encoding="utf-8")
     return stdout.getvalue()
@@ -142,13 +145,13 @@ def compare_output(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_compare_is_strict_with_a_schema_version_and_nulls_only_for_not_applicable(compare_output: str) -> None:
     data = check_document(compare_output, shapes=False)
-    rows = {row["name"]: row for row in data["protocols"]}
+    rows = {row["name"]: row["seeds"][0] for row in data["protocols"]}
     assert rows["plaintext"]["epsilon"] is None and isinstance(rows["secagg+distributed-dp"]["epsilon"], float)
 
 
 def test_compare_rows_count_dropped_and_say_why_a_probe_does_not_apply(compare_output: str) -> None:
     data = check_document(compare_output)
-    rows = {row["name"]: row for row in data["protocols"]}
+    rows = {row["name"]: row["seeds"][0] for row in data["protocols"]}
     assert all(isinstance(row["dropped"], int) for row in rows.values())
     probe = rows["paillier"]["probe"]
     assert probe["vectors_attacked"] == 0

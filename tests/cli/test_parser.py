@@ -60,8 +60,10 @@ def test_help_shows_the_defaults_of_compare(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for option, default in (("--clients N", "10"), ("--rounds T", "20"), ("--dropout P", "0.0"),
-                            ("--delta DELTA", "1e-05"), ("--seed SEED", "0"), ("--epsilon EPS", "8.0")):
+    for option, default in (("--clients N", "10"), ("--rounds T", "10"), ("--dropout P", "0.0"),
+                            ("--delta DELTA", "1e-05"), ("--seed SEED", "0"), ("--epsilon EPS", "8.0"),
+                            ("--dp-clients M", "100"), ("--dp-rounds R", "20"), ("--sample-rate Q", "0.3"),
+                            ("--seeds S", "3")):
         start = text.index(option, text.index("options:"))
         assert f"(default: {default})" in text[start:text.index(" --", start + len(option))], option
 

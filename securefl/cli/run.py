@@ -302,8 +302,10 @@ def format_summary(summary: dict[str, Any]) -> str:
 def _privacy_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     if summary["dp"] == "none":
         return [("differential privacy", "none")]
+    sampling = ("clients sampled from the OS CSPRNG" if summary.get("client_sampling") == "os-csprng"
+                else "a seeded simulation's sample: predictable to whoever knows the seed")
     figures = (f"z={summary['noise_multiplier']:.4g}, C={summary['clip']:g}, q={summary['sample_rate']:g}, "
-               f"{summary['accountant']}")
+               f"{summary['accountant']}; {sampling}")
     epsilon = f"epsilon={summary['epsilon']:.3f} at delta={summary['delta']:g}"
     if summary["dp"] == "central":
         return [("differential privacy", f"central, {epsilon} ({figures})")]

@@ -57,7 +57,7 @@ def format_spread(stat: dict[str, Any] | None, kind: str = "number") -> str:
     if stat.get("interval") == "one seed" or not np.isfinite(half):
         return f"{mean:.3g}" if kind != "fraction" else f"{mean:.3f}"
     if half == 0:
-        return f"{mean:.3g}±0" if kind != "fraction" else f"{mean:.3f}±0"
+        return "0" if mean == 0 else (f"{mean:.3g}±0" if kind != "fraction" else f"{mean:.3f}±0")
     # Down to the interval's first significant digit, never beyond the mean's fourth.
     decimals = -int(np.floor(np.log10(half)))
     if mean != 0:
@@ -279,18 +279,23 @@ def _log_axis(axes: Any) -> None:
 
 
 def _bars(axes: Any, data: dict[str, Any], figures: Sequence[tuple[str, str]], floor: float) -> None:
-    """Grouped bars (one per figure) per row, mean over the seeds with min-max error bars."""
+    """Grouped bars (one per figure) per row, mean over the seeds with min-max error bars.
+
+    A part a row does not have (zero at every seed, e.g. helpers without
+    helper parties) gets no bar rather than one at the axis floor.
+    """
     rows = data["protocols"]
     positions = np.arange(len(rows))
     width = 0.8 / len(figures)
     for index, (figure, label) in enumerate(figures):
         stats = [_summary(row).get(figure) for row in rows]
-        means = np.array([max(s["mean"], floor) if s else floor for s in stats])
-        low = np.array([max(s["low"], floor) if s else floor for s in stats])
-        high = np.array([max(s["high"], floor) if s else floor for s in stats])
+        means = np.array([max(s["mean"], floor) if s and s["mean"] > 0 else np.nan for s in stats])
+        low = np.array([max(s["low"], floor) if s and s["mean"] > 0 else np.nan for s in stats])
+        high = np.array([max(s["high"], floor) if s and s["mean"] > 0 else np.nan for s in stats])
         offset = (index - (len(figures) - 1) / 2) * width
-        axes.bar(positions + offset, means, width, label=label,
-                 yerr=np.vstack([means - low, high - means]), capsize=2, error_kw={"linewidth": 0.8})
+        shown = ~np.isnan(means)
+        axes.bar((positions + offset)[shown], means[shown], width, label=label,
+                 yerr=np.vstack([means - low, high - means])[:, shown], capsize=2, error_kw={"linewidth": 0.8})
     axes.set_xticks(positions, [row["name"] for row in rows], rotation=30, ha="right", fontsize=8)
 
 
@@ -311,8 +316,10 @@ def _plot_overhead(data: dict[str, Any], path: Path) -> None:
     bytes_axes.set_title("communication per client", fontsize=10)
     for axes, columns in ((seconds_axes, 3), (bytes_axes, 2)):
         axes.legend(fontsize=7, ncol=columns, loc="upper center", bbox_to_anchor=(0.5, -0.32), frameon=False)
+    seconds_axes.text(0.0, -0.5, "error bars: min-max over the seeds; no bar: the row has no such part",
+                      transform=seconds_axes.transAxes, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=130)
+    figure.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -226,6 +226,12 @@ class History:
         }
 
 
+def os_uniforms(count: int) -> np.ndarray:
+    """``count`` uniforms in [0, 1) from the OS CSPRNG (53 random bits each)."""
+    words = np.frombuffer(os.urandom(8 * count), dtype="<u8")
+    return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 class _Batches:
     """The demo's minibatches of in-memory tensors: a fresh seeded permutation per epoch."""
 
@@ -489,11 +495,15 @@ class FedAvg:
         """Sorted indices of the clients taking part in ``round``.
 
         Uniform without replacement (``clients_per_round`` of them); under DP
-        each client joins independently with probability q (Poisson).
+        each client joins independently with probability q (Poisson), drawn
+        from the OS CSPRNG unless ``config.seed`` makes a reproducible
+        simulation: a sample predictable from a known seed would void the
+        amplification by sampling the accountant counts on.
         """
         if self.dp is not None:
-            joins = self._sampling_rng.random(self.config.clients) < self.dp.sample_rate
-            return [int(c) for c in np.flatnonzero(joins)]
+            count = self.config.clients
+            uniforms = self._sampling_rng.random(count) if self.config.seed is not None else os_uniforms(count)
+            return [int(c) for c in np.flatnonzero(uniforms < self.dp.sample_rate)]
         chosen = self._sampling_rng.choice(self.config.clients, size=self.config.clients_per_round, replace=False)
         return sorted(int(c) for c in chosen)
 
@@ -502,8 +512,10 @@ class FedAvg:
         if self.config.dropout == 0:
             return {}
         phases = list(self.protocol.phases)
+        # Two uniforms per client whatever the protocol (integers(1) would draw nothing for a one-phase
+        # protocol and shift the stream): the same clients drop in every protocol at one seed.
         drops = self._dropout_rng.random(len(sampled)) < self.config.dropout
-        chosen = self._dropout_rng.integers(len(phases), size=len(sampled))
+        chosen = np.minimum((self._dropout_rng.random(len(sampled)) * len(phases)).astype(np.int64), len(phases) - 1)
         return {position: phases[int(chosen[position])] for position in np.flatnonzero(drops).tolist()}
 
     def client_batches(self, client: int, *, round: int) -> Iterable[Any]:
@@ -586,6 +598,7 @@ class FedAvg:
         plugin = self.aggregator.dp
         summary = plugin.summary() if plugin is not None else {}
         summary["epsilon"] = self.epsilon()
+        summary["client_sampling"] = "seeded" if self.config.seed is not None else "os-csprng"
         if self.aggregator.server_epsilon is not None:
             summary["server_epsilon"] = self.aggregator.server_epsilon
             summary["wrap_probability_max"] = max(self._wrap_probabilities, default=0.0)

@@ -53,6 +53,42 @@ def test_without_a_seed_two_runs_differ():
         [r.loss for r in first.records] != [r.loss for r in second.records]
 
 
+def test_without_a_seed_dp_clients_are_sampled_from_the_os_csprng(monkeypatch):
+    import os
+
+    from securefl.fl import fedavg
+
+    drawn = []
+    urandom = os.urandom
+
+    def counting_urandom(count):
+        drawn.append(count)
+        return urandom(count)
+
+    monkeypatch.setattr(fedavg.os, "urandom", counting_urandom)
+    trainer = FedAvg(SecretSharing(), FedAvgConfig(clients=100, rounds=1, hidden=8),
+                     dp=CentralDP(noise_multiplier=1.0, sample_rate=0.25, population=100))
+    drawn.clear()
+    samples = [trainer.sample_clients(r) for r in range(80)]
+    assert drawn == [8 * 100] * 80  # 8 bytes (53 bits used) per client and round, nothing from a seeded stream
+    rate = np.mean([len(sample) for sample in samples]) / 100  # 8000 Bernoulli(0.25): sd 0.0048
+    assert abs(rate - 0.25) < 0.025
+    assert trainer.summary()["client_sampling"] == "os-csprng"
+    seeded, again = _central(), _central()
+    assert seeded.summary()["client_sampling"] == "seeded"
+    assert [seeded.sample_clients(r) for r in range(3)] == [again.sample_clients(r) for r in range(3)]
+
+
+def test_os_uniforms_are_uniform_on_the_unit_interval():
+    from scipy import stats
+
+    from securefl.fl.fedavg import os_uniforms
+
+    values = os_uniforms(20_000)
+    assert values.min() >= 0.0 and values.max() < 1.0
+    assert stats.kstest(values, "uniform").pvalue > 1e-4
+
+
 def test_central_clip_below_the_rounding_error_is_refused():
     with pytest.raises(ConfigurationError, match="rounding error"):
         FedAvg(SecretSharing(), FedAvgConfig(rounds=1, seed=0), dp=CentralDP(noise_multiplier=1.0, clip=0.01)).run()

@@ -204,6 +204,17 @@ def test_dropouts_remove_clients_that_stop_before_sending(digits):
     assert history.final_accuracy > history.initial_accuracy + 0.3
 
 
+def test_the_same_clients_drop_in_every_protocol_at_one_seed(digits):
+    from securefl.protocols.secagg import SecAgg
+
+    config = FedAvgConfig(rounds=4, dropout=0.3, seed=3, local_epochs=1)
+    dropped = {}
+    for protocol in (Plaintext(), SecretSharing(), SecAgg()):
+        trainer = FedAvg(protocol, config, dataset=digits)
+        dropped[protocol.name] = [trainer.sample_dropouts(trainer.sample_clients(r)).keys() for r in range(4)]
+    assert any(dropped["plaintext"]) and len({str(v) for v in dropped.values()}) == 1, dropped
+
+
 def test_plaintext_dropout_at_every_client_aborts_every_round(digits):
     history = FedAvg(Plaintext(), FedAvgConfig(rounds=2, dropout=1.0, seed=0), dataset=digits).run()
     assert history.aborted_rounds == [0, 1]

@@ -35,14 +35,14 @@ __all__ = ["register", "run_calibrate", "run_epsilon"]
 
 _EXIT_USAGE = 2
 
-#: Defaults of options that apply to one accountant or mechanism only (None on the namespace: not given).
-_DISCRETIZATION, _CLIP = 1e-4, 1.0
+#: Default of an option that applies to one mechanism only (None on the namespace: not given).
+_CLIP = 1.0
 
 
-def _discretization(args: argparse.Namespace) -> float:
-    """``--discretization``, refused unless the accountant is PLD (whose grid it sets)."""
+def _discretization(args: argparse.Namespace) -> float | None:
+    """``--discretization`` (None: the PLD accountant's adaptive grid), refused unless the accountant is PLD."""
     if args.discretization is None:
-        return _DISCRETIZATION
+        return None
     if args.accountant != "pld":
         raise ConfigurationError(f"--discretization needs --accountant pld; the accountant is {args.accountant}")
     return float(args.discretization)
@@ -208,8 +208,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accountant", choices=("rdp", "pld"), default="rdp",
                         help="Renyi DP, or privacy loss distributions (tighter, takes seconds)")
     parser.add_argument("--discretization", type=float, default=None, metavar="WIDTH",
-                        help=f"pld: value discretisation interval of the privacy loss distribution "
-                             f"(default: {_DISCRETIZATION:g})")
+                        help="pld: value discretisation interval of the privacy loss distribution "
+                             "(default: adaptive, a tenth of the per-round loss's standard deviation, at most 1e-4)")
     parser.add_argument("--mechanism", choices=("gaussian", "skellam", "ddgauss"), default="gaussian",
                         help="gaussian (central DP), skellam or ddgauss (distributed DP, rdp accountant)")
     parser.add_argument("--dimension", type=int, default=None, metavar="DIM",

@@ -11,12 +11,13 @@ Two accountants share one interface (``step``, ``compose``, ``get_epsilon``,
   Poisson-subsampled Gaussian at integer and fractional orders (Mironov, Talwar
   & Zhang 2019, arXiv 1908.10530), converted to (epsilon, delta) with the
   improved bound of arXiv 2004.00010, Prop. 12 (Canonne, Kamath & Steinke).
-  Fast, a provable upper bound, loose by a few tens of percent.
+  Fast and a provable upper bound; 8-10 % above the PLD where each step
+  leaks a lot, up to ~12x where each leaks very little (docs/privacy.md).
 * :class:`PLDAccountant` -- privacy-loss distributions (Koskela et al. 2020,
   arXiv 1906.03049; Meiser & Mohammadi 2018), discretised with the pessimistic
-  *connect-the-dots* algorithm (Doroshenko et al. 2022, arXiv 2207.04380) and
-  composed by FFT. A provable upper bound that is tight up to the
-  discretisation.
+  *connect-the-dots* algorithm (Doroshenko et al. 2022, arXiv 2207.04380) on
+  a grid sized to the per-step loss, and composed by FFT. A provable upper
+  bound that is tight up to the discretisation.
 
 Both count *add/remove-one* adjacency at the level of the sampled unit (a
 client in DP-FedAvg) with L2 sensitivity 1 after clipping; a noise multiplier
@@ -97,9 +98,24 @@ _PLD_TAIL_Z: Final = float(-special.ndtri(0.5 * math.exp(-50.0)))
 #: Probability mass a self-composition may move to +inf (pessimistic).
 _PLD_TAIL_MASS: Final = 1e-15
 
+#: Adaptive PLD grid (``value_discretization_interval=None``): the interval is
+#: at most this fraction of the per-step privacy loss's standard deviation...
+_PLD_LOSS_STD_FRACTION: Final = 0.1
+#: ... and never coarser than this (the former fixed default) ...
+_PLD_MAX_INTERVAL: Final = 1e-4
+#: ... and, while finer than that, coarsened (by 4x steps) until every grid fits
+#: in this many points, so accounting time stays bounded: one step's grid in
+#: the first, a composition's window in the second.
+_PLD_ADAPTIVE_STEP_POINTS: Final = 1 << 18
+_PLD_ADAPTIVE_MAX_POINTS: Final = 1 << 21
+
 
 class PrivacyAccountingWarning(UserWarning):
     """The accountant's answer is valid but may be loose (e.g. order-grid edge)."""
+
+
+class _GridTooLarge(ConfigurationError):
+    """A PLD grid would exceed ``max_points`` (the adaptive grid then coarsens)."""
 
 
 # --------------------------------------------------------------------------
@@ -607,16 +623,16 @@ class DiscretePLD:
         mean = float(weights @ index)
         spread = math.sqrt(max(float(weights @ (index - mean) ** 2), 1e-12))
         width = (self.probs.size - 1) * count
-        with np.errstate(divide="ignore"):
-            log_p = np.log(self.probs)
+        support = np.flatnonzero(self.probs > 0.0)  # zero masses add nothing to the MGF
+        log_p, at = np.log(self.probs[support]), index[support]
         scale = 1.0 / (spread * math.sqrt(count))
         lams = np.concatenate([np.geomspace(0.3, 100.0, 24) * scale, np.arange(1, 21, 4) / self.probs.size])
         bound = math.log(2.0 / tail_mass)
         high, low = width, 0
         for lam in lams:
-            log_mgf = special.logsumexp(log_p + lam * index)
+            log_mgf = _log_sum_exp(log_p + lam * at)
             t_high = (count * log_mgf + bound) / lam
-            log_mgf_neg = special.logsumexp(log_p - lam * index)
+            log_mgf_neg = _log_sum_exp(log_p - lam * at)
             t_low = -(count * log_mgf_neg + bound) / lam
             if math.isfinite(t_high):
                 high = min(high, math.ceil(t_high))
@@ -627,7 +643,7 @@ class DiscretePLD:
             low, high = 0, width
         window = high - low + 1
         if window > max_points:
-            raise ConfigurationError(
+            raise _GridTooLarge(
                 f"PLD composition needs {window} grid points at discretisation interval {self.interval}; "
                 f"found more than max_points={max_points}: use a coarser value_discretization_interval "
                 "or the RDP accountant"
@@ -642,6 +658,12 @@ class DiscretePLD:
         composed = np.maximum(np.roll(circular, -(low % size))[:window], 0.0)
         infinity = -math.expm1(count * math.log1p(-self.infinity_mass)) if self.infinity_mass < 1 else 1.0
         return DiscretePLD(self.lower * count + low, composed, min(1.0, infinity + tail_mass), self.interval)
+
+
+def _log_sum_exp(values: NDArray[np.float64]) -> float:
+    """``log sum exp(values)`` for a non-empty array of finite values, shifted by its maximum."""
+    peak = float(values.max())
+    return peak + math.log(float(np.exp(values - peak).sum()))
 
 
 def _connect_the_dots(
@@ -693,7 +715,7 @@ def _subsampled_gaussian_pair(q: float, sigma: float, interval: float, max_point
     def grid(eps_low: float, eps_high: float) -> tuple[int, NDArray[np.float64]]:
         k_low, k_high = math.floor(eps_low / interval), math.ceil(eps_high / interval)
         if k_high - k_low + 1 > max_points:
-            raise ConfigurationError(
+            raise _GridTooLarge(
                 f"one PLD step needs {k_high - k_low + 1} grid points at discretisation interval {interval}; "
                 f"found more than max_points={max_points}: use a coarser value_discretization_interval"
             )
@@ -883,17 +905,80 @@ class RDPAccountant(_Accountant):
         self._load_ledger(state)
 
 
+def _loss_std(pld: DiscretePLD) -> float:
+    """Standard deviation of the finite part of a discrete PLD (0 if it has no mass)."""
+    total = float(pld.probs.sum())
+    if total <= 0.0:
+        return 0.0
+    weights = pld.probs / total
+    losses = pld.losses
+    mean = float(weights @ losses)
+    return math.sqrt(max(float(weights @ (losses - mean) ** 2), 0.0))
+
+
+def _adaptive_pair(event: PrivacyEvent, *, max_points: int, refine_points: int) -> tuple[float, PrivacyLossPair]:
+    """An interval at most ~1/10 of the event's per-step loss std (capped at 1e-4), and the pair on it.
+
+    Fixed point of ``d -> min(d, f * s(d))`` from ``d = 1e-4``, where ``s(d)`` is
+    the loss std of the discretised pair (the smaller of the two directions)
+    and ``f = 0.1``. Connect-the-dots preserves each step's mass and
+    ``E[e^-L]`` but moves a loss at offset ``r`` in its cell to the cell's
+    ends, adding about ``r (d - r)`` to the variance (and ``r (d - r) / 2`` to the
+    mean) per step: so ``s(d)^2 <= s^2 + d^2 / 4`` over-estimates the true std
+    ``s``, the iteration decreases, and the composed mean and variance are off
+    by a relative ``O((d/s)^2)``, about 0.1 % at ``d = s / 10`` (measured: 7.7 %
+    at ``d = s``). Stops when a step shrinks ``d`` by less than 10 %, or when
+    a finer grid would exceed ``refine_points`` (then 4x and 16x the proposed
+    interval are tried before keeping the last one that fitted): the per-step
+    loss then spans thousands of standard deviations, its std comes from rare
+    large losses, and refining gains little (q = 1e-5, z = 0.5, T = 1e4:
+    0.2 % from 1e-4 to 3e-5, at 4x the time).
+    ``max_points`` bounds the first, 1e-4, grid.
+    """
+    interval = _PLD_MAX_INTERVAL
+    pair = pld_of_event(event, interval=interval, max_points=max_points)
+    for _ in range(64):
+        scale = min(_loss_std(pair.remove), _loss_std(pair.add))
+        finer = min(interval, _PLD_LOSS_STD_FRACTION * scale)
+        if not (0.0 < finer < 0.9 * interval):
+            break
+        for candidate in (finer, 4.0 * finer, 16.0 * finer):
+            if not candidate < 0.9 * interval:
+                return interval, pair
+            try:
+                pair = pld_of_event(event, interval=candidate, max_points=min(max_points, refine_points))
+            except _GridTooLarge:
+                continue
+            if candidate != finer:
+                return candidate, pair
+            interval = candidate
+            break
+        else:
+            break
+    return interval, pair
+
+
 class PLDAccountant(_Accountant):
     """Privacy-loss-distribution accountant: tight, and safe by construction.
 
     Each distinct event's PLD pair is discretised on the grid
-    ``value_discretization_interval * Z`` by pessimistic connect-the-dots
-    (arXiv 2207.04380), self-composed by one FFT power, and the results
-    convolved; epsilon and delta are read off exactly from the discrete PLD
-    (max over the remove and add directions). Unsampled Gaussian events are
-    merged first (k Gaussians with z_i compose exactly into one with
-    ``(sum 1/z_i^2)^-1/2``); a ledger of only those is answered analytically
-    (Balle & Wang 2018), with no discretisation at all.
+    ``interval * Z`` by pessimistic connect-the-dots (arXiv 2207.04380),
+    self-composed by one FFT power, and the results convolved; epsilon and
+    delta are read off exactly from the discrete PLD (max over the remove and
+    add directions). Unsampled Gaussian events are merged first (k Gaussians
+    with z_i compose exactly into one with ``(sum 1/z_i^2)^-1/2``); a ledger
+    of only those is answered analytically (Balle & Wang 2018), with no
+    discretisation at all.
+
+    ``value_discretization_interval=None`` (the default) picks the interval
+    from the ledger: at most a tenth of the smallest per-step loss standard
+    deviation, never coarser than 1e-4 (protocols/dp.md §3; a step's
+    grid is refined only while it fits in ``2^18`` points); where a
+    composition would exceed ``2^21`` points it is coarsened by factors of 4
+    (up to 1e-4). A float fixes the interval. Every interval gives an upper
+    bound; the adaptive one was within 0.11 % of prv-accountant's estimate in
+    every regime measured, where a fixed 1e-4 was up to 81 % above it
+    (per-step loss std ~3e-5: q = 0.0003, z = 10).
 
     ``max_points`` bounds the grid (memory/time); beyond it a
     ``ConfigurationError`` asks for a coarser interval.
@@ -901,30 +986,29 @@ class PLDAccountant(_Accountant):
 
     kind: ClassVar[str] = "pld"
 
-    def __init__(self, *, value_discretization_interval: float = 1e-4, max_points: int = 1 << 24) -> None:
+    def __init__(self, *, value_discretization_interval: float | None = None, max_points: int = 1 << 24) -> None:
         super().__init__()
-        if not (isinstance(value_discretization_interval, (int, float)) and 0 < value_discretization_interval <= 1):
-            raise ConfigurationError(
-                f"value_discretization_interval must be in (0, 1]; found {value_discretization_interval!r}"
-            )
-        self._interval = float(value_discretization_interval)
+        self._interval = _check_interval(value_discretization_interval)
         self._max_points = int(max_points)
-        self._composed: tuple[PrivacyLossPair | None, float | None, bool] | None = None
+        self._composed: _Composed | None = None
 
     @property
-    def value_discretization_interval(self) -> float:
-        """The grid step of the privacy-loss distributions (smaller: tighter and slower)."""
+    def value_discretization_interval(self) -> float | None:
+        """The fixed grid step of the privacy-loss distributions, or None (adaptive)."""
         return self._interval
+
+    @property
+    def effective_interval(self) -> float | None:
+        """The grid step the current ledger is composed on (None: nothing to discretise)."""
+        return self._compose_ledger().interval
 
     def _account(self, event: PrivacyEvent, count: int) -> None:
         if pld_of_event.dispatch(type(event)) is pld_of_event.dispatch(object):
             raise ConfigurationError(f"the PLD accountant does not support this event; found {event!r}")
         self._composed = None
 
-    def _compose_ledger(self) -> tuple[PrivacyLossPair | None, float | None, bool]:
-        """(composed discrete pair or None, merged Gaussian z or None, non-private?)."""
-        if self._composed is not None:
-            return self._composed
+    def _split_ledger(self) -> tuple[dict[PrivacyEvent, int], float | None, bool]:
+        """(counts of the events to discretise, merged Gaussian z or None, non-private?)."""
         inverse_variance = 0.0
         counts: dict[PrivacyEvent, int] = {}
         non_private = False
@@ -940,53 +1024,91 @@ class PLDAccountant(_Accountant):
             else:
                 counts[event] = counts.get(event, 0) + count
         gaussian_z = 1.0 / math.sqrt(inverse_variance) if inverse_variance > 0 else None
-        pair: PrivacyLossPair | None = None
-        parts: list[PrivacyLossPair] = []
-        if not non_private:
-            for event, count in counts.items():
-                single = pld_of_event(event, interval=self._interval, max_points=self._max_points)
-                remove = single.remove.self_compose(count, max_points=self._max_points)
-                if single.add is single.remove:
-                    add = remove
-                else:
-                    add = single.add.self_compose(count, max_points=self._max_points)
-                parts.append(PrivacyLossPair(remove, add))
-            if parts and gaussian_z is not None:
-                gaussian = pld_of_event(GaussianEvent(gaussian_z), interval=self._interval, max_points=self._max_points)
-                parts.append(gaussian)
-            for part in parts:
-                if pair is None:
-                    pair = part
-                else:
-                    remove = pair.remove.compose(part.remove)
-                    symmetric = pair.add is pair.remove and part.add is part.remove
-                    add = remove if symmetric else pair.add.compose(part.add)
-                    pair = PrivacyLossPair(remove, add)
-        self._composed = (pair, gaussian_z, non_private)
+        return counts, gaussian_z, non_private
+
+    def _compose_ledger(self) -> _Composed:
+        if self._composed is not None:
+            return self._composed
+        counts, gaussian_z, non_private = self._split_ledger()
+        if non_private or not counts:
+            self._composed = _Composed(None, gaussian_z, non_private, None)
+            return self._composed
+        events: list[PrivacyEvent] = list(counts)
+        if gaussian_z is not None:
+            events.append(GaussianEvent(gaussian_z))
+        if self._interval is not None:
+            pair = self._compose_at(events, counts, self._interval, {}, self._max_points)
+            self._composed = _Composed(pair, gaussian_z, False, self._interval)
+            return self._composed
+        budget = min(self._max_points, _PLD_ADAPTIVE_MAX_POINTS)
+        chosen = [
+            _adaptive_pair(event, max_points=self._max_points, refine_points=_PLD_ADAPTIVE_STEP_POINTS)
+            for event in events
+        ]
+        interval = min(d for d, _ in chosen)
+        singles = {event: single for event, (d, single) in zip(events, chosen) if d == interval}
+        while True:
+            coarsest = interval >= _PLD_MAX_INTERVAL
+            try:
+                pair = self._compose_at(events, counts, interval, singles, self._max_points if coarsest else budget)
+                break
+            except _GridTooLarge:
+                if coarsest:
+                    raise
+                interval, singles = min(_PLD_MAX_INTERVAL, 4.0 * interval), {}
+        self._composed = _Composed(pair, gaussian_z, False, interval)
         return self._composed
+
+    @staticmethod
+    def _compose_at(
+        events: Sequence[PrivacyEvent], counts: dict[PrivacyEvent, int], interval: float,
+        singles: dict[PrivacyEvent, PrivacyLossPair], max_points: int,
+    ) -> PrivacyLossPair:
+        """Compose ``count`` times each event (once for the merged Gaussian) on the grid ``interval``."""
+        pair: PrivacyLossPair | None = None
+        for event in events:
+            single = singles.get(event) or pld_of_event(event, interval=interval, max_points=max_points)
+            if max(single.remove.probs.size, single.add.probs.size) > max_points:
+                raise _GridTooLarge(
+                    f"one PLD step needs more than max_points={max_points} grid points at discretisation "
+                    f"interval {interval}: use a coarser value_discretization_interval"
+                )
+            count = counts.get(event, 1)
+            remove = single.remove.self_compose(count, max_points=max_points)
+            add = remove if single.add is single.remove else single.add.self_compose(count, max_points=max_points)
+            if pair is None:
+                pair = PrivacyLossPair(remove, add)
+                continue
+            composed_remove = pair.remove.compose(remove)
+            symmetric = pair.add is pair.remove and add is remove
+            pair = PrivacyLossPair(composed_remove, composed_remove if symmetric else pair.add.compose(add))
+        assert pair is not None
+        return pair
 
     def get_epsilon(self, delta: float) -> float:
         """Epsilon at ``delta``: an upper bound, tight up to the discretisation."""
         delta = check_delta(delta)
-        pair, gaussian_z, non_private = self._compose_ledger()
-        if non_private:
+        composed = self._compose_ledger()
+        if composed.non_private:
             return math.inf
-        if pair is None:
-            return 0.0 if gaussian_z is None else gaussian_epsilon(delta=delta, noise_multiplier=gaussian_z)
-        return max(pair.remove.get_epsilon(delta), pair.add.get_epsilon(delta))
+        if composed.pair is None:
+            z = composed.gaussian_z
+            return 0.0 if z is None else gaussian_epsilon(delta=delta, noise_multiplier=z)
+        return max(composed.pair.remove.get_epsilon(delta), composed.pair.add.get_epsilon(delta))
 
     def get_delta(self, epsilon: float) -> float:
         """Delta at ``epsilon``: an upper bound, tight up to the discretisation."""
         epsilon = _check_epsilon(epsilon)
-        pair, gaussian_z, non_private = self._compose_ledger()
-        if non_private:
+        composed = self._compose_ledger()
+        if composed.non_private:
             return 1.0
-        if pair is None:
-            return 0.0 if gaussian_z is None else float(gaussian_delta(epsilon=epsilon, noise_multiplier=gaussian_z))
-        return max(pair.remove.get_delta(epsilon), pair.add.get_delta(epsilon))
+        if composed.pair is None:
+            z = composed.gaussian_z
+            return 0.0 if z is None else float(gaussian_delta(epsilon=epsilon, noise_multiplier=z))
+        return max(composed.pair.remove.get_delta(epsilon), composed.pair.add.get_delta(epsilon))
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain-data state (JSON-serialisable): the discretisation and the event ledger."""
+        """Plain-data state (JSON-serialisable): the discretisation (None: adaptive) and the event ledger."""
         return {
             "kind": self.kind,
             "value_discretization_interval": self._interval,
@@ -995,9 +1117,24 @@ class PLDAccountant(_Accountant):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
-        interval = state.get("value_discretization_interval", self._interval)
-        if not (isinstance(interval, (int, float)) and 0 < interval <= 1):
-            raise ConfigurationError(f"value_discretization_interval must be in (0, 1]; found {interval!r}")
-        self._interval = float(interval)
+        self._interval = _check_interval(state.get("value_discretization_interval", self._interval))
         self._composed = None
         self._load_ledger(state)
+
+
+@dataclass(frozen=True)
+class _Composed:
+    """A PLD accountant's composed ledger."""
+
+    pair: PrivacyLossPair | None  # None: nothing to discretise
+    gaussian_z: float | None  # the merged unsampled Gaussians' noise multiplier
+    non_private: bool
+    interval: float | None
+
+
+def _check_interval(interval: object) -> float | None:
+    if interval is None:
+        return None
+    if isinstance(interval, bool) or not (isinstance(interval, (int, float)) and 0 < interval <= 1):
+        raise ConfigurationError(f"value_discretization_interval must be None or in (0, 1]; found {interval!r}")
+    return float(interval)

@@ -105,7 +105,7 @@ def epsilon_for(
     steps: int,
     delta: float,
     accountant: AccountantName = "rdp",
-    value_discretization_interval: float = 1e-4,
+    value_discretization_interval: float | None = None,
     event_for: EventFactory | None = None,
 ) -> float:
     """Epsilon of ``steps`` Poisson-subsampled rounds, with the named accountant.
@@ -113,6 +113,8 @@ def epsilon_for(
     Each round is ``event_for(noise_multiplier, sample_rate)``; by default the
     Poisson-subsampled Gaussian (for distributed Skellam or discrete Gaussian
     rounds pass :func:`securefl.privacy.distributed.event_factory`).
+    ``value_discretization_interval`` is the PLD grid step (None: adaptive,
+    see :class:`~securefl.privacy.accountant.PLDAccountant`).
     """
     if accountant == "rdp":
         rdp = RDPAccountant()
@@ -139,7 +141,7 @@ def calibrate_noise_multiplier(
     steps: int,
     accountant: AccountantName = "rdp",
     tolerance: float = 1e-4,
-    value_discretization_interval: float = 1e-4,
+    value_discretization_interval: float | None = None,
     event_for: EventFactory | None = None,
 ) -> float:
     """The (near-)smallest noise multiplier whose accounted epsilon is <= ``target_epsilon``.

@@ -62,7 +62,16 @@ as post-processing; this ignores what the *amount* of noise reveals about
 how many clients took part. Against the server, which knows the cohort, the
 sampling amplification does not apply at all: see ``protocols/dp.md``.
 
-The PLD accountant does not support these events (``ConfigurationError``).
+The PLD accountant does not support these events (``ConfigurationError``):
+a sound PLD needs one pair of output laws that dominates every neighbouring
+pair, and for a multi-coordinate integer release bounded only through
+Delta_2 and Delta_1 none is established. Measured (``benchmarks/accountant.py
+--distributed``): the exact PLD of the admissible pair with all of
+``floor(Delta_2)`` on one coordinate -- a *lower* bound on the true epsilon --
+is 1/1.129 of the RDP epsilon at z = 1.2, q = 0.3, T = 20, delta = 1e-5 (both
+mechanisms), 1/1.154 at z = 1, q = 0.01, T = 1000, and 1/3.5 at z = 3,
+q = 0.0003, T = 3000, delta = 1e-6: the Gaussian's RDP/PLD ratios, so a PLD
+would save at most what it saves for the Gaussian.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Grid: q in {0.001, 0.01, 0.1, 1}, z in {0.5, 1, 2, 5},
 T in {1, 100, 10000}, delta in {1e-5, 1e-7} -- all 96 cells, for RDP *and*
 PLD. PLD runs at a value discretisation interval of 1e-3 on both sides, which
 keeps the whole grid (including dp-accounting's own PLD) to a few seconds;
-the default 1e-4 is cross-checked on a few cells in test_accountant.py.
+dp-accounting's default 1e-4 is cross-checked on a few cells in
+test_accountant.py, and our adaptive default against prv-accountant (and on
+this grid's PRV lower bounds) in test_pld_tightness.py.
 
 Soundness references: at q = 1, T Gaussian steps are exactly one Gaussian
 with noise z / sqrt(T), whose epsilon is exact (Balle & Wang 2018). For

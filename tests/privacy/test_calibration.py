@@ -86,6 +86,20 @@ def test_pld_calibrates_less_noise_than_rdp() -> None:
     assert z_pld < z_rdp
 
 
+def test_default_pld_calibrates_to_the_prv_noise_where_the_loss_is_small() -> None:
+    # prv-accountant: z = 10, q = 0.0003, T = 3000 spends epsilon 0.0047373 at delta 1e-6
+    # (tests/privacy/prv_accountant_reference.json); a target 0.5 % above it is met by z <= 10.
+    target = 1.005 * 0.00473731784849428
+    common = dict(target_epsilon=target, delta=1e-6, sample_rate=0.0003, steps=3000, accountant="pld")
+    z_default = calibrate_noise_multiplier(**common)
+    assert z_default <= 10.0 * (1 + 1e-4)
+    assert epsilon_for(noise_multiplier=z_default, sample_rate=0.0003, steps=3000, delta=1e-6,
+                       accountant="pld") <= target
+    # The former fixed 1e-4 grid over-states epsilon there and asks for far more noise.
+    z_fixed = calibrate_noise_multiplier(**common, value_discretization_interval=1e-4)
+    assert z_fixed > 1.5 * z_default
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

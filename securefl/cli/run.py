@@ -110,6 +110,10 @@ def register(subparsers: Any) -> None:
                          help="distributed with secagg/secagg+: share threshold as a fraction of the cohort; "
                               "noise is calibrated to it (higher: less noise, fewer dropouts tolerated; "
                               "default: the protocol's)")
+    privacy.add_argument("--dp-against", choices=("release", "server"), default=None,
+                         help="distributed: meet --epsilon against observers of the released model (sampling "
+                              "amplifies) or against the server, which knows who took part (no amplification; "
+                              "default: release)")
     run_parser.add_argument("--json", action="store_true",
                             help="print one JSON object instead of the table (strict JSON, see docs/index.md)")
     run_parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -189,7 +193,8 @@ def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> Different
     """
     from securefl.privacy.plugins import CentralDP, DistributedDP
 
-    for flag, value in (("--bits", args.bits), ("--mechanism", args.mechanism), ("--threshold", args.threshold)):
+    for flag, value in (("--bits", args.bits), ("--mechanism", args.mechanism), ("--threshold", args.threshold),
+                        ("--dp-against", args.dp_against)):
         if value is not None and args.dp != "distributed":
             raise ConfigurationError(f"{flag} needs --dp distributed; the DP is {args.dp}")
     if args.dp == "none":
@@ -210,7 +215,11 @@ def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> Different
         return CentralDP(accountant=figures["accountant"], **common)
     if figures["accountant"] != "rdp":
         raise ConfigurationError("--dp distributed is accounted with --accountant rdp only")
-    return DistributedDP(bits=args.bits or 16, mechanism=args.mechanism or "skellam", **common)
+    if args.dp_against == "server" and args.epsilon is None:
+        raise ConfigurationError("--dp-against server calibrates --epsilon; with --noise-multiplier both epsilons "
+                                 "are reported anyway")
+    return DistributedDP(bits=args.bits or 16, mechanism=args.mechanism or "skellam",
+                         against=args.dp_against or "release", **common)
 
 
 def _check_population(protocol: Protocol, dp: DifferentialPrivacy | None, clients: int) -> None:
@@ -311,7 +320,8 @@ def _privacy_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         return [("differential privacy", f"central, {epsilon} ({figures})")]
     return [
         ("differential privacy", f"distributed {summary['mechanism']}, {epsilon} ({figures}); "
-                                 f"against the server {summary['server_epsilon']:.3f}"),
+                                 f"against the server {summary['server_epsilon']:.3f} (no amplification by "
+                                 f"sampling; the target applies to the {summary['dp_against']})"),
         ("ring bits / scale", f"{summary['bits']} / {summary['scale']:.6g} (noise calibrated to a threshold of "
                               f"{summary['design_threshold']} in a cohort of up to {summary['design_cohort']})"),
         ("wrap-around probability", f"<= {summary['wrap_probability_max']:.3g} per round "

@@ -17,6 +17,7 @@ __all__ = ["format_table", "format_spread", "write_report"]
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("accuracy", "final_accuracy", "fraction"),
     ("epsilon", "epsilon", "number"),
+    ("eps vs server", "server_epsilon", "number"),
     ("up B/rd", "bytes_up_per_client_per_round", "bytes"),
     ("down B/rd", "bytes_down_per_client_per_round", "bytes"),
     ("round s", "round_seconds", "seconds"),
@@ -81,7 +82,7 @@ def _row(result: dict[str, Any]) -> list[str]:
     cells = [result["name"], "yes" if result["secure"] else "NO", cohort]
     for _, figure, kind in _COLUMNS:
         stat = summary.get(figure)
-        if figure == "epsilon" and stat is None:
+        if figure in ("epsilon", "server_epsilon") and stat is None:
             cells.append("none")
         elif figure == "probe_messages" and stat is None:
             cells.append("n/a")
@@ -162,7 +163,9 @@ def _report_markdown(data: dict[str, Any]) -> str:
         _markdown_table(data),
         "",
         "Columns: clients (and the sampling rate q); final test accuracy; epsilon of the released model (none "
-        "without DP); upload and download bytes per client per round; seconds per round: the round's wall time "
+        "without DP) and against the server (`eps vs server`: the server routes every message, so it knows "
+        "who took part and sampling does not amplify; none where the server sees the exact sum, as under "
+        "central DP); upload and download bytes per client per round; seconds per round: the round's wall time "
         "and its parts, each a total over every party of the round (divide by the cohort for one client's "
         "share): `train` local training, `client` the clients' protocol work once the update exists "
         "(flattening, clipping, noise, encoding, every client engine's phases), `offline` the protocol's setup "

@@ -304,6 +304,9 @@ class _CentralRound(PrivateRound):
 
 # -- distributed DP --------------------------------------------------------------------------
 
+#: Whom a distributed-DP ``target_epsilon`` is met against (``DistributedDP.against``).
+AGAINST = ("release", "server")
+
 
 @dataclass(eq=False)
 class DistributedDP(DifferentialPrivacy):
@@ -318,10 +321,18 @@ class DistributedDP(DifferentialPrivacy):
     cohort at the Binomial(N, q) quantile 1 - 1e-9. ``rng`` gives the public
     rotation signs in a simulation (the OS entropy pool when None); the
     clients' noise comes from their own generators.
+
+    ``against`` is whom ``target_epsilon`` is met against: "release" (the
+    released model; Poisson sampling at q amplifies) or "server" (the party
+    that routes every message knows who took part, so no amplification: z is
+    calibrated for ``rounds`` unsampled releases, a client in every round).
+    Both epsilons are reported either way (:attr:`epsilon` and
+    :meth:`server_epsilon`).
     """
 
     bits: int = 16
     mechanism: Mechanism = "skellam"
+    against: str = "release"
     beta: float = DEFAULT_BETA
     wrap_target: float = DEFAULT_WRAP_TARGET
     _rotation_entropy: int = field(default=0, init=False, repr=False)
@@ -340,6 +351,8 @@ class DistributedDP(DifferentialPrivacy):
         if self.rounds is not None:
             check_steps(self.rounds)
         validation.integer(self.bits, "bits", minimum=2, maximum=62)
+        if self.against not in AGAINST:
+            raise ConfigurationError(f"against must be one of {', '.join(AGAINST)}; found {self.against!r}")
         if self.mechanism not in MECHANISMS:
             raise ConfigurationError(f"mechanism must be one of {', '.join(MECHANISMS)}; found {self.mechanism!r}")
         self._rotation_entropy = int(_entropy_rng(self.rng).integers(0, 2**63))
@@ -388,7 +401,8 @@ class DistributedDP(DifferentialPrivacy):
         pipeline = DistributedPipeline.design(
             dimension=validation.positive_int(dimension, "dimension"), ring_bits=self.bits, clients=design,
             shares=shares, clip=self.clip, mechanism=self.mechanism, noise_multiplier=self.noise_multiplier,
-            target_epsilon=self.target_epsilon, delta=self.delta, sample_rate=self.sample_rate,
+            target_epsilon=self.target_epsilon, delta=self.delta,
+            sample_rate=self.sample_rate if self.against == "release" else 1.0,
             steps=self.rounds if self.rounds is not None else 1, beta=self.beta, wrap_target=self.wrap_target)
         self._pipeline, self._protocol = pipeline, protocol
         self._design_cohort, self._design_shares = design, shares
@@ -432,8 +446,9 @@ class DistributedDP(DifferentialPrivacy):
             "dp": self.kind, "mechanism": pipeline.mechanism, "bits": pipeline.ring_bits, "scale": pipeline.scale,
             "padded_dimension": pipeline.padded_dimension, "l2_sensitivity": pipeline.l2_sensitivity,
             "l1_sensitivity": pipeline.l1_sensitivity, "noise_multiplier": pipeline.noise_multiplier,
-            "target_epsilon": self.target_epsilon, "clip": self.clip, "sample_rate": self.sample_rate,
-            "delta": self.delta, "design_cohort": self._design_cohort, "design_threshold": self._design_shares,
+            "target_epsilon": self.target_epsilon, "dp_against": self.against, "clip": self.clip,
+            "sample_rate": self.sample_rate, "delta": self.delta, "design_cohort": self._design_cohort,
+            "design_threshold": self._design_shares,
             "wrap_probability_design": pipeline.wrap_probability(clients=self._design_cohort,
                                                                  shares=self._design_shares),
         }

@@ -176,3 +176,26 @@ def test_secagg_threshold_sets_the_distributed_shares():
     trainer = _distributed(SecAgg(), q=1.0, clients=6, rounds=1)
     trainer.run()
     assert trainer.summary()["design_threshold"] == SecAgg().minimum_inputs(6) == 4
+
+
+@pytest.mark.parametrize("against", ["release", "server"])
+def test_distributed_dp_meets_its_target_against_whom_it_says(against):
+    from securefl.privacy.accountant import RDPAccountant
+
+    dp = DistributedDP(target_epsilon=4.0, delta=1e-5, rounds=10, sample_rate=0.3, population=50, clip=1.0,
+                       against=against)
+    dp.bind(SecretSharing(min_clients=2), dimension=200, cohort=15)
+    accountant = RDPAccountant()
+    accountant.compose(dp.pipeline.event(sample_rate=0.3, shares=dp._design_shares), count=10)
+    released, server = accountant.get_epsilon(1e-5), dp.server_epsilon(10)
+    assert dp.summary()["dp_against"] == against
+    assert released < server  # the server knows the sample: no amplification
+    met = released if against == "release" else server
+    assert 3.9 < met <= 4.0 + 1e-9
+
+
+def test_dp_against_server_needs_distributed_dp_and_a_target(capsys):
+    assert main(["run", "--dp", "central", "--epsilon", "8", "--dp-against", "server", "--quiet"]) == 2
+    assert "--dp-against needs --dp distributed" in capsys.readouterr().err
+    assert main(["run", "--dp", "distributed", "--noise-multiplier", "1", "--dp-against", "server", "--quiet"]) == 2
+    assert "--dp-against server calibrates --epsilon" in capsys.readouterr().err

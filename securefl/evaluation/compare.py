@@ -42,7 +42,7 @@ from securefl.protocols.base import Protocol
 from securefl.protocols.catalog import make_protocol
 
 __all__ = ["Contender", "CONTENDERS", "contender_names", "Federation", "SeedRun", "ContenderResult", "Comparison",
-           "compare", "make_plugin", "protocol_run", "spread", "ROW_PARTS"]
+           "compare", "make_plugin", "make_contender_protocol", "protocol_run", "spread", "ROW_PARTS"]
 
 
 @dataclass(frozen=True)

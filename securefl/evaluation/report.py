@@ -147,18 +147,19 @@ def _report_markdown(data: dict[str, Any]) -> str:
         "FedAvg on the embedded digits data, dropout probability "
         f"{settings['dropout']}, {_interval_words(settings)} (seeds {settings['seed']} to "
         f"{settings['seed'] + settings['seeds'] - 1}); identical splits and seeds for every protocol at each "
-        "seed (the phase at which a client drops is drawn among each protocol's own phases, so the drop counts "
-        "can differ).",
+        "seed (the same clients drop in every protocol of a federation; the phase at which one drops is drawn "
+        "among that protocol's own phases).",
         "",
-        f"* Rows without DP: {plain['clients']} clients, all of them every round, {plain['rounds']} rounds, "
-        "an MLP of "
-        f"{plain['model_parameters']:,} parameters ({plain['hidden']} hidden units).",
-        f"* DP rows: {dp['clients']} clients Poisson-sampled at q = {dp['sample_rate']:g} each round, "
+        *([f"* Rows without DP: {plain['clients']} clients, all of them every round, {plain['rounds']} rounds, "
+           f"an MLP of {plain['model_parameters']:,} parameters ({plain['hidden']} hidden units)."]
+          if any(r["dp"] == "none" for r in data["protocols"]) else []),
+        *([f"* DP rows: {dp['clients']} clients Poisson-sampled at q = {dp['sample_rate']:g} each round, "
         f"{dp['rounds']} rounds, an MLP of "
         f"{dp['model_parameters']:,} parameters ({dp['hidden']} hidden units): DP-FedAvg needs many clients "
         f"per round for the noise z C / (q N) to leave the signal standing. Central and distributed DP are "
         f"calibrated to epsilon = {settings['epsilon_target']} at delta = {settings['delta']:g} "
-        f"(clip {settings['dp_clip']}).",
+        f"(clip {settings['dp_clip']}); the clients are sampled from the simulation's seeded generator."]
+          if any(r["dp"] != "none" for r in data["protocols"]) else []),
         "",
         _markdown_table(data),
         "",

@@ -314,6 +314,7 @@ class SecureAggregator:
     _layout: Layout | None = field(default=None, init=False, repr=False)
     _dimension: int | None = field(default=None, init=False, repr=False)
     _bound: Protocol | None = field(default=None, init=False, repr=False)
+    _design_seconds: float = field(default=0.0, init=False, repr=False)
     _accountant: Any = field(default=None, init=False, repr=False)
     _participation: dict[int, int] = field(default_factory=dict, init=False, repr=False)
 
@@ -366,8 +367,10 @@ class SecureAggregator:
     def bound_protocol(self, dimension: int, cohort: int) -> Protocol:
         """The protocol each round runs (under distributed DP: over the plugin's ring), bound on first use."""
         if self._bound is None:
+            started = time.perf_counter()  # under DP the pipeline's design: its calibration, once per run
             self._bound = self.protocol if self.dp is None else self.dp.bind(self.protocol, dimension=dimension,
                                                                               cohort=cohort)
+            self._design_seconds = time.perf_counter() - started
         return self._bound
 
     # -- aggregation ------------------------------------------------------------------------
@@ -424,11 +427,14 @@ class SecureAggregator:
         if not vectors and (self.dp is None or self._dimension is None):
             raise ConfigurationError("aggregate needs at least one update (under DP: in the first round)")
         dimension = vectors[0].size if vectors else int(self._dimension)  # type: ignore[arg-type]
-        planned = time.perf_counter()
+        planned, designed = time.perf_counter(), self._design_seconds
         plan = self.open_round(cohort=len(vectors), dimension=dimension, round=round, weights=weights)
-        server_seconds = time.perf_counter() - planned
+        design_seconds = self._design_seconds - designed  # > 0 in the round that bound the protocol
+        server_seconds = time.perf_counter() - planned - design_seconds
         if not vectors:  # nobody took part: central DP still releases its noise, distributed DP nothing
-            return self._timed_release(plan, None, server_seconds)
+            empty = self._timed_release(plan, None, server_seconds)
+            empty.metrics["dp_design_seconds"] = design_seconds
+            return empty
         if self.dp is not None and len(vectors) < plan.protocol.min_clients:  # a small Poisson sample, charged
             raise ProtocolAbort(f"round {plan.round}: {len(vectors)} client(s) in the round, fewer than "
                                 f"{plan.protocol.name}'s min_clients={plan.protocol.min_clients}; nothing released")
@@ -445,6 +451,7 @@ class SecureAggregator:
         aggregate, transcript, ledger = run_protocol(plan.protocol, inputs, dropouts=dropouts, round=plan.round,
                                                      lose=lose)
         metrics = summarize_metrics(ledger, len(inputs), aggregate.included, seconds)
+        metrics["dp_design_seconds"] = design_seconds
         metrics.update(clipped_coordinates=clipped, clipped_fraction=clipped / coordinates if coordinates else 0.0)
         if self.dp is not None:
             metrics.update(l2_clipped_clients=l2_clipped, l2_clip_fraction=l2_clipped / len(vectors))

@@ -232,7 +232,6 @@ def _check_population(protocol: Protocol, dp: DifferentialPrivacy | None, client
 def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
     """The figures of one run, as printed by ``securefl run --json`` (the DP ones from ``trainer.summary()``)."""
     from securefl.evaluation.compare import protocol_run
-    from securefl.fl.fedavg import TIME_PARTS
 
     config = trainer.config
     protocol = protocol_run(trainer)
@@ -258,9 +257,7 @@ def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
         "client_seconds_per_round": mean("client_seconds"),
         "server_seconds_per_round": mean("server_seconds"),
         "setup_seconds_per_round": mean("setup_seconds"),
-        "seconds_by_part_per_round": {
-            part: float(sum(r.seconds_by_part.get(part, 0.0) for r in history.records) / len(history.records))
-            if history.records else 0.0 for part in TIME_PARTS},
+        "seconds_by_part_per_round": history.seconds_by_part_per_round(),
         "unaccounted_seconds_per_round": float(sum(r.unaccounted_seconds for r in history.records)
                                                / max(len(history.records), 1)),
         "rounds_aborted": sum(1 for r in history.records if r.aborted),

@@ -139,7 +139,8 @@ def spread(values: Sequence[float | None]) -> dict[str, Any] | None:
     """
     given = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if given and not all(math.isfinite(v) for v in given):  # an infinite epsilon at some seed
-        return {"mean": math.inf, "low": min(given), "high": max(given), "interval": "infinite", "seeds": len(given)}
+        mean = float(np.mean(given))  # +inf, -inf, or nan when both appear
+        return {"mean": mean, "low": min(given), "high": max(given), "interval": "infinite", "seeds": len(given)}
     finite = given
     if not finite:
         return None
@@ -203,22 +204,23 @@ class SeedRun:
             "bytes_down_per_client_per_round": mean([r.bytes_down_per_client for r in completed]),
             "round_seconds": mean([r.seconds for r in records]),
             "client_seconds_per_round": mean([r.client_seconds for r in completed]),
-            "dropped_total": float(sum(r.dropped for r in records)),
+            "dropped": float(sum(r.dropped for r in records)),
             "rounds_aborted": float(len(self.history.aborted_rounds)),
             "probe_messages": self.probe.messages.cosine if self.probe.vectors_attacked else None,
             "probe_aggregate": self.probe.aggregate.cosine,
             "probe_chance": self.probe.chance.cosine,
             "seconds": self.seconds,
         }
-        for part in TIME_PARTS:
-            figures[f"{part}_seconds_per_round"] = mean([r.seconds_by_part.get(part, 0.0) for r in records])
+        for part, spent in self.history.seconds_by_part_per_round().items():
+            figures[f"{part}_seconds_per_round"] = spent
         return figures
 
     def to_dict(self) -> dict[str, Any]:
         completed = [r for r in self.history.records if not r.aborted]
-        return {
+        figures = {name: value for name, value in self.figures().items() if name != "probe_messages"}
+        return {  # probe_messages: in "probe", with its not_applicable where it has no score
             "seed": self.seed,
-            **self.figures(),
+            **figures,
             "dropped": sum(r.dropped for r in self.history.records),
             "rounds_aborted": len(self.history.aborted_rounds),
             "rounds_completed": len(completed),
@@ -248,6 +250,7 @@ class ContenderResult:
         return {name: spread([f[name] for f in figures]) for name in figures[0]}
 
     def to_dict(self) -> dict[str, Any]:
+        runs = [run.to_dict() for run in self.runs]
         return {
             "name": self.contender.name,
             "protocol": self.contender.protocol,
@@ -256,10 +259,9 @@ class ContenderResult:
             "dp": self.contender.dp,
             "threat_model": self.contender.threat_model,
             "federation": self.federation.to_dict(),
-            "server_saw_individual_updates": any(run.to_dict()["server_saw_individual_updates"]
-                                                 for run in self.runs),
+            "server_saw_individual_updates": any(run["server_saw_individual_updates"] for run in runs),
             "summary": [{"figure": figure, **stat} for figure, stat in self.summary().items() if stat is not None],
-            "seeds": [run.to_dict() for run in self.runs],
+            "seeds": runs,
         }
 
 

@@ -27,7 +27,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("server s", "server_seconds_per_round", "seconds"),
     ("helper s", "helpers_seconds_per_round", "seconds"),
     ("sim s", "simulator_seconds_per_round", "seconds"),
-    ("drops", "dropped_total", "count"),
+    ("drops", "dropped", "count"),
     ("aborted", "rounds_aborted", "count"),
     ("probe msg", "probe_messages", "fraction"),
     ("probe agg", "probe_aggregate", "fraction"),
@@ -59,10 +59,13 @@ def format_spread(stat: dict[str, Any] | None, kind: str = "number") -> str:
         return f"{mean:.3g}" if kind != "fraction" else f"{mean:.3f}"
     if half == 0:
         return "0" if mean == 0 else (f"{mean:.3g}±0" if kind != "fraction" else f"{mean:.3f}±0")
-    # Down to the interval's first significant digit, never beyond the mean's fourth.
+    # Down to the interval's first significant digit, never beyond the mean's fourth; above 1 both are
+    # rounded to that digit's place (1262±28 prints 1260±30).
     decimals = -int(np.floor(np.log10(half)))
     if mean != 0:
         decimals = min(decimals, 3 - int(np.floor(np.log10(abs(mean)))))
+    if decimals < 0:
+        mean, half = round(mean, decimals), round(half, decimals)
     decimals = max(0, decimals)
     if kind == "bytes":
         return f"{mean:,.{decimals}f}±{half:,.{decimals}f}"

@@ -109,14 +109,16 @@ TIME_PARTS: dict[str, str] = {
     "client_train": "local training, every sampled client",
     "client_online": "the clients' protocol work once the update exists: flattening, clipping, DP noise, "
                      "encoding and every client engine's phases",
-    "client_offline": "the protocol's setup: key generation, Paillier's obfuscators (a deployment runs it "
-                      "while the clients train)",
+    "client_offline": "the protocol's setup, every party's: key generation, Paillier's obfuscators (a "
+                      "deployment runs it while the clients train)",
     "server": "the server engine's phases, the round's plan and the release (decoding, central DP noise)",
     "helpers": "helper engines: secret sharing's aggregators, Paillier's decryptor",
     "simulator": "what only a simulation pays: sampling, dropout draws, message routing, the transcript audit",
     "evaluation": "the global model's test accuracy after the round",
-    "accounting": "the privacy accountant: epsilon spent after the round (DP only)",
-    "aborted": "a round the protocol aborted, from the first client's encoding to the abort",
+    "accounting": "the privacy accountant (DP only): the noise's calibration when the first round designs it, "
+                  "then epsilon spent after each round",
+    "aborted": "a round the protocol aborted: the whole aggregation call (flattening, plan, encoding, the "
+               "phases run) up to the abort",
 }
 """The parts a round's wall time is split into (``RoundRecord.seconds_by_part``), totals over every party."""
 
@@ -208,6 +210,11 @@ class History:
     def final_accuracy(self) -> float:
         """Test accuracy of the global model after the last round."""
         return self.records[-1].accuracy if self.records else self.initial_accuracy
+
+    def seconds_by_part_per_round(self) -> dict[str, float]:
+        """Each part of :data:`TIME_PARTS`: its mean over the rounds run (0 for none)."""
+        count = max(len(self.records), 1)
+        return {part: sum(r.seconds_by_part.get(part, 0.0) for r in self.records) / count for part in TIME_PARTS}
 
     @property
     def aborted_rounds(self) -> list[int]:
@@ -335,6 +342,8 @@ class InProcessClients:
         }
         if aborted:
             parts["aborted"] = aborted
+        if metrics.get("dp_design_seconds"):
+            parts["accounting"] = float(metrics["dp_design_seconds"])
         return ClientsOutcome(
             aggregate=aggregate,
             abort_reason=abort_reason,
@@ -622,7 +631,7 @@ class FedAvg:
         accounted = time.perf_counter()
         epsilon = self.epsilon()
         if self.dp is not None:
-            parts["accounting"] = time.perf_counter() - accounted
+            parts["accounting"] = parts.get("accounting", 0.0) + time.perf_counter() - accounted
         metrics = aggregate.metrics if aggregate is not None else {}
         self._wrap_probabilities.append(float(metrics.get("wrap_probability", 0.0)))
         return RoundRecord(

@@ -353,6 +353,9 @@ class DistributedDP(DifferentialPrivacy):
         validation.integer(self.bits, "bits", minimum=2, maximum=62)
         if self.against not in AGAINST:
             raise ConfigurationError(f"against must be one of {', '.join(AGAINST)}; found {self.against!r}")
+        if self.against == "server" and self.target_epsilon is None:
+            raise ConfigurationError("against='server' calibrates target_epsilon; with a noise_multiplier both "
+                                     "epsilons are reported anyway")
         if self.mechanism not in MECHANISMS:
             raise ConfigurationError(f"mechanism must be one of {', '.join(MECHANISMS)}; found {self.mechanism!r}")
         self._rotation_entropy = int(_entropy_rng(self.rng).integers(0, 2**63))

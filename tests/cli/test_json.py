@@ -38,7 +38,6 @@ NOT_APPLICABLE = {
     "cosine": "the probe had no message it could read as numbers (its 'not_applicable' says why)",
     "psnr": "the probe had no message it could read as numbers (its 'not_applicable' says why)",
     "model_parameters": "no --model-params: each federation runs its default model",
-    "probe_messages": "the probe had no message it could read as numbers (its 'not_applicable' says why)",
 }
 
 NUMBER_OR_INFINITY = ("epsilon", "server_epsilon", "target_epsilon", "optimal_order")

@@ -59,10 +59,33 @@ def test_every_row_s_parts_add_up_to_its_measured_wall_time_within_5_percent(rep
     for name, row in rows_of(report).items():
         for run in row["seeds"]:
             parts = run["seconds_by_part"]
-            assert set(parts) <= set(ROW_PARTS) and {"client_train", "server", "build", "probe"} <= set(parts)
+            assert set(parts) <= set(ROW_PARTS), name
+            measured = {"client_train", "client_online", "client_offline", "server", "simulator", "evaluation",
+                        "build", "probe"}
+            if row["dp"] != "none":
+                measured.add("accounting")
+            if row["protocol"] in ("secret-sharing", "paillier"):
+                measured.add("helpers")
+            assert all(parts[part] > 0 for part in measured), (name, parts)
             assert all(spent >= 0 for spent in parts.values()), name
             assert abs(run["seconds"] - sum(parts.values())) <= 0.05 * run["seconds"], (name, run["seconds"], parts)
             assert math.isclose(run["unaccounted_seconds"], run["seconds"] - sum(parts.values()), abs_tol=1e-9)
+
+
+def test_the_rounds_alone_add_up_to_their_wall_time_within_5_percent():
+    # The rows' build and probe dominate a tiny run; the rounds' own parts are checked apart.
+    from securefl.fl import FedAvg, FedAvgConfig
+    from securefl.privacy.plugins import DistributedDP
+    from securefl.protocols import Paillier, SecAgg, SecretSharing
+
+    for protocol, dp in ((SecretSharing(), None), (SecAgg(), None), (Paillier(key_bits=1024), None),
+                         (SecAgg(), DistributedDP(noise_multiplier=1.0, sample_rate=0.5, population=12))):
+        history = FedAvg(protocol, FedAvgConfig(clients=12, rounds=3, hidden=8, seed=0), dp=dp).run()
+        total = sum(record.seconds for record in history.records)
+        assert sum(abs(record.unaccounted_seconds) for record in history.records) <= 0.05 * total, protocol.name
+        if dp is not None:  # the noise's design is accounting in round 0, not server time
+            first = history.records[0].seconds_by_part
+            assert first["accounting"] > first["server"], first
 
 
 def test_paillier_s_row_shows_its_offline_obfuscators_and_its_decryptor(report):
@@ -117,6 +140,7 @@ def test_spread_is_min_max_below_five_seeds_and_a_t_interval_from_five():
     assert five["interval"] == "95% t" and math.isclose(five["high"] - 3.0, 2.7764451 * math.sqrt(2.5 / 5),
                                                         rel_tol=1e-6)
     assert spread([None, None]) is None and spread([1.0, math.inf])["mean"] == math.inf
+    assert spread([-math.inf, 1.0])["mean"] == -math.inf
 
 
 def test_figures_print_to_the_interval_s_first_significant_digit():
@@ -126,6 +150,8 @@ def test_figures_print_to_the_interval_s_first_significant_digit():
     assert format_spread(spread([1.0, 1.0 - 1e-16]), "fraction") == "1.000±0.000"
     assert format_spread(spread([0.25, 0.25]), "fraction") == "0.250±0"
     assert format_spread(spread([0.0, 0.0]), "count") == "0" and format_spread(None) == "n/a"
+    assert format_spread(spread([1234.0, 1290.0])) == "1260±30"
+    assert format_spread(spread([21000.0, 21100.0]), "bytes") == "21,050±50"
 
 
 def test_unknown_protocol_is_a_one_line_error(capsys):

@@ -199,3 +199,21 @@ def test_dp_against_server_needs_distributed_dp_and_a_target(capsys):
     assert "--dp-against needs --dp distributed" in capsys.readouterr().err
     assert main(["run", "--dp", "distributed", "--noise-multiplier", "1", "--dp-against", "server", "--quiet"]) == 2
     assert "--dp-against server calibrates --epsilon" in capsys.readouterr().err
+
+
+def test_a_sampled_cohort_below_min_clients_aborts_after_its_event_is_charged():
+    from securefl.aggregator import SecureAggregator
+    from securefl.errors import ProtocolAbort
+
+    aggregator = SecureAggregator(SecretSharing(min_clients=3), dp=CentralDP(noise_multiplier=1.0, sample_rate=0.5,
+                                                                             population=10))
+    aggregator.aggregate_vectors([np.zeros(4)] * 3)
+    before = aggregator.epsilon
+    with pytest.raises(ProtocolAbort, match="min_clients=3"):
+        aggregator.aggregate_vectors([np.zeros(4)] * 2)
+    assert aggregator.epsilon > before
+
+
+def test_against_the_server_needs_a_target_in_the_plugin_too():
+    with pytest.raises(ConfigurationError, match="calibrates target_epsilon"):
+        DistributedDP(noise_multiplier=1.0, against="server")

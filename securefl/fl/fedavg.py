@@ -144,6 +144,9 @@ class RoundRecord:
     ``l2_clip_fraction`` the share of updates whose L2 norm was clipped.
     ``seconds_by_part`` splits ``seconds`` into totals over every party (see
     :data:`TIME_PARTS`); ``unaccounted_seconds`` is what no part measured.
+    Over Flower the nodes work in parallel on machines of their own, so only
+    the server's parts are measured here and ``unaccounted_seconds`` is the
+    time the server waited on the nodes and the network.
     """
 
     round: int

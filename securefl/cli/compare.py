@@ -87,9 +87,9 @@ def register(subparsers: Any) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Refuse up front, before any training, what a row would refuse part-way (e.g. ``--clients 1``)."""
-    from securefl.evaluation.compare import CONTENDERS, make_contender_protocol
+    from securefl.evaluation.compare import CONTENDERS, contender_names, make_contender_protocol
 
-    chosen = [c for c in CONTENDERS if args.protocols is None or c.name in args.protocols]
+    chosen = [c for c in CONTENDERS if c.name in (args.protocols or contender_names())]
     for contender in chosen:
         flag, clients = ("--clients", args.clients) if contender.dp == "none" else ("--dp-clients", args.dp_clients)
         try:

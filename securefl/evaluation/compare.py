@@ -39,7 +39,7 @@ from securefl.fl.fedavg import TIME_PARTS, FedAvg, FedAvgConfig, History, RoundR
 from securefl.fl.models import hidden_for_parameters, make_model, mlp_parameters
 from securefl.privacy.plugins import CentralDP, DifferentialPrivacy, DistributedDP
 from securefl.protocols.base import Protocol
-from securefl.protocols.catalog import make_protocol
+from securefl.protocols.catalog import available, make_protocol
 
 __all__ = ["Contender", "CONTENDERS", "contender_names", "Federation", "SeedRun", "ContenderResult", "Comparison",
            "compare", "make_plugin", "make_contender_protocol", "protocol_run", "spread", "ROW_PARTS"]
@@ -98,6 +98,16 @@ CONTENDERS: tuple[Contender, ...] = (
         ),
     ),
     Contender(
+        "bfv", "bfv",
+        threat_model=(
+            "Clients encrypt their updates with BFV lattice encryption (TenSEAL/SEAL, 128-bit parameters) under a "
+            "key holder's public key; the server adds ciphertexts it cannot read and the key holder decrypts only "
+            "the aggregate of at least min_clients clients. Secure while the server and key holder do not "
+            "collude; a malicious server is not stopped. Needs the `lattice` extra (TenSEAL); the row is left "
+            "out without it."
+        ),
+    ),
+    Contender(
         "secagg+central-dp", "secagg", dp="central",
         threat_model=(
             "SecAgg, then the server adds calibrated Gaussian noise to the sum (DP-FedAvg): the "
@@ -126,8 +136,13 @@ ROW_PARTS: dict[str, str] = {
 }
 
 
+def _available() -> list[Contender]:
+    """The rows this install can run (a protocol needing a missing extra left out)."""
+    return [c for c in CONTENDERS if available(c.protocol)]
+
+
 def contender_names() -> list[str]:
-    return [c.name for c in CONTENDERS]
+    return [c.name for c in _available()]
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any] | None:
@@ -276,8 +291,8 @@ class Comparison:
 
 def _select(names: Sequence[str] | None) -> list[Contender]:
     if not names:
-        return list(CONTENDERS)
-    by_name = {c.name: c for c in CONTENDERS}
+        return _available()
+    by_name = {c.name: c for c in _available()}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ConfigurationError(f"unknown protocol(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
 from securefl.protocols.base import Protocol
 
-__all__ = ["PROTOCOLS", "make_protocol", "protocol_names"]
+__all__ = ["PROTOCOLS", "REQUIRES", "available", "make_protocol", "protocol_names"]
 
 
 def _plaintext(encoding: Encoding, options: dict[str, Any]) -> Protocol:
@@ -28,6 +29,12 @@ def _paillier(encoding: Encoding, options: dict[str, Any]) -> Protocol:
     from securefl.protocols.paillier import Paillier
 
     return Paillier(encoding=encoding)
+
+
+def _bfv(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.lattice import BFV
+
+    return BFV(encoding=encoding)
 
 
 def _secagg(encoding: Encoding, options: dict[str, Any]) -> Protocol:
@@ -54,11 +61,23 @@ PROTOCOLS: dict[str, Callable[[Encoding, dict[str, Any]], Protocol]] = {
     "secagg": _secagg,
     "secagg+": _secagg_plus,
     "paillier": _paillier,
+    "bfv": _bfv,
 }
 
 
+REQUIRES: dict[str, tuple[str, str]] = {"bfv": ("tenseal", "lattice")}
+"""Protocols that need an optional extra: name -> (module, extra)."""
+
+
+def available(name: str) -> bool:
+    """Whether protocol ``name`` can run in this install (its optional extra, if any, is installed)."""
+    required = REQUIRES.get(name)
+    return required is None or importlib.util.find_spec(required[0]) is not None
+
+
 def protocol_names() -> list[str]:
-    return list(PROTOCOLS)
+    """The protocols this install can run (those needing a missing extra left out)."""
+    return [name for name in PROTOCOLS if available(name)]
 
 
 def make_protocol(name: str, *, encoding: Encoding | None = None, **options: Any) -> Protocol:
@@ -66,4 +85,7 @@ def make_protocol(name: str, *, encoding: Encoding | None = None, **options: Any
     factory = PROTOCOLS.get(name)
     if factory is None:
         raise ConfigurationError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
+    if not available(name):
+        module, extra = REQUIRES[name]
+        raise ConfigurationError(f"{name} needs {module}, which is not installed: pip install 'securefl[{extra}]'")
     return factory(encoding or Encoding(), options)

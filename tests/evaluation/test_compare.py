@@ -64,7 +64,7 @@ def test_every_row_s_parts_add_up_to_its_measured_wall_time_within_5_percent(rep
                         "build", "probe"}
             if row["dp"] != "none":
                 measured.add("accounting")
-            if row["protocol"] in ("secret-sharing", "paillier"):
+            if row["protocol"] in ("secret-sharing", "paillier", "bfv"):
                 measured.add("helpers")
             assert all(parts[part] > 0 for part in measured), (name, parts)
             assert all(spent >= 0 for spent in parts.values()), name

@@ -9,6 +9,7 @@ the wire format the deployment uses, in milliseconds.
 from __future__ import annotations
 
 import dataclasses
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from securefl.integrations import flower  # noqa: E402
 from securefl.integrations.flower import SecureFLNode, protocol_from_config, wire  # noqa: E402
 from securefl.integrations.flower.ledger import LEDGER_FILE, LEDGER_KEY  # noqa: E402
 from securefl.integrations.flower.node import ENGINE_ARRAYS_KEY, ENGINE_KEY, KEY_HOLDER_KEY, STATE_KEY  # noqa: E402
-from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
+from securefl.protocols import BFV, Paillier, Plaintext, SecretSharing  # noqa: E402
 from securefl.protocols.paillier import KeyHolder  # noqa: E402
 from securefl.protocols.secagg import SecAgg  # noqa: E402
 from securefl.protocols.state import check_plain  # noqa: E402
@@ -83,6 +84,7 @@ PROTOCOLS = {
     "secagg+": SecAgg(neighbors=2),
     "secagg-malicious-server": SecAgg(malicious_server=True),
     "paillier": Paillier(key_bits=512, encoding=Encoding(max_clients=8)),
+    **({"bfv": BFV(encoding=Encoding(max_clients=8))} if find_spec("tenseal") else {}),
 }
 
 
@@ -102,6 +104,13 @@ def test_every_protocol_sums_exactly_over_flower(name):
     assert np.array_equal(aggregation.aggregate.total, ring_sum(range(CLIENTS)))
     assert aggregation.dropped == {} and aggregation.errors == {}
     assert set(found.helpers) == set(helpers_of(protocol))
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_helper_parties_are_the_helpers_setup_makes(name):
+    protocol = dataclasses.replace(PROTOCOLS[name])  # setup may deal keys into the protocol object
+    made = protocol.setup(clients=CLIENTS, vector_length=1, session=bytes(16), round=0).helpers
+    assert protocol.helper_parties() == tuple(engine.party for engine in made)
 
 
 def server_engine_only(protocol):

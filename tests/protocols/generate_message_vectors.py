@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 
 from securefl.errors import InvalidMessage  # noqa: E402
 from securefl.protocols import paillier, plaintext, secret_sharing  # noqa: E402
+from securefl.protocols.lattice import messages as bfv  # noqa: E402  (the codec needs no TenSEAL)
 from securefl.protocols.secagg import messages as secagg  # noqa: E402
 from securefl.protocols.wire import SERVER, Message, client_id, decode_message  # noqa: E402
 from tests.protocols.message_json import protocol_kinds, to_json  # noqa: E402
@@ -156,6 +157,17 @@ def _canonical_messages() -> list[tuple[str, Message]]:
             length=5, ciphertexts=_bytes("product", 128))),
         ("24-bit ring", paillier.DecryptedSum(
             **_header(paillier.DECRYPT, decryptor, SERVER), ring_bits=24,
+            vector=_ring([0xFFFFFF, 1, 0, 0x800000], 24))),
+        # BFV: two toy "ciphertexts" per upload (opaque bytes to the codec)
+        ("request", bfv.UploadRequest(**_header(bfv.UPLOAD, SERVER, c0))),
+        ("two serialized ciphertexts (toy sizes)", bfv.EncryptedUpload(
+            **_header(bfv.UPLOAD, c0, SERVER), key_id=_bytes("bfv key id", 16), length=5,
+            ciphertexts=(_bytes("bfv ciphertext 0", 40), _bytes("bfv ciphertext 1", 24)))),
+        ("sum of the included clients' ciphertexts", bfv.DecryptRequest(
+            **_header(bfv.DECRYPT, SERVER, bfv.DECRYPTOR), key_id=_bytes("bfv key id", 16), included=(0, 2, 3),
+            length=5, ciphertexts=(_bytes("bfv sum 0", 40),))),
+        ("24-bit ring", bfv.DecryptedSum(
+            **_header(bfv.DECRYPT, bfv.DECRYPTOR, SERVER), ring_bits=24,
             vector=_ring([0xFFFFFF, 1, 0, 0x800000], 24))),
     ]
 

@@ -361,7 +361,7 @@ def test_cli_runs_secagg_and_matches_plaintext_exactly(capsys):
 
 def test_cli_runs_secagg_plus_with_dropouts(capsys):
     summary = _run_json(capsys, "--protocol", "secagg+", "--neighbors", "3", "--clients", "6", "--rounds", "2",
-                        "--dropout", "0.3", "--seed", "2")
+                        "--dropout", "0.3", "--seed", "6")
     assert summary["protocol"] == "secagg+" and "3 neighbours" in summary["description"]
     assert summary["dropped"] > 0
     assert summary["server_saw_individual_updates"] is False

@@ -15,6 +15,11 @@ key in process; over Flower each client node makes its own and publishes the
 verification key at discovery (``Protocol.registers_client_keys``), and every
 party passes the list the server relays to ``run_parameters``.
 
+BFV is bound as Paillier is: its key holder (the ``decryptor`` party)
+makes its key pair on its own node and publishes the public context
+(parameters and public key, no secret key); the server and the clients
+load it only after checking it carries exactly their configured parameters.
+
 Protocols with no dealt material (plaintext, secret sharing, SecAgg in
 semi-honest mode) publish nothing and bind to themselves.
 """
@@ -31,6 +36,7 @@ from typing import Any, TypeGuard
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import Protocol
+from securefl.protocols.lattice import BFV, BFVParameters, LatticeKeyHolder  # TenSEAL is imported on first use
 
 __all__ = [
     "publish",
@@ -70,8 +76,8 @@ def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = F
     signed keys, the consistency check, a threshold above 2m/3) runs in it by
     default, on the nodes and on the server alike. ``semi_honest_server=True``
     runs the protocol exactly as given: it then assumes the server follows it.
-    Paillier has no such mode (its decryptor cannot tell the server's
-    ciphertexts from the clients'): it needs ``semi_honest_server=True``.
+    Paillier and BFV have no such mode (their decryptor cannot tell the
+    server's ciphertexts from the clients'): they need ``semi_honest_server=True``.
     """
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
@@ -82,6 +88,12 @@ def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = F
             "Paillier's decryptor decrypts whatever product of ciphertexts the server hands it, and the server can "
             "encrypt under the public key too: it can pass one client's ciphertext off as a sum of two. Over Flower "
             "Paillier runs only against a semi-honest server: pass semi_honest_server=True on both sides"
+        )
+    if isinstance(protocol, BFV):
+        raise ConfigurationError(
+            "BFV's key holder decrypts whatever sum of ciphertexts the server hands it, and the server can encrypt "
+            "under the public key too: it can pass one client's ciphertext off as a sum of two. Over Flower BFV "
+            "runs only against a semi-honest server: pass semi_honest_server=True on both sides"
         )
     if getattr(protocol, "malicious_server", True) is False:
         try:
@@ -113,7 +125,23 @@ def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> t
         bound = dataclasses.replace(protocol, key_holder=holder)
         n = holder.public_key.n
         return bound, n.to_bytes((n.bit_length() + 7) // 8, "big")
+    if isinstance(protocol, BFV) and party == DECRYPTOR:
+        lattice = protocol.key_holder
+        if lattice is None:
+            parameters = protocol.parameters
+            lattice = _stored_lattice_holder(key_dir, parameters) if key_dir else LatticeKeyHolder.generate(parameters)
+        return dataclasses.replace(protocol, key_holder=lattice), lattice.public_context_bytes
     return protocol, b""
+
+
+def _stored_lattice_holder(key_dir: Path, parameters: BFVParameters) -> LatticeKeyHolder:
+    """BFV's key pair kept in ``key_dir/bfv-<N>-<t>.key`` (SEAL's serialization of the secret context)."""
+    path = Path(key_dir) / f"bfv-{parameters.poly_modulus_degree}-{parameters.plain_modulus}.key"
+    if path.exists():
+        return LatticeKeyHolder.from_secret_bytes(path.read_bytes(), parameters)
+    holder = LatticeKeyHolder.generate(parameters)
+    write_secret(path, holder.secret_bytes())  # the holder's own key pair, written once to its owner's disk
+    return holder
 
 
 def _stored_key_holder(key_dir: Path, key_bits: int) -> KeyHolder:
@@ -140,8 +168,15 @@ def bind(protocol: Protocol, parameters: Mapping[str, bytes]) -> Protocol:
 
     Paillier: a key holder with the decryptor's public key only (its
     ``decrypt`` refuses), and no obfuscator precomputation in ``setup``, which
-    would otherwise make every client's pool on every node.
+    would otherwise make every client's pool on every node. BFV: a key holder
+    around the published public context, checked against this party's own
+    parameters (``InvalidMessage`` for any other, or one carrying a secret key).
     """
+    if isinstance(protocol, BFV):
+        context = parameters.get(DECRYPTOR)
+        if not context:
+            raise InvalidMessage("the decryptor published no BFV public context")
+        return dataclasses.replace(protocol, key_holder=LatticeKeyHolder.public_only(context, protocol.parameters))
     if not _is_paillier(protocol):
         return protocol
     published = parameters.get(DECRYPTOR)
@@ -164,7 +199,7 @@ def protocol_from_config(config: Mapping[str, Any], *, prefix: str = "") -> Prot
     """Build a protocol from a Flower run config (kebab-case keys, as in ``pyproject.toml``).
 
     ``protocol`` names it as on the securefl command line (``plaintext``,
-    ``secret-sharing``, ``secagg``, ``secagg+``, ``paillier``); ``clip``,
+    ``secret-sharing``, ``secagg``, ``secagg+``, ``paillier``, ``bfv``); ``clip``,
     ``value-bits``, ``ring-bits``, ``max-clients``, ``max-weight`` make its
     ``Encoding``; every other key under ``prefix`` that names a field of the
     protocol (``aggregators``, ``neighbors``, ``threshold``, ``key-bits``,

@@ -74,6 +74,7 @@ from securefl.integrations.flower.binding import (
 )
 from securefl.integrations.flower.ledger import Ledger
 from securefl.protocols.base import ClientEngine, Protocol, RespondingEngine, RunParameters
+from securefl.protocols.lattice import BFV, LatticeKeyHolder
 from securefl.protocols.paillier import KeyHolder, Paillier
 from securefl.protocols.state import StateDict, StateReader, check_plain
 from securefl.protocols.wire import SERVER, SESSION_BYTES, client_id, client_index, decode_message
@@ -104,7 +105,7 @@ NODE_CONFIG_PREFIX = "securefl-"  # node-config keys of the node's own protocol:
 STATE_KEY = "securefl.state"  # ConfigRecord: the node's own fields
 ENGINE_KEY = "securefl.engine"  # ConfigRecord: the engine's scalars and lists
 ENGINE_ARRAYS_KEY = "securefl.engine-arrays"  # ArrayRecord: the engine's vectors
-KEY_HOLDER_KEY = "securefl.key-holder"  # ConfigRecord: a decryptor's Paillier key pair and its decryptions
+KEY_HOLDER_KEY = "securefl.key-holder"  # ConfigRecord: a decryptor's Paillier/BFV key pair and its decryptions
 NODE_STATE_FORMAT = "securefl/node-state/v2"
 ERROR_CODE = 4701  # a Flower error code of our own: "securefl refused this message"
 
@@ -156,7 +157,7 @@ class _NodeState:
     role: str
     transport: KeyPair | None = None  # a helper's X25519 transport key
     signing: SigningKey | None = None  # a client's own Ed25519 key (its envelopes; SecAgg's malicious-server mode)
-    key_holder: KeyHolder | None = None  # a decryptor's key pair, whose public key it published
+    key_holder: KeyHolder | LatticeKeyHolder | None = None  # a decryptor's key pair, whose public key it published
     parameters: bytes = b""
     session: bytes | None = None
     party: str | None = None
@@ -336,7 +337,9 @@ class SecureFLNode:
         reader.require(len(helpers) == len(keys), "has lists of unequal length")
         state.helper_keys = dict(zip(helpers, keys))
         if KEY_HOLDER_KEY in records:
-            state.key_holder = KeyHolder.from_state_dict(dict(records[KEY_HOLDER_KEY]))
+            stored = dict(records[KEY_HOLDER_KEY])
+            holder_class = LatticeKeyHolder if stored.get("scheme") == "bfv" else KeyHolder
+            state.key_holder = holder_class.from_state_dict(stored)
         if has_engine:
             engine: dict[str, object] = dict(records.get(ENGINE_KEY, {}))
             arrays = context.state.array_records.get(ENGINE_ARRAYS_KEY, ArrayRecord())
@@ -410,7 +413,7 @@ class SecureFLNode:
             key_dir = _key_dir(context)
             state.transport = _node_key(KeyPair, key_dir, "transport.key")
             published, state.parameters = publish(protocol, role, key_dir=key_dir)
-            state.key_holder = published.key_holder if isinstance(published, Paillier) else None
+            state.key_holder = published.key_holder if isinstance(published, (Paillier, BFV)) else None
             fingerprint = wire.helper_fingerprint(role, state.transport.public_bytes, state.parameters)
             _log("securefl: this SuperNode is %s; fingerprint %s (clients pin it)", role, fingerprint)
         self._save(context, state)
@@ -546,9 +549,11 @@ class SecureFLNode:
                 raise InvalidMessage(f"helper {state.role!r} was asked to run before the server discovered it")
             protocol = self.protocol_for(context)
             if state.key_holder is not None:
-                if not isinstance(protocol, Paillier):
-                    raise InvalidMessage(f"this node published a Paillier key; it is configured for {protocol.name}")
-                protocol = dataclasses.replace(protocol, key_holder=state.key_holder)
+                scheme = Paillier if isinstance(state.key_holder, KeyHolder) else BFV
+                if not isinstance(protocol, scheme):
+                    raise InvalidMessage(f"this node published a {scheme.__name__} key; it is configured for "
+                                         f"{protocol.name}")
+                protocol = dataclasses.replace(protocol, key_holder=state.key_holder)  # type: ignore[arg-type]
         if control.get("protocol") != protocol.name:
             raise ConfigurationError(
                 f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"

@@ -29,6 +29,7 @@ from securefl.protocols.base import (
     in_ring,
     received,
 )
+from securefl.protocols.keyholder import INCONSISTENT_AGGREGATE, admit_aggregate, claim_decryption
 from securefl.protocols.paillier.keys import KeyHolder, ciphertext_bytes, ciphertexts_from_bytes, ciphertexts_to_bytes
 from securefl.protocols.paillier.messages import (
     DECRYPT,
@@ -47,7 +48,7 @@ from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["PaillierRun"]
 
-_INCONSISTENT = "the aggregate does not decrypt to a sum of {count} packed inputs; nothing is released"
+_INCONSISTENT = INCONSISTENT_AGGREGATE.format(count="{count}", what="packed inputs")
 
 
 @dataclass(frozen=True)
@@ -295,27 +296,11 @@ class _Decryptor(RespondingEngine):
             raise InvalidMessage(f"decryption request is under another key (key id {message.key_id.hex()})")
         if message.length != run.length:
             raise InvalidMessage(f"decryption request is for {message.length} coordinates; expected {run.length}")
-        included = message.included
-        count = len(included)
-        if len(set(included)) != count:
-            raise ProtocolViolation("decryption request lists a client twice")
-        if any(not 0 <= i < run.clients for i in included):
-            raise ProtocolViolation(f"decryption request names clients outside [0, {run.clients})")
-        if count < run.min_clients:
-            raise ProtocolViolation(
-                f"refusing to decrypt an aggregate of {count} client(s); min_clients={run.min_clients}"
-            )
-        if count > run.max_clients:
-            raise ProtocolViolation(
-                f"refusing to decrypt an aggregate of {count} clients; the slots hold sums of at most "
-                f"max_clients={run.max_clients}"
-            )
+        count = admit_aggregate(included=message.included, clients=run.clients, min_clients=run.min_clients,
+                                max_clients=run.max_clients, capacity="the slots")
         values = ciphertexts_from_bytes(message.ciphertexts, run.public_key, count=run.ciphertexts,
                                         what="decryption request")
-        # One decryption per (session, round), claimed before decrypting: a request that fails
-        # a check below still uses it up, so the server gets no retries to probe with.
-        if not self._keys.claim(run.session, run.round):
-            raise ProtocolViolation("already decrypted an aggregate for this session and round")
+        claim_decryption(self._keys, run.session, run.round)
         plaintexts = self._keys.decrypt_raw(values, workers=run.workers)
         sums = run.layout.decode(plaintexts, length=run.length + 1, terms=count)
         if sums is None or int(sums[-1]) != count:

@@ -30,6 +30,7 @@ import phe
 from securefl import validation
 from securefl.crypto.keys import context
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
+from securefl.protocols.keyholder import DecryptionRecord
 from securefl.protocols.paillier.parallel import Mpz, powmod_many
 from securefl.protocols.state import StateDict, StateReader
 from securefl.protocols.wire import SESSION_BYTES
@@ -144,7 +145,7 @@ class KeyHolder:
         self._public_key = public_key
         self._private_key = private_key
         self._key_id = key_id(public_key)
-        self._decrypted: set[tuple[bytes, int]] = set()
+        self._decrypted = DecryptionRecord()
 
     @classmethod
     def generate(cls, key_bits: int = 2048) -> KeyHolder:
@@ -162,7 +163,7 @@ class KeyHolder:
         holder._public_key = public_key
         holder._private_key = None
         holder._key_id = key_id(public_key)
-        holder._decrypted = set()
+        holder._decrypted = DecryptionRecord()
         return holder
 
     @classmethod
@@ -212,7 +213,7 @@ class KeyHolder:
             "n": _int_bytes(n),
             "p": _int_bytes(p),
             "q": _int_bytes(q),
-            "decrypted": sorted(session + round.to_bytes(8, "big") for session, round in self._decrypted),
+            "decrypted": self._decrypted.tokens(),
         }
 
     @classmethod
@@ -226,16 +227,12 @@ class KeyHolder:
             holder = cls.from_factors(n, p, q)
         except (ConfigurationError, ValueError) as error:
             reader.fail(f"holds no valid key pair: {error}")
-        holder._decrypted = {(token[:-8], int.from_bytes(token[-8:], "big")) for token in tokens}
+        holder._decrypted = DecryptionRecord.from_tokens(tokens)
         return holder
 
     def claim(self, session: bytes, round: int) -> bool:
-        """Record one decryption for (session, round); False if one was already made."""
-        token = (bytes(session), int(round))
-        if token in self._decrypted:
-            return False
-        self._decrypted.add(token)
-        return True
+        """Record one decryption for (session, round); False if one was already made (``keyholder``'s rule)."""
+        return self._decrypted.claim(session, round)
 
     def decrypt_raw(self, ciphertexts: Sequence[object], *, workers: int | None = None) -> list[int]:
         """Plaintexts in [0, n) of raw ciphertexts (ints in [1, n^2)), by CRT; batched over threads."""

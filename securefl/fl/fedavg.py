@@ -345,7 +345,7 @@ class InProcessClients:
         }
         if aborted:
             parts["aborted"] = aborted
-        if metrics.get("dp_design_seconds"):
+        if fedavg.dp is not None and metrics.get("dp_design_seconds"):
             parts["accounting"] = float(metrics["dp_design_seconds"])
         return ClientsOutcome(
             aggregate=aggregate,

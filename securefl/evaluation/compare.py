@@ -383,7 +383,8 @@ def _run_seed(contender: Contender, federation: Federation, seed: int, *, epsilo
         for part, spent in record.seconds_by_part.items():
             parts[part] += spent
     parts["evaluation"] += history.initial_evaluation_seconds
-    parts["accounting"] += time.perf_counter() - accounted
+    if contender.dp != "none":
+        parts["accounting"] += time.perf_counter() - accounted
     parts.update(build=built + history.start_seconds, probe=probed)
     run = SeedRun(seed=seed, history=history, probe=probe, epsilon=released_epsilon,
                   server_epsilon=figures.get("server_epsilon"), noise_multiplier=figures.get("noise_multiplier"),

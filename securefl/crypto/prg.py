@@ -93,7 +93,12 @@ def expand(seed: bytes, label: bytes, length: int, ring_bits: int) -> np.ndarray
     return reduce(vector, ring_bits)
 
 
+_UNIT_SIGNS = frozenset({1, -1})
+
+
 def _signs(signs: int | Sequence[int], count: int) -> list[int]:
+    if type(signs) is list and len(signs) == count and set(map(type, signs)) <= {int} and set(signs) <= _UNIT_SIGNS:
+        return signs  # the common case: a list of plain +1 / -1 (a bool is not an int here)
     listed: list[int | np.integer[Any]]
     if isinstance(signs, (int, np.integer)):  # one sign for every stream (a bool is refused below)
         listed = [signs] * count

@@ -31,6 +31,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import gmpy2
 from gmpy2 import mpz
@@ -48,6 +49,7 @@ __all__ = [
     "Share",
     "split",
     "split_many",
+    "split_many_encoded",
     "reconstruct",
     "reconstruct_many",
     "split_elements",
@@ -66,6 +68,8 @@ MAX_SECRET_BYTES = 65535
 MAX_SHARES = 65535
 _HEADER_BYTES = 4  # 2-byte x, 2-byte secret length
 _EXTRA_SAMPLE_BYTES = 32  # reduce a value 256 bits wider than p: statistical distance < 2^-256
+_ONE_CHUNK_SHARE_BYTES = _HEADER_BYTES + ELEMENT_BYTES  # the encoding of a share of a 32-byte secret
+_ONE_CHUNK_LENGTH = CHUNK_BYTES.to_bytes(2, "big")
 
 
 def _element_count(secret_length: int) -> int:
@@ -120,11 +124,19 @@ class Share:
     def to_bytes(self) -> bytes:
         """Canonical fixed-width encoding (see the class docstring)."""
         header = self.x.to_bytes(2, "big") + self.secret_length.to_bytes(2, "big")
-        return header + b"".join([int(value).to_bytes(ELEMENT_BYTES, "big") for value in self.values])
+        values = self.values
+        if len(values) == 1:  # a secret of one chunk (a 32-byte key or seed): no join
+            return header + int(values[0]).to_bytes(ELEMENT_BYTES, "big")
+        return header + b"".join([int(value).to_bytes(ELEMENT_BYTES, "big") for value in values])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Share:
         """Parse and validate a share; any malformed field raises ``InvalidMessage``."""
+        if type(data) is bytes and len(data) == _ONE_CHUNK_SHARE_BYTES:  # a share of a 32-byte secret (a key)
+            x = int.from_bytes(data[0:2], "big")
+            value = int.from_bytes(data[_HEADER_BYTES:], "big")
+            if x and data[2:4] == _ONE_CHUNK_LENGTH and value < PRIME:
+                return _trusted_share(x, CHUNK_BYTES, (value,))
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidMessage(f"share must be bytes; found {type(data).__name__}")
         data = bytes(data)
@@ -407,7 +419,8 @@ def _share_secrets(
     threshold: int,
     shares: int,
     higher_coefficients: Sequence[Sequence[int]] | None = None,
-) -> list[list[Share]]:
+    encoded: bool = False,
+) -> list[list[Any]]:
     """Shares of every secret; ``higher_coefficients`` (one list of t-1 per chunk, all
     secrets' chunks in order) is for known-answer vectors only -- None means the OS CSPRNG."""
     threshold, shares = _check_parameters(threshold, shares, PRIME)
@@ -431,6 +444,21 @@ def _share_secrets(
     else:
         higher_coefficients = [[int(c) for c in coefficients] for coefficients in higher_coefficients]
     rows = _split_elements_with(elements, higher_coefficients, shares, PRIME)
+    if encoded:
+        encodings = []
+        start = 0
+        for secret in secrets:
+            stop = start + _element_count(len(secret))
+            length = len(secret).to_bytes(2, "big")
+            if stop == start + 1:  # one chunk: header || f(x)
+                encodings.append([x.to_bytes(2, "big") + length + row[start].to_bytes(ELEMENT_BYTES, "big")
+                                  for x, row in enumerate(rows, 1)])
+            else:
+                encodings.append([x.to_bytes(2, "big") + length
+                                  + b"".join([value.to_bytes(ELEMENT_BYTES, "big") for value in row[start:stop]])
+                                  for x, row in enumerate(rows, 1)])
+            start = stop
+        return encodings
     result = []
     start = 0
     for secret in secrets:
@@ -456,6 +484,13 @@ def split_many(secrets: Sequence[bytes], *, threshold: int, shares: int) -> list
     if isinstance(secrets, (bytes, bytearray)):
         raise ConfigurationError("split_many takes a sequence of secrets, not one bytes object")
     return _share_secrets(list(secrets), threshold=threshold, shares=shares)
+
+
+def split_many_encoded(secrets: Sequence[bytes], *, threshold: int, shares: int) -> list[list[bytes]]:
+    """``split_many`` with every share as its ``Share.to_bytes`` encoding (no Share objects are built)."""
+    if isinstance(secrets, (bytes, bytearray)):
+        raise ConfigurationError("split_many_encoded takes a sequence of secrets, not one bytes object")
+    return _share_secrets(list(secrets), threshold=threshold, shares=shares, encoded=True)
 
 
 def _select(shares: Sequence[Share], threshold: int) -> list[Share]:

@@ -388,28 +388,32 @@ class RespondingEngine(Engine):
         self._answered: set[str] = set()
 
     def handle(self, message: Message) -> list[Message]:
-        self._require_active()
+        if self._state is not EngineState.ACTIVE:
+            self._require_active()
         self._check_header(message)
-        kind = type(message).__name__
         index = self._step_of.get(type(message))
         if index is None:
-            raise UnexpectedMessage(f"{self.party} accepts no {kind}")
+            raise UnexpectedMessage(f"{self.party} accepts no {type(message).__name__}")
         step = self._machine_steps[index]
-        if index < self._position or (index == self._position and step.once):
-            raise UnexpectedMessage(
-                f"{kind} belongs to phase {step.phase!r}, which {self.party} has already answered (replay or repeat)"
-            )
-        skipped = [s.phase for s in self._machine_steps[self._position + 1 : index] if s.required]
-        if skipped:
-            raise UnexpectedMessage(f"{kind} is out of order: {self.party} expects phase {skipped[0]!r} first")
+        position = self._position
+        if index < position or (index == position and step.once):
+            raise UnexpectedMessage(f"{type(message).__name__} belongs to phase {step.phase!r}, which {self.party} "
+                                    f"has already answered (replay or repeat)")
+        if index > position + 1:
+            skipped = [s.phase for s in self._machine_steps[position + 1 : index] if s.required]
+            if skipped:
+                raise UnexpectedMessage(f"{type(message).__name__} is out of order: {self.party} expects phase "
+                                        f"{skipped[0]!r} first")
+        sender = message.sender
         if message.phase != step.phase:
-            raise UnexpectedMessage(f"{kind} is labelled phase {message.phase!r}; it belongs to {step.phase!r}")
-        if step.senders is None or message.sender not in step.senders:
-            raise UnexpectedSender(f"{kind} from {message.sender!r}: it may not send it to {self.party}")
-        if index == self._position and message.sender in self._answered:
-            raise UnexpectedMessage(f"duplicate {kind} from {message.sender} in phase {step.phase!r}")
-        before = self._position, self._answered
-        if index != self._position:
+            raise UnexpectedMessage(f"{type(message).__name__} is labelled phase {message.phase!r}; "
+                                    f"it belongs to {step.phase!r}")
+        if step.senders is None or sender not in step.senders:
+            raise UnexpectedSender(f"{type(message).__name__} from {sender!r}: it may not send it to {self.party}")
+        if index == position and sender in self._answered:
+            raise UnexpectedMessage(f"duplicate {type(message).__name__} from {sender} in phase {step.phase!r}")
+        before = position, self._answered
+        if index != position:
             self._position, self._answered = index, set()
         try:
             replies = self._run_handler(step, message, abort_on_invalid=step.once)
@@ -583,22 +587,25 @@ class ServerEngine(Engine):
         return requests
 
     def handle(self, message: Message) -> list[Message]:
-        self._require_active()
+        if self._state is not EngineState.ACTIVE:
+            self._require_active()
         self._check_header(message)
-        kind = type(message).__name__
+        sender = message.sender
         if not self._open:
-            raise UnexpectedMessage(f"{kind} from {message.sender!r} arrived while no phase is open")
+            raise UnexpectedMessage(f"{type(message).__name__} from {sender!r} arrived while no phase is open")
         step = self._machine_steps[self._position]
         if type(message) not in step.accepts:
-            raise UnexpectedMessage(f"{kind} is not a reply of phase {step.phase!r}")
+            raise UnexpectedMessage(f"{type(message).__name__} is not a reply of phase {step.phase!r}")
         if message.phase != step.phase:
-            raise UnexpectedMessage(f"{kind} is labelled phase {message.phase!r}; the open phase is {step.phase!r}")
-        if message.sender not in self._asked:
-            raise UnexpectedSender(f"{kind} from {message.sender!r}, which was not asked in phase {step.phase!r}")
-        if message.sender in self._answered:
-            raise UnexpectedMessage(f"duplicate {kind} from {message.sender} in phase {step.phase!r}")
+            raise UnexpectedMessage(f"{type(message).__name__} is labelled phase {message.phase!r}; "
+                                    f"the open phase is {step.phase!r}")
+        if sender not in self._asked:
+            raise UnexpectedSender(f"{type(message).__name__} from {sender!r}, which was not asked in phase "
+                                   f"{step.phase!r}")
+        if sender in self._answered:
+            raise UnexpectedMessage(f"duplicate {type(message).__name__} from {sender} in phase {step.phase!r}")
         replies = self._run_handler(step, message, abort_on_invalid=False)
-        self._answered.add(message.sender)
+        self._answered.add(sender)
         return replies
 
     def end_phase(self, phase: str) -> None:

@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import operator
 import struct
+import threading
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,8 @@ def _repacked(placeholder: Any) -> msgpack.ExtType:
 class _VectorReader:
     """Hands out the vector payloads that follow a message header, in order."""
 
+    __slots__ = ("total", "sizes", "frames", "body")
+
     def __init__(self) -> None:
         self.total = 0
         self.sizes: list[int] = []
@@ -217,11 +220,11 @@ class _Codec(NamedTuple):
     immutable: bool  # a value cannot change after construction (scalars and byte strings)
     size: Size | None = None  # the lengths of a sized byte string
     record: type | None = None  # the class of a record
+    scalar: type | None = None  # the exact type of a scalar that travels as it is (int, bool, bytes, str)
 
 
 _CODECS: dict[Any, _Codec] = {}
 _PLANS: dict[type, list[tuple[str, str, _Codec]]] = {}
-_VALIDATORS: dict[type, list[tuple[str, str, _Validate]]] = {}
 
 
 def _describe(value: Any) -> str:
@@ -246,17 +249,73 @@ def _plan_of(cls: type) -> list[tuple[str, str, _Codec]]:
     return plan
 
 
-def _validators_of(cls: type) -> list[tuple[str, str, _Validate]]:
-    validators = _VALIDATORS.get(cls)
-    if validators is None:
-        validators = [(name, path, codec.validate) for name, path, codec in _plan_of(cls) if codec.validate]
-        _VALIDATORS[cls] = validators
-    return validators
-
-
 def _validate_fields(instance: Any) -> None:
-    for name, path, validate in _validators_of(type(instance)):
-        validate(getattr(instance, name), path)
+    """The construction checks of a message or record: every size inline, then the other validators."""
+    cls = type(instance)
+    layout = _LAYOUTS.get(cls) or _layout_of(cls)
+    if layout.checked_on_build:
+        values = layout.getter(instance)
+        for index, lengths, path in layout.sized:
+            value = values[index]
+            if type(value) is not bytes or len(value) not in lengths:
+                raise InvalidMessage(f"{path} must be {layout.sizes[index]}; found {_describe(value)}")
+        for index, path, validate in layout.validators:
+            validate(values[index], path)
+
+
+class _Layout(NamedTuple):
+    """The compiled plan of one message or record class, for its per-message paths.
+
+    ``getter(instance)`` gives every field value in declaration order;
+    ``sized`` lists (index, lengths, path) of the sized byte strings and
+    ``scalars`` (index, type, path) of the exact-type scalars, both tested
+    inline; ``encoders`` / ``checkers`` (index, function, path) are the fields
+    that need a codec call on the way out / in; ``validators`` the
+    construction checks other than sizes.
+    """
+
+    names: tuple[str, ...]
+    getter: Callable[[Any], tuple[Any, ...]]
+    sized: tuple[tuple[int, frozenset[int], str], ...]
+    sizes: tuple[Size | None, ...]
+    scalars: tuple[tuple[int, type, str], ...]
+    encoders: tuple[tuple[int, _Encode, str], ...]
+    checkers: tuple[tuple[int, _Check, str], ...]
+    validators: tuple[tuple[int, str, _Validate], ...]
+    checked_on_build: bool
+    ring_bits: int | None  # the index of a ``ring_bits`` field
+
+
+_LAYOUTS: dict[type, _Layout] = {}
+
+
+def _layout_of(cls: type) -> _Layout:
+    """The :class:`_Layout` of a message or record class, compiled once from its plan."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        plan = _plan_of(cls)
+        names = tuple(name for name, _, _ in plan)
+        getter: Callable[[Any], tuple[Any, ...]] = (
+            operator.attrgetter(*names) if len(names) > 1 else lambda instance: (getattr(instance, names[0]),)
+        )
+        scalars, sized, encoders, checkers, validators = [], [], [], [], []
+        for index, (_, path, codec) in enumerate(plan):
+            if codec.size is not None:
+                sized.append((index, codec.size.lengths, path))
+                continue
+            if codec.scalar is not None:
+                scalars.append((index, codec.scalar, path))
+            else:
+                encoders.append((index, codec.encode, path))
+                checkers.append((index, codec.check, path))
+            if codec.validate is not None:
+                validators.append((index, path, codec.validate))
+        layout = _LAYOUTS[cls] = _Layout(
+            names, getter, tuple(sized), tuple(codec.size for _, _, codec in plan), tuple(scalars),
+            tuple(encoders), tuple(checkers), tuple(validators), bool(sized or validators),
+            names.index("ring_bits") if "ring_bits" in names else None,
+        )
+    return layout
 
 
 def _assemble(cls: type, values: dict[str, Any]) -> Any:
@@ -331,7 +390,7 @@ def _scalar_codec(expected: type) -> _Codec:
                 check(v, path, context)
         return values
 
-    return _Codec(encode, check, encode_many, check_many, None, False, True)
+    return _Codec(encode, check, encode_many, check_many, None, False, True, scalar=expected)
 
 
 def _encode_float(value: Any, ring_bits: int | None, payloads: _Payloads, path: str) -> Any:
@@ -407,14 +466,23 @@ def _dict_codec(key_type: type, item: _Codec) -> _Codec:
     only_key = {key_type}
 
     def encode(value: Any, ring_bits: int | None, payloads: _Payloads, path: str) -> Any:
-        if not set(map(type, value)) <= only_key:
+        if type(value) is dict and not value:
+            return value
+        keys = list(value)
+        if not set(map(type, keys)) <= only_key:
             raise InvalidMessage(f"{path}: map keys must all be {key_name}")
-        keys = sorted(value)
-        return dict(zip(keys, encode_items([value[k] for k in keys], ring_bits, payloads, path), strict=True))
+        ordered = sorted(keys)
+        if ordered == keys and type(value) is dict:  # already in canonical order (the usual case)
+            items = list(value.values())
+            encoded = encode_items(items, ring_bits, payloads, path)
+            return value if encoded is items else dict(zip(keys, encoded, strict=True))
+        return dict(zip(ordered, encode_items([value[k] for k in ordered], ring_bits, payloads, path), strict=True))
 
     def check(value: Any, path: str, context: _DecodeContext) -> Any:
         if type(value) is not dict:
             raise InvalidMessage(f"{path}: expected a map; found {_describe(value)}")
+        if not value:
+            return value
         keys = list(value)
         if not set(map(type, keys)) <= only_key:
             raise InvalidMessage(f"{path}: expected {key_name} keys")
@@ -456,7 +524,7 @@ def _record_codec(cls: type[Record]) -> _Codec:
     def encode(value: Any, ring_bits: int | None, payloads: _Payloads, path: str) -> Any:
         validate(value, path)
         if immutable:  # checked when it was built, and it cannot change since
-            return list(getter(value))
+            return getter(value)  # a tuple: msgpack writes it as the array a list makes
         return [codec.encode(getattr(value, name), ring_bits, payloads, field) for name, field, codec in plan]
 
     def check(value: Any, path: str, context: _DecodeContext) -> Any:
@@ -467,7 +535,7 @@ def _record_codec(cls: type[Record]) -> _Codec:
 
     def encode_many(values: list[Any], ring_bits: int | None, payloads: _Payloads, path: str) -> list[Any]:
         if immutable and set(map(type, values)) <= only_record:
-            return list(map(list, map(getter, values)))
+            return list(map(getter, values))  # tuples: msgpack writes them as the arrays lists make
         return [encode(v, ring_bits, payloads, path) for v in values]
 
     def check_many(values: list[Any], path: str, context: _DecodeContext) -> list[Any]:
@@ -627,13 +695,33 @@ class Message:
 def _encode_header(message: Message, payloads: _Payloads) -> bytes:
     """The msgpack header of ``message``; its vectors' packed bytes go to ``payloads``."""
     cls = type(message)
-    ring_bits = getattr(message, "ring_bits", None)
-    values = [codec.encode(getattr(message, name), ring_bits, payloads, path) for name, path, codec in _plan_of(cls)]
+    layout = _LAYOUTS.get(cls) or _layout_of(cls)
+    values: Any = layout.getter(message)  # a tuple: msgpack writes it as the array a list makes
+    for index, lengths, path in layout.sized:  # checked when it was built; a frozen message keeps them
+        value = values[index]
+        if type(value) is not bytes or len(value) not in lengths:
+            raise InvalidMessage(f"{path} must be {layout.sizes[index]}; found {_describe(value)}")
+    if layout.encoders:
+        values = list(values)
+        ring_bits = values[layout.ring_bits] if layout.ring_bits is not None else None
+        for index, encode, path in layout.encoders:
+            values[index] = encode(values[index], ring_bits, payloads, path)
     try:
-        header: bytes = msgpack.packb([cls.KIND, values], use_bin_type=True)
+        header: bytes = _PACKERS.plain.pack((cls.KIND, values))
     except (TypeError, ValueError, OverflowError) as error:
         raise InvalidMessage(f"{cls.KIND} cannot be encoded: {error}") from None
     return header
+
+
+class _Packers(threading.local):
+    """This thread's msgpack packers, reused from message to message (a packer is not shared between threads)."""
+
+    def __init__(self) -> None:
+        self.plain = msgpack.Packer(use_bin_type=True)
+        self.repacking = msgpack.Packer(use_bin_type=True, default=_repacked)
+
+
+_PACKERS = _Packers()
 
 
 def _unpack_prefix(data: bytes) -> tuple[Any, int, _VectorReader]:
@@ -691,11 +779,15 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise InvalidMessage(f"undecodable message: {type(exc).__name__}") from None
     if frames is not None:
-        sizes = [frame.nbytes for frame in frames]
-        if sizes != reader.sizes:
-            raise InvalidMessage(f"message frames of {sizes} bytes do not match its header's vectors {reader.sizes}")
-        starts = [sum(reader.sizes[:i]) for i in range(len(reader.sizes))]
-        reader.frames = dict(zip(starts, frames, strict=True))
+        if frames or reader.sizes:
+            sizes = [frame.nbytes for frame in frames]
+            if sizes != reader.sizes:
+                raise InvalidMessage(f"message frames of {sizes} bytes do not match its header's vectors "
+                                     f"{reader.sizes}")
+            starts = [sum(reader.sizes[:i]) for i in range(len(reader.sizes))]
+            reader.frames = dict(zip(starts, frames, strict=True))
+        else:
+            reader.frames = {}
         header = data
     elif header_length + reader.total != len(data):
         raise InvalidMessage(
@@ -711,12 +803,22 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise InvalidMessage(f"unknown message kind {kind!r}")
-    plan = _plan_of(cls)
-    if len(values) != len(plan):
-        raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(plan)}")
+    layout = _LAYOUTS.get(cls) or _layout_of(cls)
+    if len(values) != len(layout.names):
+        raise InvalidMessage(f"{kind} has {len(values)} fields; expected {len(layout.names)}")
+    for index, expected, path in layout.scalars:  # exact: a bool is not an int here
+        value = values[index]
+        if type(value) is not expected:
+            raise InvalidMessage(f"{path}: expected {expected.__name__}; found {_describe(value)}")
+    for index, lengths, path in layout.sized:
+        value = values[index]
+        if type(value) is not bytes or len(value) not in lengths:
+            raise InvalidMessage(f"{path} must be {layout.sizes[index]}; found {_describe(value)}")
     context = _DecodeContext(reader)
-    typed = {name: codec.check(value, path, context) for (name, path, codec), value in zip(plan, values, strict=True)}
-    declared = typed.get("ring_bits")
+    typed = list(values)  # ``decoded`` stays as it was read, for the canonical re-pack below
+    for index, check, path in layout.checkers:
+        typed[index] = check(values[index], path, context)
+    declared = typed[layout.ring_bits] if layout.ring_bits is not None else None
     if declared is not None and context.bits_seen - {declared}:
         raise InvalidMessage(
             f"{kind} declares ring_bits={declared} but carries vectors of {sorted(context.bits_seen)} bits"
@@ -726,10 +828,11 @@ def decode_message(data: bytes | Sequence[bytes | memoryview]) -> Message:
     # The checks above accept exactly the values the encoder writes, so the header is canonical
     # if and only if packing the decoded header again gives back its bytes.
     try:
-        canonical = msgpack.packb(decoded, use_bin_type=True, default=_repacked)
+        canonical = _PACKERS.repacking.pack(decoded)
     except (TypeError, ValueError, OverflowError):  # pragma: no cover - whatever unpacks packs again
         canonical = None
     if canonical != header:
         raise InvalidMessage(f"{kind} is not in canonical form: its header re-packs to other bytes")
-    message: Message = _assemble(cls, typed)
+    message: Message = object.__new__(cls)
+    message.__dict__.update(zip(layout.names, typed))
     return message

@@ -49,7 +49,8 @@ from securefl.protocols.secagg.labels import (
     coin_list_digest,
     consistency_statement,
     self_mask_commitment,
-    shares_associated_data,
+    shares_associated_data_from,
+    shares_associated_data_to,
 )
 from securefl.protocols.secagg.masking import mask_input
 from securefl.protocols.secagg.messages import (
@@ -90,12 +91,25 @@ def _share_header(x: int) -> bytes:
     return x.to_bytes(2, "big") + SECRET_BYTES.to_bytes(2, "big")
 
 
+_PRIME_BYTES = shamir.PRIME.to_bytes(shamir.ELEMENT_BYTES, "big")
+"""The field prime as a share value's bytes: for values of that width, byte order is numeric order."""
+
+
 def check_share(share: bytes, *, x: int, what: str) -> None:
     """A share must be ``SHARE_BYTES`` long, at point ``x``, of a 32-byte secret, its value below the
     field prime (``InvalidMessage``): what ``Share.from_bytes`` would refuse is refused on arrival."""
-    if (len(share) != SHARE_BYTES or share[:4] != _share_header(x)
-            or int.from_bytes(share[4:], "big") >= shamir.PRIME):
+    if len(share) != SHARE_BYTES or share[:4] != _share_header(x) or share[4:] >= _PRIME_BYTES:
         raise InvalidMessage(f"{what} is not a {SHARE_BYTES}-byte share of a {SECRET_BYTES}-byte secret at x={x}")
+
+
+def _check_share_pair(plaintext: bytes, *, x: int, sender: int) -> None:
+    """``check_share`` of both shares a neighbour sealed (mask-key share, then self-mask share), in one test."""
+    header = _share_header(x)
+    if (len(plaintext) != 2 * SHARE_BYTES or plaintext[:4] != header or plaintext[4:SHARE_BYTES] >= _PRIME_BYTES
+            or plaintext[SHARE_BYTES : SHARE_BYTES + 4] != header or plaintext[SHARE_BYTES + 4 :] >= _PRIME_BYTES):
+        check_share(plaintext[:SHARE_BYTES], x=x, what=f"client/{sender}'s mask-key share")
+        check_share(plaintext[SHARE_BYTES:], x=x, what=f"client/{sender}'s self-mask share")
+        raise InvalidMessage(f"client/{sender} sealed {len(plaintext)} bytes; expected two shares")
 
 
 def check_client_list(clients: tuple[int, ...], count: int, what: str) -> frozenset[int]:
@@ -409,16 +423,18 @@ class SecAggClient(ClientEngine):
                 raise ProtocolViolation(f"share-keys request leaves out client/{absent[0]}, a neighbour of "
                                         f"{self.party} that revealed its coin with its keys")
         publics = {self._share_key.public_bytes, self._mask_key.public_bytes}
+        index, is_neighbour, malicious_server = self._index, graph.is_neighbour, parameters.malicious_server
         for peer, advertised in message.keys.items():  # sizes checked by the schema: keys 32, signature 0 or 64
-            if not graph.is_neighbour(self._index, peer):
+            if not is_neighbour(index, peer):
                 raise InvalidMessage(
                     f"share-keys request lists client/{peer}, which is not a neighbour of {self.party}"
                 )
             share_public, mask_public = advertised.share_public, advertised.mask_public
             if share_public in publics or mask_public in publics or share_public == mask_public:
                 raise InvalidMessage("share-keys request repeats a public key")
-            publics.update((share_public, mask_public))
-            if parameters.malicious_server:
+            publics.add(share_public)
+            publics.add(mask_public)
+            if malicious_server:
                 statement = advertise_statement(session, round, peer, share_public, mask_public, coin_list=coin_list)
                 verify(parameters.verification_keys[peer], advertised.signature, statement)
             elif advertised.signature:
@@ -438,19 +454,19 @@ class SecAggClient(ClientEngine):
         if self._share_key is None or self._mask_key is None:
             raise LocalProtocolError(f"{self.party} has no keys: advertise-keys comes first")
         self._self_mask_seed = os.urandom(SECRET_BYTES)
-        key_shares, seed_shares = shamir.split_many(
+        key_shares, seed_shares = shamir.split_many_encoded(
             [self._mask_key.private_bytes, self._self_mask_seed],
             threshold=parameters.threshold, shares=graph.group_size,
         )
+        index = self._index
         channel_keys = agree_many(self._share_key, {peer: share_publics[peer] for peer in peers},
-                                  own=self._index, label=SHARE_CHANNEL_LABEL, session=session, round=round)
+                                  own=index, label=SHARE_CHANNEL_LABEL, session=session, round=round)
         ciphertexts = {}
-        for peer in peers:
-            x = graph.share_point(self._index, peer)
-            plaintext = key_shares[x - 1].to_bytes() + seed_shares[x - 1].to_bytes()
-            ciphertexts[peer] = aead.seal(channel_keys[peer], plaintext,
-                                          associated=shares_associated_data(session, round, self._index, peer))
-        self._own_seed_share = seed_shares[graph.share_point(self._index, self._index) - 1].to_bytes()
+        share_point, seal = graph.share_point, aead.seal
+        for peer, associated in zip(peers, shares_associated_data_to(session, round, index, peers), strict=True):
+            x = share_point(index, peer)
+            ciphertexts[peer] = seal(channel_keys[peer], key_shares[x - 1] + seed_shares[x - 1], associated=associated)
+        self._own_seed_share = seed_shares[share_point(index, index) - 1]
         self._channel_keys = channel_keys
         self._mask_publics = mask_publics
         self._share_key = None  # the channel keys are derived; the private key is no longer needed
@@ -472,13 +488,14 @@ class SecAggClient(ClientEngine):
                 raise InvalidMessage(f"masked-input request forwards shares from client/{sender}, "
                                      f"whose keys {self.party} never received")
         self._require_peers(len(senders) + 1, "shared their keys")
-        x = {sender: graph.share_point(sender, self._index) for sender in senders}
+        index, channel_keys, ciphertexts = self._index, self._channel_keys, message.ciphertexts
+        share_point, open_sealed = graph.share_point, aead.open_sealed
+        x = {sender: share_point(sender, index) for sender in senders}
         held = {}
-        for sender in senders:
-            plaintext = aead.open_sealed(self._channel_keys[sender], message.ciphertexts[sender],
-                                         associated=shares_associated_data(session, round, sender, self._index))
-            check_share(plaintext[:SHARE_BYTES], x=x[sender], what=f"client/{sender}'s mask-key share")
-            check_share(plaintext[SHARE_BYTES:], x=x[sender], what=f"client/{sender}'s self-mask share")
+        for sender, associated in zip(senders, shares_associated_data_from(session, round, senders, index),
+                                      strict=True):
+            plaintext = open_sealed(channel_keys[sender], ciphertexts[sender], associated=associated)
+            _check_share_pair(plaintext, x=x[sender], sender=sender)
             held[sender] = plaintext
         self._held = held
         self._masked_with = frozenset(senders)

@@ -66,7 +66,7 @@ class Graph:
     ``owner``'s secrets.
     """
 
-    __slots__ = ("clients", "complete", "degree", "_closed", "_sets", "_everyone")
+    __slots__ = ("clients", "complete", "degree", "_closed", "_sets", "_everyone", "_neighbours")
 
     def __init__(self, clients: int, closed: Sequence[tuple[int, ...]] | None) -> None:
         self.clients = clients
@@ -75,10 +75,12 @@ class Graph:
         if closed is None:
             self._closed: tuple[tuple[int, ...], ...] | None = None
             self._sets: tuple[frozenset[int], ...] | None = None
+            self._neighbours: tuple[tuple[int, ...], ...] | None = None
             self.degree = clients - 1
         else:
             self._closed = tuple(closed)
             self._sets = tuple(frozenset(group) for group in self._closed)
+            self._neighbours = tuple(tuple(v for v in group if v != u) for u, group in enumerate(self._closed))
             degrees = {len(group) - 1 for group in self._closed}
             if len(degrees) != 1:  # pragma: no cover - the constructions below are regular
                 raise AssertionError(f"graph is not regular: degrees {sorted(degrees)}")
@@ -97,7 +99,9 @@ class Graph:
 
     def neighbours(self, client: int) -> tuple[int, ...]:
         """N(u): the neighbours of ``client``, sorted."""
-        return tuple(v for v in self.closed(client) if v != client)
+        if self._neighbours is not None:
+            return self._neighbours[client]
+        return tuple(v for v in self._everyone if v != client)
 
     def is_neighbour(self, client: int, other: int) -> bool:
         if client == other or not 0 <= other < self.clients:
@@ -126,10 +130,7 @@ class Graph:
         """|G(owner) intersected with members|."""
         if self._sets is None:
             return sum(1 for member in members if 0 <= member < self.clients)
-        group = self._sets[owner]
-        if len(members) < len(group):
-            return sum(1 for member in members if member in group)
-        return sum(1 for member in group if member in members)
+        return len(self._sets[owner].intersection(members))
 
     def edges(self) -> set[tuple[int, int]]:
         """Every edge as (low, high); for tests and the spec."""

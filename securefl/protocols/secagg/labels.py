@@ -26,8 +26,11 @@ __all__ = [
     "SHARES_AEAD_LABEL",
     "party",
     "pairwise_mask_label",
+    "pairwise_mask_labels",
     "self_mask_label",
     "shares_associated_data",
+    "shares_associated_data_to",
+    "shares_associated_data_from",
     "self_mask_commitment",
     "coin_commitment",
     "coin_list_digest",
@@ -87,6 +90,12 @@ def pairwise_mask_label(session: bytes, round: int, first: int, second: int) -> 
     return _prefix(5, _PAIRWISE_MASK, session, round) + _int(low) + _int(high)
 
 
+def pairwise_mask_labels(session: bytes, round: int, client: int, peers: Iterable[int]) -> list[bytes]:
+    """``[pairwise_mask_label(session, round, client, peer) for peer in peers]``, the fixed fields encoded once."""
+    prefix, own = _prefix(5, _PAIRWISE_MASK, session, round), _int(client)
+    return [prefix + own + _int(peer) if client < peer else prefix + _int(peer) + own for peer in peers]
+
+
 def self_mask_label(session: bytes, round: int, client: int) -> bytes:
     """PRG label of ``client``'s self mask."""
     return _prefix(4, _SELF_MASK, session, round) + _int(client)
@@ -101,12 +110,25 @@ def shares_associated_data(session: bytes, round: int, sender: int, recipient: i
     return _prefix(6, _AEAD_INFO, SHARES_AEAD_LABEL, session, round) + party(sender)[1] + party(recipient)[1]
 
 
+def shares_associated_data_to(session: bytes, round: int, sender: int, recipients: Iterable[int]) -> list[bytes]:
+    """``[shares_associated_data(session, round, sender, r) for r in recipients]``, the fixed fields encoded once."""
+    head = _prefix(6, _AEAD_INFO, SHARES_AEAD_LABEL, session, round) + party(sender)[1]
+    return [head + party(recipient)[1] for recipient in recipients]
+
+
+def shares_associated_data_from(session: bytes, round: int, senders: Iterable[int], recipient: int) -> list[bytes]:
+    """``[shares_associated_data(session, round, s, recipient) for s in senders]``, the fixed fields encoded once."""
+    prefix, tail = _prefix(6, _AEAD_INFO, SHARES_AEAD_LABEL, session, round), party(recipient)[1]
+    return [prefix + party(sender)[1] + tail for sender in senders]
+
+
 def self_mask_commitment(session: bytes, round: int, client: int, seed: bytes) -> bytes:
     """SHA-256 commitment to a self-mask seed; lets the server check what it reconstructs.
 
     Hiding because the seed is 256 uniform bits; binding by collision resistance.
     """
-    return hashlib.sha256(context(_COMMITMENT, session, round, client, seed)).digest()
+    # context(_COMMITMENT, session, round, client, seed), the fixed fields encoded once per (session, round).
+    return hashlib.sha256(_prefix(5, _COMMITMENT, session, round) + _int(client) + _bytes_field(seed)).digest()
 
 
 def coin_commitment(session: bytes, round: int, client: int, coin: bytes) -> bytes:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from securefl.protocols.secagg.labels import PAIRWISE_SEED_LABEL, pairwise_mask_label, self_mask_label
+from securefl.protocols.secagg.labels import PAIRWISE_SEED_LABEL, pairwise_mask_labels, self_mask_label
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator, agree_many
 
 __all__ = ["mask_input", "pairwise_seeds", "remove_self_mask", "remove_dropped_masks"]
@@ -49,8 +49,9 @@ def mask_input(
     seeds = pairwise_seeds(mask_key, peer_publics, client=client, session=session, round=round)
     accumulator = MaskAccumulator.starting_from(vector, ring_bits)
     accumulator.add(self_mask_seed, self_mask_label(session, round, client))
-    for peer in sorted(seeds):
-        accumulator.add(seeds[peer], pairwise_mask_label(session, round, client, peer), 1 if client < peer else -1)
+    peers = sorted(seeds)
+    for peer, label in zip(peers, pairwise_mask_labels(session, round, client, peers), strict=True):
+        accumulator.add(seeds[peer], label, 1 if client < peer else -1)
     return accumulator.finish()
 
 
@@ -70,7 +71,7 @@ def remove_dropped_masks(
 ) -> None:
     """total -= sum_u sign(u, v) PRG(s_uv) over the survivors u that masked with dropped client v."""
     seeds = pairwise_seeds(mask_key, survivor_publics, client=dropped, session=session, round=round)
-    for survivor in sorted(seeds):
+    survivors = sorted(seeds)
+    for survivor, label in zip(survivors, pairwise_mask_labels(session, round, dropped, survivors), strict=True):
         # Survivor u added sign(u, v) * p_uv; take it back out.
-        sign = -1 if survivor < dropped else 1
-        accumulator.add(seeds[survivor], pairwise_mask_label(session, round, survivor, dropped), sign)
+        accumulator.add(seeds[survivor], label, -1 if survivor < dropped else 1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -99,6 +100,12 @@ class AgreementKey:
 _PUBLIC_FIELD = b"\x01" + PUBLIC_KEY_BYTES.to_bytes(4, "big")  # context's tag and length of a public key
 
 
+@lru_cache(maxsize=64)
+def _agree_prefix(label: str, session: bytes, round: int) -> bytes:
+    """The first four of the eight ``context`` fields of an agreement's info: fixed for one round and label."""
+    return b"\x00\x08" + context(_AGREE_INFO, label, session, round)[2:]
+
+
 def agree_many(
     key: AgreementKey,
     peers: Mapping[int, bytes],
@@ -118,14 +125,14 @@ def agree_many(
     own_public_field = _PUBLIC_FIELD + own_public
     # info = context(_AGREE_INFO, label, session, round, party_low, party_high, public_low, public_high):
     # a cached encoding of the first four fields, then the four per-peer fields.
-    prefix = b"\x00\x08" + context(_AGREE_INFO, label, bytes(session), round)[2:]
-    private = key._private
+    prefix = _agree_prefix(label, bytes(session), round)
+    exchange, load_public = key._private.exchange, X25519PublicKey.from_public_bytes
     out: dict[int, bytes] = {}
     for peer, public in peers.items():
         if len(public) != PUBLIC_KEY_BYTES:
             raise InvalidMessage(f"client/{peer}'s public key is {len(public)} bytes; expected {PUBLIC_KEY_BYTES}")
         try:
-            shared = private.exchange(X25519PublicKey.from_public_bytes(public))
+            shared = exchange(load_public(public))
         except ValueError:
             raise InvalidMessage(f"client/{peer}'s public key is a low-order point") from None
         peer_party, peer_field = party(peer)

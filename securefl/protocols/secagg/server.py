@@ -134,11 +134,14 @@ class SecAggServer(ServerEngine):
             UNMASKING: self._receive_unmask_shares,
         }
 
+        indices = {client_id(u): u for u in range(self._parameters.clients)}  # the parties the server asks
+
         def step(phase: str) -> Step:
             receive = receivers[phase]
 
             def handler(message: Message) -> list[Message]:
-                receive(client_index(message.sender), message)
+                sender = indices.get(message.sender)
+                receive(client_index(message.sender) if sender is None else sender, message)
                 return []
 
             return Step(phase, (_REPLIES[phase],), handler, begin=requests[phase], end=lambda: self._close(phase))

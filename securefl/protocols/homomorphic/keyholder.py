@@ -25,12 +25,22 @@ from typing import Protocol
 from securefl.errors import InvalidMessage, ProtocolViolation
 from securefl.protocols.wire import SESSION_BYTES
 
-__all__ = ["DecryptionRecord", "Claims", "admit_aggregate", "claim_decryption", "INCONSISTENT_AGGREGATE"]
+__all__ = [
+    "KEY_ID_BYTES",
+    "DecryptionRecord",
+    "Claims",
+    "admit_aggregate",
+    "claim_decryption",
+    "INCONSISTENT_AGGREGATE",
+]
 
 INCONSISTENT_AGGREGATE = "the aggregate does not decrypt to a sum of {count} {what}; nothing is released"
 """The one refusal of a plaintext that is not a sum of ``count`` bounded inputs (formatted by the protocol)."""
 
 _TOKEN_BYTES = SESSION_BYTES + 8
+
+KEY_ID_BYTES = 16
+"""Bytes of a key id: the fingerprint of the public key a message is under."""
 
 
 def admit_aggregate(*, included: Sequence[int], clients: int, min_clients: int, max_clients: int,

@@ -28,13 +28,12 @@ import numpy as np
 
 from securefl.crypto.keys import context as labelled
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
-from securefl.protocols.keyholder import DecryptionRecord
+from securefl.protocols.homomorphic.keyholder import KEY_ID_BYTES, DecryptionRecord
 from securefl.protocols.lattice.parameters import BFVParameters
 from securefl.protocols.state import StateDict, StateReader
 from securefl.protocols.wire import SESSION_BYTES
 
 __all__ = [
-    "KEY_ID_BYTES",
     "LatticeKeyHolder",
     "tenseal",
     "load_public_context",
@@ -44,7 +43,6 @@ __all__ = [
     "serialize_ciphertexts",
 ]
 
-KEY_ID_BYTES = 16
 _KEY_ID_LABEL = "securefl/bfv/key-id/v1"
 _LIBRARY_ERRORS = (ValueError, RuntimeError, TypeError, OverflowError, MemoryError)
 
@@ -142,7 +140,7 @@ class LatticeKeyHolder:
     Threat model: whoever holds this object reads every ciphertext under its
     key; the protocol sends it only aggregates of at least ``min_clients``
     contributions and it decrypts one per (session, round)
-    (``securefl.protocols.keyholder``).
+    (``securefl.protocols.homomorphic.keyholder``).
     """
 
     def __init__(self, ts_context: Any, parameters: BFVParameters, *, public: bytes | None = None) -> None:

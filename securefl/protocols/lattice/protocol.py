@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import (
-    DEFAULT_MIN_CLIENTS,
-    ClientEngine,
-    Engine,
-    Parties,
-    Protocol,
-    RespondingEngine,
-    RunParameters,
-    ServerEngine,
-    check_min_clients,
-)
+from securefl.protocols.base import DEFAULT_MIN_CLIENTS, ClientEngine, Parties, RunParameters
+from securefl.protocols.homomorphic.summation import HomomorphicSummation
 from securefl.protocols.lattice.engines import BFVRun, _Client, _Decryptor, _Server
 from securefl.protocols.lattice.keys import LatticeKeyHolder
-from securefl.protocols.lattice.messages import DECRYPT, DECRYPTOR, UPLOAD
 from securefl.protocols.lattice.parameters import BFVParameters
-from securefl.protocols.wire import SERVER
 
 if TYPE_CHECKING:
     from securefl.crypto.keys import SigningKey
@@ -33,7 +20,7 @@ __all__ = ["BFV"]
 
 
 @dataclass(frozen=True)
-class BFV(Protocol):
+class BFV(HomomorphicSummation):
     """Lattice homomorphic summation (BFV, TenSEAL): clients encrypt, the server adds, a key holder decrypts the sum.
 
     Each client puts its encoded vector (signed, |x| <= B) and a 1 counting
@@ -43,7 +30,7 @@ class BFV(Protocol):
     mod t), without learning anything (RLWE, 128-bit parameters); the key
     holder decrypts only that aggregate, only for at least ``min_clients``
     clients, once per (session, round) -- Paillier's rules, from
-    ``securefl.protocols.keyholder``. t > 2 max_clients B, so the slot sums
+    ``securefl.protocols.homomorphic.keyholder``. t > 2 max_clients B, so the slot sums
     are the exact integer sums, returned in Z_2^k.
 
     Threat model: the server and the key holder do not collude (together they
@@ -68,23 +55,14 @@ class BFV(Protocol):
     key_holder: LatticeKeyHolder | None = field(default=None, compare=False, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
-    name = "bfv"
-    secure = True
-    modular_sum = False  # slots hold bounded integers modulo the prime t, not ring elements
-    phases = (UPLOAD, DECRYPT)
+    name = "bfv"  # slots hold bounded integers modulo the prime t
+    RUN = BFVRun
+    SERVER_ENGINE = _Server
+    CLIENT_ENGINE = _Client
+    DECRYPTOR_ENGINE = _Decryptor
 
     def __post_init__(self) -> None:
-        if not isinstance(self.encoding, Encoding):
-            raise ConfigurationError(
-                f"encoding must be a securefl.encoding.Encoding; found {type(self.encoding).__name__}"
-            )
-        shortcuts = {name: getattr(self, name) for name in ("value_bits", "max_clients", "max_weight")}
-        given = {name: value for name, value in shortcuts.items() if value is not None}
-        if given:
-            object.__setattr__(self, "encoding", dataclasses.replace(self.encoding, **given))
-        for name in shortcuts:
-            object.__setattr__(self, name, getattr(self.encoding, name))
-        object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
+        self._resolve_encoding()
         holder = self.key_holder
         if holder is not None and not isinstance(holder, LatticeKeyHolder):
             raise ConfigurationError(f"key_holder must be a LatticeKeyHolder; found {type(holder).__name__}")
@@ -104,20 +82,8 @@ class BFV(Protocol):
         parameters: BFVParameters = self._cache["parameters"]
         return parameters
 
-    @property
-    def bound(self) -> int:
-        """B = max_weight (2^(value_bits-1) - 1): the largest |x| of one encoded coordinate."""
-        return self.encoding.max_weight * ((1 << (self.encoding.value_bits - 1)) - 1)
-
-    @property
-    def keys(self) -> LatticeKeyHolder:
-        """The key holder: ``key_holder`` if given, else a key pair made once, on first use."""
-        if self.key_holder is not None:
-            return self.key_holder
-        holder: LatticeKeyHolder | None = self._cache.get("keys")
-        if holder is None:
-            holder = self._cache["keys"] = LatticeKeyHolder.generate(self.parameters)
-        return holder
+    def _generate_keys(self) -> LatticeKeyHolder:
+        return LatticeKeyHolder.generate(self.parameters)
 
     def ciphertexts_per_client(self, vector_length: int) -> int:
         """ceil((vector_length + 1) / N): the +1 is the contribution counter."""
@@ -125,66 +91,22 @@ class BFV(Protocol):
 
     # -- Protocol ------------------------------------------------------------
 
-    def run_parameters(
-        self,
-        *,
-        clients: int,
-        vector_length: int,
-        session: bytes,
-        round: int,
-        verification_keys: Sequence[bytes] = (),
-    ) -> BFVRun:
-        """The public parameters of one run: the key holder's public context (made on first use) and N, t, q."""
-        base = super().run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
-                                      verification_keys=verification_keys)
-        keys = self.keys
-        return BFVRun(
-            **vars(base), parameters=self.parameters, key_id=keys.key_id,
-            ciphertexts=self.ciphertexts_per_client(base.length), max_clients=self.encoding.max_clients,
-            bound=self.bound, public_context=keys.public_context,
-        )
+    def _scheme_run_fields(self) -> dict[str, Any]:
+        return {"parameters": self.parameters, "bound": self.bound, "public_context": self.keys.public_context}
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        run: BFVRun = self._own_run(self.run_parameters(clients=clients, vector_length=vector_length,
+                                                      session=session, round=round))
         return Parties(
             server=_Server(run),
             clients=[_Client(i, run) for i in range(run.clients)],
             helpers=[_Decryptor(run, self.keys)],
         )
 
-    def _own_run(self, run: RunParameters) -> BFVRun:
-        if not isinstance(run, BFVRun) or run.key_id != self.keys.key_id:
-            raise ConfigurationError("BFV engines need the run_parameters of this protocol (the same key)")
-        return run
-
     def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
         """Client ``index``'s engine alone (it holds the public context only)."""
         index, checked = self._client_run(index, run, signing_key, BFVRun)
         return _Client(index, self._own_run(checked))
-
-    def helper_parties(self) -> tuple[str, ...]:
-        """The decryptor, the one party holding the secret key."""
-        return (DECRYPTOR,)
-
-    def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
-        """The decryptor's engine, around this protocol's key holder."""
-        if party != DECRYPTOR:
-            raise ConfigurationError(f"bfv has no helper party {party!r}; its helper is {DECRYPTOR!r}")
-        return _Decryptor(self._own_run(run), self.keys)
-
-    def restore_engine(self, run: RunParameters, state: Mapping[str, object]) -> Engine:
-        """As ``Protocol.restore_engine``; a decryptor is restored around this protocol's key holder."""
-        if isinstance(state, Mapping) and state.get("party") == DECRYPTOR:
-            return _Decryptor.from_state_dict(run, state, keys=self.keys)
-        return super().restore_engine(run, state)
-
-    def server_engine(self, run: RunParameters) -> ServerEngine:
-        return _Server(self._own_run(run))
-
-    def _engine_class(self, party: str) -> type[Engine]:
-        if party == SERVER:
-            return _Server
-        return _Decryptor if party == DECRYPTOR else _Client
 
     def describe(self) -> str:
         parameters = self.parameters

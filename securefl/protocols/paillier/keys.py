@@ -30,13 +30,12 @@ import phe
 from securefl import validation
 from securefl.crypto.keys import context
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolViolation
-from securefl.protocols.keyholder import DecryptionRecord
+from securefl.protocols.homomorphic.keyholder import KEY_ID_BYTES, DecryptionRecord
 from securefl.protocols.paillier.parallel import Mpz, powmod_many
 from securefl.protocols.state import StateDict, StateReader
 from securefl.protocols.wire import SESSION_BYTES
 
 __all__ = [
-    "KEY_ID_BYTES",
     "MIN_KEY_BITS",
     "KeyHolder",
     "key_id",
@@ -46,7 +45,6 @@ __all__ = [
     "check_public_key",
 ]
 
-KEY_ID_BYTES = 16
 # Small keys exist for fast tests only; 2048 bits is the smallest for real use (~112-bit security).
 MIN_KEY_BITS = 256
 _KEY_ID_LABEL = "securefl/paillier/key-id/v1"

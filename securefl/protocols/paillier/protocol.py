@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from securefl import validation
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError
-from securefl.protocols.base import (
-    DEFAULT_MIN_CLIENTS,
-    ClientEngine,
-    Engine,
-    Parties,
-    Protocol,
-    RespondingEngine,
-    RunParameters,
-    ServerEngine,
-    check_min_clients,
-)
+from securefl.protocols.base import DEFAULT_MIN_CLIENTS, ClientEngine, Parties, RunParameters
+from securefl.protocols.homomorphic.summation import HomomorphicSummation
 from securefl.protocols.paillier.engines import PaillierRun, _Client, _Decryptor, _Server
-from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder, key_id
-from securefl.protocols.paillier.messages import DECRYPT, DECRYPTOR, UPLOAD
+from securefl.protocols.paillier.keys import MIN_KEY_BITS, KeyHolder
 from securefl.protocols.paillier.obfuscators import SHORT_EXPONENT, FixedBase, Obfuscation, ObfuscatorPool
 from securefl.protocols.paillier.packing import SlotLayout
 from securefl.protocols.paillier.parallel import resolve_workers
-from securefl.protocols.wire import SERVER
 
 if TYPE_CHECKING:
     from securefl.crypto.keys import SigningKey
@@ -38,7 +25,7 @@ DEFAULT_KEY_BITS = 2048
 
 
 @dataclass(frozen=True)
-class Paillier(Protocol):
+class Paillier(HomomorphicSummation):
     """Packed Paillier summation: clients encrypt, the server multiplies, a key holder decrypts the sum.
 
     Each client packs its encoded vector (and a 1 counting its contribution)
@@ -76,23 +63,14 @@ class Paillier(Protocol):
     key_holder: KeyHolder | None = field(default=None, compare=False, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
-    name = "paillier"
-    secure = True
-    modular_sum = False  # packed slots hold bounded integers, not ring elements
-    phases = (UPLOAD, DECRYPT)
+    name = "paillier"  # packed slots hold bounded integers
+    RUN = PaillierRun
+    SERVER_ENGINE = _Server
+    CLIENT_ENGINE = _Client
+    DECRYPTOR_ENGINE = _Decryptor
 
     def __post_init__(self) -> None:
-        if not isinstance(self.encoding, Encoding):
-            raise ConfigurationError(
-                f"encoding must be a securefl.encoding.Encoding; found {type(self.encoding).__name__}"
-            )
-        shortcuts = {name: getattr(self, name) for name in ("value_bits", "max_clients", "max_weight")}
-        given = {name: value for name, value in shortcuts.items() if value is not None}
-        if given:
-            object.__setattr__(self, "encoding", dataclasses.replace(self.encoding, **given))
-        for name in shortcuts:
-            object.__setattr__(self, name, getattr(self.encoding, name))
-
+        self._resolve_encoding()
         holder = self.key_holder
         if holder is not None and not isinstance(holder, KeyHolder):
             raise ConfigurationError(f"key_holder must be a KeyHolder; found {type(holder).__name__}")
@@ -105,13 +83,10 @@ class Paillier(Protocol):
             raise ConfigurationError(f"key_bits={key_bits} but the key holder's key has {holder.key_bits} bits")
         object.__setattr__(self, "key_bits", int(key_bits))
 
-        object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
         object.__setattr__(self, "obfuscation", Obfuscation.parse(self.obfuscation))
         validation.boolean(self.precompute, "precompute")
         resolve_workers(self.workers, 1)  # validates
-        encoding = self.encoding
-        bound = encoding.max_weight * ((1 << (encoding.value_bits - 1)) - 1)
-        layout = SlotLayout.for_key(bound=bound, max_terms=encoding.max_clients, key_bits=self._key_bits)
+        layout = SlotLayout.for_key(bound=self.bound, max_terms=self.encoding.max_clients, key_bits=self._key_bits)
         self._cache["layout"] = layout
 
     # -- derived parameters ------------------------------------------------
@@ -134,15 +109,8 @@ class Paillier(Protocol):
             raise ConfigurationError(f"obfuscation {self.obfuscation!r} is unparsed")
         return self.obfuscation
 
-    @property
-    def keys(self) -> KeyHolder:
-        """The key holder: ``key_holder`` if given, else a ``key_bits`` key made once, on first use."""
-        if self.key_holder is not None:
-            return self.key_holder
-        holder: KeyHolder | None = self._cache.get("keys")
-        if holder is None:
-            holder = self._cache["keys"] = KeyHolder.generate(self._key_bits)
-        return holder
+    def _generate_keys(self) -> KeyHolder:
+        return KeyHolder.generate(self._key_bits)
 
     @property
     def public_key(self) -> Any:  # phe.PaillierPublicKey
@@ -164,27 +132,13 @@ class Paillier(Protocol):
 
     # -- Protocol ------------------------------------------------------------
 
-    def run_parameters(
-        self,
-        *,
-        clients: int,
-        vector_length: int,
-        session: bytes,
-        round: int,
-        verification_keys: Sequence[bytes] = (),
-    ) -> PaillierRun:
-        """The public parameters of one run: the public key (the key holder's, made on first use) and layout."""
-        base = super().run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
-                                      verification_keys=verification_keys)
-        keys = self.keys
-        return PaillierRun(
-            **vars(base), public_key=keys.public_key, key_id=key_id(keys.public_key), layout=self.layout,
-            ciphertexts=self.ciphertexts_per_client(base.length), max_clients=self.encoding.max_clients,
-            workers=self.workers, obfuscation=self._scheme,
-        )
+    def _scheme_run_fields(self) -> dict[str, Any]:
+        return {"public_key": self.keys.public_key, "layout": self.layout, "workers": self.workers,
+                "obfuscation": self._scheme}
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
-        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        run: PaillierRun = self._own_run(self.run_parameters(clients=clients, vector_length=vector_length,
+                                                      session=session, round=round))
         keys = self.keys
         base = self._fixed_base()
         pools = [ObfuscatorPool(keys.public_key, self.obfuscation, base=base) for _ in range(run.clients)]
@@ -196,11 +150,6 @@ class Paillier(Protocol):
             helpers=[_Decryptor(run, keys)],
         )
 
-    def _own_run(self, run: RunParameters) -> PaillierRun:
-        if not isinstance(run, PaillierRun) or run.key_id != self.keys.key_id:
-            raise ConfigurationError("Paillier engines need the run_parameters of this protocol (the same key)")
-        return run
-
     def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
         """Client ``index``'s engine alone, its obfuscators made now when ``precompute`` (before its update)."""
         index, checked = self._client_run(index, run, signing_key, PaillierRun)
@@ -209,30 +158,6 @@ class Paillier(Protocol):
         if self.precompute:
             pool.fill(checked.ciphertexts, workers=self.workers)
         return _Client(index, checked, pool)
-
-    def helper_parties(self) -> tuple[str, ...]:
-        """The decryptor, the one party holding the private key."""
-        return (DECRYPTOR,)
-
-    def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
-        """The decryptor's engine, around this protocol's key holder."""
-        if party != DECRYPTOR:
-            raise ConfigurationError(f"paillier has no helper party {party!r}; its helper is {DECRYPTOR!r}")
-        return _Decryptor(self._own_run(run), self.keys)
-
-    def restore_engine(self, run: RunParameters, state: Mapping[str, object]) -> Engine:
-        """As ``Protocol.restore_engine``; a decryptor is restored around this protocol's key holder."""
-        if isinstance(state, Mapping) and state.get("party") == DECRYPTOR:
-            return _Decryptor.from_state_dict(run, state, keys=self.keys)
-        return super().restore_engine(run, state)
-
-    def server_engine(self, run: RunParameters) -> ServerEngine:
-        return _Server(self._own_run(run))
-
-    def _engine_class(self, party: str) -> type[Engine]:
-        if party == SERVER:
-            return _Server
-        return _Decryptor if party == DECRYPTOR else _Client
 
     def describe(self) -> str:
         layout = self.layout

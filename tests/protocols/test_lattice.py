@@ -1,7 +1,6 @@
 """BFV (lattice) summation: parameters, exact sums, every dropout pattern, the key holder's refusals, the wire."""
 
 import dataclasses
-import itertools
 import os
 
 import numpy as np
@@ -14,12 +13,9 @@ pytest.importorskip("tenseal")
 from securefl import ring  # noqa: E402
 from securefl.encoding import Encoding  # noqa: E402
 from securefl.errors import (  # noqa: E402
-    AlreadyFinalized,
     ConfigurationError,
     InvalidMessage,
     ProtocolAbort,
-    ProtocolViolation,
-    UnexpectedMessage,
 )
 from securefl.protocols import BFV  # noqa: E402
 from securefl.protocols.base import EngineState  # noqa: E402
@@ -28,16 +24,13 @@ from securefl.protocols.lattice import (  # noqa: E402
     DECRYPTOR,
     MAX_MODULUS_BITS,
     BFVParameters,
-    DecryptedSum,
-    DecryptRequest,
     LatticeKeyHolder,
     load_public_context,
 )
-from securefl.protocols.lattice.engines import _Decryptor  # noqa: E402
 from securefl.protocols.lattice.parameters import batching_prime, fresh_noise_bound, is_prime  # noqa: E402
-from securefl.protocols.wire import SERVER, decode_message  # noqa: E402
+from securefl.protocols.wire import decode_message  # noqa: E402
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates  # noqa: E402
-from tests.protocols.helpers import ring_sum  # noqa: E402
+from tests.protocols.helpers import bounded_inputs, finish_decryption, hand_uploads, ring_sum  # noqa: E402
 
 SMALL = Encoding(value_bits=6, max_clients=8, max_weight=2)
 """N = 2048: small, fast keys and ciphertexts for most tests (still 128-bit parameters)."""
@@ -51,25 +44,6 @@ def keys():
 @pytest.fixture(scope="module")
 def other_keys():
     return LatticeKeyHolder.generate(BFVParameters.for_encoding(SMALL))
-
-
-def bounded_inputs(protocol, clients, length, seed, *, extreme=None):
-    """Ring vectors whose signed values lie in [-B, B], B the bound t is sized for."""
-    bound, bits = protocol.bound, protocol.encoding.ring_bits
-    rng = np.random.default_rng(seed)
-    out = []
-    for client in range(clients):
-        if extreme == "max":
-            signed = np.full(length, bound)
-        elif extreme == "min":
-            signed = np.full(length, -bound)
-        elif extreme == "alternate":
-            signed = np.where(np.arange(length) % 2 == client % 2, bound, -bound)
-        else:
-            signed = rng.integers(-bound, bound + 1, size=length)
-            signed[: min(3, length)] = (-bound, bound, 0)[: min(3, length)]
-        out.append(ring.from_signed(signed, bits))
-    return out
 
 
 # --- parameters ----------------------------------------------------------------------------
@@ -131,25 +105,6 @@ def test_key_holder_must_match_the_encoding(keys):
 
 
 # --- exact sums ----------------------------------------------------------------------------
-
-PHASES = (None,) + BFV.phases
-
-
-@pytest.mark.parametrize("clients", range(1, 6))
-def test_exact_sum_under_every_dropout_pattern(keys, clients):
-    protocol = BFV(key_holder=keys, encoding=SMALL, min_clients=1)
-    bits = protocol.encoding.ring_bits
-    inputs = bounded_inputs(protocol, clients, 2050, seed=clients)  # 2051 values: 2 ciphertexts of N = 2048
-    for pattern in itertools.product(PHASES, repeat=clients):
-        dropouts = {i: phase for i, phase in enumerate(pattern) if phase is not None}
-        delivered = [i for i in range(clients) if dropouts.get(i) != "upload"]
-        if not delivered:
-            with pytest.raises(ProtocolAbort, match="phase 'upload': 0 of"):
-                run_protocol(protocol, inputs, dropouts=dropouts)
-            continue
-        aggregate, _, _ = run_protocol(protocol, inputs, dropouts=dropouts)
-        assert aggregate.included == tuple(delivered)
-        np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, delivered, bits))
 
 
 @settings(max_examples=12, deadline=None)
@@ -222,33 +177,7 @@ def test_key_is_made_once_and_reused_across_rounds():
 
 def _uploads(keys, clients=3, length=8, **options):
     protocol = BFV(key_holder=keys, encoding=SMALL, **options)
-    session = os.urandom(16)
-    parties = protocol.setup(clients=clients, vector_length=length, session=session, round=5)
-    inputs = bounded_inputs(protocol, clients, length, seed=11)
-    for engine, vector in zip(parties.clients, inputs):
-        engine.provide_input(vector)
-    uploads = []
-    for request in parties.server.begin_phase("upload"):
-        (upload,) = parties.clients[int(request.recipient.split("/")[1])].handle(request)
-        uploads.append(decode_message(upload.to_bytes()))
-    return protocol, session, parties, inputs, uploads
-
-
-def _finish(parties):
-    parties.server.end_phase("upload")
-    (request,) = parties.server.begin_phase("decrypt")
-    for reply in parties.helpers[0].handle(decode_message(request.to_bytes())):
-        parties.server.handle(decode_message(reply.to_bytes()))
-    parties.server.end_phase("decrypt")
-    return parties.server.result()
-
-
-def test_hand_driven_run_is_exact(keys):
-    _, _, parties, inputs, uploads = _uploads(keys)
-    for upload in uploads:
-        assert parties.server.handle(upload) == []
-    np.testing.assert_array_equal(_finish(parties).total, ring_sum(inputs, range(3), 32))
-
+    return (protocol, *hand_uploads(protocol, clients, length))
 
 def _other_parameters_ciphertext():
     other = LatticeKeyHolder.generate(BFVParameters.for_encoding(SMALL, poly_modulus_degree=4096))
@@ -284,7 +213,7 @@ def test_server_refuses_bad_uploads_and_stays_as_it_was(keys, mutate, match):
         parties.server.handle(mutate(uploads[0], keys))
     for upload in uploads:  # the genuine uploads still make the exact sum
         parties.server.handle(upload)
-    np.testing.assert_array_equal(_finish(parties).total, ring_sum(inputs, range(3), 32))
+    np.testing.assert_array_equal(finish_decryption(parties).total, ring_sum(inputs, range(3), 32))
 
 
 def test_a_ciphertext_with_another_slot_count_is_refused(keys):
@@ -294,106 +223,6 @@ def test_a_ciphertext_with_another_slot_count_is_refused(keys):
     short = encrypt_vector(keys.public_context, np.zeros(5, dtype=np.int64), 2048)  # 5 slots, 9 expected
     with pytest.raises(InvalidMessage, match="holds 5 slots; expected 9"):
         parties.server.handle(dataclasses.replace(uploads[0], ciphertexts=tuple(short)))
-
-
-def test_server_refuses_duplicate_and_late_uploads(keys):
-    _, _, parties, _, uploads = _uploads(keys)
-    parties.server.handle(uploads[0])
-    with pytest.raises(UnexpectedMessage, match="duplicate EncryptedUpload from client/0"):
-        parties.server.handle(uploads[0])
-    parties.server.handle(uploads[1])
-    parties.server.end_phase("upload")
-    parties.server.begin_phase("decrypt")
-    with pytest.raises(UnexpectedMessage, match="not a reply of phase 'decrypt'"):
-        parties.server.handle(uploads[2])
-
-
-def test_ciphertexts_under_another_key_never_give_a_wrong_sum(keys, other_keys):
-    # Same parameters, another key: the server cannot tell; the key holder's counter check refuses the sum.
-    protocol, session, parties, _, uploads = _uploads(keys)
-    _, _, _, _, foreign = _uploads(other_keys)
-    parties.server.handle(dataclasses.replace(uploads[0], ciphertexts=foreign[0].ciphertexts))
-    for upload in uploads[1:]:
-        parties.server.handle(upload)
-    with pytest.raises(ProtocolViolation, match="does not decrypt to a sum of 3 bounded inputs"):
-        _finish(parties)
-
-
-def _request(keys, bound_session, bound_ciphertexts, included, **changes):
-    fields = dict(session=bound_session, round=5, phase="decrypt", sender=SERVER, recipient=DECRYPTOR,
-                  key_id=keys.key_id, included=included, length=8, ciphertexts=bound_ciphertexts)
-    fields.update(changes)
-    return DecryptRequest(**fields)
-
-
-def test_a_forged_count_is_caught_in_the_plaintext(keys):
-    _, session, parties, _, uploads = _uploads(keys)
-    with pytest.raises(ProtocolViolation, match="does not decrypt to a sum of 3"):
-        parties.helpers[0].handle(_request(keys, session, uploads[0].ciphertexts, (0, 1, 2)))
-
-
-def _sum_of(keys, uploads):
-    from securefl.protocols.lattice.keys import load_ciphertexts
-
-    vectors = [load_ciphertexts(u.ciphertexts, keys.public_context, keys.parameters, length=9, what="test")
-               for u in uploads]
-    return tuple(v.serialize() for v in (sum(column[1:], column[0]) for column in zip(*vectors)))
-
-
-def test_key_holder_refuses_small_repeated_and_oversized_aggregates(keys):
-    protocol, session, parties, inputs, uploads = _uploads(keys, clients=4, min_clients=2)
-
-    def fresh():  # another decryptor engine for the same run, on the same key holder
-        return _Decryptor(parties.helpers[0]._run, keys)
-
-    for included, match in [((0,), "aggregate of 1 client.*min_clients=2"), ((0, 0), "twice"),
-                            ((0, 9), r"outside \[0, 4\)")]:
-        decryptor = fresh()
-        with pytest.raises(ProtocolViolation, match=match):
-            decryptor.handle(_request(keys, session, uploads[0].ciphertexts, included))
-        assert decryptor.state is EngineState.ABORTED
-    three = dataclasses.replace(SMALL, max_clients=3)
-    small = BFV(key_holder=LatticeKeyHolder.generate(BFVParameters.for_encoding(three)), encoding=three)
-    run = dataclasses.replace(small.setup(clients=3, vector_length=8, session=session, round=5).server._run, clients=4)
-    with pytest.raises(ProtocolViolation, match="max_clients=3"):
-        _Decryptor(run, small.keys).handle(_request(small.keys, session, uploads[0].ciphertexts, (0, 1, 2, 3)))
-    # A genuine aggregate of clients 0 and 1 is decrypted once, and only once, whichever engine asks.
-    aggregate = _sum_of(keys, uploads[:2])
-    decryptor = fresh()
-    (answer,) = decryptor.handle(_request(keys, session, aggregate, (0, 1)))
-    assert isinstance(answer, DecryptedSum) and decryptor.state is EngineState.DONE
-    np.testing.assert_array_equal(answer.vector, ring_sum(inputs, (0, 1), 32))
-    with pytest.raises(AlreadyFinalized):
-        decryptor.handle(_request(keys, session, aggregate, (0, 1)))
-    with pytest.raises(ProtocolViolation, match="already decrypted"):
-        fresh().handle(_request(keys, session, aggregate, (0, 1)))
-
-
-@pytest.mark.parametrize(
-    "changes, match",
-    [
-        (dict(session=bytes(16)), "another session"),
-        (dict(round=6), "round 6"),
-        (dict(sender="client/0"), "may not send it"),
-        (dict(key_id=bytes(16)), "under another key"),
-        (dict(length=7), "for 7 coordinates"),
-        (dict(ciphertexts=(bytes(3),)), "not a BFV ciphertext"),
-        (dict(ciphertexts=()), "carries 0 ciphertexts"),
-    ],
-)
-def test_key_holder_refuses_misbound_requests(keys, changes, match):
-    _, session, parties, _, uploads = _uploads(keys)
-    with pytest.raises(InvalidMessage, match=match):
-        parties.helpers[0].handle(_request(keys, session, _sum_of(keys, uploads), (0, 1, 2), **changes))
-
-
-def test_a_failed_check_uses_up_the_decryption(keys):
-    _, session, parties, _, uploads = _uploads(keys)
-    decryptor = parties.helpers[0]
-    with pytest.raises(ProtocolViolation, match="does not decrypt"):
-        decryptor.handle(_request(keys, session, uploads[0].ciphertexts, (0, 1, 2)))
-    with pytest.raises(ProtocolViolation, match="already decrypted"):
-        _Decryptor(decryptor._run, keys).handle(_request(keys, session, _sum_of(keys, uploads), (0, 1, 2)))
 
 
 def test_client_checks_its_input_against_the_bound(keys):
@@ -467,7 +296,7 @@ def test_finished_engines_let_go_of_their_secrets(keys):
     assert all(client.state is EngineState.DONE and client._values is None for client in parties.clients)
     for upload in uploads:
         parties.server.handle(upload)
-    _finish(parties)
+    finish_decryption(parties)
     decryptor = parties.helpers[0]
     assert decryptor.state is EngineState.DONE and decryptor._keys is None
     assert keys.can_decrypt  # the key holder itself serves later rounds

@@ -1,7 +1,6 @@
 """Packed Paillier summation: exact sums, dropouts, the key holder's refusals, validation."""
 
 import dataclasses
-import itertools
 import os
 
 import numpy as np
@@ -18,7 +17,6 @@ from securefl.errors import (
     LocalProtocolError,
     ProtocolAbort,
     ProtocolViolation,
-    UnexpectedMessage,
     UnexpectedSender,
 )
 from securefl.protocols import Paillier
@@ -26,17 +24,14 @@ from securefl.protocols.base import EngineState
 from securefl.protocols.catalog import make_protocol
 from securefl.protocols.paillier import (
     DECRYPTOR,
-    DecryptedSum,
     DecryptRequest,
     EncryptedUpload,
     KeyHolder,
     UploadRequest,
-    ciphertexts_to_bytes,
 )
-from securefl.protocols.paillier.engines import _Decryptor
 from securefl.protocols.wire import SERVER, decode_message
 from securefl.simulation import run_protocol, secure_sum, server_saw_individual_updates
-from tests.protocols.helpers import ring_sum
+from tests.protocols.helpers import bounded_inputs, hand_uploads, ring_sum
 
 
 @pytest.fixture(scope="module")
@@ -44,56 +39,7 @@ def keys():
     return KeyHolder.generate(512)
 
 
-@pytest.fixture(scope="module")
-def other_keys(keys):
-    # A second key of the same size whose ciphertexts are all below the first key's n^2,
-    # so only decryption can tell they are under another key.
-    while True:
-        candidate = KeyHolder.generate(512)
-        if candidate.public_key.n < keys.public_key.n:
-            return candidate
-
-
-def bounded_inputs(protocol, clients, length, seed, *, extreme=None):
-    """Ring vectors whose signed values lie in [-B, B], B the bound the slots are sized for."""
-    bound = protocol.layout.bound
-    bits = protocol.encoding.ring_bits
-    rng = np.random.default_rng(seed)
-    out = []
-    for client in range(clients):
-        if extreme == "max":
-            signed = np.full(length, bound)
-        elif extreme == "min":
-            signed = np.full(length, -bound)
-        elif extreme == "alternate":
-            signed = np.where(np.arange(length) % 2 == client % 2, bound, -bound)
-        else:
-            signed = rng.integers(-bound, bound + 1, size=length)
-            signed[: min(3, length)] = (-bound, bound, 0)[: min(3, length)]
-        out.append(ring.from_signed(signed, bits))
-    return out
-
-
 # --- exact sums --------------------------------------------------------------------------
-
-PHASES = (None,) + Paillier.phases
-
-
-@pytest.mark.parametrize("clients", range(1, 6))
-def test_exact_sum_under_every_dropout_pattern(keys, clients):
-    protocol = Paillier(key_holder=keys, min_clients=1)
-    bits = protocol.encoding.ring_bits
-    inputs = bounded_inputs(protocol, clients, 40, seed=clients)  # 41 values: 3 ciphertexts of 17 slots
-    for pattern in itertools.product(PHASES, repeat=clients):
-        dropouts = {i: phase for i, phase in enumerate(pattern) if phase is not None}
-        delivered = [i for i in range(clients) if dropouts.get(i) != "upload"]
-        if not delivered:
-            with pytest.raises(ProtocolAbort, match="phase 'upload': 0 of"):
-                run_protocol(protocol, inputs, dropouts=dropouts)
-            continue
-        aggregate, _, _ = run_protocol(protocol, inputs, dropouts=dropouts)
-        assert aggregate.included == tuple(delivered)
-        np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, delivered, bits))
 
 
 @settings(max_examples=20, deadline=None)
@@ -239,35 +185,7 @@ def test_lost_upload_excludes_that_client(keys):
 
 def _uploads(keys, clients=3, length=8, **options):
     protocol = Paillier(key_holder=keys, **options)
-    session = os.urandom(16)
-    parties = protocol.setup(clients=clients, vector_length=length, session=session, round=5)
-    inputs = bounded_inputs(protocol, clients, length, seed=11)
-    for engine, vector in zip(parties.clients, inputs):
-        engine.provide_input(vector)
-    uploads = []
-    for request in parties.server.begin_phase("upload"):
-        (upload,) = parties.clients[int(request.recipient.split("/")[1])].handle(request)
-        uploads.append(decode_message(upload.to_bytes()))
-    return protocol, session, parties, inputs, uploads
-
-
-def _finish(parties):
-    """Run the decrypt phase by hand; return the server's result."""
-    parties.server.end_phase("upload")
-    (request,) = parties.server.begin_phase("decrypt")
-    for reply in parties.helpers[0].handle(decode_message(request.to_bytes())):
-        parties.server.handle(decode_message(reply.to_bytes()))
-    parties.server.end_phase("decrypt")
-    return parties.server.result()
-
-
-def test_hand_driven_run_is_exact(keys):
-    _, _, parties, inputs, uploads = _uploads(keys)
-    for upload in uploads:
-        assert parties.server.handle(upload) == []
-    result = _finish(parties)
-    np.testing.assert_array_equal(result.total, ring_sum(inputs, range(3), 32))
-
+    return (protocol, *hand_uploads(protocol, clients, length))
 
 def _replace(upload, **changes):
     return dataclasses.replace(upload, **changes)
@@ -292,106 +210,6 @@ def test_server_refuses_bad_uploads(keys, mutate, match):
     _, _, parties, _, uploads = _uploads(keys)
     with pytest.raises(InvalidMessage, match=match):
         parties.server.handle(mutate(uploads[0], keys))
-
-
-def test_server_refuses_duplicate_and_late_uploads(keys):
-    _, _, parties, _, uploads = _uploads(keys)
-    parties.server.handle(uploads[0])
-    with pytest.raises(UnexpectedMessage, match="duplicate EncryptedUpload from client/0"):
-        parties.server.handle(uploads[0])
-    parties.server.handle(uploads[1])
-    parties.server.end_phase("upload")
-    parties.server.begin_phase("decrypt")
-    with pytest.raises(UnexpectedMessage, match="not a reply of phase 'decrypt'"):
-        parties.server.handle(uploads[2])
-
-
-def test_ciphertexts_under_another_key_never_give_a_wrong_sum(keys, other_keys):
-    _, _, parties, _, uploads = _uploads(keys)
-    forged = other_keys.public_key.raw_encrypt(12345)
-    assert forged < keys.public_key.nsquare  # so the server cannot tell
-    parties.server.handle(_replace(uploads[0], ciphertexts=ciphertexts_to_bytes([forged], keys.public_key)))
-    for upload in uploads[1:]:
-        parties.server.handle(upload)
-    with pytest.raises(ProtocolViolation, match="does not decrypt to a sum of 3 packed inputs"):
-        _finish(parties)
-
-
-def test_a_forged_count_is_caught_in_the_plaintext(keys):
-    # An honest-looking request that claims 3 clients but carries one client's ciphertexts.
-    protocol, session, parties, _, uploads = _uploads(keys)
-    request = DecryptRequest(session, 5, "decrypt", SERVER, DECRYPTOR, key_id=keys.key_id, included=(0, 1, 2),
-                             length=8, ciphertexts=uploads[0].ciphertexts)
-    with pytest.raises(ProtocolViolation, match="does not decrypt"):
-        parties.helpers[0].handle(request)
-
-
-def _request(keys, bound_session, uploads, included, **changes):
-    fields = dict(session=bound_session, round=5, phase="decrypt", sender=SERVER, recipient=DECRYPTOR,
-                  key_id=keys.key_id, included=included, length=8, ciphertexts=uploads[0].ciphertexts)
-    fields.update(changes)
-    return DecryptRequest(**fields)
-
-
-def test_key_holder_refuses_small_repeated_and_oversized_aggregates(keys):
-    protocol, session, parties, _, uploads = _uploads(keys, clients=4, min_clients=2)
-
-    def fresh():  # another decryptor engine for the same run, on the same key holder
-        return _Decryptor(parties.helpers[0]._run, keys)
-
-    for included, match in [((0,), "aggregate of 1 client.*min_clients=2"), ((0, 0), "twice"),
-                            ((0, 9), r"outside \[0, 4\)")]:
-        decryptor = fresh()
-        with pytest.raises(ProtocolViolation, match=match):
-            decryptor.handle(_request(keys, session, uploads, included))
-        assert decryptor.state is EngineState.ABORTED
-    # setup never makes more clients than the slots hold; a decryptor built past it still refuses.
-    small = Paillier(key_holder=keys, max_clients=3)
-    run = dataclasses.replace(small.setup(clients=3, vector_length=8, session=session, round=5).server._run, clients=4)
-    oversized = _Decryptor(run, keys)
-    with pytest.raises(ProtocolViolation, match="max_clients=3"):
-        oversized.handle(_request(keys, session, uploads, (0, 1, 2, 3)))
-    # A genuine aggregate of clients 0 and 1 is decrypted once, and only once, whichever engine asks.
-    nsquare = keys.public_key.nsquare
-    first, second = (int.from_bytes(u.ciphertexts, "big") for u in uploads[:2])
-    aggregate = ciphertexts_to_bytes([first * second % nsquare], keys.public_key)
-    decryptor = fresh()
-    (answer,) = decryptor.handle(_request(keys, session, uploads, (0, 1), ciphertexts=aggregate))
-    assert isinstance(answer, DecryptedSum) and decryptor.state is EngineState.DONE
-    with pytest.raises(AlreadyFinalized):
-        decryptor.handle(_request(keys, session, uploads, (0, 1), ciphertexts=aggregate))
-    with pytest.raises(ProtocolViolation, match="already decrypted"):
-        fresh().handle(_request(keys, session, uploads, (0, 1), ciphertexts=aggregate))
-
-
-@pytest.mark.parametrize(
-    "changes, match",
-    [
-        (dict(session=bytes(16)), "another session"),
-        (dict(round=6), "round 6"),
-        (dict(sender="client/0"), "may not send it"),
-        (dict(recipient=SERVER), "addressed to"),
-        (dict(phase="upload"), "phase"),
-        (dict(key_id=bytes(16)), "under another key"),
-        (dict(length=7), "for 7 coordinates"),
-        (dict(ciphertexts=bytes(3)), "3 bytes of ciphertexts"),
-    ],
-)
-def test_key_holder_refuses_misbound_requests(keys, changes, match):
-    _, session, parties, _, uploads = _uploads(keys)
-    with pytest.raises(InvalidMessage, match=match):
-        parties.helpers[0].handle(_request(keys, session, uploads, (0, 1, 2), **changes))
-
-
-def test_a_failed_check_uses_up_the_decryption(keys):
-    _, session, parties, _, uploads = _uploads(keys)
-    decryptor = parties.helpers[0]
-    with pytest.raises(ProtocolViolation, match="does not decrypt"):
-        decryptor.handle(_request(keys, session, uploads, (0, 1, 2)))  # one client's ciphertexts
-    with pytest.raises(AlreadyFinalized):
-        decryptor.handle(_request(keys, session, uploads, (0, 1, 2)))
-    with pytest.raises(ProtocolViolation, match="already decrypted"):  # nor through another engine
-        _Decryptor(decryptor._run, keys).handle(_request(keys, session, uploads, (0, 1, 2)))
 
 
 def test_client_encrypts_once_and_checks_its_input(keys):

@@ -225,7 +225,10 @@ def make_dp(args: argparse.Namespace, *, clients: int, rounds: int) -> Different
 def _check_population(protocol: Protocol, dp: DifferentialPrivacy | None, clients: int) -> None:
     """Refuse up front a federation whose every round the protocol would refuse (e.g. one client)."""
     if dp is not None and protocol.modular_sum:  # it runs over the plugin's protocol (distributed: its ring)
-        protocol = dp.protocol_for(protocol)
+        from securefl.privacy.plugins import DistributedDP
+
+        # ring_protocol: a check that builds no engines (protocol_for would fix the clients' shares at V / t).
+        protocol = dp.ring_protocol(protocol) if isinstance(dp, DistributedDP) else dp.protocol_for(protocol)
     protocol.check_clients(clients)
 
 
@@ -319,8 +322,11 @@ def _privacy_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("differential privacy", f"distributed {summary['mechanism']}, {epsilon} ({figures}); "
                                  f"against the server {summary['server_epsilon']:.3f} (no amplification by "
                                  f"sampling; the target applies to the {summary['dp_against']})"),
-        ("ring bits / scale", f"{summary['bits']} / {summary['scale']:.6g} (noise calibrated to a threshold of "
-                              f"{summary['design_threshold']} in a cohort of up to {summary['design_cohort']})"),
+        ("ring bits / scale", f"{summary['bits']} / {summary['scale']:.6g} " + (
+            f"(exact noise: every round carries the target variance for any {summary['design_threshold']} or "
+            f"more survivors of a cohort of up to {summary['design_cohort']})" if summary.get("exact_noise") else
+            f"(noise calibrated to a threshold of {summary['design_threshold']} in a cohort of up to "
+            f"{summary['design_cohort']})")),
         ("wrap-around probability", f"<= {summary['wrap_probability_max']:.3g} per round "
                                     f"(design {summary['wrap_probability_design']:.3g})"),
     ]

@@ -24,7 +24,7 @@ from securefl.crypto.keys import derive32
 from securefl.errors import ConfigurationError
 from securefl.ring import CHUNK_BYTES, reduce, ring_dtype
 
-__all__ = ["SEED_BYTES", "expand", "keystream_bytes", "accumulate"]
+__all__ = ["SEED_BYTES", "expand", "keystream_bytes", "accumulate", "generator"]
 
 SEED_BYTES = 32
 _PRG_INFO = b"securefl/prg/v1"
@@ -167,3 +167,38 @@ def accumulate(
                 fold(previous, keystream, out=window)
                 previous = window
     return reduce(out, ring_bits)
+
+
+_GENERATOR_INFO = b"securefl/prg-generator/v1"
+
+
+def generator(seed: bytes, label: bytes) -> np.random.Generator:
+    """A numpy Generator that is a deterministic function of a 32-byte ``seed`` and a domain ``label``.
+
+        key  = HKDF-SHA256(ikm=seed, salt=None, info="securefl/prg-generator/v1" || label)
+        rng  = Generator(PCG64(SeedSequence(int.from_bytes(key, "little"))))
+
+    For noise that must be re-derived exactly by whoever learns the seed
+    (SecAgg's removable noise): the same seed and label give the same draws
+    on every party that runs the same numpy (PCG64 and SeedSequence are
+    stable streams; the distribution methods of ``Generator`` may change
+    between numpy releases, so every party of a session must run one numpy
+    version). Unpredictable to anyone without the seed only as far as
+    PCG64's output is: it is not a cryptographic PRG, so it serves noise
+    whose privacy rests on the seed staying secret, never masks.
+    """
+    key = derive32(_check_seed(seed), _GENERATOR_INFO + _check_label(label))
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(key, "little"))))
+
+
+def _check_seed(seed: bytes) -> bytes:
+    if not isinstance(seed, (bytes, bytearray)) or len(seed) != SEED_BYTES:
+        length = f"{len(seed)} bytes" if isinstance(seed, (bytes, bytearray)) else type(seed).__name__
+        raise ConfigurationError(f"PRG seed must be {SEED_BYTES} bytes; found {length}")
+    return bytes(seed)
+
+
+def _check_label(label: bytes) -> bytes:
+    if not isinstance(label, (bytes, bytearray)):
+        raise ConfigurationError(f"PRG label must be bytes; found {type(label).__name__}")
+    return bytes(label)

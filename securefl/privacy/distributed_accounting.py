@@ -55,7 +55,12 @@ surcharge above, so distributed Skellam and the central Gaussian cost the
 same privacy at equal variance (to a fraction of a percent, from the chord
 between integer orders).
 
-**Modelling assumption (as in both papers).** The release is analysed as
+**Exact noise.** Over SecAgg with Skellam noise (``DistributedDP``'s default)
+the protocol removes the excess shares (``protocols/secagg/noise.py``), so the
+release carries exactly ``Sk(V)`` whatever the survivors: the event is its
+exact law and the assumption below is not needed.
+
+**Modelling assumption (as in both papers; threshold shares).** The release is analysed as
 ``sum of rounded updates + noise of variance exactly V`` (t shares). When
 more than t clients survive, the extra shares only add noise and are treated
 as post-processing; this ignores what the *amount* of noise reveals about

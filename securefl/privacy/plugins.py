@@ -7,8 +7,10 @@ A plugin takes part in every round at three points, the same for both kinds:
   protocol sums. Central DP clips to C - sqrt(d) step (so the quantised update
   is still within C) and uses the protocol's encoding at weight 1;
   distributed DP runs :class:`~securefl.privacy.distributed.DistributedPipeline`
-  (rotation, conditional rounding, a noise share of variance V / t, modular
-  clipping) and replaces the encoding.
+  (rotation, conditional rounding, a noise share, modular clipping) and
+  replaces the encoding. Over SecAgg the share is Sk(V / n) and the protocol
+  adds and removes an exact-noise ladder (``protocols/secagg/noise.py``) so the
+  sum carries exactly Sk(V) whoever drops; elsewhere it is V / t.
 * **server stage** (after the protocol): the ring sum of the included clients
   becomes the released total. Central DP decodes it and adds N(0, (z C)^2)
   per coordinate; distributed DP only decodes (the noise is already in).
@@ -33,6 +35,7 @@ simulation passes its own ``rng``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -328,11 +331,20 @@ class DistributedDP(DifferentialPrivacy):
     calibrated for ``rounds`` unsampled releases, a client in every round).
     Both epsilons are reported either way (:attr:`epsilon` and
     :meth:`server_epsilon`).
+
+    ``exact_noise`` (default): over SecAgg / SecAgg+ with Skellam noise, each
+    client adds Sk(V/n) and the protocol a removable ladder of n - t
+    components whose seeds it secret-shares; unmasking removes those the
+    survivor count m allows, so every completed round carries exactly Sk(V),
+    for any m in [t, n] (not m V / t). The event charged is Sk(V) either way.
+    Elsewhere (secret sharing, the discrete Gaussian, or engines built from
+    :meth:`protocol_for` before :meth:`bind`) each client adds V / t.
     """
 
     bits: int = 16
     mechanism: Mechanism = "skellam"
     against: str = "release"
+    exact_noise: bool = True
     beta: float = DEFAULT_BETA
     wrap_target: float = DEFAULT_WRAP_TARGET
     _rotation_entropy: int = field(default=0, init=False, repr=False)
@@ -340,6 +352,8 @@ class DistributedDP(DifferentialPrivacy):
     _protocol: Protocol | None = field(default=None, init=False, repr=False)
     _design_cohort: int = field(default=0, init=False, repr=False)
     _design_shares: int = field(default=0, init=False, repr=False)
+    _exact: bool = field(default=False, init=False, repr=False)
+    _engines_without_ladder: bool = field(default=False, init=False, repr=False)
 
     kind: ClassVar[str] = "distributed"
 
@@ -383,7 +397,7 @@ class DistributedDP(DifferentialPrivacy):
         return Encoding(clip=clip, value_bits=2, ring_bits=self.bits, max_clients=(1 << (self.bits - 1)) - 1,
                         max_weight=1)
 
-    def protocol_for(self, protocol: Protocol) -> Protocol:
+    def ring_protocol(self, protocol: Protocol) -> Protocol:
         """``protocol`` over Z_2^bits (its modular sum carries the noise shares); Paillier is refused."""
         if not protocol.modular_sum:
             raise ConfigurationError(
@@ -395,19 +409,44 @@ class DistributedDP(DifferentialPrivacy):
             protocol = protocol.with_encoding(self.ring_encoding(encoding.clip))
         return protocol
 
+    def protocol_for(self, protocol: Protocol) -> Protocol:
+        """The protocol the engines of a round must run: after :meth:`bind` the bound one (with its exact-noise
+        ladder); before, :meth:`ring_protocol`, and this plugin then keeps every client's share at V / t
+        (engines built now carry no ladder, so the clients' own shares must give the noise)."""
+        if self._protocol is not None:
+            return self._protocol
+        self._engines_without_ladder = True
+        return self.ring_protocol(protocol)
+
+    def exact_for(self, protocol: Protocol, *, cohort: int) -> bool:
+        """Whether rounds over ``protocol`` carry exactly V (the ladder): SecAgg / SecAgg+, Skellam, ``exact_noise``,
+        and a ladder of at most ``MAX_NOISE_LEVELS`` levels for ``cohort`` clients."""
+        from securefl.protocols.secagg import SecAgg
+        from securefl.protocols.secagg.messages import MAX_NOISE_LEVELS
+
+        return (bool(self.exact_noise) and self.mechanism == "skellam" and isinstance(protocol, SecAgg)
+                and not self._engines_without_ladder
+                and cohort - protocol.minimum_inputs(cohort) <= MAX_NOISE_LEVELS)
+
     def bind(self, protocol: Protocol, *, dimension: int, cohort: int) -> Protocol:
         """The protocol over Z_2^bits, and the pipeline designed for ``dimension`` and the design cohort."""
         self._check_population()
-        protocol = self.protocol_for(protocol)
+        validation.boolean(self.exact_noise, "exact_noise")
+        protocol = self.ring_protocol(protocol)
         design = self.design_cohort(validation.positive_int(cohort, "cohort"))
         shares = protocol.minimum_inputs(design)
+        exact = self.exact_for(protocol, cohort=design)
+        # Exact noise: the released sum carries V whatever m, which is what the wrap-around design sees.
         pipeline = DistributedPipeline.design(
             dimension=validation.positive_int(dimension, "dimension"), ring_bits=self.bits, clients=design,
-            shares=shares, clip=self.clip, mechanism=self.mechanism, noise_multiplier=self.noise_multiplier,
+            shares=design if exact else shares, clip=self.clip, mechanism=self.mechanism,
+            noise_multiplier=self.noise_multiplier,
             target_epsilon=self.target_epsilon, delta=self.delta,
             sample_rate=self.sample_rate if self.against == "release" else 1.0,
             steps=self.rounds if self.rounds is not None else 1, beta=self.beta, wrap_target=self.wrap_target)
-        self._pipeline, self._protocol = pipeline, protocol
+        if exact:
+            protocol = dataclasses.replace(protocol, noise_variance=pipeline.central_variance)  # type: ignore[type-var]
+        self._pipeline, self._protocol, self._exact = pipeline, protocol, exact
         self._design_cohort, self._design_shares = design, shares
         return protocol
 
@@ -417,12 +456,15 @@ class DistributedDP(DifferentialPrivacy):
         protocol = self._protocol
         if protocol is None:  # pragma: no cover - set together with the pipeline
             raise ConfigurationError("DistributedDP is not bound to a protocol yet")
-        shares = protocol.minimum_inputs(cohort) if cohort else self._design_shares
+        minimum = protocol.minimum_inputs(cohort) if cohort else self._design_shares
+        # Exact noise: each client's own share is Sk(V/n), the protocol's ladder carries the rest.
+        shares = max(cohort, 1) if self._exact else minimum
         entropy = self._rotation_entropy if public_seed is None else int.from_bytes(
             hashlib.sha256(b"securefl rotation signs" + bytes(public_seed)).digest(), "big")
         signs = rotation_signs(dimension=pipeline.dimension,
                                seed=np.random.SeedSequence(entropy, spawn_key=(round,)))
-        return _DistributedRound(pipeline, signs=signs, shares=shares, sample_rate=self.sample_rate, round=round)
+        return _DistributedRound(pipeline, signs=signs, shares=shares, minimum=minimum, exact=self._exact,
+                                 sample_rate=self.sample_rate, round=round)
 
     def make_accountant(self) -> Accountant:
         return RDPAccountant()
@@ -451,20 +493,23 @@ class DistributedDP(DifferentialPrivacy):
             "l1_sensitivity": pipeline.l1_sensitivity, "noise_multiplier": pipeline.noise_multiplier,
             "target_epsilon": self.target_epsilon, "dp_against": self.against, "clip": self.clip,
             "sample_rate": self.sample_rate, "delta": self.delta, "design_cohort": self._design_cohort,
-            "design_threshold": self._design_shares,
-            "wrap_probability_design": pipeline.wrap_probability(clients=self._design_cohort,
-                                                                 shares=self._design_shares),
+            "design_threshold": self._design_shares, "exact_noise": self._exact,
+            "wrap_probability_design": pipeline.wrap_probability(
+                clients=self._design_cohort, shares=self._design_cohort if self._exact else self._design_shares),
         }
 
 
 class _DistributedRound(PrivateRound):
-    def __init__(self, pipeline: DistributedPipeline, *, signs: NDArray[Any], shares: int, sample_rate: float,
-                 round: int) -> None:
+    def __init__(self, pipeline: DistributedPipeline, *, signs: NDArray[Any], shares: int, minimum: int,
+                 exact: bool, sample_rate: float, round: int) -> None:
         self.pipeline = pipeline
         self.signs = signs
-        self.shares = shares
+        self.shares = shares  # V / shares per client: the cohort n (exact noise) or the threshold t
+        self.minimum = minimum
+        self.exact = exact
         self.round = round
-        self.event = pipeline.event(sample_rate=sample_rate, shares=shares)
+        # Sk(V) exactly (exact noise), or at least V (V / t from each of m >= t clients): the same event.
+        self.event = pipeline.event(sample_rate=sample_rate, shares=minimum)
         self.wrap_probability = 0.0
 
     def client_stage(self, update: NDArray[np.float64], *, rng: np.random.Generator) -> ClientStage:
@@ -473,11 +518,13 @@ class _DistributedRound(PrivateRound):
         return ClientStage(vector, norm > self.pipeline.clip)
 
     def server_stage(self, ring_sum: NDArray[Any], *, included: int) -> NDArray[np.float64]:
-        if included < self.shares:
+        if included < self.minimum:
             raise ProtocolAbort(
-                f"round {self.round}: {included} inputs summed, fewer than the {self.shares} the noise needs"
+                f"round {self.round}: {included} inputs summed, fewer than the {self.minimum} the noise needs"
             )
-        self.wrap_probability = self.pipeline.wrap_probability(clients=included, shares=self.shares)
+        # Exact noise leaves V on the sum (V / m from each of the m included), else V m / t.
+        self.wrap_probability = self.pipeline.wrap_probability(
+            clients=included, shares=included if self.exact else self.shares)
         if self.wrap_probability > WRAP_WARNING_THRESHOLD:
             warnings.warn(f"round {self.round}: wrap-around probability {self.wrap_probability:.3g} exceeds "
                           f"{WRAP_WARNING_THRESHOLD:g}", WrapAroundWarning, stacklevel=3)

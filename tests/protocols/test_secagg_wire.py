@@ -98,11 +98,19 @@ def test_the_old_concatenated_entry_is_refused():
         ShareKeysRequest(os.urandom(16), 0, "share-keys", "server", "client/0", keys={1: os.urandom(128)}, coins={})
 
 
-@pytest.mark.parametrize("size", [101, 103])
+@pytest.mark.parametrize("size", [101, 103, 138, 102 + 37 * 129])
 def test_sealed_shares_have_their_exact_size(size):
-    with pytest.raises(InvalidMessage, match="102 bytes"):
+    # 102 bytes: two shares sealed; each noise level (exact noise) adds one 37-byte share, at most 128 levels.
+    with pytest.raises(InvalidMessage, match="must be 102 or 139 or"):
         EncryptedShares(os.urandom(16), 0, "share-keys", "client/0", "server", ciphertexts={1: os.urandom(size)},
                         self_mask_commitment=os.urandom(32))
+
+
+@pytest.mark.parametrize("size", [31, 33, 63, 65])
+def test_the_commitment_is_32_bytes_or_64_with_the_noise_anchor(size):
+    with pytest.raises(InvalidMessage, match="32 or 64 bytes"):
+        EncryptedShares(os.urandom(16), 0, "share-keys", "client/0", "server", ciphertexts={1: os.urandom(102)},
+                        self_mask_commitment=os.urandom(size))
 
 
 def test_a_full_round_still_aggregates():

@@ -21,6 +21,15 @@ Honest-client rules (each refusal raises and sends nothing):
   raises ``AlreadyFinalized`` on anything more.
 - Ciphertexts that fail authentication and bad signatures raise
   ``InvalidMessage`` (and stop the client, as above).
+- Exact noise (``Parameters.noise``): it adds the removable noise ladder
+  c_t .. c_{n-1} to its input and shares the seeds s_t .. s_{n-1} with its
+  self-mask seed. In unmasking it computes m from the survivor set it
+  checked (the whole set is required on every graph; in malicious-server
+  mode the set it signed) and reveals, for each surviving neighbour only,
+  its share of s_{m-1} beside the self-mask share (none when m = t): the
+  server learns the seeds of c_t .. c_{m-1}, never those of c_m .. c_{n-1}.
+  A request naming fewer survivors than it saw in its own neighbourhood
+  raises ``ProtocolViolation``.
 - Malicious-server SecAgg+ (the graph drawn from coins): it commits to a
   fresh coin before it sees anyone else's, refuses a commitment list without
   its own commitment at its index (``ProtocolViolation``), signs the list's
@@ -36,6 +45,9 @@ import os
 from collections.abc import Callable
 from functools import lru_cache
 
+import numpy as np
+
+from securefl import ring
 from securefl.crypto import aead, shamir
 from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SigningKey
 from securefl.errors import ConfigurationError, InvalidMessage, LocalProtocolError, ProtocolAbort, ProtocolViolation
@@ -76,6 +88,7 @@ from securefl.protocols.secagg.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
+from securefl.protocols.secagg.noise import excess_noise, noise_anchor, noise_chain
 from securefl.protocols.secagg.primitives import AgreementKey, agree_many, sign, verify
 from securefl.protocols.state import StateDict, StateReader, keyed
 from securefl.protocols.wire import SERVER, Message, client_id
@@ -110,6 +123,15 @@ def _check_share_pair(plaintext: bytes, *, x: int, sender: int) -> None:
         check_share(plaintext[:SHARE_BYTES], x=x, what=f"client/{sender}'s mask-key share")
         check_share(plaintext[SHARE_BYTES:], x=x, what=f"client/{sender}'s self-mask share")
         raise InvalidMessage(f"client/{sender} sealed {len(plaintext)} bytes; expected two shares")
+
+
+def _check_noise_shares(plaintext: bytes, *, x: int, sender: int, levels: int) -> None:
+    """The sealed plaintext must be the share pair and ``levels`` noise-seed shares at ``x`` (``InvalidMessage``)."""
+    if len(plaintext) != (2 + levels) * SHARE_BYTES:
+        raise InvalidMessage(f"client/{sender} sealed {len(plaintext)} bytes; expected {2 + levels} shares "
+                             f"(mask key, self-mask seed, {levels} noise seeds)")
+    for start in range(2 * SHARE_BYTES, len(plaintext), SHARE_BYTES):
+        check_share(plaintext[start : start + SHARE_BYTES], x=x, what=f"client/{sender}'s noise-seed share")
 
 
 def check_client_list(clients: tuple[int, ...], count: int, what: str) -> frozenset[int]:
@@ -165,6 +187,8 @@ class SecAggClient(ClientEngine):
         self._mask_publics: dict[int, bytes] = {}
         self._own_seed_share: bytes | None = None
         self._held: dict[int, bytes] = {}
+        self._noise_seeds: dict[int, bytes] = {}
+        self._own_noise_shares = b""
         # What this client saw (public): the coin commitments it signed, the reveals, the graph they drew.
         self._coin_commitments: dict[int, bytes] = {}
         self._coins: dict[int, bytes] = {}
@@ -204,6 +228,8 @@ class SecAggClient(ClientEngine):
         self._channel_keys = {}
         self._mask_publics = {}
         self._held = {}
+        self._noise_seeds = {}
+        self._own_noise_shares = b""
 
     def _header(self, phase: str) -> Header:
         return self._parameters.header(phase, self.party, SERVER)
@@ -237,6 +263,8 @@ class SecAggClient(ClientEngine):
             "mask-key": self._mask_key.private_bytes if self._mask_key is not None else b"",
             "self-mask-seed": self._self_mask_seed or b"",
             "own-seed-share": self._own_seed_share or b"",
+            "noise-seeds": [self._noise_seeds[level] for level in sorted(self._noise_seeds)],
+            "own-noise-shares": self._own_noise_shares,
             "coin": self._coin or b"",
             "coin-committers": coin_committers,
             "coin-commitments": coin_commitments,
@@ -261,13 +289,16 @@ class SecAggClient(ClientEngine):
         mask_key = reader.optional_blob("mask-key", size=PRIVATE_KEY_BYTES)
         self_mask_seed = reader.optional_blob("self-mask-seed", size=SECRET_BYTES)
         own_seed_share = reader.optional_blob("own-seed-share", size=SHARE_BYTES)
+        levels = parameters.noise_levels
+        noise_seeds = reader.blobs("noise-seeds", size=SECRET_BYTES)
+        own_noise_shares = reader.blob("own-noise-shares", sizes=(0, levels * SHARE_BYTES))
         coin = reader.optional_blob("coin", size=COIN_BYTES)
         coin_commitments = reader.keyed_blobs("coin-committers", "coin-commitments", maximum=last,
                                               size=COMMITMENT_BYTES)
         coins = reader.keyed_blobs("coin-revealers", "coins", maximum=last, size=COIN_BYTES)
         channel_keys = reader.keyed_blobs("channel-peers", "channel-keys", maximum=last, size=aead.KEY_BYTES)
         mask_publics = reader.keyed_blobs("mask-peers", "mask-publics", maximum=last, size=PUBLIC_KEY_BYTES)
-        held = reader.keyed_blobs("held-peers", "held-shares", maximum=last, size=2 * SHARE_BYTES)
+        held = reader.keyed_blobs("held-peers", "held-shares", maximum=last, size=(2 + levels) * SHARE_BYTES)
         masked_with = frozenset(reader.integers("masked-with", minimum=0, maximum=last))
         signed = tuple(reader.integers("signed-survivors", minimum=0, maximum=last))
 
@@ -279,6 +310,9 @@ class SecAggClient(ClientEngine):
             ("its mask key", mask_key is not None, (ADVERTISE_KEYS, SHARE_KEYS)),
             ("its self-mask seed", self_mask_seed is not None, (SHARE_KEYS,)),
             ("its own self-mask share", own_seed_share is not None, (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK)),
+            ("its noise seeds", bool(noise_seeds), (SHARE_KEYS,) if levels else ()),
+            ("its own noise-seed shares", bool(own_noise_shares),
+             (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK) if levels else ()),
             ("its unrevealed graph coin", coin is not None, (COMMIT_COINS,) if drawn else ()),
             ("the coin commitments it signed", bool(coin_commitments), (ADVERTISE_KEYS,) if drawn else ()),
         ):
@@ -323,10 +357,23 @@ class SecAggClient(ClientEngine):
             for peer, shares in held.items():
                 x = graph.share_point(peer, index)
                 check_share(shares[:SHARE_BYTES], x=x, what=f"stored mask-key share of client/{peer}")
-                check_share(shares[SHARE_BYTES:], x=x, what=f"stored self-mask share of client/{peer}")
+                check_share(shares[SHARE_BYTES : 2 * SHARE_BYTES], x=x, what=f"stored self-mask share of client/{peer}")
+                for start in range(2 * SHARE_BYTES, len(shares), SHARE_BYTES):
+                    check_share(shares[start : start + SHARE_BYTES], x=x, what=f"stored noise-seed share of "
+                                                                              f"client/{peer}")
 
         self._share_key = AgreementKey(share_key) if share_key is not None else None
         self._mask_key = AgreementKey(mask_key) if mask_key is not None else None
+        reader.require(not noise_seeds or len(noise_seeds) == levels, f"must hold {levels} noise seeds or none")
+        if parameters.noise is not None and noise_seeds:
+            # The chain must be the one its top seed derives (the lower seeds are never stored apart from it).
+            chain = noise_chain(noise_seeds[-1], parameters.noise, session=parameters.session,
+                                round=parameters.round, client=index)
+            reader.require([chain[level] for level in parameters.noise.levels] == noise_seeds,
+                           "holds noise seeds that are not one hash chain")
+        self._noise_seeds = dict(zip(parameters.noise.levels, noise_seeds)) if parameters.noise and noise_seeds \
+            else {}
+        self._own_noise_shares = own_noise_shares
         self._self_mask_seed, self._own_seed_share, self._coin = self_mask_seed, own_seed_share, coin
         self._coin_commitments, self._coins, self._graph = coin_commitments, coins, graph
         self._channel_keys, self._mask_publics, self._held = channel_keys, mask_publics, held
@@ -453,26 +500,36 @@ class SecAggClient(ClientEngine):
         self._require_peers(len(peers) + 1, "advertised keys")
         if self._share_key is None or self._mask_key is None:
             raise LocalProtocolError(f"{self.party} has no keys: advertise-keys comes first")
+        index = self._index
         self._self_mask_seed = os.urandom(SECRET_BYTES)
-        key_shares, seed_shares = shamir.split_many_encoded(
-            [self._mask_key.private_bytes, self._self_mask_seed],
+        ladder, noise_secrets, anchor = parameters.noise, [], b""
+        if ladder is not None and ladder.count:
+            # s_{n-1} from the OS CSPRNG; the chain below it is derived (noise.noise_chain).
+            self._noise_seeds = noise_chain(os.urandom(SECRET_BYTES), ladder, session=session, round=round,
+                                            client=index)
+            noise_secrets = [self._noise_seeds[level] for level in ladder.levels]
+            anchor = noise_anchor(self._noise_seeds[ladder.first], session=session, round=round, client=index)
+        key_shares, seed_shares, *noise_shares = shamir.split_many_encoded(
+            [self._mask_key.private_bytes, self._self_mask_seed, *noise_secrets],
             threshold=parameters.threshold, shares=graph.group_size,
         )
-        index = self._index
         channel_keys = agree_many(self._share_key, {peer: share_publics[peer] for peer in peers},
                                   own=index, label=SHARE_CHANNEL_LABEL, session=session, round=round)
         ciphertexts = {}
         share_point, seal = graph.share_point, aead.seal
         for peer, associated in zip(peers, shares_associated_data_to(session, round, index, peers), strict=True):
             x = share_point(index, peer)
-            ciphertexts[peer] = seal(channel_keys[peer], key_shares[x - 1] + seed_shares[x - 1], associated=associated)
-        self._own_seed_share = seed_shares[share_point(index, index) - 1]
+            plaintext = key_shares[x - 1] + seed_shares[x - 1] + b"".join(shares[x - 1] for shares in noise_shares)
+            ciphertexts[peer] = seal(channel_keys[peer], plaintext, associated=associated)
+        own = share_point(index, index) - 1
+        self._own_seed_share = seed_shares[own]
+        self._own_noise_shares = b"".join(shares[own] for shares in noise_shares)
         self._channel_keys = channel_keys
         self._mask_publics = mask_publics
         self._share_key = None  # the channel keys are derived; the private key is no longer needed
         if parameters.coin_graph:
             self._coins, self._coin_commitments, self._graph = dict(message.coins), {}, graph
-        commitment = self_mask_commitment(session, round, self._index, self._self_mask_seed)
+        commitment = self_mask_commitment(session, round, self._index, self._self_mask_seed) + anchor
         return [EncryptedShares(*self._header(SHARE_KEYS), ciphertexts=ciphertexts, self_mask_commitment=commitment)]
 
     # -- MaskedInputCollection ----------------------------------------------------------
@@ -492,15 +549,27 @@ class SecAggClient(ClientEngine):
         share_point, open_sealed = graph.share_point, aead.open_sealed
         x = {sender: share_point(sender, index) for sender in senders}
         held = {}
+        levels = parameters.noise_levels
         for sender, associated in zip(senders, shares_associated_data_from(session, round, senders, index),
                                       strict=True):
             plaintext = open_sealed(channel_keys[sender], ciphertexts[sender], associated=associated)
-            _check_share_pair(plaintext, x=x[sender], sender=sender)
+            if levels:
+                _check_noise_shares(plaintext, x=x[sender], sender=sender, levels=levels)
+                _check_share_pair(plaintext[: 2 * SHARE_BYTES], x=x[sender], sender=sender)
+            else:
+                _check_share_pair(plaintext, x=x[sender], sender=sender)
             held[sender] = plaintext
         self._held = held
         self._masked_with = frozenset(senders)
         if self._self_mask_seed is None or self._mask_key is None:
             raise LocalProtocolError(f"{self.party} has no mask key or self-mask seed: share-keys comes first")
+        ladder = parameters.noise
+        if ladder is not None and ladder.count:
+            # The removable components c_t .. c_{n-1} (the base share Sk(V/n) is already in the input).
+            excess = excess_noise(self._noise_seeds, ladder, levels=ladder.levels, length=parameters.length,
+                                  session=session, round=round, client=self._index)
+            vector = ring.reduce(np.add(vector, ring.from_signed(excess, parameters.ring_bits)),
+                                 parameters.ring_bits)
         masked = mask_input(
             vector, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
             peer_publics={sender: self._mask_publics[sender] for sender in senders},
@@ -509,6 +578,7 @@ class SecAggClient(ClientEngine):
         # Nothing below needs the keys or the seed again.
         self._mask_key = None
         self._self_mask_seed = None
+        self._noise_seeds = {}
         self._channel_keys = {}
         self._mask_publics = {}
         return [MaskedInput(*self._header(MASKED_INPUT), ring_bits=parameters.ring_bits, vector=masked)]
@@ -534,7 +604,7 @@ class SecAggClient(ClientEngine):
         """
         parameters = self._parameters
         graph = self._round_graph()
-        if graph.complete or parameters.malicious_server:
+        if graph.complete or parameters.malicious_server or parameters.noise is not None:
             count, needed = len(survivors), parameters.min_clients
         else:
             count, needed = graph.count_in_group(self._index, survivors), min(parameters.min_clients, graph.group_size)
@@ -588,13 +658,33 @@ class SecAggClient(ClientEngine):
         if parameters.malicious_server:
             self._check_consistency_signatures(message)
         self._require_peers(graph.count_in_group(self._index, survivors), "survived")
-        self_mask_shares = {peer: self._held[peer][SHARE_BYTES:] for peer in surviving_neighbours}
         if self._own_seed_share is None:
             raise LocalProtocolError(f"{self.party} holds no share of its self-mask seed: share-keys comes first")
-        self_mask_shares[self._index] = self._own_seed_share
+        noise_share = self._noise_share_reader(len(survivors))
+        self_mask_shares = {peer: self._held[peer][SHARE_BYTES : 2 * SHARE_BYTES] + noise_share(self._held[peer][
+            2 * SHARE_BYTES:]) for peer in surviving_neighbours}
+        self_mask_shares[self._index] = self._own_seed_share + noise_share(self._own_noise_shares)
         mask_key_shares = {peer: self._held[peer][:SHARE_BYTES] for peer in dropped_neighbours}
         return [UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,
                              mask_key_shares=mask_key_shares)]
+
+    def _noise_share_reader(self, survivors: int) -> Callable[[bytes], bytes]:
+        """The share of s_{m-1} out of an owner's noise shares, m = ``survivors`` (b"" when m = t or no noise).
+
+        m is this client's own count of the survivor set it checked, never a
+        number the server states; below the ladder's t it reveals nothing.
+        """
+        ladder = self._parameters.noise
+        if ladder is None:
+            return lambda shares: b""
+        if not ladder.first <= survivors <= ladder.clients:
+            raise ProtocolViolation(f"unmask request names {survivors} survivors; the noise ladder of "
+                                    f"{self.party} starts at t={ladder.first}")
+        level = ladder.reveal_level(survivors)
+        if level is None:
+            return lambda shares: b""
+        offset = (level - ladder.first) * SHARE_BYTES
+        return lambda shares: shares[offset : offset + SHARE_BYTES]
 
     def _check_consistency_signatures(self, message: UnmaskRequest) -> None:
         parameters = self._parameters

@@ -20,6 +20,7 @@ from securefl.protocols.secagg.messages import (
     SHARE_KEYS,
     UNMASKING,
 )
+from securefl.protocols.secagg.noise import NoiseLadder
 
 __all__ = ["Parameters", "resolve_threshold", "threshold_bound", "phases_of", "SEMI_HONEST_PHASES",
            "MALICIOUS_PHASES", "MALICIOUS_SPARSE_PHASES"]
@@ -78,6 +79,8 @@ class Parameters(RunParameters):
     then ``neighbors`` is its k. ``threshold`` is the Shamir threshold t of
     every neighbourhood; ``verification_keys[i]`` is client i's Ed25519
     public key, registered at setup (malicious-server mode; empty otherwise).
+    ``noise`` is the removable Skellam ladder of exact distributed noise
+    (``noise.NoiseLadder``), or None when the inputs carry no removable noise.
     """
 
     graph: Graph | None
@@ -85,12 +88,23 @@ class Parameters(RunParameters):
     malicious_server: bool
     verification_keys: tuple[bytes, ...]
     neighbors: int | None = None
+    noise: NoiseLadder | None = None
 
     def __post_init__(self) -> None:
         drawn = COMMIT_COINS in self.phases
         if (self.graph is None) != drawn or (drawn and (self.neighbors is None or not self.malicious_server)):
             raise ConfigurationError("a SecAgg graph is drawn from coins exactly in malicious-server SecAgg+, "
                                      "whose phases begin with commit-coins")
+        noise = self.noise
+        if noise is not None and (not isinstance(noise, NoiseLadder) or noise.clients != self.clients
+                                  or noise.first < self.threshold):
+            raise ConfigurationError(f"the noise ladder must be a NoiseLadder over the round's {self.clients} clients "
+                                     f"starting at or above the threshold {self.threshold}; found {noise!r}")
+
+    @property
+    def noise_levels(self) -> int:
+        """L = n - t: the noise seeds each client shares (0 without exact noise)."""
+        return 0 if self.noise is None else self.noise.count
 
     @property
     def coin_graph(self) -> bool:
@@ -112,5 +126,6 @@ class Parameters(RunParameters):
             adjacency = b"" if graph.complete else np.array(
                 [graph.closed(client) for client in range(self.clients)], dtype=">u4").tobytes()
             shape = (int(graph.complete), graph.degree, adjacency)
+        noise = () if self.noise is None else self.noise.identity()
         return (*super()._identity(), *shape, self.threshold,
-                int(self.malicious_server), len(self.verification_keys), *self.verification_keys)
+                int(self.malicious_server), len(self.verification_keys), *self.verification_keys, *noise)

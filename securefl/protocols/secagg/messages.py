@@ -28,6 +28,8 @@ __all__ = [
     "COIN_BYTES",
     "SHARE_BYTES",
     "SEALED_SHARES_BYTES",
+    "MAX_NOISE_LEVELS",
+    "sealed_shares_bytes",
     "PublicKey",
     "Signature",
     "SignatureOrEmpty",
@@ -78,8 +80,22 @@ Commitment = Annotated[bytes, Size(COMMITMENT_BYTES)]
 Coin = Annotated[bytes, Size(COIN_BYTES)]
 CoinOrEmpty = Annotated[bytes, Size(0, COIN_BYTES)]
 """A revealed graph coin in malicious-server SecAgg+; empty in every other mode."""
-SealedShares = Annotated[bytes, Size(SEALED_SHARES_BYTES)]
+MAX_NOISE_LEVELS = 128
+"""The most removable noise levels (n - t, exact distributed noise) one round may have."""
+
+
+def sealed_shares_bytes(noise_levels: int) -> int:
+    """``aead.seal`` of a mask-key share, a self-mask share and ``noise_levels`` noise-seed shares."""
+    return SEALED_SHARES_BYTES + noise_levels * SHARE_BYTES
+
+
+SealedShares = Annotated[bytes, Size(*(sealed_shares_bytes(levels) for levels in range(MAX_NOISE_LEVELS + 1)))]
+"""The sealed shares of one client for one neighbour: exactly ``sealed_shares_bytes(L)`` for the run's L."""
 ShareBytes = Annotated[bytes, Size(SHARE_BYTES)]
+RevealedShares = Annotated[bytes, Size(SHARE_BYTES, 2 * SHARE_BYTES)]
+"""A self-mask share, followed (exact noise, m > t) by the share of the same owner's noise seed s_{m-1}."""
+CommitmentWithAnchor = Annotated[bytes, Size(COMMITMENT_BYTES, 2 * COMMITMENT_BYTES)]
+"""The self-mask commitment, followed (exact noise, n > t) by the noise anchor a_u (32 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +172,16 @@ class ShareKeysRequest(Message):
 
 @dataclass(frozen=True)
 class EncryptedShares(Message):
-    """Client u -> server: AES-GCM ciphertexts of u's shares, by recipient index, and a commitment to b_u."""
+    """Client u -> server: AES-GCM ciphertexts of u's shares, by recipient index, and a commitment to b_u.
+
+    With exact noise (``Parameters.noise``, L = n - t > 0) each ciphertext
+    also carries u's shares of its noise seeds s_t .. s_{n-1}, and the
+    commitment is followed by the noise anchor a_u (``noise.noise_anchor``).
+    """
 
     KIND = "secagg/encrypted-shares"
     ciphertexts: dict[int, SealedShares]
-    self_mask_commitment: Commitment
+    self_mask_commitment: CommitmentWithAnchor
 
 
 @dataclass(frozen=True)
@@ -200,7 +221,8 @@ class ConsistencySignature(Message):
 class UnmaskRequest(Message):
     """Server -> client u: survivors (send self-mask shares) and dropped clients (send mask-key shares).
 
-    Semi-honest mode lists only members of u's neighbourhood. In
+    Semi-honest mode lists only members of u's neighbourhood (the whole
+    survivor set with exact noise: each client counts m itself). In
     malicious-server mode ``survivors`` is the whole signed survivor set and
     ``signatures`` are the consistency signatures of u's neighbourhood over
     it, by signer index.
@@ -215,10 +237,14 @@ class UnmaskRequest(Message):
 @dataclass(frozen=True)
 class UnmaskShares(Message):
     """Client -> server: Shamir shares (``Share.to_bytes``) by owner index: of b_v for survivors,
-    of the mask private key for dropped clients. Never both for one owner."""
+    of the mask private key for dropped clients. Never both for one owner.
+
+    With exact noise and m = |survivors| > t, each survivor's self-mask share
+    is followed by the share of its noise seed s_{m-1} (level computed by the
+    client from the survivor set it checked)."""
 
     KIND = "secagg/unmask-shares"
-    self_mask_shares: dict[int, ShareBytes]
+    self_mask_shares: dict[int, RevealedShares]
     mask_key_shares: dict[int, ShareBytes]
 
 

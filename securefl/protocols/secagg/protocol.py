@@ -29,6 +29,8 @@ from securefl.protocols.base import (
 from securefl.protocols.secagg.client import SecAggClient
 from securefl.protocols.secagg.config import Parameters, phases_of, resolve_threshold, threshold_bound
 from securefl.protocols.secagg.graph import effective_degree, round_graph
+from securefl.protocols.secagg.messages import MAX_NOISE_LEVELS
+from securefl.protocols.secagg.noise import NoiseLadder
 from securefl.protocols.secagg.server import SecAggServer
 from securefl.protocols.wire import SERVER
 
@@ -77,6 +79,14 @@ class SecAgg(Protocol):
     (ConsistencyCheck) and the threshold must exceed 2m/3. Ring bits come from
     ``encoding`` (or ``ring_bits=``, which builds ``Encoding(ring_bits=...)``);
     a sum that could wrap the ring is refused when the protocol is configured.
+
+    ``noise_variance`` V (ring units; exact distributed noise, ``noise``):
+    each client also adds a removable Skellam ladder of n - t components,
+    whose seeds it shares like its self-mask seed, and the server removes the
+    ones the survivor count m allows, so that with the clients' base shares
+    Sk(V/n) the unmasked sum carries exactly Sk(V) for every m in [t, n]
+    (t = ``minimum_inputs``). Honest clients compute m from the survivor set
+    they checked; a server can get no more noise removed than that set allows.
     """
 
     threshold: int | float | None = None
@@ -85,6 +95,7 @@ class SecAgg(Protocol):
     malicious_server: bool = False
     min_clients: int = DEFAULT_MIN_CLIENTS
     encoding: Encoding = field(default=None)  # type: ignore[assignment]  # None: Encoding(ring_bits=...) or the default
+    noise_variance: float | None = None
 
     secure = True
 
@@ -109,6 +120,18 @@ class SecAgg(Protocol):
         object.__setattr__(self, "ring_bits", encoding.ring_bits)
         object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, encoding))
         self._check_threshold_shape()
+        if self.noise_variance is not None:
+            NoiseLadder(variance=self.noise_variance, first=1, clients=1)  # a positive finite V, or refused
+
+    def noise_ladder(self, clients: int) -> NoiseLadder | None:
+        """The removable noise ladder of a round of ``clients`` clients (None without ``noise_variance``)."""
+        if self.noise_variance is None:
+            return None
+        first = self.minimum_inputs(clients)
+        if clients - first > MAX_NOISE_LEVELS:
+            raise ConfigurationError(f"exact noise over {clients} clients with t={first} needs {clients - first} "
+                                     f"noise levels; at most {MAX_NOISE_LEVELS}")
+        return NoiseLadder(variance=float(self.noise_variance), first=first, clients=clients)
 
     def _check_threshold_shape(self) -> None:
         threshold = self.threshold
@@ -193,6 +216,7 @@ class SecAgg(Protocol):
             malicious_server=self.malicious_server,
             verification_keys=keys,
             neighbors=neighbors,
+            noise=self.noise_ladder(base.clients),
         )
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
@@ -273,4 +297,5 @@ class SecAgg(Protocol):
         else:
             threshold = f"threshold {self.threshold}"
         server = "malicious server" if self.malicious_server else "semi-honest server"
-        return f"{self.name} ({graph}, {threshold}, {server}, {self.encoding.ring_bits}-bit ring)"
+        noise = "" if self.noise_variance is None else ", exact noise"
+        return f"{self.name} ({graph}, {threshold}, {server}, {self.encoding.ring_bits}-bit ring{noise})"

@@ -15,6 +15,13 @@ and checks every reconstructed secret against what its owner published
 (the commitment to b_u, the mask public key of v), so a corrupted share
 raises instead of yielding a wrong sum.
 
+With exact noise (``Parameters.noise``) and m = |S| > t it also reconstructs
+each survivor's noise seed s_{m-1}, hashes down the chain to its published
+anchor, and subtracts the components c_t .. c_{m-1} it expands
+(``noise.py``), so the total carries exactly the target noise. Its unmask
+request then lists the whole survivor set on every graph (each client counts
+m itself).
+
 Malicious-server SecAgg+ opens with commit-coins: the server collects a
 commitment h_u from each client, forwards the whole list {v: h_v} to every
 committed client in its advertise request, checks each reveal r_u against
@@ -53,7 +60,6 @@ from securefl.protocols.secagg.messages import (
     COMMITMENT_BYTES,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
-    SEALED_SHARES_BYTES,
     SHARE_BYTES,
     SHARE_KEYS,
     UNMASKING,
@@ -70,7 +76,9 @@ from securefl.protocols.secagg.messages import (
     ShareKeysRequest,
     UnmaskRequest,
     UnmaskShares,
+    sealed_shares_bytes,
 )
+from securefl.protocols.secagg.noise import chain_down, excess_noise, noise_anchor
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator, verify
 from securefl.protocols.state import StateDict, StateReader, keyed, nested
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
@@ -219,15 +227,15 @@ class SecAggServer(ServerEngine):
                        f"must hold {signature_size}-byte key signatures")
         listed = self._read_listed(reader, last)
         ciphertexts = reader.nested_blobs("shared", "ciphertext-counts", "ciphertext-recipients", "ciphertexts",
-                                          maximum=last, size=SEALED_SHARES_BYTES)
-        commitments = reader.blobs("commitments", size=COMMITMENT_BYTES)
+                                          maximum=last, size=sealed_shares_bytes(parameters.noise_levels))
+        commitments = reader.blobs("commitments", size=self._commitment_bytes)
         reader.require(len(commitments) == len(ciphertexts), "must hold one commitment of each client that shared")
         total = reader.optional_vector("total", dtype=dtype, length=parameters.length)
         survivors = reader.integers("survivors", minimum=0, maximum=last)
         dropped = reader.integers("dropped", minimum=0, maximum=last)
         signatures = reader.keyed_blobs("signers", "consistency-signatures", maximum=last, size=SIGNATURE_BYTES)
         self_shares = reader.nested_blobs("self-share-holders", "self-share-counts", "self-share-owners",
-                                          "self-shares", maximum=last, size=SHARE_BYTES)
+                                          "self-shares", maximum=last, size=self._revealed_bytes(len(survivors)))
         key_shares = reader.nested_blobs("key-share-holders", "key-share-counts", "key-share-owners",
                                          "key-shares", maximum=last, size=SHARE_BYTES)
         result = reader.optional_vector("result", dtype=dtype, length=parameters.length)
@@ -248,7 +256,9 @@ class SecAggServer(ServerEngine):
                     for owner, share in shares.items():
                         reader.require(graph.in_group(owner, holder),
                                        f"holds a {what} share outside its neighbourhood")
-                        check_share(share, x=graph.share_point(owner, holder), what=f"stored {what} share")
+                        for start in range(0, len(share), SHARE_BYTES):
+                            check_share(share[start : start + SHARE_BYTES], x=graph.share_point(owner, holder),
+                                        what=f"stored {what} share")
         reader.require(all(u in listed and recipients.keys() == listed[u] for u, recipients in ciphertexts.items()),
                        "holds ciphertexts that differ from the keys each client was sent")
         reader.require(not set(survivors) & set(dropped) and set(survivors) | set(dropped) <= set(ciphertexts),
@@ -338,6 +348,17 @@ class SecAggServer(ServerEngine):
                 self._unmask()
             except InvalidMessage as error:  # shares that do not reconstruct: the round cannot finish
                 raise ProtocolAbort(f"phase 'unmasking': {error}") from None
+
+    @property
+    def _commitment_bytes(self) -> int:
+        """The self-mask commitment, and the noise anchor when the clients share noise seeds."""
+        return COMMITMENT_BYTES * (2 if self._parameters.noise_levels else 1)
+
+    def _revealed_bytes(self, survivors: int) -> int:
+        """One self-mask share, and the share of s_{m-1} when m = ``survivors`` is above the ladder's t."""
+        noise = self._parameters.noise
+        revealed = noise is not None and survivors > noise.first
+        return SHARE_BYTES * (2 if revealed else 1)
 
     def _aggregate(self) -> RingAggregate:
         if self._result is None:
@@ -440,6 +461,11 @@ class SecAggServer(ServerEngine):
         message = received(message, EncryptedShares)
         if message.ciphertexts.keys() != self._listed[sender]:
             raise InvalidMessage(f"client/{sender} must send one ciphertext to each neighbour whose keys it received")
+        size = sealed_shares_bytes(self._parameters.noise_levels)
+        if any(len(ciphertext) != size for ciphertext in message.ciphertexts.values()) \
+                or len(message.self_mask_commitment) != self._commitment_bytes:
+            raise InvalidMessage(f"client/{sender} must send {size}-byte ciphertexts and a "
+                                 f"{self._commitment_bytes}-byte commitment in this round")
         self._ciphertexts[sender] = message.ciphertexts
         self._commitments[sender] = message.self_mask_commitment
 
@@ -513,7 +539,8 @@ class SecAggServer(ServerEngine):
                               if w in self._consistency_signatures}
                 request = UnmaskRequest(*self._header(UNMASKING, u), survivors=survivors, dropped=self._dropped,
                                         signatures=signatures)
-            elif graph.complete:
+            elif graph.complete or parameters.noise is not None:
+                # Exact noise: every client counts the survivors itself, so it sees the whole set.
                 request = UnmaskRequest(*self._header(UNMASKING, u), survivors=survivors, dropped=self._dropped,
                                         signatures={})
             else:
@@ -536,8 +563,15 @@ class SecAggServer(ServerEngine):
                 f"client/{sender} must send a self-mask share of each surviving and a mask-key share of each "
                 f"dropped member of its neighbourhood, nothing else"
             )
+        revealed = self._revealed_bytes(len(self._survivors))
         for owner, share in message.self_mask_shares.items():
-            check_share(share, x=graph.share_point(owner, sender), what=f"self-mask share of client/{owner}")
+            if len(share) != revealed:
+                raise InvalidMessage(f"client/{sender} must reveal {revealed} bytes of shares of client/{owner} "
+                                     f"for {len(self._survivors)} survivors; found {len(share)}")
+            x = graph.share_point(owner, sender)
+            check_share(share[:SHARE_BYTES], x=x, what=f"self-mask share of client/{owner}")
+            if revealed > SHARE_BYTES:
+                check_share(share[SHARE_BYTES:], x=x, what=f"noise-seed share of client/{owner}")
         for owner, share in message.mask_key_shares.items():
             check_share(share, x=graph.share_point(owner, sender), what=f"mask-key share of client/{owner}")
         self._self_mask_shares[sender] = message.self_mask_shares
@@ -558,14 +592,44 @@ class SecAggServer(ServerEngine):
             share_lists.append([shamir.Share.from_bytes(share) for share in chosen])
         return shamir.reconstruct_many(share_lists, threshold=threshold) if share_lists else []
 
+    def _noise_to_remove(self, survivors: list[int]) -> np.ndarray | None:
+        """sum over survivors u of c_t(u) .. c_{m-1}(u), each chain checked against u's anchor; None: nothing.
+
+        ``ProtocolAbort`` if a reconstructed seed does not hash down to its
+        owner's anchor (a corrupted share): the sum would be wrong.
+        """
+        parameters = self._parameters
+        ladder, session, round = parameters.noise, parameters.session, parameters.round
+        if ladder is None:
+            return None
+        level = ladder.reveal_level(len(survivors))
+        if level is None:
+            return None
+        noise_shares = {holder: {owner: share[SHARE_BYTES:] for owner, share in shares.items()}
+                        for holder, shares in self._self_mask_shares.items()}
+        tops = self._collect(survivors, noise_shares, "noise seed")
+        total = np.zeros(parameters.length, dtype=np.int64)
+        for owner, top in zip(survivors, tops, strict=True):
+            chain = chain_down(top, level=level, first=ladder.first, session=session, round=round, client=owner)
+            anchor = noise_anchor(chain[ladder.first], session=session, round=round, client=owner)
+            if anchor != self._commitments[owner][COMMITMENT_BYTES:]:
+                raise ProtocolAbort(f"client/{owner}'s reconstructed noise seed does not match its anchor "
+                                    f"(a share was corrupted)")
+            total += excess_noise(chain, ladder, levels=range(ladder.first, level + 1), length=parameters.length,
+                                  session=session, round=round, client=owner)
+        return total
+
     def _unmask(self) -> None:
         parameters = self._parameters
         graph, session, round = self._round_graph(), parameters.session, parameters.round
         survivors, needs_key = list(self._survivors), self._needs_key()
-        seeds = self._collect(survivors, self._self_mask_shares, "self-mask seed")
+        revealed = {holder: {owner: share[:SHARE_BYTES] for owner, share in shares.items()}
+                    for holder, shares in self._self_mask_shares.items()}
+        seeds = self._collect(survivors, revealed, "self-mask seed")
+        noise = self._noise_to_remove(survivors)
         secrets = self._collect(needs_key, self._mask_key_shares, "mask key")
         for owner, seed in zip(survivors, seeds):
-            if self_mask_commitment(session, round, owner, seed) != self._commitments[owner]:
+            if self_mask_commitment(session, round, owner, seed) != self._commitments[owner][:COMMITMENT_BYTES]:
                 raise ProtocolAbort(f"client/{owner}'s reconstructed self-mask seed does not match its commitment "
                                     f"(a share was corrupted)")
         keys = {}
@@ -584,7 +648,10 @@ class SecAggServer(ServerEngine):
             publics = {u: self._mask_publics[u] for u in graph.neighbours(owner) if u in self._survivor_set}
             remove_dropped_masks(accumulator, dropped=owner, mask_key=key, survivor_publics=publics,
                                  session=session, round=round)
-        self._result = RingAggregate(total=accumulator.finish(), included=tuple(survivors))
+        total = accumulator.finish()
+        if noise is not None:
+            ring.sub(total, ring.from_signed(noise, parameters.ring_bits), parameters.ring_bits)
+        self._result = RingAggregate(total=total, included=tuple(survivors))
         self._total = None
         self._self_mask_shares.clear()
         self._mask_key_shares.clear()

@@ -54,7 +54,6 @@ class Contender:
     options: dict[str, Any] = field(default_factory=dict)
     dp: str = "none"  # "none" | "central" | "distributed"
     threat_model: str = ""
-    threshold: float | None = None  # SecAgg's share threshold as a fraction of the cohort (None: its default)
 
 
 CONTENDERS: tuple[Contender, ...] = (
@@ -116,13 +115,14 @@ CONTENDERS: tuple[Contender, ...] = (
         ),
     ),
     Contender(
-        "secagg+distributed-dp", "secagg", dp="distributed", threshold=0.9,
+        "secagg+distributed-dp", "secagg", dp="distributed",
         threat_model=(
             "Distributed DP (Kairouz et al. 2021; Agarwal et al. 2021): each client rotates, rounds and "
             "adds a share of Skellam noise inside the 16-bit SecAgg ring, so the sum the server unmasks "
-            "is already (epsilon, delta)-DP, against the server too. Noise is calibrated to the SecAgg "
-            "threshold (here 0.9 of the cohort: a round with more than 10% dropouts aborts), so it holds "
-            "in every round that completes; a round with more survivors carries more noise than needed."
+            "is already (epsilon, delta)-DP, against the server too. Each share's seed is Shamir-shared "
+            "like the self-mask seed, and once the survivors are known the server removes the shares of "
+            "all but SecAgg's threshold of them: every completed round carries exactly the target noise, "
+            "whatever the dropouts (add-then-remove, after Dordis)."
         ),
     ),
 )
@@ -353,10 +353,8 @@ def protocol_run(trainer: FedAvg) -> Protocol:
 
 
 def make_contender_protocol(contender: Contender) -> Protocol:
-    """The row's protocol, with its share threshold where the row sets one."""
+    """The row's protocol, from the catalog with the row's options."""
     protocol: Protocol = make_protocol(contender.protocol, **contender.options)
-    if contender.threshold is not None:
-        protocol = dataclasses.replace(protocol, threshold=contender.threshold)  # type: ignore[type-var]
     return protocol
 
 

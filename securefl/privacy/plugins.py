@@ -8,9 +8,12 @@ A plugin takes part in every round at three points, the same for both kinds:
   is still within C) and uses the protocol's encoding at weight 1;
   distributed DP runs :class:`~securefl.privacy.distributed.DistributedPipeline`
   (rotation, conditional rounding, a noise share, modular clipping) and
-  replaces the encoding. Over SecAgg the share is Sk(V / n) and the protocol
-  adds and removes an exact-noise ladder (``protocols/secagg/noise.py``) so the
-  sum carries exactly Sk(V) whoever drops; elsewhere it is V / t.
+  replaces the encoding. Over SecAgg (exact noise) the stage adds no noise
+  itself: it draws the client's noise seed from its generator and hands it to
+  the engine with the vector; the engine adds the whole share Sk(V / t) the
+  seed expands and the server removes the m - t excess shares
+  (``protocols/secagg/noise.py``), so the sum carries exactly Sk(V) whoever
+  drops. Elsewhere the stage adds a share of variance V / t itself.
 * **server stage** (after the protocol): the ring sum of the included clients
   becomes the released total. Central DP decodes it and adds N(0, (z C)^2)
   per coordinate; distributed DP only decodes (the noise is already in).
@@ -47,7 +50,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from securefl import validation
+from securefl import ring, validation
+from securefl.crypto.keys import context, derive32
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, ProtocolAbort
 from securefl.privacy.accountant import (
@@ -333,12 +337,15 @@ class DistributedDP(DifferentialPrivacy):
     :meth:`server_epsilon`).
 
     ``exact_noise`` (default): over SecAgg / SecAgg+ with Skellam noise, each
-    client adds Sk(V/n) and the protocol a removable ladder of n - t
-    components whose seeds it secret-shares; unmasking removes those the
-    survivor count m allows, so every completed round carries exactly Sk(V),
-    for any m in [t, n] (not m V / t). The event charged is Sk(V) either way.
-    Elsewhere (secret sharing, the discrete Gaussian, or engines built from
-    :meth:`protocol_for` before :meth:`bind`) each client adds V / t.
+    client's whole share Sk(V/t) is expanded from one noise seed that its
+    stage draws from the client's generator and its engine secret-shares;
+    with m survivors unmasking removes the m - t shares of a public hash
+    order of the survivor set, so every completed round carries exactly
+    Sk(V), for any m in [t, n] (not m V / t). Against the server and c
+    colluding survivors at least (t - c) V / t of honest noise stays, as with
+    V / t shares. The event charged is Sk(V) either way. Elsewhere (secret
+    sharing, the discrete Gaussian, or engines built from :meth:`protocol_for`
+    before :meth:`bind`) each client adds V / t itself.
     """
 
     bits: int = 16
@@ -353,7 +360,7 @@ class DistributedDP(DifferentialPrivacy):
     _design_cohort: int = field(default=0, init=False, repr=False)
     _design_shares: int = field(default=0, init=False, repr=False)
     _exact: bool = field(default=False, init=False, repr=False)
-    _engines_without_ladder: bool = field(default=False, init=False, repr=False)
+    _engines_without_exact_noise: bool = field(default=False, init=False, repr=False)
 
     kind: ClassVar[str] = "distributed"
 
@@ -410,23 +417,20 @@ class DistributedDP(DifferentialPrivacy):
         return protocol
 
     def protocol_for(self, protocol: Protocol) -> Protocol:
-        """The protocol the engines of a round must run: after :meth:`bind` the bound one (with its exact-noise
-        ladder); before, :meth:`ring_protocol`, and this plugin then keeps every client's share at V / t
-        (engines built now carry no ladder, so the clients' own shares must give the noise)."""
+        """The protocol the engines of a round must run: after :meth:`bind` the bound one (with exact noise);
+        before, :meth:`ring_protocol`, and this plugin then keeps every client's share at V / t (engines built
+        now add no noise of their own, so the clients' stages must)."""
         if self._protocol is not None:
             return self._protocol
-        self._engines_without_ladder = True
+        self._engines_without_exact_noise = True
         return self.ring_protocol(protocol)
 
-    def exact_for(self, protocol: Protocol, *, cohort: int) -> bool:
-        """Whether rounds over ``protocol`` carry exactly V (the ladder): SecAgg / SecAgg+, Skellam, ``exact_noise``,
-        and a ladder of at most ``MAX_NOISE_LEVELS`` levels for ``cohort`` clients."""
+    def exact_for(self, protocol: Protocol) -> bool:
+        """Whether rounds over ``protocol`` carry exactly Sk(V): SecAgg / SecAgg+, Skellam and ``exact_noise``."""
         from securefl.protocols.secagg import SecAgg
-        from securefl.protocols.secagg.messages import MAX_NOISE_LEVELS
 
         return (bool(self.exact_noise) and self.mechanism == "skellam" and isinstance(protocol, SecAgg)
-                and not self._engines_without_ladder
-                and cohort - protocol.minimum_inputs(cohort) <= MAX_NOISE_LEVELS)
+                and not self._engines_without_exact_noise)
 
     def bind(self, protocol: Protocol, *, dimension: int, cohort: int) -> Protocol:
         """The protocol over Z_2^bits, and the pipeline designed for ``dimension`` and the design cohort."""
@@ -435,7 +439,7 @@ class DistributedDP(DifferentialPrivacy):
         protocol = self.ring_protocol(protocol)
         design = self.design_cohort(validation.positive_int(cohort, "cohort"))
         shares = protocol.minimum_inputs(design)
-        exact = self.exact_for(protocol, cohort=design)
+        exact = self.exact_for(protocol)
         # Exact noise: the released sum carries V whatever m, which is what the wrap-around design sees.
         pipeline = DistributedPipeline.design(
             dimension=validation.positive_int(dimension, "dimension"), ring_bits=self.bits, clients=design,
@@ -457,13 +461,11 @@ class DistributedDP(DifferentialPrivacy):
         if protocol is None:  # pragma: no cover - set together with the pipeline
             raise ConfigurationError("DistributedDP is not bound to a protocol yet")
         minimum = protocol.minimum_inputs(cohort) if cohort else self._design_shares
-        # Exact noise: each client's own share is Sk(V/n), the protocol's ladder carries the rest.
-        shares = max(cohort, 1) if self._exact else minimum
         entropy = self._rotation_entropy if public_seed is None else int.from_bytes(
             hashlib.sha256(b"securefl rotation signs" + bytes(public_seed)).digest(), "big")
         signs = rotation_signs(dimension=pipeline.dimension,
                                seed=np.random.SeedSequence(entropy, spawn_key=(round,)))
-        return _DistributedRound(pipeline, signs=signs, shares=shares, minimum=minimum, exact=self._exact,
+        return _DistributedRound(pipeline, signs=signs, shares=minimum, exact=self._exact,
                                  sample_rate=self.sample_rate, round=round)
 
     def make_accountant(self) -> Accountant:
@@ -499,28 +501,48 @@ class DistributedDP(DifferentialPrivacy):
         }
 
 
+_NOISE_SEED_INFO = context("securefl/dp/exact-noise-seed/v1")
+
+
+def noise_seed_from(rng: np.random.Generator) -> bytes:
+    """A client's 32-byte exact-noise seed: HKDF of 32 bytes of its generator.
+
+    The generator is the client's own (a simulation's seeded one, else the
+    OS entropy pool), so a seeded simulation is reproducible; the HKDF keeps
+    its state hidden from the server, which learns the seeds of the shares
+    it removes.
+    """
+    return derive32(rng.bytes(32), _NOISE_SEED_INFO)
+
+
 class _DistributedRound(PrivateRound):
-    def __init__(self, pipeline: DistributedPipeline, *, signs: NDArray[Any], shares: int, minimum: int,
-                 exact: bool, sample_rate: float, round: int) -> None:
+    def __init__(self, pipeline: DistributedPipeline, *, signs: NDArray[Any], shares: int, exact: bool,
+                 sample_rate: float, round: int) -> None:
         self.pipeline = pipeline
         self.signs = signs
-        self.shares = shares  # V / shares per client: the cohort n (exact noise) or the threshold t
-        self.minimum = minimum
+        self.shares = shares  # t: V / t per client, added by the stage or (exact noise) by the SecAgg engine
         self.exact = exact
         self.round = round
         # Sk(V) exactly (exact noise), or at least V (V / t from each of m >= t clients): the same event.
-        self.event = pipeline.event(sample_rate=sample_rate, shares=minimum)
+        self.event = pipeline.event(sample_rate=sample_rate, shares=shares)
         self.wrap_probability = 0.0
 
     def client_stage(self, update: NDArray[np.float64], *, rng: np.random.Generator) -> ClientStage:
         norm = float(np.linalg.norm(update))
-        vector = self.pipeline.encode(update, signs=self.signs, shares=self.shares, rng=rng)
-        return ClientStage(vector, norm > self.pipeline.clip)
+        if not self.exact:
+            vector = self.pipeline.encode(update, signs=self.signs, shares=self.shares, rng=rng)
+            return ClientStage(vector, norm > self.pipeline.clip)
+        from securefl.protocols.secagg.noise import InputWithNoiseSeed
+
+        # Exact noise: no noise here; the engine adds the whole share its seed expands.
+        integers = self.pipeline.quantise(update, signs=self.signs, rng=rng)
+        vector = ring.from_signed(integers, self.pipeline.ring_bits)
+        return ClientStage(InputWithNoiseSeed.of(vector, noise_seed_from(rng)), norm > self.pipeline.clip)
 
     def server_stage(self, ring_sum: NDArray[Any], *, included: int) -> NDArray[np.float64]:
-        if included < self.minimum:
+        if included < self.shares:
             raise ProtocolAbort(
-                f"round {self.round}: {included} inputs summed, fewer than the {self.minimum} the noise needs"
+                f"round {self.round}: {included} inputs summed, fewer than the {self.shares} the noise needs"
             )
         # Exact noise leaves V on the sum (V / m from each of the m included), else V m / t.
         self.wrap_probability = self.pipeline.wrap_probability(

@@ -21,15 +21,17 @@ Honest-client rules (each refusal raises and sends nothing):
   raises ``AlreadyFinalized`` on anything more.
 - Ciphertexts that fail authentication and bad signatures raise
   ``InvalidMessage`` (and stop the client, as above).
-- Exact noise (``Parameters.noise``): it adds the removable noise ladder
-  c_t .. c_{n-1} to its input and shares the seeds s_t .. s_{n-1} with its
-  self-mask seed. In unmasking it computes m from the survivor set it
+- Exact noise (``Parameters.noise``, ``noise.py``): it adds its whole noise
+  share e_u ~ Sk(V/t), expanded from its noise seed s_u (the one its DP
+  stage handed over with the input, else 32 bytes from the OS CSPRNG), and
+  shares s_u with its self-mask seed. In unmasking it computes
+  D(U), the m - t survivors whose shares go, from the survivor set it
   checked (the whole set is required on every graph; in malicious-server
-  mode the set it signed) and reveals, for each surviving neighbour only,
-  its share of s_{m-1} beside the self-mask share (none when m = t): the
-  server learns the seeds of c_t .. c_{m-1}, never those of c_m .. c_{n-1}.
-  A request naming fewer survivors than it saw in its own neighbourhood
-  raises ``ProtocolViolation``.
+  mode the set it signed) and reveals its share of s_v beside the
+  self-mask share only for surviving members v of its neighbourhood in
+  D(U): never for a survivor outside D(U), never for a dropped client. A
+  survivor set of fewer than t or more than n clients raises
+  ``ProtocolViolation``.
 - Malicious-server SecAgg+ (the graph drawn from coins): it commits to a
   fresh coin before it sees anyone else's, refuses a commitment list without
   its own commitment at its index (``ProtocolViolation``), signs the list's
@@ -88,7 +90,7 @@ from securefl.protocols.secagg.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
-from securefl.protocols.secagg.noise import excess_noise, noise_anchor, noise_chain
+from securefl.protocols.secagg.noise import InputWithNoiseSeed, noise_anchor, noise_share
 from securefl.protocols.secagg.primitives import AgreementKey, agree_many, sign, verify
 from securefl.protocols.state import StateDict, StateReader, keyed
 from securefl.protocols.wire import SERVER, Message, client_id
@@ -125,13 +127,13 @@ def _check_share_pair(plaintext: bytes, *, x: int, sender: int) -> None:
         raise InvalidMessage(f"client/{sender} sealed {len(plaintext)} bytes; expected two shares")
 
 
-def _check_noise_shares(plaintext: bytes, *, x: int, sender: int, levels: int) -> None:
-    """The sealed plaintext must be the share pair and ``levels`` noise-seed shares at ``x`` (``InvalidMessage``)."""
-    if len(plaintext) != (2 + levels) * SHARE_BYTES:
-        raise InvalidMessage(f"client/{sender} sealed {len(plaintext)} bytes; expected {2 + levels} shares "
-                             f"(mask key, self-mask seed, {levels} noise seeds)")
-    for start in range(2 * SHARE_BYTES, len(plaintext), SHARE_BYTES):
-        check_share(plaintext[start : start + SHARE_BYTES], x=x, what=f"client/{sender}'s noise-seed share")
+def _check_noise_shares(plaintext: bytes, *, x: int, sender: int) -> None:
+    """Exact noise: the sealed plaintext must be the share pair and a noise-seed share at ``x`` (``InvalidMessage``)."""
+    if len(plaintext) != 3 * SHARE_BYTES:
+        raise InvalidMessage(f"client/{sender} sealed {len(plaintext)} bytes; expected three shares "
+                             f"(mask key, self-mask seed, noise seed)")
+    _check_share_pair(plaintext[: 2 * SHARE_BYTES], x=x, sender=sender)
+    check_share(plaintext[2 * SHARE_BYTES :], x=x, what=f"client/{sender}'s noise-seed share")
 
 
 def check_client_list(clients: tuple[int, ...], count: int, what: str) -> frozenset[int]:
@@ -187,8 +189,8 @@ class SecAggClient(ClientEngine):
         self._mask_publics: dict[int, bytes] = {}
         self._own_seed_share: bytes | None = None
         self._held: dict[int, bytes] = {}
-        self._noise_seeds: dict[int, bytes] = {}
-        self._own_noise_shares = b""
+        self._noise_seed: bytes | None = None
+        self._own_noise_share: bytes | None = None
         # What this client saw (public): the coin commitments it signed, the reveals, the graph they drew.
         self._coin_commitments: dict[int, bytes] = {}
         self._coins: dict[int, bytes] = {}
@@ -228,11 +230,35 @@ class SecAggClient(ClientEngine):
         self._channel_keys = {}
         self._mask_publics = {}
         self._held = {}
-        self._noise_seeds = {}
-        self._own_noise_shares = b""
+        self._noise_seed = self._own_noise_share = None
 
     def _header(self, phase: str) -> Header:
         return self._parameters.header(phase, self.party, SERVER)
+
+    def provide_input(self, vector: np.ndarray, *, noise_seed: bytes | None = None) -> None:
+        """Hand the client its ring vector and, under exact noise, the secret seed of its noise share.
+
+        ``noise_seed`` (32 bytes) defaults to the one an ``InputWithNoiseSeed``
+        carries (the DP stage's, drawn from its generator); without either the
+        engine draws it from the OS CSPRNG in share-keys. A seed is refused
+        without exact noise (``ConfigurationError``): nothing would add its share.
+        """
+        if noise_seed is None and isinstance(vector, InputWithNoiseSeed):
+            noise_seed = vector.noise_seed
+        if isinstance(vector, np.ndarray):
+            vector = vector.view(np.ndarray)
+        if noise_seed is not None:
+            if not isinstance(noise_seed, bytes) or len(noise_seed) != SECRET_BYTES:
+                length = f"{len(noise_seed)} bytes" if isinstance(noise_seed, (bytes, bytearray)) \
+                    else type(noise_seed).__name__
+                raise ConfigurationError(f"noise seed must be {SECRET_BYTES} bytes; found {length}")
+            if not self._parameters.shares_noise_seed:
+                raise ConfigurationError(f"{self.party} was given a noise seed, but this round has no exact noise")
+            if self._noise_seed is not None:  # its shares are already out (share-keys): another would break the sum
+                raise LocalProtocolError(f"{self.party} already holds the noise seed it shared")
+        super().provide_input(vector)
+        if noise_seed is not None:
+            self._noise_seed = bytes(noise_seed)
 
     # -- plain-data state ------------------------------------------------------------
 
@@ -263,8 +289,8 @@ class SecAggClient(ClientEngine):
             "mask-key": self._mask_key.private_bytes if self._mask_key is not None else b"",
             "self-mask-seed": self._self_mask_seed or b"",
             "own-seed-share": self._own_seed_share or b"",
-            "noise-seeds": [self._noise_seeds[level] for level in sorted(self._noise_seeds)],
-            "own-noise-shares": self._own_noise_shares,
+            "noise-seed": self._noise_seed or b"",
+            "own-noise-share": self._own_noise_share or b"",
             "coin": self._coin or b"",
             "coin-committers": coin_committers,
             "coin-commitments": coin_commitments,
@@ -289,16 +315,16 @@ class SecAggClient(ClientEngine):
         mask_key = reader.optional_blob("mask-key", size=PRIVATE_KEY_BYTES)
         self_mask_seed = reader.optional_blob("self-mask-seed", size=SECRET_BYTES)
         own_seed_share = reader.optional_blob("own-seed-share", size=SHARE_BYTES)
-        levels = parameters.noise_levels
-        noise_seeds = reader.blobs("noise-seeds", size=SECRET_BYTES)
-        own_noise_shares = reader.blob("own-noise-shares", sizes=(0, levels * SHARE_BYTES))
+        exact = parameters.shares_noise_seed
+        noise_seed = reader.optional_blob("noise-seed", size=SECRET_BYTES)
+        own_noise_share = reader.optional_blob("own-noise-share", size=SHARE_BYTES)
         coin = reader.optional_blob("coin", size=COIN_BYTES)
         coin_commitments = reader.keyed_blobs("coin-committers", "coin-commitments", maximum=last,
                                               size=COMMITMENT_BYTES)
         coins = reader.keyed_blobs("coin-revealers", "coins", maximum=last, size=COIN_BYTES)
         channel_keys = reader.keyed_blobs("channel-peers", "channel-keys", maximum=last, size=aead.KEY_BYTES)
         mask_publics = reader.keyed_blobs("mask-peers", "mask-publics", maximum=last, size=PUBLIC_KEY_BYTES)
-        held = reader.keyed_blobs("held-peers", "held-shares", maximum=last, size=(2 + levels) * SHARE_BYTES)
+        held = reader.keyed_blobs("held-peers", "held-shares", maximum=last, size=(3 if exact else 2) * SHARE_BYTES)
         masked_with = frozenset(reader.integers("masked-with", minimum=0, maximum=last))
         signed = tuple(reader.integers("signed-survivors", minimum=0, maximum=last))
 
@@ -310,15 +336,21 @@ class SecAggClient(ClientEngine):
             ("its mask key", mask_key is not None, (ADVERTISE_KEYS, SHARE_KEYS)),
             ("its self-mask seed", self_mask_seed is not None, (SHARE_KEYS,)),
             ("its own self-mask share", own_seed_share is not None, (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK)),
-            ("its noise seeds", bool(noise_seeds), (SHARE_KEYS,) if levels else ()),
-            ("its own noise-seed shares", bool(own_noise_shares),
-             (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK) if levels else ()),
+            ("its own noise-seed share", own_noise_share is not None,
+             (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK) if exact else ()),
             ("its unrevealed graph coin", coin is not None, (COMMIT_COINS,) if drawn else ()),
             ("the coin commitments it signed", bool(coin_commitments), (ADVERTISE_KEYS,) if drawn else ()),
         ):
             expected = phase in holding
             reader.require(present == expected, f"must {'hold' if expected else 'not hold'} {what} in phase {phase!r}")
         phases = parameters.phases
+        # The noise seed: handed over with the input (any phase before share-keys) or drawn in share-keys,
+        # held until masked-input adds the share it expands.
+        before_share_keys = self._active and self._position < phases.index(SHARE_KEYS)
+        reader.require(noise_seed is None or exact, "holds a noise seed without exact noise")
+        reader.require(before_share_keys or (noise_seed is not None) == (exact and phase == SHARE_KEYS),
+                       f"must {'hold' if exact and phase == SHARE_KEYS else 'not hold'} its noise seed in phase "
+                       f"{phase!r}")
         # The reveals (public) are kept from a successful share-keys on, also once the client stops.
         drew = drawn and (self._position > phases.index(SHARE_KEYS)
                                           or (self._position == phases.index(SHARE_KEYS) and self._active))
@@ -364,16 +396,9 @@ class SecAggClient(ClientEngine):
 
         self._share_key = AgreementKey(share_key) if share_key is not None else None
         self._mask_key = AgreementKey(mask_key) if mask_key is not None else None
-        reader.require(not noise_seeds or len(noise_seeds) == levels, f"must hold {levels} noise seeds or none")
-        if parameters.noise is not None and noise_seeds:
-            # The chain must be the one its top seed derives (the lower seeds are never stored apart from it).
-            chain = noise_chain(noise_seeds[-1], parameters.noise, session=parameters.session,
-                                round=parameters.round, client=index)
-            reader.require([chain[level] for level in parameters.noise.levels] == noise_seeds,
-                           "holds noise seeds that are not one hash chain")
-        self._noise_seeds = dict(zip(parameters.noise.levels, noise_seeds)) if parameters.noise and noise_seeds \
-            else {}
-        self._own_noise_shares = own_noise_shares
+        if graph is not None and own_noise_share is not None:
+            check_share(own_noise_share, x=graph.share_point(index, index), what="stored own noise-seed share")
+        self._noise_seed, self._own_noise_share = noise_seed, own_noise_share
         self._self_mask_seed, self._own_seed_share, self._coin = self_mask_seed, own_seed_share, coin
         self._coin_commitments, self._coins, self._graph = coin_commitments, coins, graph
         self._channel_keys, self._mask_publics, self._held = channel_keys, mask_publics, held
@@ -502,13 +527,12 @@ class SecAggClient(ClientEngine):
             raise LocalProtocolError(f"{self.party} has no keys: advertise-keys comes first")
         index = self._index
         self._self_mask_seed = os.urandom(SECRET_BYTES)
-        ladder, noise_secrets, anchor = parameters.noise, [], b""
-        if ladder is not None and ladder.count:
-            # s_{n-1} from the OS CSPRNG; the chain below it is derived (noise.noise_chain).
-            self._noise_seeds = noise_chain(os.urandom(SECRET_BYTES), ladder, session=session, round=round,
-                                            client=index)
-            noise_secrets = [self._noise_seeds[level] for level in ladder.levels]
-            anchor = noise_anchor(self._noise_seeds[ladder.first], session=session, round=round, client=index)
+        noise_secrets, anchor = [], b""
+        if parameters.shares_noise_seed:
+            if self._noise_seed is None:  # none came with the input: the OS CSPRNG
+                self._noise_seed = os.urandom(SECRET_BYTES)
+            noise_secrets = [self._noise_seed]
+            anchor = noise_anchor(self._noise_seed, session=session, round=round, client=index)
         key_shares, seed_shares, *noise_shares = shamir.split_many_encoded(
             [self._mask_key.private_bytes, self._self_mask_seed, *noise_secrets],
             threshold=parameters.threshold, shares=graph.group_size,
@@ -523,7 +547,7 @@ class SecAggClient(ClientEngine):
             ciphertexts[peer] = seal(channel_keys[peer], plaintext, associated=associated)
         own = share_point(index, index) - 1
         self._own_seed_share = seed_shares[own]
-        self._own_noise_shares = b"".join(shares[own] for shares in noise_shares)
+        self._own_noise_share = noise_shares[0][own] if noise_shares else None
         self._channel_keys = channel_keys
         self._mask_publics = mask_publics
         self._share_key = None  # the channel keys are derived; the private key is no longer needed
@@ -549,13 +573,12 @@ class SecAggClient(ClientEngine):
         share_point, open_sealed = graph.share_point, aead.open_sealed
         x = {sender: share_point(sender, index) for sender in senders}
         held = {}
-        levels = parameters.noise_levels
+        exact = parameters.shares_noise_seed
         for sender, associated in zip(senders, shares_associated_data_from(session, round, senders, index),
                                       strict=True):
             plaintext = open_sealed(channel_keys[sender], ciphertexts[sender], associated=associated)
-            if levels:
-                _check_noise_shares(plaintext, x=x[sender], sender=sender, levels=levels)
-                _check_share_pair(plaintext[: 2 * SHARE_BYTES], x=x[sender], sender=sender)
+            if exact:
+                _check_noise_shares(plaintext, x=x[sender], sender=sender)
             else:
                 _check_share_pair(plaintext, x=x[sender], sender=sender)
             held[sender] = plaintext
@@ -563,12 +586,13 @@ class SecAggClient(ClientEngine):
         self._masked_with = frozenset(senders)
         if self._self_mask_seed is None or self._mask_key is None:
             raise LocalProtocolError(f"{self.party} has no mask key or self-mask seed: share-keys comes first")
-        ladder = parameters.noise
-        if ladder is not None and ladder.count:
-            # The removable components c_t .. c_{n-1} (the base share Sk(V/n) is already in the input).
-            excess = excess_noise(self._noise_seeds, ladder, levels=ladder.levels, length=parameters.length,
-                                  session=session, round=round, client=self._index)
-            vector = ring.reduce(np.add(vector, ring.from_signed(excess, parameters.ring_bits)),
+        if parameters.noise is not None:
+            if self._noise_seed is None:
+                raise LocalProtocolError(f"{self.party} has no noise seed: share-keys comes first")
+            # The whole share e_u ~ Sk(V/t): the DP stage added no noise of its own.
+            share = noise_share(self._noise_seed, parameters.noise, length=parameters.length, round=round,
+                                client=self._index)
+            vector = ring.reduce(np.add(vector, ring.from_signed(share, parameters.ring_bits)),
                                  parameters.ring_bits)
         masked = mask_input(
             vector, client=self._index, self_mask_seed=self._self_mask_seed, mask_key=self._mask_key,
@@ -578,7 +602,7 @@ class SecAggClient(ClientEngine):
         # Nothing below needs the keys or the seed again.
         self._mask_key = None
         self._self_mask_seed = None
-        self._noise_seeds = {}
+        self._noise_seed = None
         self._channel_keys = {}
         self._mask_publics = {}
         return [MaskedInput(*self._header(MASKED_INPUT), ring_bits=parameters.ring_bits, vector=masked)]
@@ -660,31 +684,31 @@ class SecAggClient(ClientEngine):
         self._require_peers(graph.count_in_group(self._index, survivors), "survived")
         if self._own_seed_share is None:
             raise LocalProtocolError(f"{self.party} holds no share of its self-mask seed: share-keys comes first")
-        noise_share = self._noise_share_reader(len(survivors))
-        self_mask_shares = {peer: self._held[peer][SHARE_BYTES : 2 * SHARE_BYTES] + noise_share(self._held[peer][
-            2 * SHARE_BYTES:]) for peer in surviving_neighbours}
-        self_mask_shares[self._index] = self._own_seed_share + noise_share(self._own_noise_shares)
+        removed = self._removals(survivors)
+        self_mask_shares = {peer: self._held[peer][SHARE_BYTES : 2 * SHARE_BYTES]
+                            + (self._held[peer][2 * SHARE_BYTES :] if peer in removed else b"")
+                            for peer in surviving_neighbours}
+        own_noise_share = self._own_noise_share if self._index in removed else None
+        if self._index in removed and own_noise_share is None:
+            raise LocalProtocolError(f"{self.party} holds no share of its noise seed: share-keys comes first")
+        self_mask_shares[self._index] = self._own_seed_share + (own_noise_share or b"")
         mask_key_shares = {peer: self._held[peer][:SHARE_BYTES] for peer in dropped_neighbours}
         return [UnmaskShares(*self._header(UNMASKING), self_mask_shares=self_mask_shares,
                              mask_key_shares=mask_key_shares)]
 
-    def _noise_share_reader(self, survivors: int) -> Callable[[bytes], bytes]:
-        """The share of s_{m-1} out of an owner's noise shares, m = ``survivors`` (b"" when m = t or no noise).
+    def _removals(self, survivors: frozenset[int]) -> frozenset[int]:
+        """D(U): the survivors whose noise shares go, from the survivor set U this client checked (empty: no noise).
 
-        m is this client's own count of the survivor set it checked, never a
-        number the server states; below the ladder's t it reveals nothing.
+        Computed here, never taken from the server; a set of fewer than t or
+        more than n survivors removes nothing and is refused.
         """
-        ladder = self._parameters.noise
-        if ladder is None:
-            return lambda shares: b""
-        if not ladder.first <= survivors <= ladder.clients:
-            raise ProtocolViolation(f"unmask request names {survivors} survivors; the noise ladder of "
-                                    f"{self.party} starts at t={ladder.first}")
-        level = ladder.reveal_level(survivors)
-        if level is None:
-            return lambda shares: b""
-        offset = (level - ladder.first) * SHARE_BYTES
-        return lambda shares: shares[offset : offset + SHARE_BYTES]
+        noise = self._parameters.noise
+        if noise is None:
+            return frozenset()
+        if not noise.kept <= len(survivors) <= noise.clients:
+            raise ProtocolViolation(f"unmask request names {len(survivors)} survivors; exact noise keeps "
+                                    f"t={noise.kept} shares, so {self.party} unmasks only t to n survivors")
+        return frozenset(noise.removals(survivors, round=self._parameters.round))
 
     def _check_consistency_signatures(self, message: UnmaskRequest) -> None:
         parameters = self._parameters

@@ -20,7 +20,7 @@ from securefl.protocols.secagg.messages import (
     SHARE_KEYS,
     UNMASKING,
 )
-from securefl.protocols.secagg.noise import NoiseLadder
+from securefl.protocols.secagg.noise import ExactNoise
 
 __all__ = ["Parameters", "resolve_threshold", "threshold_bound", "phases_of", "SEMI_HONEST_PHASES",
            "MALICIOUS_PHASES", "MALICIOUS_SPARSE_PHASES"]
@@ -79,8 +79,9 @@ class Parameters(RunParameters):
     then ``neighbors`` is its k. ``threshold`` is the Shamir threshold t of
     every neighbourhood; ``verification_keys[i]`` is client i's Ed25519
     public key, registered at setup (malicious-server mode; empty otherwise).
-    ``noise`` is the removable Skellam ladder of exact distributed noise
-    (``noise.NoiseLadder``), or None when the inputs carry no removable noise.
+    ``noise`` is the schedule of exact distributed noise (``noise.ExactNoise``:
+    each client adds a whole Sk(V/t) share from a seed it Shamir-shares, the
+    server removes m - t of them), or None when the inputs carry none.
     """
 
     graph: Graph | None
@@ -88,7 +89,7 @@ class Parameters(RunParameters):
     malicious_server: bool
     verification_keys: tuple[bytes, ...]
     neighbors: int | None = None
-    noise: NoiseLadder | None = None
+    noise: ExactNoise | None = None
 
     def __post_init__(self) -> None:
         drawn = COMMIT_COINS in self.phases
@@ -96,15 +97,15 @@ class Parameters(RunParameters):
             raise ConfigurationError("a SecAgg graph is drawn from coins exactly in malicious-server SecAgg+, "
                                      "whose phases begin with commit-coins")
         noise = self.noise
-        if noise is not None and (not isinstance(noise, NoiseLadder) or noise.clients != self.clients
-                                  or noise.first < self.threshold):
-            raise ConfigurationError(f"the noise ladder must be a NoiseLadder over the round's {self.clients} clients "
-                                     f"starting at or above the threshold {self.threshold}; found {noise!r}")
+        if noise is not None and (not isinstance(noise, ExactNoise) or noise.clients != self.clients
+                                  or noise.kept < self.threshold):
+            raise ConfigurationError(f"exact noise must be an ExactNoise over the round's {self.clients} clients "
+                                     f"keeping at least the threshold {self.threshold} shares; found {noise!r}")
 
     @property
-    def noise_levels(self) -> int:
-        """L = n - t: the noise seeds each client shares (0 without exact noise)."""
-        return 0 if self.noise is None else self.noise.count
+    def shares_noise_seed(self) -> bool:
+        """Whether each client shares a noise seed (exact noise): one more Shamir share per neighbour."""
+        return self.noise is not None
 
     @property
     def coin_graph(self) -> bool:

@@ -28,8 +28,7 @@ __all__ = [
     "COIN_BYTES",
     "SHARE_BYTES",
     "SEALED_SHARES_BYTES",
-    "MAX_NOISE_LEVELS",
-    "sealed_shares_bytes",
+    "SEALED_NOISE_SHARES_BYTES",
     "PublicKey",
     "Signature",
     "SignatureOrEmpty",
@@ -80,22 +79,16 @@ Commitment = Annotated[bytes, Size(COMMITMENT_BYTES)]
 Coin = Annotated[bytes, Size(COIN_BYTES)]
 CoinOrEmpty = Annotated[bytes, Size(0, COIN_BYTES)]
 """A revealed graph coin in malicious-server SecAgg+; empty in every other mode."""
-MAX_NOISE_LEVELS = 128
-"""The most removable noise levels (n - t, exact distributed noise) one round may have."""
+SEALED_NOISE_SHARES_BYTES = SEALED_SHARES_BYTES + SHARE_BYTES
+"""Exact noise: the same, followed by the share of the owner's noise seed (three shares sealed)."""
 
-
-def sealed_shares_bytes(noise_levels: int) -> int:
-    """``aead.seal`` of a mask-key share, a self-mask share and ``noise_levels`` noise-seed shares."""
-    return SEALED_SHARES_BYTES + noise_levels * SHARE_BYTES
-
-
-SealedShares = Annotated[bytes, Size(*(sealed_shares_bytes(levels) for levels in range(MAX_NOISE_LEVELS + 1)))]
-"""The sealed shares of one client for one neighbour: exactly ``sealed_shares_bytes(L)`` for the run's L."""
+SealedShares = Annotated[bytes, Size(SEALED_SHARES_BYTES, SEALED_NOISE_SHARES_BYTES)]
+"""The sealed shares of one client for one neighbour: ``SEALED_NOISE_SHARES_BYTES`` exactly with exact noise."""
 ShareBytes = Annotated[bytes, Size(SHARE_BYTES)]
 RevealedShares = Annotated[bytes, Size(SHARE_BYTES, 2 * SHARE_BYTES)]
-"""A self-mask share, followed (exact noise, m > t) by the share of the same owner's noise seed s_{m-1}."""
+"""A self-mask share, followed (exact noise, the owner in D(U)) by the share of the owner's noise seed."""
 CommitmentWithAnchor = Annotated[bytes, Size(COMMITMENT_BYTES, 2 * COMMITMENT_BYTES)]
-"""The self-mask commitment, followed (exact noise, n > t) by the noise anchor a_u (32 bytes)."""
+"""The self-mask commitment, followed (exact noise) by the noise anchor a_u (32 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -174,9 +167,9 @@ class ShareKeysRequest(Message):
 class EncryptedShares(Message):
     """Client u -> server: AES-GCM ciphertexts of u's shares, by recipient index, and a commitment to b_u.
 
-    With exact noise (``Parameters.noise``, L = n - t > 0) each ciphertext
-    also carries u's shares of its noise seeds s_t .. s_{n-1}, and the
-    commitment is followed by the noise anchor a_u (``noise.noise_anchor``).
+    With exact noise (``Parameters.noise``) each ciphertext also carries u's
+    share of its noise seed s_u, and the commitment is followed by the noise
+    anchor a_u (``noise.noise_anchor``).
     """
 
     KIND = "secagg/encrypted-shares"
@@ -239,9 +232,9 @@ class UnmaskShares(Message):
     """Client -> server: Shamir shares (``Share.to_bytes``) by owner index: of b_v for survivors,
     of the mask private key for dropped clients. Never both for one owner.
 
-    With exact noise and m = |survivors| > t, each survivor's self-mask share
-    is followed by the share of its noise seed s_{m-1} (level computed by the
-    client from the survivor set it checked)."""
+    With exact noise the self-mask share of each survivor in D(U) (the m - t
+    whose noise shares go, computed by the client from the survivor set it
+    checked) is followed by the share of that survivor's noise seed."""
 
     KIND = "secagg/unmask-shares"
     self_mask_shares: dict[int, RevealedShares]

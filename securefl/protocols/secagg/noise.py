@@ -1,37 +1,42 @@
-"""Exact distributed noise over SecAgg: a removable Skellam ladder (add-then-remove).
+"""Exact distributed noise over SecAgg: whole noise shares, the excess removed once the survivors are known.
 
-The idea is Dordis's XNoise (Jiang, Wang & Chen, EuroSys 2024): each client
-adds more noise than the released sum needs, in components generated from
-seeds it Shamir-shares like its self-mask seed; once the survivor set U is
-fixed the unmasking step reveals exactly the seeds whose components must go,
-so the sum carries the target variance V whatever the number of survivors.
+With n clients and t = the fewest inputs a completed round sums
+(``SecAgg.minimum_inputs``), client u adds to its input one noise share
 
-With n clients and t = the fewest inputs a completed round sums, client u
-adds, per coordinate,
+    e_u ~ Sk(V/t) per coordinate, expanded from one 32-byte noise seed s_u,
 
-    base   Sk(V/n)                                  (fresh noise, never removed)
-    c_k    Sk(w_k),  w_k = V/k - V/(k+1) = V/(k(k+1)),   k = t .. n-1   (removable)
+so a round that completes with m = |U| >= t survivors carries m V/t. The
+server then removes exactly m - t whole shares, those of
 
-in total V/n + sum_{k=t}^{n-1} w_k = V/t (the telescoping sum). A round that
-completes with m = |U| >= t survivors removes c_t .. c_{m-1} of every
-survivor, leaving sum_{k=m}^{n-1} w_k + V/n = V/m per survivor, m V/m = V in
-all. Sums of independent Skellams are Skellam (Sk(a) + Sk(b) = Sk(a + b):
-the Poisson halves add), so what remains is *exactly* Sk(V) per coordinate,
-the law the accountant charges, for every m in [t, n].
+    D(U) = the m - t members of U that come first when U is sorted by
+           SHA-256(context("securefl/secagg/v1/noise-removal-order", round, u))
 
-Seeds: a hash chain per client. s_{n-1} is 32 bytes from the OS CSPRNG and
-s_k = HKDF(s_{k+1}, "chain", session, round, u, k) down to s_t; c_k is
-expanded from s_k alone (``prg.generator``), and the anchor
-a_u = HKDF(s_t, "anchor", session, round, u) goes to the server with the
-self-mask commitment. Client u Shamir-shares every s_k (k = t..n-1) among its
-neighbourhood with its mask key and self-mask seed. To remove c_t .. c_{m-1}
-the server needs only s_{m-1} (it hashes down to s_t and checks a_u), and
-s_{m-1} tells it nothing of s_m .. s_{n-1} (HKDF is one-way), so the
-components that must stay, k >= m, stay hidden. m is never taken from the
-server: each honest client computes it from the survivor set it checked
-(signed, against a malicious server) and reveals its share of s_{m-1} of a
-survivor together with that survivor's self-mask share, never for a dropped
-client.
+(ties, which need a SHA-256 collision, broken by index). What stays is the
+sum of the t shares of U \\ D(U): Sk(V) per coordinate exactly, the law the
+accountant charges, for every m in [t, n] (sums of independent Skellams are
+Skellam: Sk(a) + Sk(b) = Sk(a + b), the Poisson halves add).
+
+Seeds and shares. s_u comes from the client's DP stage (its generator: a
+simulation's seeded one, else the OS entropy pool; ``InputWithNoiseSeed``) or,
+when none came with the input, from the OS CSPRNG. Client u Shamir-shares s_u
+among its neighbourhood with its mask key and self-mask seed (one more share
+per neighbour) and sends the anchor a_u = HKDF(s_u, context(anchor, session,
+round, u)) beside its self-mask commitment. In unmasking each honest client
+computes D(U) itself from the survivor set it checked (the set it signed,
+against a malicious server) and reveals its share of s_v only for surviving
+members v of its neighbourhood in D(U), never for v outside D(U) or dropped;
+the server reconstructs s_v, checks it against a_v (a mismatch aborts the
+round: the sum would be wrong), expands e_v once and subtracts it.
+
+Threat model. Against the server and c colluding survivors the honest noise
+left is at least (t - c) V / t: the t shares kept are those of U \\ D(U), of
+which at most c are known to the coalition (the worst case is every colluder
+outside D(U)). The order is public and fixed before the round, so the server
+cannot choose who loses its noise except by pretending drops, and each
+pretended drop lowers m (and so the number of shares removed). The order and
+the expansion are bound to the round and the client, not the session: each
+seed is fresh per round, the bound above holds for any order, and leaving
+the session out keeps a seeded simulation's released noise seed-determined.
 
 The excess noise lives only in the ring before unmasking: removal is exact
 mod 2^b, so only the released sum (noise V) must fit the ring.
@@ -39,9 +44,11 @@ mod 2^b, so only the released sum (noise V) must fit the ring.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,28 +58,27 @@ from securefl.crypto import prg
 from securefl.crypto.keys import context, derive32
 from securefl.errors import ConfigurationError
 
-__all__ = ["NOISE_SAMPLER", "NoiseLadder", "noise_chain", "chain_down", "noise_anchor", "component",
-           "excess_noise"]
+__all__ = ["NOISE_SAMPLER", "ExactNoise", "InputWithNoiseSeed", "removal_order", "noise_share", "noise_anchor"]
 
 NOISE_SAMPLER = f"numpy-{np.__version__}/pcg64/skellam-as-poisson-difference"
 """The deterministic sampler every party of a session must share (part of the run's fingerprint)."""
 
 _VERSION = "securefl/secagg/v1"
-_CHAIN = f"{_VERSION}/noise-chain"
+_ORDER = f"{_VERSION}/noise-removal-order"
 _ANCHOR = f"{_VERSION}/noise-anchor"
-_COMPONENT = f"{_VERSION}/noise-component"
+_SHARE = f"{_VERSION}/noise-share"
 
 
 @dataclass(frozen=True)
-class NoiseLadder:
-    """The public noise schedule of one round: V, t = ``first`` and n = ``clients``.
+class ExactNoise:
+    """The public noise schedule of one round: V = ``variance``, t = ``kept`` shares, n = ``clients``.
 
-    Removable levels k = t..n-1 of variance V/(k(k+1)) each; the base share
-    V/n is added by the client's DP stage (fresh noise, never shared).
+    Each client adds Sk(V / t); a round of m survivors removes the m - t
+    shares of :meth:`removals` and keeps t, Sk(V) in all.
     """
 
     variance: float
-    first: int
+    kept: int
     clients: int
 
     def __post_init__(self) -> None:
@@ -82,84 +88,75 @@ class NoiseLadder:
             raise ConfigurationError(f"noise variance must be a positive finite number; found {variance!r}")
         object.__setattr__(self, "variance", float(variance))
         clients = validation.positive_int(self.clients, "clients")
-        first = validation.positive_int(self.first, "first")
-        if first > clients:
-            raise ConfigurationError(f"the ladder's first level t={first} exceeds the clients n={clients}")
+        kept = validation.positive_int(self.kept, "kept")
+        if kept > clients:
+            raise ConfigurationError(f"exact noise keeps t={kept} shares, more than the clients n={clients}")
 
     @property
-    def levels(self) -> range:
-        """The removable levels k = t .. n-1."""
-        return range(self.first, self.clients)
+    def share_variance(self) -> float:
+        """V / t: the variance of one client's whole share."""
+        return self.variance / self.kept
 
-    @property
-    def count(self) -> int:
-        """n - t: the seeds each client shares."""
-        return self.clients - self.first
+    def removals(self, survivors: Iterable[int], *, round: int) -> tuple[int, ...]:
+        """D(U): the m - t survivors whose shares are removed, in increasing index order.
 
-    @property
-    def base_variance(self) -> float:
-        """V/n: the fresh share each client adds itself."""
-        return self.variance / self.clients
-
-    def component_variance(self, level: int) -> float:
-        """w_k = V/k - V/(k+1) = V/(k(k+1))."""
-        return self.variance / (level * (level + 1))
-
-    def reveal_level(self, survivors: int) -> int | None:
-        """The seed level whose share is revealed for m = ``survivors``: m - 1, or None when m = t (nothing goes)."""
-        if not self.first <= survivors <= self.clients:
-            raise ConfigurationError(f"{survivors} survivors is outside the ladder's [{self.first}, {self.clients}]")
-        return survivors - 1 if survivors > self.first else None
+        ``ConfigurationError`` unless t <= m <= n (callers that take U from a
+        peer turn it into their own refusal first).
+        """
+        members = sorted(set(survivors))
+        if not self.kept <= len(members) <= self.clients:
+            raise ConfigurationError(f"{len(members)} survivors is outside exact noise's [{self.kept}, "
+                                     f"{self.clients}]")
+        ordered = removal_order(members, round=round)
+        return tuple(sorted(ordered[: len(members) - self.kept]))
 
     def identity(self) -> tuple[str, str, int, int]:
-        """The ladder's fields for the run fingerprint (the variance as an exact float hex)."""
-        return (NOISE_SAMPLER, self.variance.hex(), self.first, self.clients)
+        """The schedule's fields for the run fingerprint (the variance as an exact float hex)."""
+        return (NOISE_SAMPLER, self.variance.hex(), self.kept, self.clients)
 
 
-def _chain_step(seed: bytes, *, session: bytes, round: int, client: int, level: int) -> bytes:
-    """s_level = HKDF(s_{level+1}, context(chain, session, round, client, level))."""
-    return derive32(seed, context(_CHAIN, session, round, client, level))
+def removal_order(clients: Iterable[int], *, round: int) -> list[int]:
+    """``clients`` sorted by SHA-256(context(removal order, round, u)): the public order D(U) is a prefix of."""
+    def key(client: int) -> tuple[bytes, int]:
+        return hashlib.sha256(context(_ORDER, round, client)).digest(), client
+
+    return sorted(clients, key=key)
 
 
-def noise_chain(top: bytes, ladder: NoiseLadder, *, session: bytes, round: int, client: int) -> dict[int, bytes]:
-    """{k: s_k} for k = t..n-1 from s_{n-1} = ``top`` (32 bytes from the OS CSPRNG)."""
-    if len(top) != prg.SEED_BYTES:
-        raise ConfigurationError(f"noise seed must be {prg.SEED_BYTES} bytes; found {len(top)}")
-    return chain_down(top, level=ladder.clients - 1, first=ladder.first, session=session, round=round,
-                      client=client)
+def noise_anchor(seed: bytes, *, session: bytes, round: int, client: int) -> bytes:
+    """a_u = HKDF(s_u, context(anchor, session, round, u)): binds the noise seed, hides it."""
+    return derive32(seed, context(_ANCHOR, session, round, client))
 
 
-def chain_down(seed: bytes, *, level: int, first: int, session: bytes, round: int, client: int) -> dict[int, bytes]:
-    """{k: s_k} for k = first..level, from s_level = ``seed`` (hashing down the chain)."""
-    seeds = {level: bytes(seed)}
-    for k in range(level - 1, first - 1, -1):
-        seeds[k] = _chain_step(seeds[k + 1], session=session, round=round, client=client, level=k)
-    return seeds
+def noise_share(seed: bytes, noise: ExactNoise, *, length: int, round: int, client: int) -> NDArray[np.int64]:
+    """e_u: ``length`` draws of Sk(V/t) = Poisson(V/2t) - Poisson(V/2t), a function of s_u, the round and u.
 
-
-def noise_anchor(lowest: bytes, *, session: bytes, round: int, client: int) -> bytes:
-    """a_u = HKDF(s_t, context(anchor, session, round, u)): binds every seed of the chain, hides them."""
-    return derive32(lowest, context(_ANCHOR, session, round, client))
-
-
-def component(seed: bytes, ladder: NoiseLadder, *, level: int, length: int, session: bytes, round: int,
-              client: int) -> NDArray[np.int64]:
-    """c_k: ``length`` draws of Sk(w_k) = Poisson(w_k/2) - Poisson(w_k/2), a function of s_k alone.
-
-    The Poisson mean is nudged up one ulp (never less noise than w_k).
+    The Poisson mean is nudged up one ulp (never less noise than V/t).
     """
-    rng = prg.generator(seed, context(_COMPONENT, session, round, client, level))
-    mean = math.nextafter(ladder.component_variance(level) / 2.0, math.inf)
-    noise: NDArray[np.int64] = rng.poisson(mean, size=length).astype(np.int64)
-    noise -= rng.poisson(mean, size=length).astype(np.int64)
-    return noise
+    rng = prg.generator(seed, context(_SHARE, round, client))
+    mean = math.nextafter(noise.share_variance / 2.0, math.inf)
+    share: NDArray[np.int64] = rng.poisson(mean, size=length).astype(np.int64)
+    share -= rng.poisson(mean, size=length).astype(np.int64)
+    return share
 
 
-def excess_noise(seeds: dict[int, bytes], ladder: NoiseLadder, *, levels: Iterable[int], length: int,
-                 session: bytes, round: int, client: int) -> NDArray[np.int64]:
-    """sum of c_k over ``levels`` (each from ``seeds[k]``): what a client adds, or what the server removes."""
-    total = np.zeros(length, dtype=np.int64)
-    for level in levels:
-        total += component(seeds[level], ladder, level=level, length=length, session=session, round=round,
-                           client=client)
-    return total
+class InputWithNoiseSeed(np.ndarray):
+    """A client's ring vector with the secret seed of its exact-noise share, as its DP stage hands it over.
+
+    The SecAgg client engine takes ``noise_seed`` with the input
+    (``SecAggClient.provide_input``) and keeps only a plain copy of the
+    vector; arrays derived from this one do not carry the seed.
+    """
+
+    noise_seed: bytes | None
+
+    @classmethod
+    def of(cls, vector: NDArray[Any], noise_seed: bytes) -> InputWithNoiseSeed:
+        if not isinstance(noise_seed, bytes) or len(noise_seed) != prg.SEED_BYTES:
+            raise ConfigurationError(f"noise seed must be {prg.SEED_BYTES} bytes")
+        carried = np.asarray(vector).view(cls)
+        carried.noise_seed = noise_seed
+        return carried
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.noise_seed = None

@@ -29,8 +29,7 @@ from securefl.protocols.base import (
 from securefl.protocols.secagg.client import SecAggClient
 from securefl.protocols.secagg.config import Parameters, phases_of, resolve_threshold, threshold_bound
 from securefl.protocols.secagg.graph import effective_degree, round_graph
-from securefl.protocols.secagg.messages import MAX_NOISE_LEVELS
-from securefl.protocols.secagg.noise import NoiseLadder
+from securefl.protocols.secagg.noise import ExactNoise
 from securefl.protocols.secagg.server import SecAggServer
 from securefl.protocols.wire import SERVER
 
@@ -81,12 +80,13 @@ class SecAgg(Protocol):
     a sum that could wrap the ring is refused when the protocol is configured.
 
     ``noise_variance`` V (ring units; exact distributed noise, ``noise``):
-    each client also adds a removable Skellam ladder of n - t components,
-    whose seeds it shares like its self-mask seed, and the server removes the
-    ones the survivor count m allows, so that with the clients' base shares
-    Sk(V/n) the unmasked sum carries exactly Sk(V) for every m in [t, n]
-    (t = ``minimum_inputs``). Honest clients compute m from the survivor set
-    they checked; a server can get no more noise removed than that set allows.
+    each client adds a whole noise share Sk(V/t) (t = ``minimum_inputs``)
+    expanded from one seed it shares like its self-mask seed; with m
+    survivors the server removes the m - t shares of D(U), a public hash
+    order of the survivor set U, so the unmasked sum carries exactly Sk(V)
+    for every m in [t, n]. Honest clients compute D(U) from the survivor set
+    they checked and reveal seed shares for nobody else: against the server
+    and c colluding survivors at least (t - c) V / t of honest noise stays.
     """
 
     threshold: int | float | None = None
@@ -121,17 +121,13 @@ class SecAgg(Protocol):
         object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, encoding))
         self._check_threshold_shape()
         if self.noise_variance is not None:
-            NoiseLadder(variance=self.noise_variance, first=1, clients=1)  # a positive finite V, or refused
+            ExactNoise(variance=self.noise_variance, kept=1, clients=1)  # a positive finite V, or refused
 
-    def noise_ladder(self, clients: int) -> NoiseLadder | None:
-        """The removable noise ladder of a round of ``clients`` clients (None without ``noise_variance``)."""
+    def exact_noise(self, clients: int) -> ExactNoise | None:
+        """The exact-noise schedule of a round of ``clients`` clients (None without ``noise_variance``)."""
         if self.noise_variance is None:
             return None
-        first = self.minimum_inputs(clients)
-        if clients - first > MAX_NOISE_LEVELS:
-            raise ConfigurationError(f"exact noise over {clients} clients with t={first} needs {clients - first} "
-                                     f"noise levels; at most {MAX_NOISE_LEVELS}")
-        return NoiseLadder(variance=float(self.noise_variance), first=first, clients=clients)
+        return ExactNoise(variance=float(self.noise_variance), kept=self.minimum_inputs(clients), clients=clients)
 
     def _check_threshold_shape(self) -> None:
         threshold = self.threshold
@@ -216,7 +212,7 @@ class SecAgg(Protocol):
             malicious_server=self.malicious_server,
             verification_keys=keys,
             neighbors=neighbors,
-            noise=self.noise_ladder(base.clients),
+            noise=self.exact_noise(base.clients),
         )
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:

@@ -15,12 +15,13 @@ and checks every reconstructed secret against what its owner published
 (the commitment to b_u, the mask public key of v), so a corrupted share
 raises instead of yielding a wrong sum.
 
-With exact noise (``Parameters.noise``) and m = |S| > t it also reconstructs
-each survivor's noise seed s_{m-1}, hashes down the chain to its published
-anchor, and subtracts the components c_t .. c_{m-1} it expands
-(``noise.py``), so the total carries exactly the target noise. Its unmask
-request then lists the whole survivor set on every graph (each client counts
-m itself).
+With exact noise (``Parameters.noise``) and m = |S| survivors it also
+reconstructs the noise seed s_v of each of the m - t survivors in D(S)
+(``noise.py``: a public hash order of S), checks it against v's anchor, and
+subtracts the whole share e_v it expands, so the total carries exactly the
+target noise, Sk(V). Its unmask request then lists the whole survivor set on
+every graph (each client computes D(S) itself and reveals seed shares for
+nobody else).
 
 Malicious-server SecAgg+ opens with commit-coins: the server collects a
 commitment h_u from each client, forwards the whole list {v: h_v} to every
@@ -60,6 +61,8 @@ from securefl.protocols.secagg.messages import (
     COMMITMENT_BYTES,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
+    SEALED_NOISE_SHARES_BYTES,
+    SEALED_SHARES_BYTES,
     SHARE_BYTES,
     SHARE_KEYS,
     UNMASKING,
@@ -76,9 +79,8 @@ from securefl.protocols.secagg.messages import (
     ShareKeysRequest,
     UnmaskRequest,
     UnmaskShares,
-    sealed_shares_bytes,
 )
-from securefl.protocols.secagg.noise import chain_down, excess_noise, noise_anchor
+from securefl.protocols.secagg.noise import noise_anchor, noise_share
 from securefl.protocols.secagg.primitives import AgreementKey, MaskAccumulator, verify
 from securefl.protocols.state import StateDict, StateReader, keyed, nested
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
@@ -115,6 +117,7 @@ class SecAggServer(ServerEngine):
         self._commitments: dict[int, bytes] = {}
         self._total: np.ndarray | None = None
         self._survivors: tuple[int, ...] = ()
+        self._removal_cache: tuple[tuple[int, ...], frozenset[int]] = ((), frozenset())
         self._dropped: tuple[int, ...] = ()
         self._survivor_set: frozenset[int] = frozenset()
         self._dropped_set: frozenset[int] = frozenset()
@@ -227,7 +230,7 @@ class SecAggServer(ServerEngine):
                        f"must hold {signature_size}-byte key signatures")
         listed = self._read_listed(reader, last)
         ciphertexts = reader.nested_blobs("shared", "ciphertext-counts", "ciphertext-recipients", "ciphertexts",
-                                          maximum=last, size=sealed_shares_bytes(parameters.noise_levels))
+                                          maximum=last, size=self._sealed_bytes)
         commitments = reader.blobs("commitments", size=self._commitment_bytes)
         reader.require(len(commitments) == len(ciphertexts), "must hold one commitment of each client that shared")
         total = reader.optional_vector("total", dtype=dtype, length=parameters.length)
@@ -235,7 +238,7 @@ class SecAggServer(ServerEngine):
         dropped = reader.integers("dropped", minimum=0, maximum=last)
         signatures = reader.keyed_blobs("signers", "consistency-signatures", maximum=last, size=SIGNATURE_BYTES)
         self_shares = reader.nested_blobs("self-share-holders", "self-share-counts", "self-share-owners",
-                                          "self-shares", maximum=last, size=self._revealed_bytes(len(survivors)))
+                                          "self-shares", maximum=last)
         key_shares = reader.nested_blobs("key-share-holders", "key-share-counts", "key-share-owners",
                                          "key-shares", maximum=last, size=SHARE_BYTES)
         result = reader.optional_vector("result", dtype=dtype, length=parameters.length)
@@ -263,6 +266,14 @@ class SecAggServer(ServerEngine):
                        "holds ciphertexts that differ from the keys each client was sent")
         reader.require(not set(survivors) & set(dropped) and set(survivors) | set(dropped) <= set(ciphertexts),
                        "holds survivor and dropped sets that overlap or name clients that never shared")
+        noise = parameters.noise
+        reader.require(not self_shares or noise is None or noise.kept <= len(survivors) <= noise.clients,
+                       "holds revealed shares of a survivor set exact noise cannot unmask")
+        removed = frozenset(noise.removals(survivors, round=parameters.round)) \
+            if self_shares and noise is not None else frozenset()
+        reader.require(all(len(share) == SHARE_BYTES * (2 if owner in removed else 1)
+                           for shares in self_shares.values() for owner, share in shares.items()),
+                       "holds revealed shares of the wrong length (a noise-seed share exactly for D(U))")
         reader.require(parameters.malicious_server or not signatures,
                        "holds consistency signatures in semi-honest mode")
         reader.require(set(signatures) <= set(survivors), "holds consistency signatures of non-survivors")
@@ -352,13 +363,21 @@ class SecAggServer(ServerEngine):
     @property
     def _commitment_bytes(self) -> int:
         """The self-mask commitment, and the noise anchor when the clients share noise seeds."""
-        return COMMITMENT_BYTES * (2 if self._parameters.noise_levels else 1)
+        return COMMITMENT_BYTES * (2 if self._parameters.shares_noise_seed else 1)
 
-    def _revealed_bytes(self, survivors: int) -> int:
-        """One self-mask share, and the share of s_{m-1} when m = ``survivors`` is above the ladder's t."""
-        noise = self._parameters.noise
-        revealed = noise is not None and survivors > noise.first
-        return SHARE_BYTES * (2 if revealed else 1)
+    @property
+    def _sealed_bytes(self) -> int:
+        """The sealed shares of one client for one neighbour: two shares, three with a noise seed."""
+        return SEALED_NOISE_SHARES_BYTES if self._parameters.shares_noise_seed else SEALED_SHARES_BYTES
+
+    def _removed(self) -> frozenset[int]:
+        """D(S): the survivors whose noise shares go (empty without exact noise or outside [t, n] survivors)."""
+        noise, survivors = self._parameters.noise, tuple(self._survivors)
+        if noise is None or not noise.kept <= len(survivors) <= noise.clients:
+            return frozenset()
+        if self._removal_cache[0] != survivors:
+            self._removal_cache = (survivors, frozenset(noise.removals(survivors, round=self._parameters.round)))
+        return self._removal_cache[1]
 
     def _aggregate(self) -> RingAggregate:
         if self._result is None:
@@ -461,7 +480,7 @@ class SecAggServer(ServerEngine):
         message = received(message, EncryptedShares)
         if message.ciphertexts.keys() != self._listed[sender]:
             raise InvalidMessage(f"client/{sender} must send one ciphertext to each neighbour whose keys it received")
-        size = sealed_shares_bytes(self._parameters.noise_levels)
+        size = self._sealed_bytes
         if any(len(ciphertext) != size for ciphertext in message.ciphertexts.values()) \
                 or len(message.self_mask_commitment) != self._commitment_bytes:
             raise InvalidMessage(f"client/{sender} must send {size}-byte ciphertexts and a "
@@ -563,11 +582,13 @@ class SecAggServer(ServerEngine):
                 f"client/{sender} must send a self-mask share of each surviving and a mask-key share of each "
                 f"dropped member of its neighbourhood, nothing else"
             )
-        revealed = self._revealed_bytes(len(self._survivors))
+        removed = self._removed()
         for owner, share in message.self_mask_shares.items():
+            revealed = SHARE_BYTES * (2 if owner in removed else 1)
             if len(share) != revealed:
                 raise InvalidMessage(f"client/{sender} must reveal {revealed} bytes of shares of client/{owner} "
-                                     f"for {len(self._survivors)} survivors; found {len(share)}")
+                                     f"(a noise-seed share exactly for the survivors whose noise goes); "
+                                     f"found {len(share)}")
             x = graph.share_point(owner, sender)
             check_share(share[:SHARE_BYTES], x=x, what=f"self-mask share of client/{owner}")
             if revealed > SHARE_BYTES:
@@ -592,31 +613,27 @@ class SecAggServer(ServerEngine):
             share_lists.append([shamir.Share.from_bytes(share) for share in chosen])
         return shamir.reconstruct_many(share_lists, threshold=threshold) if share_lists else []
 
-    def _noise_to_remove(self, survivors: list[int]) -> np.ndarray | None:
-        """sum over survivors u of c_t(u) .. c_{m-1}(u), each chain checked against u's anchor; None: nothing.
+    def _noise_to_remove(self) -> np.ndarray | None:
+        """sum of e_v over v in D(S), each seed checked against v's anchor; None: nothing to remove.
 
-        ``ProtocolAbort`` if a reconstructed seed does not hash down to its
-        owner's anchor (a corrupted share): the sum would be wrong.
+        ``ProtocolAbort`` if a reconstructed seed does not match its owner's
+        anchor (a corrupted share): the sum would be wrong.
         """
         parameters = self._parameters
-        ladder, session, round = parameters.noise, parameters.session, parameters.round
-        if ladder is None:
+        noise, session, round = parameters.noise, parameters.session, parameters.round
+        removed = sorted(self._removed())
+        if noise is None or not removed:
             return None
-        level = ladder.reveal_level(len(survivors))
-        if level is None:
-            return None
-        noise_shares = {holder: {owner: share[SHARE_BYTES:] for owner, share in shares.items()}
+        noise_shares = {holder: {owner: share[SHARE_BYTES:] for owner, share in shares.items() if owner in removed}
                         for holder, shares in self._self_mask_shares.items()}
-        tops = self._collect(survivors, noise_shares, "noise seed")
+        seeds = self._collect(removed, noise_shares, "noise seed")
         total = np.zeros(parameters.length, dtype=np.int64)
-        for owner, top in zip(survivors, tops, strict=True):
-            chain = chain_down(top, level=level, first=ladder.first, session=session, round=round, client=owner)
-            anchor = noise_anchor(chain[ladder.first], session=session, round=round, client=owner)
-            if anchor != self._commitments[owner][COMMITMENT_BYTES:]:
+        for owner, seed in zip(removed, seeds, strict=True):
+            if noise_anchor(seed, session=session, round=round, client=owner) != \
+                    self._commitments[owner][COMMITMENT_BYTES:]:
                 raise ProtocolAbort(f"client/{owner}'s reconstructed noise seed does not match its anchor "
                                     f"(a share was corrupted)")
-            total += excess_noise(chain, ladder, levels=range(ladder.first, level + 1), length=parameters.length,
-                                  session=session, round=round, client=owner)
+            total += noise_share(seed, noise, length=parameters.length, round=round, client=owner)
         return total
 
     def _unmask(self) -> None:
@@ -626,7 +643,7 @@ class SecAggServer(ServerEngine):
         revealed = {holder: {owner: share[:SHARE_BYTES] for owner, share in shares.items()}
                     for holder, shares in self._self_mask_shares.items()}
         seeds = self._collect(survivors, revealed, "self-mask seed")
-        noise = self._noise_to_remove(survivors)
+        noise = self._noise_to_remove()
         secrets = self._collect(needs_key, self._mask_key_shares, "mask key")
         for owner, seed in zip(survivors, seeds):
             if self_mask_commitment(session, round, owner, seed) != self._commitments[owner][:COMMITMENT_BYTES]:

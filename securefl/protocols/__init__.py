@@ -6,5 +6,6 @@ from securefl.protocols.paillier import Paillier
 from securefl.protocols.plaintext import Plaintext
 from securefl.protocols.secagg import SecAgg
 from securefl.protocols.secret_sharing import SecretSharing
+from securefl.protocols.validated import ValidatedSharing
 
-__all__ = ["Protocol", "BFV", "Paillier", "Plaintext", "SecAgg", "SecretSharing"]
+__all__ = ["Protocol", "BFV", "Paillier", "Plaintext", "SecAgg", "SecretSharing", "ValidatedSharing"]

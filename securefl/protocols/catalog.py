@@ -25,6 +25,14 @@ def _secret_sharing(encoding: Encoding, options: dict[str, Any]) -> Protocol:
     return SecretSharing(aggregators=options.get("aggregators") or 2, encoding=encoding)
 
 
+def _validated_sharing(encoding: Encoding, options: dict[str, Any]) -> Protocol:
+    from securefl.protocols.validated import DEFAULT_NORM_BOUND, ValidatedSharing
+
+    bound = options.get("norm_bound")
+    return ValidatedSharing(norm_bound=DEFAULT_NORM_BOUND if bound is None else bound,
+                            aggregators=options.get("aggregators") or 2, encoding=encoding)
+
+
 def _paillier(encoding: Encoding, options: dict[str, Any]) -> Protocol:
     from securefl.protocols.paillier import Paillier
 
@@ -58,6 +66,7 @@ def _secagg_plus(encoding: Encoding, options: dict[str, Any]) -> Protocol:
 PROTOCOLS: dict[str, Callable[[Encoding, dict[str, Any]], Protocol]] = {
     "plaintext": _plaintext,
     "secret-sharing": _secret_sharing,
+    "validated-sharing": _validated_sharing,
     "secagg": _secagg,
     "secagg+": _secagg_plus,
     "paillier": _paillier,

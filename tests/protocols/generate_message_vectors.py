@@ -30,6 +30,7 @@ from securefl.errors import InvalidMessage  # noqa: E402
 from securefl.protocols import paillier, plaintext, secret_sharing  # noqa: E402
 from securefl.protocols.lattice import messages as bfv  # noqa: E402  (the codec needs no TenSEAL)
 from securefl.protocols.secagg import messages as secagg  # noqa: E402
+from securefl.protocols.validated import messages as validated  # noqa: E402
 from securefl.protocols.wire import SERVER, Message, client_id, decode_message  # noqa: E402
 from tests.protocols.message_json import protocol_kinds, to_json  # noqa: E402
 
@@ -169,6 +170,34 @@ def _canonical_messages() -> list[tuple[str, Message]]:
         ("24-bit ring", bfv.DecryptedSum(
             **_header(bfv.DECRYPT, bfv.DECRYPTOR, SERVER), ring_bits=24,
             vector=_ring([0xFFFFFF, 1, 0, 0x800000], 24))),
+        # validated sharing (elements of F_p, p = 2^64 - 2^32 + 1, as (low, high) 32-bit word pairs)
+        ("request", validated.UploadRequest(**_header("upload", SERVER, c1))),
+        ("three field elements", validated.WitnessShare(
+            **_header("upload", c1, a0), ring_bits=32, vector=_ring([0, 0, 1, 0, 0, 2**32 - 1], 32))),
+        ("32-byte seed", validated.WitnessSeed(**_header("upload", c1, a1), seed=_bytes("witness seed 1", 32))),
+        ("request", validated.ChallengeRequest(**_header("challenge", SERVER, a0))),
+        ("two clients and a seed", validated.ChallengeSeed(
+            **_header("challenge", a1, SERVER), clients=(0, 2), seed=_bytes("joint seed 1", 32))),
+        ("two aggregators' seeds", validated.ProveRequest(
+            **_header("prove", SERVER, c2), joint_seeds=(_bytes("joint seed 0", 32), _bytes("joint seed 1", 32)))),
+        ("two field elements", validated.ProofShare(
+            **_header("prove", c2, a0), ring_bits=32, vector=_ring([7, 0, 0, 2**31], 32))),
+        ("32-byte seed", validated.ProofSeed(**_header("prove", c2, a1), seed=_bytes("proof seed 2", 32))),
+        ("two aggregators' seeds", validated.QueryRequest(
+            **_header("query", SERVER, a1), joint_seeds=(_bytes("joint seed 0", 32), _bytes("joint seed 1", 32)))),
+        ("one client and a seed", validated.QuerySeed(
+            **_header("query", a0, SERVER), clients=(2,), seed=_bytes("query seed 0", 32))),
+        ("two clients, two seeds", validated.VerifyRequest(
+            **_header("verify", SERVER, a0), included=(0, 2),
+            query_seeds=(_bytes("query seed 0", 32), _bytes("query seed 1", 32)))),
+        ("digest and verifier shares", validated.VerifierShare(
+            **_header("exchange", a0, a1), digest=_bytes("digest", 32), ring_bits=32,
+            vector=_ring([3, 0, 5, 0, 0, 2**32 - 1], 32))),
+        ("one accepted, one rejected", validated.VerifyReport(
+            **_header("verify", a1, SERVER), accepted=(0,), rejected={2: "norm-exceeded"})),
+        ("two accepted clients", validated.AggregateRequest(**_header("aggregate", SERVER, a1), included=(0, 2))),
+        ("a field vector", validated.AggregateShare(
+            **_header("aggregate", a0, SERVER), ring_bits=32, vector=_ring([0, 2**32 - 1, 0, 0, 9, 0], 32))),
     ]
 
 

@@ -1,0 +1,186 @@
+"""``ValidatedSharing``: additive secret sharing whose aggregators verify each update is norm-bounded.
+
+Each client secret-shares a digit witness of its encoded update and a fully
+linear proof (:mod:`.statement`, :mod:`.proof`) that its weight w is in
+[1, W], every coordinate of q = SR(w s x) is within the encoding's headroom
+W M (M = 2^(b-1) - 1) and ||q||_2^2 <= w^2 N, N = floor((B s)^2) (B the
+public norm bound, s the encoding scale): the weighted contribution obeys
+||x||_2 <= B up to rounding. The aggregators verify with randomness drawn after each commitment
+and sum only the clients whose proof verifies; the others are excluded with
+a typed :class:`Rejection`.
+
+Threat model: clients may be malicious (any bytes); aggregators and the
+server semi-honest, at least one aggregator not colluding with the server
+(privacy as for :class:`SecretSharing`; one aggregator's view of an honest
+client is simulatable). A malicious aggregator can make any client fail or
+pass (robustness needs every aggregator honest) but learns nothing more than
+a semi-honest one. A weight is self-reported: a client may claim up to
+W = ``encoding.max_weight`` (set it to 1 for unweighted sums).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from securefl import validation
+from securefl.encoding import Encoding
+from securefl.errors import ConfigurationError
+from securefl.protocols.base import (
+    DEFAULT_MIN_CLIENTS,
+    ClientEngine,
+    Engine,
+    Parties,
+    Protocol,
+    RespondingEngine,
+    RunParameters,
+    ServerEngine,
+    check_min_clients,
+)
+from securefl.protocols.validated.engines import (
+    PHASES,
+    Aggregator,
+    Client,
+    Server,
+    ValidatedRun,
+    aggregator_id,
+    aggregator_index,
+    checked_run,
+)
+from securefl.protocols.validated.statement import Statement
+from securefl.protocols.wire import SERVER
+
+if TYPE_CHECKING:
+    from securefl.crypto.keys import SigningKey
+
+__all__ = ["ValidatedSharing", "DEFAULT_NORM_BOUND"]
+
+DEFAULT_NORM_BOUND = 10.0
+"""The default L2 bound B on an update, in the update's own units."""
+
+
+@dataclass(frozen=True)
+class ValidatedSharing(Protocol):
+    """Secret sharing to ``aggregators`` aggregators that drop every update with ||x||_2 > ``norm_bound``.
+
+    ``digit_bits`` s: coordinates are proved in base 2^s (1..4); larger s
+    shrinks the upload (b / s digits per coordinate) and costs the prover
+    more (a degree-2^s range gadget). ``cheating_provers`` (attack
+    simulation only, see :meth:`with_cheating_provers`) are the client
+    indices whose engines prove any input instead of refusing a false
+    statement.
+    """
+
+    norm_bound: float = DEFAULT_NORM_BOUND
+    aggregators: int = 2
+    digit_bits: int = 2
+    min_clients: int = DEFAULT_MIN_CLIENTS
+    encoding: Encoding = field(default_factory=Encoding)
+    cheating_provers: frozenset[int] = frozenset()
+
+    name = "validated-sharing"
+    secure = True
+    modular_sum = False
+    phases = PHASES
+
+    def __post_init__(self) -> None:
+        if not validation.is_integer(self.aggregators) or self.aggregators < 2:
+            raise ConfigurationError(f"aggregators must be an integer >= 2; found {self.aggregators!r}")
+        if not validation.is_integer(self.digit_bits) or not 1 <= self.digit_bits <= 4:
+            raise ConfigurationError(f"digit_bits must be an integer in [1, 4]; found {self.digit_bits!r}")
+        bound = validation.positive_float(self.norm_bound, "norm_bound")
+        if not math.isfinite(bound):
+            raise ConfigurationError(f"norm_bound must be finite; found {self.norm_bound!r}")
+        object.__setattr__(self, "norm_bound", bound)
+        object.__setattr__(self, "aggregators", int(self.aggregators))
+        object.__setattr__(self, "digit_bits", int(self.digit_bits))
+        object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
+        cheating = frozenset(self.cheating_provers)
+        if not all(validation.is_integer(index) and index >= 0 for index in cheating):
+            raise ConfigurationError(f"cheating_provers must be client indices >= 0; found {self.cheating_provers!r}")
+        object.__setattr__(self, "cheating_provers", frozenset(int(index) for index in cheating))
+        if self.norm_squared < 1:
+            raise ConfigurationError(f"norm_bound={bound} is below one quantisation step {self.encoding.step}")
+
+    @property
+    def norm_squared(self) -> int:
+        """N = floor((B s)^2): the squared bound in ring units (s = the encoding's scale)."""
+        return int(math.floor((self.norm_bound * self.encoding.scale) ** 2))
+
+    def honest_clip_norm(self, dimension: int) -> float:
+        """The L2 norm an honest client clips its update of ``dimension`` values to, so that its proof verifies.
+
+        Encoding gives q = SR(w s x) with |q_i - w s x_i| < 1 per coordinate
+        (the coordinate clip and the clamp only shrink |q_i|), so
+        ||q|| < w s ||x|| + sqrt(d); with ||x|| <= (sqrt(N) - sqrt(d) - 1) / s
+        and w >= 1, ||q|| <= w sqrt(N) (the extra ring unit absorbs float
+        rounding of w s x). ``ConfigurationError`` when that is not positive:
+        B is too small for d values at this encoding.
+        """
+        dimension = validation.positive_int(dimension, "dimension")
+        room = math.sqrt(self.norm_squared) - math.sqrt(dimension) - 1.0
+        if room <= 0:
+            raise ConfigurationError(
+                f"norm_bound={self.norm_bound:g} leaves no room for the rounding of {dimension} values (up to "
+                f"sqrt(d)={math.sqrt(dimension):.1f} quantisation steps of {self.encoding.step:g}); raise norm_bound "
+                f"or value_bits")
+        return room / self.encoding.scale
+
+    def with_cheating_provers(self, clients: Collection[int]) -> ValidatedSharing:
+        """This protocol, with the engines of ``clients`` proving any input (a poisoning simulation).
+
+        A malicious client runs its own code, so it does not stop at its own
+        check; the aggregators still verify its proof and reject it.
+        """
+        return dataclasses.replace(self, cheating_provers=frozenset(clients))
+
+    def statement(self, vector_length: int) -> Statement:
+        """The statement for encoded vectors of ``vector_length`` (updates of vector_length - 1 values + weight)."""
+        if vector_length < 2:
+            raise ConfigurationError(f"vector_length must be >= 2 (values and the weight); found {vector_length}")
+        return Statement(vector_length - 1, self.encoding.value_bits, self.digit_bits, self.norm_squared,
+                         self.encoding.max_weight)
+
+    def run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int,
+                       verification_keys: Sequence[bytes] = ()) -> ValidatedRun:
+        base = super().run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
+                                      verification_keys=verification_keys)
+        if base.length > 1:
+            self.statement(base.length)  # refuses a length whose squared norm could wrap the field
+        return ValidatedRun(**vars(base), aggregators=self.aggregators, value_bits=self.encoding.value_bits,
+                            digit_bits=self.digit_bits, norm_squared=self.norm_squared,
+                            max_weight=self.encoding.max_weight)
+
+    def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
+        run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
+        return Parties(server=Server(run),
+                       clients=[Client(i, run, cheating_prover=i in self.cheating_provers) for i in range(run.clients)],
+                       helpers=[Aggregator(j, run) for j in range(self.aggregators)])
+
+    def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
+        index, checked = self._client_run(index, run, signing_key, ValidatedRun)
+        return Client(index, checked, cheating_prover=index in self.cheating_provers)
+
+    def helper_parties(self) -> tuple[str, ...]:
+        return tuple(aggregator_id(j) for j in range(self.aggregators))
+
+    def helper_engine(self, party: str, run: RunParameters) -> RespondingEngine:
+        checked = checked_run(run)
+        if party not in {aggregator_id(j) for j in range(checked.aggregators)}:
+            raise ConfigurationError(f"validated-sharing with {checked.aggregators} aggregators has no party {party!r}")
+        return Aggregator(aggregator_index(party, checked), checked)
+
+    def server_engine(self, run: RunParameters) -> ServerEngine:
+        return Server(checked_run(run))
+
+    def _engine_class(self, party: str) -> type[Engine]:
+        if party == SERVER:
+            return Server
+        return Aggregator if party.startswith("aggregator/") else Client
+
+    def describe(self) -> str:
+        return (f"validated-sharing ({self.aggregators} aggregators, ||x||_2 <= {self.norm_bound:g}, "
+                f"base-{1 << self.digit_bits} digits)")

@@ -1,0 +1,293 @@
+import itertools
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from securefl import ring
+from securefl.encoding import Encoding
+from securefl.errors import ConfigurationError, InvalidUpdate, ProtocolAbort
+from securefl.protocols import ValidatedSharing, catalog
+from securefl.protocols.validated import Rejection, engines, field, proof
+from securefl.protocols.validated.messages import ProofSeed, ProofShare
+from securefl.protocols.validated.statement import Challenge, Query
+from securefl.simulation import run_protocol
+from tests.protocols.conformance import Run
+from tests.protocols.helpers import ring_sum
+
+ENCODING = Encoding(value_bits=8, max_clients=16, max_weight=4)
+BOUND = 2.0
+
+
+def updates(count, length, seed, *, norm=1.5):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        x = rng.normal(size=length)
+        out.append(x / np.linalg.norm(x) * norm * rng.uniform(0.1, 1))
+    return out
+
+
+def encoded(protocol, values, seed=0, weights=None):
+    rng = np.random.default_rng(seed)
+    weights = weights or [1] * len(values)
+    return [protocol.encoding.encode(np.clip(x, -1, 1), weight=w, rng=rng) for x, w in zip(values, weights)]
+
+
+# -- honest clients -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("digit_bits", "aggregators", "weighted"), [(1, 2, False), (2, 2, True), (3, 3, False),
+                                                                   (4, 2, True)])
+def test_honest_clients_always_verify_and_the_sum_is_exact(digit_bits, aggregators, weighted):
+    protocol = ValidatedSharing(norm_bound=BOUND, digit_bits=digit_bits, aggregators=aggregators, encoding=ENCODING)
+    weights = [1, 2, 3, 4, 1] if weighted else None
+    inputs = encoded(protocol, updates(5, 23, seed=digit_bits), weights=weights)
+    aggregate, _, _ = run_protocol(protocol, inputs)
+    assert aggregate.included == tuple(range(5)) and aggregate.rejected == {}
+    np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, range(5), ENCODING.ring_bits))
+
+
+@pytest.mark.parametrize("clients", range(1, 4))
+def test_exact_sum_under_every_dropout_pattern(clients):
+    protocol = ValidatedSharing(norm_bound=BOUND, min_clients=1 if clients == 1 else 2, encoding=ENCODING)
+    inputs = encoded(protocol, updates(clients, 6, seed=clients))
+    # A client acts in 'upload' and 'prove'; dropping in a later phase is the same as not dropping.
+    choices = (None, "upload", "challenge", "prove", "query")
+    for pattern in itertools.product(choices, repeat=clients):
+        dropouts = {i: phase for i, phase in enumerate(pattern) if phase is not None}
+        survivors = [i for i in range(clients) if dropouts.get(i) not in ("upload", "challenge", "prove")]
+        if len(survivors) < protocol.min_clients:
+            with pytest.raises(ProtocolAbort):
+                run_protocol(protocol, inputs, dropouts=dropouts)
+            continue
+        aggregate, _, _ = run_protocol(protocol, inputs, dropouts=dropouts)
+        assert aggregate.included == tuple(survivors) and aggregate.rejected == {}
+        np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, survivors, ENCODING.ring_bits))
+
+
+def test_an_honest_client_refuses_an_update_above_the_bound():
+    protocol = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING)
+    parties = protocol.setup(clients=2, vector_length=11, session=os.urandom(16), round=0)
+    too_long = encoded(protocol, [np.full(10, BOUND * (1 + 1e-2) / np.sqrt(10))])[0]
+    with pytest.raises(InvalidUpdate, match="squared norm"):
+        parties.clients[0].provide_input(too_long)
+
+
+@pytest.mark.parametrize("options", [{"norm_bound": 0.0}, {"norm_bound": float("inf")}, {"digit_bits": 5},
+                                     {"aggregators": 1}, {"norm_bound": 1e-6}])
+def test_configuration_refused(options):
+    with pytest.raises(ConfigurationError):
+        ValidatedSharing(**{"norm_bound": BOUND, **options})
+
+
+def test_a_length_whose_norm_could_wrap_the_field_is_refused():
+    encoding = Encoding(value_bits=24, ring_bits=64, max_weight=256, max_clients=4)
+    protocol = ValidatedSharing(norm_bound=BOUND, encoding=encoding)
+    with pytest.raises(ConfigurationError, match="wrap the field"):
+        protocol.setup(clients=2, vector_length=10**6, session=os.urandom(16), round=0)
+
+
+def test_catalog_names_it():
+    protocol = catalog.make_protocol("validated-sharing", norm_bound=3.0)
+    assert isinstance(protocol, ValidatedSharing) and protocol.norm_bound == 3.0
+
+
+# -- malicious clients ------------------------------------------------------------------------------------
+
+
+class _Cheat(engines.Client):
+    """A client that builds its witness and proof by hand (``forge`` changes them)."""
+
+    forge: dict = {}
+
+    def _accept_input(self, vector):
+        return None  # proves a false statement: no honest check
+
+    def _upload(self, message):
+        run = self._run
+        statement = run.statement
+        signed = ring.to_signed(self._take_input(), run.ring_bits)
+        values, weight = signed[:-1], int(signed[-1])
+        plan = self.forge.get(self._index, {})
+        if "values" in plan:
+            values = plan["values"]
+        witness = statement.witness(values, weight, slack=plan.get("slack", lambda s: None)(statement))
+        if "digit" in plan:
+            witness = witness.copy()
+            witness[0] = plan["digit"]
+        self._witness = witness
+        self._shared = witness
+        if "shared" in plan:  # shares of another witness than the one proved
+            shared = witness.copy()
+            shared[1] = field.add(shared[1:2], np.uint64(1))[0]
+            return self._shares(shared, "witness", engines.UPLOAD)
+        return self._shares(witness, "witness", engines.UPLOAD)
+
+    def _shares(self, vector, what, phase):
+        if what == "proof" and self.forge.get(self._index, {}).get("tamper"):
+            vector = vector.copy()
+            vector[-1] = field.add(vector[-1:], np.uint64(1))[0]
+        return super()._shares(vector, what, phase)
+
+
+def _with_cheats(protocol, forge):
+    class Cheating(ValidatedSharing):
+        def setup(self, *, clients, vector_length, session, round):
+            parties = super().setup(clients=clients, vector_length=vector_length, session=session, round=round)
+            run = parties.server.run
+            cheat = type("Cheat", (_Cheat,), {"forge": forge})
+            parties.clients = [cheat(i, run) if i in forge else c for i, c in enumerate(parties.clients)]
+            return parties
+
+    return Cheating(norm_bound=protocol.norm_bound, encoding=protocol.encoding)
+
+
+def _norm_violation(statement):
+    """Integer coordinates with ||q|| = B s (1 + 1e-3) (at least one unit above N)."""
+    target = int(np.sqrt(statement.norm_squared) * (1 + 1e-3)) + 1
+    values = np.zeros(statement.length, dtype=np.int64)
+    per = target // int(np.sqrt(statement.length))
+    values[:] = min(per, statement.offset)
+    while int(np.sum(values.astype(np.int64) ** 2)) <= target**2 - 1 and values[0] < statement.offset:
+        values[0] += 1
+    return values
+
+
+MALFORMED = {
+    "coordinate out of range": ({"digit": 1 << 2 ** 1 + 1}, Rejection.OUT_OF_RANGE),
+    "norm B(1+1e-3)": ({"values": None, "slack": lambda s: 0}, Rejection.NORM_EXCEEDED),
+    "tampered proof share": ({"tamper": True}, Rejection.PROOF_INVALID),
+    "shares that do not match the proof": ({"shared": True}, Rejection.PROOF_INVALID),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_contribution_is_rejected_by_both_aggregators(case):
+    honest = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING)
+    plan, reason = MALFORMED[case]
+    plan = dict(plan)
+    length = 12
+    if "values" in plan:
+        plan["values"] = _norm_violation(honest.statement(length + 1))
+    if "digit" in plan:
+        plan["digit"] = 1 << honest.digit_bits  # the digit base itself: outside [0, base)
+    protocol = _with_cheats(honest, {2: plan})
+    inputs = encoded(honest, updates(4, length, seed=9))
+    aggregate, _, _ = run_protocol(protocol, inputs)
+    assert aggregate.included == (0, 1, 3)
+    assert aggregate.rejected == {2: reason}
+    np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, [0, 1, 3], ENCODING.ring_bits))
+
+
+def test_the_statement_a_cheat_proves_is_really_false():
+    statement = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING).statement(13)
+    values = _norm_violation(statement)
+    assert int(np.sum(values**2)) > statement.norm_squared * (1 + 1e-3) ** 2 - 2 * np.sqrt(statement.norm_squared)
+    with pytest.raises(InvalidUpdate):
+        statement.check_update(values, 1)
+
+
+def test_a_replayed_proof_is_rejected_by_both_aggregators():
+    protocol = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING)
+    run = Run(protocol, clients=4, length=9)
+    captured = {}
+
+    def replay(run, message):
+        if isinstance(message, (ProofShare, ProofSeed)):
+            if message.sender == "client/0":
+                captured[message.recipient] = message
+            elif message.sender == "client/1":
+                return run.deliver(run.rebind(captured[message.recipient], sender="client/1"))
+        return None
+
+    run.play(intercept=replay)
+    aggregate = run.server.result()
+    assert aggregate.included == (0, 2, 3)
+    assert aggregate.rejected == {1: Rejection.PROOF_INVALID}
+    for helper in run.helpers:
+        assert helper.rejected == {1: Rejection.PROOF_INVALID}
+    assert np.array_equal(aggregate.total, run.expected_sum([0, 2, 3]))
+
+
+def test_a_run_with_too_few_valid_clients_aborts():
+    honest = ValidatedSharing(norm_bound=BOUND, min_clients=3, encoding=ENCODING)
+    protocol = ValidatedSharing(norm_bound=BOUND, min_clients=3, encoding=ENCODING)
+    cheating = _with_cheats(protocol, {0: {"tamper": True}, 1: {"tamper": True}})
+    object.__setattr__(cheating, "min_clients", 3)
+    inputs = encoded(honest, updates(4, 5, seed=2))
+    with pytest.raises(ProtocolAbort, match="passed verification"):
+        run_protocol(cheating, inputs)
+
+
+# -- the proof system ----------------------------------------------------------------------------------------
+
+
+def test_a_false_identity_is_caught_at_a_random_point():
+    shape = proof.layout(50, 2)
+    inputs = field.from_signed(np.arange(50) - 25)
+    made = proof.prove(shape, inputs, lambda x: field.mul(x, x), np.ones(shape.chunk, field.DTYPE),
+                       field.expand(os.urandom(32), b"b", 2 * shape.chunk))
+    forged = made.copy()
+    forged[2 * shape.chunk + 3] = field.add(forged[2 * shape.chunk + 3 : 2 * shape.chunk + 4], np.uint64(1))[0]
+    points = (123456789, 987654321)
+    for candidate, expected in ((made, True), (forged, False)):
+        combined = proof.verifier_share(shape, inputs, candidate, points, None)
+        assert proof.identity_holds(shape, combined, lambda x: field.mul(x, x), np.ones(shape.chunk, field.DTYPE)) \
+            is expected
+    assert int(combined[-1]) == sum(v * v for v in range(-25, 25)) % field.MODULUS
+
+
+def test_field_arithmetic_against_python_integers():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 2**63, 2000, dtype=np.uint64) * np.uint64(2) % np.uint64(field.MODULUS)
+    b = np.concatenate([np.array([field.MODULUS - 1, 0, 1, 2**32], dtype=np.uint64), a[:-4][::-1]])
+    p = field.MODULUS
+    assert [int(v) for v in field.mul(a, b)] == [int(x) * int(y) % p for x, y in zip(a, b)]
+    assert [int(v) for v in field.add(a, b)] == [(int(x) + int(y)) % p for x, y in zip(a, b)]
+    assert [int(v) for v in field.sub(a, b)] == [(int(x) - int(y)) % p for x, y in zip(a, b)]
+    values = rng.integers(0, p, (8, 3), dtype=np.uint64)
+    assert np.array_equal(field.intt(field.ntt(values)), values)
+
+
+# -- zero knowledge: one aggregator's view of an honest client is independent of its update -----------------
+
+
+def _leader_view(statement, values, weight):
+    """What aggregator 0 sees of one honest client: its witness and proof shares and the combined verifier."""
+    witness = statement.witness(values, weight)
+    challenge = Challenge(field.expand(os.urandom(32), b"rho", statement.range_layout.chunk))
+    made = statement.prove(witness, challenge, field.expand(os.urandom(32), b"blinds", statement.blind_length))
+    helper_witness = field.expand(os.urandom(32), b"w", witness.size)
+    helper_proof = field.expand(os.urandom(32), b"p", made.size)
+    points = tuple(int(v) for v in field.expand(os.urandom(32), b"t", 2))
+    query = Query(field.expand(os.urandom(32), b"sigma", statement.range_layout.calls), points)
+    leader_witness, leader_proof = field.sub(witness, helper_witness), field.sub(made, helper_proof)
+    combined = field.add(
+        statement.verifier_share(leader_witness, leader_proof, leader=True, challenge=challenge, query=query),
+        statement.verifier_share(helper_witness, helper_proof, leader=False, challenge=challenge, query=query))
+    assert statement.decide(combined, challenge) is None
+    ranges, norms, _ = statement._layouts()
+    wires = np.concatenate([combined[: ranges.chunk], combined[ranges.verifier_length :][: norms.chunk]])
+    return np.concatenate([leader_witness, leader_proof, wires]), witness
+
+
+def _top_bits(samples):
+    return np.concatenate(samples) >> np.uint64(60)
+
+
+def test_one_aggregators_view_is_independent_of_the_update():
+    statement = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING).statement(7)
+    small = np.zeros(6, dtype=np.int64)
+    large = np.array([100, -100, 90, -80, 50, 0], dtype=np.int64)
+    views = {name: [_leader_view(statement, values, 1)[0] for _ in range(150)] for name, values in
+             (("small", small), ("large", large))}
+    table = np.array([np.bincount(_top_bits(views[name]).astype(np.int64), minlength=16) for name in views])
+    assert stats.chi2_contingency(table).pvalue > 1e-4
+    # The same test tells the raw witnesses apart: it can fail.
+    raw = {name: [_leader_view(statement, values, 1)[1] << np.uint64(62) for _ in range(10)] for name, values in
+           (("small", small), ("large", large))}
+    raw_table = np.array([np.bincount(_top_bits(raw[name]).astype(np.int64), minlength=16) for name in raw])
+    raw_table = raw_table[:, raw_table.sum(axis=0) > 0]
+    assert stats.chi2_contingency(raw_table).pvalue < 1e-6

@@ -33,7 +33,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -42,10 +42,12 @@ import numpy as np
 from securefl import ring, validation
 from securefl.driver import AggregationResult, TranscriptEntry, run_protocol, summarize_metrics
 from securefl.encoding import warn_clipped
-from securefl.errors import ConfigurationError, InvalidUpdate, ProtocolAbort
+from securefl.errors import ClippingWarning, ConfigurationError, InvalidUpdate, ProtocolAbort
 from securefl.privacy.accountant import PrivacyAccountingWarning
 from securefl.privacy.plugins import ClientStage, DifferentialPrivacy, PrivateRound
 from securefl.protocols.base import Protocol, RingAggregate
+from securefl.protocols.validated.engines import ValidatedAggregate
+from securefl.protocols.validated.protocol import ValidatedSharing
 from securefl.protocols.wire import Message
 
 if TYPE_CHECKING:
@@ -243,6 +245,28 @@ def _copy(value: Any) -> Any:
     return value.detach().clone() if _is_tensor(value) else np.array(value, copy=True)
 
 
+def _norm_bound(protocol: Protocol) -> float | None:
+    """The L2 bound B the protocol's aggregators enforce on each update (None: no bound)."""
+    return protocol.norm_bound if isinstance(protocol, ValidatedSharing) else None
+
+
+def _clip_l2(vector: np.ndarray, bound: float) -> tuple[np.ndarray, bool]:
+    """``vector`` scaled to L2 norm ``bound`` when its norm is above it; (the vector, whether it was scaled)."""
+    norm = float(np.linalg.norm(vector))
+    if norm <= bound:
+        return vector, False
+    return vector * (bound / norm), True
+
+
+def _positions(dishonest: Collection[int], count: int) -> frozenset[int]:
+    """The positions of ``dishonest``, checked against the ``count`` updates of the round."""
+    positions = frozenset(int(position) for position in dishonest)
+    outside = sorted(p for p in positions if not 0 <= p < count)
+    if outside:
+        raise ConfigurationError(f"dishonest positions {outside} are outside the round's {count} updates")
+    return positions
+
+
 # -- the result -------------------------------------------------------------------------------
 
 
@@ -323,6 +347,11 @@ class SecureAggregator:
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(self.protocol).__name__}")
         if self.dp is not None and not isinstance(self.dp, DifferentialPrivacy):
             raise ConfigurationError(f"dp must be CentralDP, DistributedDP or None; found {type(self.dp).__name__}")
+        if self.dp is not None and isinstance(self.protocol, ValidatedSharing):
+            # The DP stage clips and encodes (and distributed DP adds noise) without the norm bound in view,
+            # so an honest client's proof could fail: refused rather than honest clients silently left out.
+            raise ConfigurationError(f"{self.protocol.name} does not run with a DP plugin yet: the DP client stage "
+                                     "does not keep updates within the protocol's norm bound")
         if self.buffers not in ("skip", "error"):
             raise ConfigurationError(f"buffers must be 'skip' or 'error'; found {self.buffers!r}")
         if self.rng is None:
@@ -414,10 +443,15 @@ class SecureAggregator:
         round: int | None = None,
         clients: Sequence[int] | None = None,
         lose: Callable[[Message], bool] | None = None,
+        dishonest: Collection[int] = (),
     ) -> Aggregate:
         """:meth:`aggregate` for updates already flattened to float64 vectors; ``mean``/``total`` stay flat.
 
         ``lose`` (simulation) marks individual messages as lost in transit.
+        ``dishonest`` (a poisoning simulation) are positions whose clients run
+        their own code: no honest L2 clip, and under ``ValidatedSharing`` an
+        engine that proves whatever it is given, so that the aggregators'
+        verification is what rejects them (``metrics["rejected"]``).
         The three steps a deployment runs apart: :meth:`open_round` (server),
         :meth:`client_input` (each client), the protocol, :meth:`release` (server).
         """
@@ -438,23 +472,36 @@ class SecureAggregator:
         if self.dp is not None and len(vectors) < plan.protocol.min_clients:  # a small Poisson sample, charged
             raise ProtocolAbort(f"round {plan.round}: {len(vectors)} client(s) in the round, fewer than "
                                 f"{plan.protocol.name}'s min_clients={plan.protocol.min_clients}; nothing released")
+        malicious = _positions(dishonest, len(vectors))
         inputs, seconds, clipped, l2_clipped = [], [], 0, 0
         for position, vector in enumerate(vectors):
             started = time.perf_counter()  # the client's whole stage: clip count, clip, noise, encoding
-            stage = self.client_input(plan, vector, position=position)
+            stage = self.client_input(plan, vector, position=position, honest=position not in malicious)
             seconds.append(time.perf_counter() - started)
             inputs.append(stage.vector)
             clipped += stage.clipped_coordinates
             l2_clipped += stage.l2_clipped
         coordinates = len(vectors) * dimension
         warn_clipped(clipped=clipped, coordinates=coordinates, clip=plan.protocol.encoding.clip, stacklevel=3)
-        aggregate, transcript, ledger = run_protocol(plan.protocol, inputs, dropouts=dropouts, round=plan.round,
+        norm_bound = _norm_bound(plan.protocol) if plan.stages is None else None
+        if norm_bound is not None and l2_clipped:
+            warnings.warn(
+                f"{l2_clipped} of {len(vectors)} honest client update(s) had an L2 norm above "
+                f"{plan.protocol.name}'s bound B={norm_bound:g} (less the encoding's rounding) and were scaled down to "
+                f"it so that their proofs verify; raise norm_bound to keep them whole",
+                ClippingWarning, stacklevel=3)
+        protocol = plan.protocol
+        if malicious and isinstance(protocol, ValidatedSharing):  # they run their own code: no refusal of their own
+            protocol = protocol.with_cheating_provers(malicious)
+        aggregate, transcript, ledger = run_protocol(protocol, inputs, dropouts=dropouts, round=plan.round,
                                                      lose=lose)
         metrics = summarize_metrics(ledger, len(inputs), aggregate.included, seconds)
         metrics["dp_design_seconds"] = design_seconds
         metrics.update(clipped_coordinates=clipped, clipped_fraction=clipped / coordinates if coordinates else 0.0)
-        if self.dp is not None:
+        if self.dp is not None or norm_bound is not None:
             metrics.update(l2_clipped_clients=l2_clipped, l2_clip_fraction=l2_clipped / len(vectors))
+        if isinstance(aggregate, ValidatedAggregate):
+            metrics["rejected"] = {position: reason.value for position, reason in sorted(aggregate.rejected.items())}
         return self._timed_release(plan, aggregate, server_seconds, transcript=transcript, metrics=metrics,
                                    clients=clients)
 
@@ -535,21 +582,29 @@ class SecureAggregator:
         return RoundPlan(round=round, cohort=cohort, protocol=protocol, stages=stages, weights=[1], weight_error=0.0)
 
     def client_input(self, plan: RoundPlan, vector: np.ndarray, *, position: int,
-                     rng: np.random.Generator | None = None) -> ClientStage:
+                     rng: np.random.Generator | None = None, honest: bool = True) -> ClientStage:
         """Client ``position``, before its engine: its flat float update -> the ring vector the protocol sums.
 
         ``rng`` is the client's own generator (rounding, distributed noise);
         in process it defaults to one drawn from the aggregator's ``rng``.
+        Under a protocol with a norm bound B (``ValidatedSharing``) an honest
+        client first scales an update whose L2 norm is above
+        :meth:`~securefl.protocols.ValidatedSharing.honest_clip_norm` down to
+        it (``l2_clipped``), so its proof verifies; ``honest=False`` (a
+        poisoning simulation) skips that clip, as a malicious client would.
         """
         if plan.stages is None:
             encoding = plan.protocol.encoding
+            l2_clipped = False
+            if honest and isinstance(plan.protocol, ValidatedSharing):
+                vector, l2_clipped = _clip_l2(vector, plan.protocol.honest_clip_norm(vector.size))
             clipped = encoding.count_clipped(vector)
             rounding = self._shared_rng if rng is None else rng
             try:
                 encoded = encoding.encode(vector, weight=plan.weights[position], rng=rounding)
             except InvalidUpdate as refused:
                 raise InvalidUpdate(f"client {position}: {refused}") from None
-            return ClientStage(encoded, False, clipped)
+            return ClientStage(encoded, l2_clipped, clipped)
         return plan.stages.client_stage(vector, rng=self._client_rng() if rng is None else rng)
 
     def release(self, plan: RoundPlan, aggregate: RingAggregate | None, *,
@@ -605,10 +660,12 @@ class SecureAggregator:
         dropouts: Mapping[int, str] | None = None,
         round: int | None = None,
         clients: Sequence[int] | None = None,
+        dishonest: Collection[int] = (),
     ) -> Aggregate:
         """FedAvg's step: aggregate the client models minus ``reference``; ``.model`` = reference + mean.
 
-        Skipped entries (non-float buffers) keep the reference's values.
+        Skipped entries (non-float buffers) keep the reference's values;
+        ``dishonest`` as for :meth:`aggregate_vectors`.
         """
         layout = self._layout_for(reference)
         start = layout.flatten(reference, client=-1)
@@ -620,7 +677,7 @@ class SecureAggregator:
         differences = [layout.flatten(state, client=index) - start for index, state in enumerate(client_states)]
         flatten_seconds = time.perf_counter() - flattened
         aggregate = self.aggregate_vectors(differences, weights=weights, dropouts=dropouts, round=round,
-                                           clients=clients)
+                                           clients=clients, dishonest=dishonest)
         rebuilt = time.perf_counter()
         aggregate.model = layout.rebuild(start + aggregate.mean, fill=reference)
         aggregate.mean = layout.rebuild(aggregate.mean)

@@ -54,5 +54,20 @@ def test_compare_example(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_exercised(script):
     exercised = {"fedavg_secagg.py", "fedavg_paillier.py", "fedavg_central_dp.py", "compare.py",
-                 "fedavg_plaintext.py", "fedavg_secret_sharing.py", "own_model.py"}  # own_model: tests/fl/
+                 "fedavg_plaintext.py", "fedavg_secret_sharing.py", "own_model.py",  # own_model: tests/fl/
+                 "poisoning.py"}
     assert script in exercised, f"examples/{script} has no test"
+
+
+def test_poisoning_example(monkeypatch, capsys):
+    import json
+
+    lines = _run("poisoning.py", "--quick", monkeypatch=monkeypatch, capsys=capsys)
+    report = json.loads("\n".join(lines[:-1]))
+    runs = report["runs"]
+    validated = runs["poisoned_validated_sharing"]
+    assert validated["rejected_rounds"] == validated["rounds"] == 5
+    assert all(rejected == {"3": "norm-exceeded"} for rejected in validated["rejected"])
+    assert abs(validated["final_accuracy"] - runs["clean"]["final_accuracy"]) <= 0.01
+    assert runs["poisoned_secret_sharing"]["final_accuracy"] < runs["clean"]["final_accuracy"] - 0.1
+    assert lines[-1].startswith("clean accuracy")

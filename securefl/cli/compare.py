@@ -1,7 +1,8 @@
 """``securefl compare``: every protocol side by side, written to a report folder.
 
     securefl compare [--clients 10] [--dp-clients 100] [--rounds 10] [--dp-rounds 20] [--seeds 3] [--model-params P]
-                     [--protocols plaintext,secagg] [--out securefl-report] [--json]
+                     [--protocols plaintext,secagg] [--poison K --boost F] [--norm-bound B]
+                     [--out securefl-report] [--json]
 
 ``validate`` checks every option against every selected row before the first
 round trains; ``--json`` prints results.json (the :mod:`securefl.jsonout`
@@ -76,6 +77,13 @@ def register(subparsers: Any) -> None:
     compare.add_argument("--epsilon", type=positive_float, default=8.0, metavar="EPS",
                          help="target epsilon of the DP rows (central and distributed DP) after all rounds")
     compare.add_argument("--delta", type=open_unit, default=1e-5, metavar="DELTA", help="target delta of the DP rows")
+    compare.add_argument("--poison", type=non_negative_int, default=0, metavar="K",
+                         help="K clients of the rows without DP are model-replacement attackers boosting their "
+                              "update by --boost (default 0: no attack; 1 for the demo)")
+    compare.add_argument("--boost", type=positive_float, default=100.0, metavar="F",
+                         help="the attackers' boost factor, with --poison")
+    compare.add_argument("--norm-bound", type=positive_float, default=None, metavar="B",
+                         help="validated-sharing's L2 bound on every update (default: 10)")
     compare.add_argument("--out", default="securefl-report", metavar="DIR", help="report folder")
     compare.add_argument("--seed", type=non_negative_int, default=0, metavar="SEED",
                          help="first seed, shared by every row (data split, sampling, dropout draws)")
@@ -87,13 +95,21 @@ def register(subparsers: Any) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Refuse up front, before any training, what a row would refuse part-way (e.g. ``--clients 1``)."""
-    from securefl.evaluation.compare import CONTENDERS, contender_names, make_contender_protocol
+    from securefl.evaluation.compare import CONTENDERS, contender_names, make_contender_protocol, poisoning
 
     chosen = [c for c in CONTENDERS if c.name in (args.protocols or contender_names())]
+    if args.boost != 100.0 and args.poison == 0:
+        raise ConfigurationError("--boost needs --poison K (K > 0 attackers)")
+    if args.norm_bound is not None and not any(c.protocol == "validated-sharing" for c in chosen):
+        raise ConfigurationError("--norm-bound applies to the validated-sharing row, which is not selected")
+    try:
+        poisoning(args.poison, args.boost, args.clients)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"--poison {args.poison}: {error}") from None
     for contender in chosen:
         flag, clients = ("--clients", args.clients) if contender.dp == "none" else ("--dp-clients", args.dp_clients)
         try:
-            make_contender_protocol(contender).check_clients(clients)
+            make_contender_protocol(contender, norm_bound=args.norm_bound).check_clients(clients)
         except ConfigurationError as error:
             raise ConfigurationError(f"{flag} {clients}: row {contender.name}: {error}") from None
     out = Path(args.out)
@@ -127,7 +143,8 @@ def run_compare(args: argparse.Namespace) -> int:
                              protocols=args.protocols, seed=args.seed, seeds=args.seeds, epsilon=args.epsilon,
                              delta=args.delta, dp_clients=args.dp_clients, dp_rounds=args.dp_rounds,
                              sample_rate=args.sample_rate,
-                             model_parameters=args.model_params, progress=progress)
+                             model_parameters=args.model_params, progress=progress, poison=args.poison,
+                             boost=args.boost, norm_bound=args.norm_bound)
     finally:
         for bar in bars.values():
             bar.close()

@@ -73,6 +73,10 @@ def register(subparsers: Any) -> None:
                             help="FedProx proximal coefficient (0: FedAvg)")
     run_parser.add_argument("--aggregators", type=positive_int, default=None, metavar="M",
                             help="secret-sharing only: number of aggregators (default: 2)")
+    run_parser.add_argument("--norm-bound", type=positive_float, default=None, metavar="B",
+                            help="validated-sharing only: the L2 bound the aggregators verify on every update; "
+                                 "honest clients clip to it, a client whose proof fails is excluded "
+                                 "(default: 10)")
     run_parser.add_argument("--neighbors", type=positive_int, default=None, metavar="K",
                             help="secagg+ only, and needed there: neighbours per client in the sparse "
                                  "communication graph (default: none)")
@@ -166,11 +170,17 @@ def _config(args: argparse.Namespace) -> FedAvgConfig:
 
 def _protocol(args: argparse.Namespace, dp: DifferentialPrivacy | None) -> Protocol:
     """The ``--protocol`` with its options; ``--threshold`` (distributed DP) set on SecAgg's share threshold."""
-    if args.aggregators is not None and args.protocol != "secret-sharing":
-        raise ConfigurationError(f"--aggregators applies to secret-sharing only; the protocol is {args.protocol}")
+    if args.aggregators is not None and args.protocol not in ("secret-sharing", "validated-sharing"):
+        raise ConfigurationError(f"--aggregators applies to secret-sharing and validated-sharing only; the protocol "
+                                 f"is {args.protocol}")
+    if args.norm_bound is not None and args.protocol != "validated-sharing":
+        raise ConfigurationError(f"--norm-bound applies to validated-sharing only; the protocol is {args.protocol}")
     if args.neighbors is not None and args.protocol not in ("secagg", "secagg+"):
         raise ConfigurationError(f"--neighbors applies to secagg+ only; the protocol is {args.protocol}")
-    protocol = make_protocol(args.protocol, aggregators=args.aggregators, neighbors=args.neighbors)
+    options: dict[str, Any] = dict(aggregators=args.aggregators, neighbors=args.neighbors)
+    if args.norm_bound is not None:
+        options["norm_bound"] = args.norm_bound
+    protocol = make_protocol(args.protocol, **options)
     if args.threshold is not None:
         if not dataclasses.is_dataclass(protocol) or "threshold" not in {f.name for f in dataclasses.fields(protocol)}:
             raise ConfigurationError(
@@ -266,6 +276,9 @@ def summarize(trainer: FedAvg, history: History) -> dict[str, Any]:
         "rounds_aborted": sum(1 for r in history.records if r.aborted),
         "dropped": sum(r.dropped for r in history.records),
         "server_saw_individual_updates": any(bool(r.server_saw_individual_updates) for r in completed),
+        "rejected": {str(r.round): {str(client): reason for client, reason in r.rejected.items()}
+                     for r in history.records if r.rejected},
+        "l2_clipped_updates": _l2_clipped(history),
         "dp": "none",
         "epsilon": None,
         "delta": None,
@@ -302,10 +315,28 @@ def format_summary(summary: dict[str, Any]) -> str:
          + f"; unaccounted {summary['unaccounted_seconds_per_round']:.2g}"),
         ("dropped / aborted rounds", f"{summary['dropped']} / {summary['rounds_aborted']}"),
         ("server saw individual updates", "YES" if summary["server_saw_individual_updates"] else "no"),
+        *_robustness_rows(summary),
         *_privacy_rows(summary),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _l2_clipped(history: History) -> int:
+    """Updates whose L2 norm was clipped over the run (a protocol's norm bound, or DP's clip; 0 for neither)."""
+    return sum(round(r.l2_clip_fraction * len(r.sampled)) for r in history.records if r.l2_clip_fraction)
+
+
+def _robustness_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rejected contributions per round (validated-sharing), and the honest clients' L2 clipping."""
+    if summary["protocol"] != "validated-sharing":
+        return []
+    rejected = summary["rejected"]
+    shown = "; ".join(f"round {r}: " + ", ".join(f"client {c} {reason}" for c, reason in clients.items())
+                      for r, clients in rejected.items())
+    total = sum(len(clients) for clients in rejected.values())
+    return [("rejected contributions", f"{total}" + (f" ({shown})" if shown else "")),
+            ("honest updates L2-clipped", str(summary["l2_clipped_updates"]))]
 
 
 def _privacy_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:

@@ -35,14 +35,16 @@ import torch
 from securefl import validation
 from securefl.errors import ConfigurationError
 from securefl.evaluation.probe import ProbeResult, run_probe
+from securefl.fl.attacks import ModelReplacement
 from securefl.fl.fedavg import TIME_PARTS, FedAvg, FedAvgConfig, History, RoundRecord
 from securefl.fl.models import hidden_for_parameters, make_model, mlp_parameters
 from securefl.privacy.plugins import CentralDP, DifferentialPrivacy, DistributedDP
 from securefl.protocols.base import Protocol
 from securefl.protocols.catalog import available, make_protocol
+from securefl.protocols.validated.protocol import DEFAULT_NORM_BOUND
 
 __all__ = ["Contender", "CONTENDERS", "contender_names", "Federation", "SeedRun", "ContenderResult", "Comparison",
-           "compare", "make_plugin", "make_contender_protocol", "protocol_run", "spread", "ROW_PARTS"]
+           "compare", "make_plugin", "make_contender_protocol", "poisoning", "protocol_run", "spread", "ROW_PARTS"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,16 @@ CONTENDERS: tuple[Contender, ...] = (
             "SecAgg+ (Bell et al. 2020): masks over a sparse random k-regular graph, so client cost "
             "grows with log n instead of n; secure against a semi-honest server with a small "
             "fraction of corrupted clients, with high probability over the graph."
+        ),
+    ),
+    Contender(
+        "validated-sharing", "validated-sharing",
+        threat_model=(
+            "Secret sharing to two aggregators, with a zero-knowledge proof from each client that its encoded "
+            "update has L2 norm at most B (--norm-bound, default 10) and in-range coordinates; the aggregators "
+            "verify it on their shares and exclude every client whose proof fails, so a boosted (poisoned) "
+            "update is rejected without being seen. Private while one aggregator does not collude with the "
+            "server; robust while both aggregators are honest; an update within B is not stopped."
         ),
     ),
     Contender(
@@ -221,6 +233,7 @@ class SeedRun:
             "client_seconds_per_round": mean([r.client_seconds for r in completed]),
             "dropped": float(sum(r.dropped for r in records)),
             "rounds_aborted": float(len(self.history.aborted_rounds)),
+            "rejected": float(sum(len(r.rejected) for r in records)),
             "probe_messages": self.probe.messages.cosine if self.probe.vectors_attacked else None,
             "probe_aggregate": self.probe.aggregate.cosine,
             "probe_chance": self.probe.chance.cosine,
@@ -238,6 +251,8 @@ class SeedRun:
             **figures,
             "dropped": sum(r.dropped for r in self.history.records),
             "rounds_aborted": len(self.history.aborted_rounds),
+            "rejected": sum(len(r.rejected) for r in self.history.records),
+            "rejected_per_round": [{str(c): reason for c, reason in r.rejected.items()} for r in self.history.records],
             "rounds_completed": len(completed),
             "accuracy_per_round": self.history.accuracies,
             "noise_multiplier": self.noise_multiplier,
@@ -352,21 +367,36 @@ def protocol_run(trainer: FedAvg) -> Protocol:
         return trainer.protocol
 
 
-def make_contender_protocol(contender: Contender) -> Protocol:
-    """The row's protocol, from the catalog with the row's options."""
-    protocol: Protocol = make_protocol(contender.protocol, **contender.options)
+def make_contender_protocol(contender: Contender, *, norm_bound: float | None = None) -> Protocol:
+    """The row's protocol, from the catalog with the row's options (``norm_bound``: validated-sharing's B)."""
+    options = dict(contender.options)
+    if norm_bound is not None and contender.protocol == "validated-sharing":
+        options["norm_bound"] = norm_bound
+    protocol: Protocol = make_protocol(contender.protocol, **options)
     return protocol
 
 
+def poisoning(poison: int, boost: float, clients: int) -> ModelReplacement | None:
+    """The attack of ``--poison K --boost F``: clients 0..K-1 boost their update by F (None for K = 0)."""
+    poison = validation.non_negative_int(poison, "poison")
+    if poison == 0:
+        return None
+    if poison >= clients:
+        raise ConfigurationError(f"poison={poison} leaves no honest client among the {clients}")
+    return ModelReplacement(clients=tuple(range(poison)), boost=boost)
+
+
 def _run_seed(contender: Contender, federation: Federation, seed: int, *, epsilon: float, delta: float,
-              dp_clip: float, progress: Callable[[RoundRecord], None] | None) -> tuple[SeedRun, Protocol]:
+              dp_clip: float, progress: Callable[[RoundRecord], None] | None, attack: ModelReplacement | None = None,
+              norm_bound: float | None = None) -> tuple[SeedRun, Protocol]:
     started = time.perf_counter()
     plugin = functools.partial(make_plugin, contender.dp, epsilon=epsilon, delta=delta, rounds=federation.rounds,
                                clip=dp_clip, clients=federation.clients, sample_rate=federation.sample_rate)
-    protocol = make_contender_protocol(contender)
+    protocol = make_contender_protocol(contender, norm_bound=norm_bound)
     config = FedAvgConfig(clients=federation.clients, rounds=federation.rounds, dropout=federation.dropout,
                           hidden=federation.hidden, seed=seed)
-    trainer = FedAvg(protocol, config, dp=plugin())  # FedAvg seeds the plugin from config.seed
+    trainer = FedAvg(protocol, config, dp=plugin(),  # FedAvg seeds the plugin from config.seed
+                     attack=attack if contender.dp == "none" else None)
     built = time.perf_counter() - started
     history = trainer.run(progress=progress)
     probing = time.perf_counter()
@@ -406,6 +436,9 @@ def compare(
     sample_rate: float = 0.3,
     model_parameters: int | None = None,
     progress: Callable[[str, int, RoundRecord], None] | None = None,
+    poison: int = 0,
+    boost: float = 100.0,
+    norm_bound: float | None = None,
 ) -> Comparison:
     """Run every selected contender at seeds ``seed .. seed + seeds - 1`` and probe it.
 
@@ -415,9 +448,13 @@ def compare(
     units, central and distributed DP calibrated to ``epsilon`` at ``delta``
     over those rounds. ``model_parameters``
     sizes every row's model to about that many parameters. ``progress(name,
-    seed, record)`` is called after each round.
+    seed, record)`` is called after each round. ``poison`` K > 0: clients
+    0..K-1 of the rows without DP are model-replacement attackers boosting
+    their update by ``boost`` (:class:`~securefl.fl.attacks.ModelReplacement`);
+    ``norm_bound`` is validated-sharing's B (None: the catalog's default).
     """
     chosen = _select(protocols)
+    attack = poisoning(poison, boost, clients)
     seeds = validation.positive_int(seeds, "seeds")
     plain_hidden = FedAvgConfig.hidden if model_parameters is None else hidden_for_parameters(model_parameters)
     dp_hidden = 16 if model_parameters is None else plain_hidden
@@ -435,7 +472,8 @@ def compare(
             at = seed + offset
             callback = functools.partial(progress, contender.name, at) if progress else None
             run, trainer_protocol = _run_seed(contender, federation, at, epsilon=epsilon, delta=delta,
-                                              dp_clip=dp_clip, progress=callback)
+                                              dp_clip=dp_clip, progress=callback, attack=attack,
+                                              norm_bound=norm_bound)
             runs.append(run)
         assert trainer_protocol is not None  # seeds >= 1
         results.append(ContenderResult(contender=contender, description=trainer_protocol.describe(),
@@ -444,5 +482,7 @@ def compare(
                 "epsilon_target": epsilon, "delta": delta, "dp_clip": dp_clip, "dp_clients": dp_clients,
                 "dp_rounds": dp_rounds, "sample_rate": sample_rate, "model_parameters": model_parameters,
                 "federations": {name: federation.to_dict() for name, federation in federations.items()},
-                "protocols": [c.name for c in chosen]}
+                "protocols": [c.name for c in chosen],
+                "poison": attack.to_dict() if attack is not None else {"attack": "none", "clients": []},
+                "norm_bound": DEFAULT_NORM_BOUND if norm_bound is None else norm_bound}
     return Comparison(settings=settings, results=results)

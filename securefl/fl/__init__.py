@@ -1,5 +1,6 @@
 """Federated learning on top of the protocols: FedAvg/FedProx, datasets, models."""
 
+from securefl.fl.attacks import ModelReplacement
 from securefl.fl.data import Dataset, label_skew, load_digits_data, partition
 from securefl.fl.fedavg import FedAvg, FedAvgConfig, History, RoundRecord
 from securefl.fl.models import MLP, make_model
@@ -15,4 +16,5 @@ __all__ = [
     "FedAvgConfig",
     "History",
     "RoundRecord",
+    "ModelReplacement",
 ]

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from securefl import validation
 from securefl.aggregator import Aggregate, SecureAggregator
 from securefl.errors import ConfigurationError, ProtocolAbort, ProtocolViolation
+from securefl.fl.attacks import ModelReplacement
 from securefl.fl.data import SCHEMES, Dataset, Scheme, load_digits_data
 from securefl.fl.data import partition as partition_indices
 from securefl.fl.models import make_model
@@ -140,8 +141,12 @@ class RoundRecord:
     ``server_saw_individual_updates`` is the transcript audit (None for an
     aborted round, which leaves the model unchanged). ``clipped_fraction`` is
     the share of update coordinates that hit the encoding's clip bound.
-    Under differential privacy, ``epsilon`` is the privacy spent so far and
-    ``l2_clip_fraction`` the share of updates whose L2 norm was clipped.
+    Under differential privacy, ``epsilon`` is the privacy spent so far;
+    ``l2_clip_fraction`` is the share of updates whose L2 norm was clipped
+    (under DP, or by honest clients under a protocol's norm bound, e.g.
+    ``ValidatedSharing``). ``rejected`` maps each client the aggregators
+    excluded after verification to the reason (``ValidatedSharing``:
+    "proof-invalid", "out-of-range", "norm-exceeded").
     ``seconds_by_part`` splits ``seconds`` into totals over every party (see
     :data:`TIME_PARTS`); ``unaccounted_seconds`` is what no part measured.
     Over Flower the nodes work in parallel on machines of their own, so only
@@ -171,6 +176,7 @@ class RoundRecord:
     l2_clip_fraction: float | None = None
     setup_seconds: float = 0.0
     seconds_by_part: dict[str, float] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
 
     @property
     def unaccounted_seconds(self) -> float:
@@ -185,6 +191,7 @@ class RoundRecord:
         record["included"] = list(self.included)
         record["weights"] = list(self.weights)
         record["dropouts"] = {str(client): phase for client, phase in self.dropouts.items()}
+        record["rejected"] = {str(client): reason for client, reason in self.rejected.items()}
         return record
 
 
@@ -306,9 +313,14 @@ class InProcessClients:
         states: list[State] = []
         counts: list[int] = []
         train_seconds: list[float] = []
+        attack = fedavg.attack
+        malicious = [position for position, client in enumerate(sampled)
+                     if attack is not None and attack.applies_to(client)]
         for client in sampled:
             begin = time.perf_counter()
             state, count = fedavg.local_update(client, reference, round=round)
+            if attack is not None and attack.applies_to(client):
+                state = attack.poison(state, reference)
             train_seconds.append(time.perf_counter() - begin)
             states.append(state)
             counts.append(count)
@@ -320,7 +332,7 @@ class InProcessClients:
                 raise ProtocolAbort(f"round {round}: no client was sampled")
             aggregate = fedavg.aggregator.aggregate_models(
                 states, reference=reference, weights=None if fedavg.dp is not None else counts,
-                dropouts=dropouts, round=round, clients=sampled)
+                dropouts=dropouts, round=round, clients=sampled, dishonest=malicious)
         except (ProtocolAbort, ProtocolViolation) as abort:
             # A violation (a party refusing a malicious request) also ends the
             # round without an aggregate: the model stays as it was.
@@ -377,7 +389,9 @@ class FedAvg:
     ``config.seed`` (a node of a deployment: the seed is public, and two
     trainings of one round that come out identical let a server that asks
     twice subtract one sum from another); see the module docstring for the
-    math and the threat model.
+    math and the threat model. ``attack`` (a simulation's robustness
+    experiment, e.g. :class:`~securefl.fl.attacks.ModelReplacement`) makes
+    the clients it names send poisoned models.
     """
 
     def __init__(
@@ -394,6 +408,7 @@ class FedAvg:
         dataset: Dataset | None = None,
         clients: InProcessClients | Any = None,
         fresh_local_order: bool = False,
+        attack: ModelReplacement | None = None,
     ) -> None:
         if not isinstance(protocol, Protocol):
             raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
@@ -402,6 +417,13 @@ class FedAvg:
             raise ConfigurationError(f"config must be a FedAvgConfig; found {type(config).__name__}")
         if dp is not None and not isinstance(dp, DifferentialPrivacy):
             raise ConfigurationError(f"dp must be CentralDP, DistributedDP or None; found {type(dp).__name__}")
+        if attack is not None:
+            if not isinstance(attack, ModelReplacement):
+                raise ConfigurationError(f"attack must be a ModelReplacement or None; found {type(attack).__name__}")
+            outside = [client for client in attack.clients if client >= config.clients]
+            if outside:
+                raise ConfigurationError(f"malicious client(s) {outside} are not among the {config.clients} clients")
+        self.attack = attack
         self.protocol = protocol
         self.config = config
         self._entropy = config.seed if config.seed is not None else int.from_bytes(os.urandom(16), "little")
@@ -660,6 +682,8 @@ class FedAvg:
             l2_clip_fraction=float(metrics["l2_clip_fraction"]) if "l2_clip_fraction" in metrics else None,
             setup_seconds=float(metrics.get("setup_seconds", 0.0)),
             seconds_by_part=parts,
+            rejected={sampled[int(position)]: str(reason)
+                      for position, reason in metrics.get("rejected", {}).items()},
         )
 
     def run(self, *, progress: Callable[[RoundRecord], None] | None = None) -> History:

@@ -247,3 +247,14 @@ def test_working_says_when_a_step_stopped() -> None:
         time.sleep(0.05)
         raise KeyboardInterrupt
     assert "step: stopped after " in log.getvalue()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--poison", "2", "--clients", "2"], "--poison 2"),
+    (["--boost", "5"], "--boost needs --poison"),
+    (["--norm-bound", "3", "--protocols", "secagg"], "--norm-bound applies to the validated-sharing row"),
+])
+def test_compare_refuses_bad_poisoning_options(tmp_path: Any, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                               message: str) -> None:
+    assert main(["compare", *argv, "--out", str(tmp_path / "report"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err

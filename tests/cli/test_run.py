@@ -110,3 +110,26 @@ def test_every_figure_of_the_table_is_in_the_json(capsys):
     assert summary["description"] in table and f"{summary['final_accuracy']:.4f}" in table
     assert f"{summary['bytes_up_per_client_per_round']:,.0f} B" in table
     assert f"{summary['dropped']} / {summary['rounds_aborted']}" in table
+
+
+def test_run_validated_sharing_reports_rejections_and_clipping(capsys):
+    summary = _run_json(capsys, "--protocol", "validated-sharing", "--norm-bound", "5", "--clients", "3",
+                        "--rounds", "1", "--local-epochs", "1", "--seed", "0")
+    assert summary["protocol"] == "validated-sharing" and "<= 5" in summary["description"]
+    assert summary["rejected"] == {} and summary["l2_clipped_updates"] == 0
+    assert summary["history"][0]["rejected"] == {}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--protocol", "secret-sharing", "--norm-bound", "3"], "--norm-bound applies to validated-sharing only"),
+    (["--protocol", "validated-sharing", "--norm-bound", "-1"], "--norm-bound"),
+    (["--protocol", "validated-sharing", "--norm-bound", "inf"], "--norm-bound"),
+    (["--protocol", "validated-sharing", "--norm-bound", "nan"], "--norm-bound"),
+])
+def test_run_refuses_a_bad_norm_bound(capsys, argv, message):
+    try:
+        code = main(["run", *argv, "--clients", "3", "--rounds", "1", "--quiet"])
+    except SystemExit as refused:  # argparse's own refusal of the value
+        code = refused.code
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -159,3 +159,23 @@ def test_unknown_protocol_is_a_one_line_error(capsys):
         main(["compare", "--protocols", "plaintext,bogus"])
     error = capsys.readouterr().err
     assert "unknown protocol(s) bogus" in error and len(error.strip().splitlines()) == 1
+
+
+def test_compare_poison_rejected_by_validated_sharing_only():
+    import warnings
+
+    from securefl.errors import ClippingWarning
+    from securefl.evaluation.compare import compare
+    from securefl.evaluation.report import format_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClippingWarning)
+        comparison = compare(clients=4, rounds=2, protocols=["secret-sharing", "validated-sharing"], seeds=1,
+                             poison=1, boost=100.0, model_parameters=1000)
+    rows = {result.contender.name: result.to_dict() for result in comparison.results}
+    assert rows["validated-sharing"]["seeds"][0]["rejected"] == 2
+    assert rows["validated-sharing"]["seeds"][0]["rejected_per_round"] == [{"0": "norm-exceeded"}] * 2
+    assert rows["secret-sharing"]["seeds"][0]["rejected"] == 0
+    assert comparison.settings["poison"] == {"attack": "model-replacement", "clients": [0], "boost": 100.0}
+    assert "rejected" in format_table(comparison).splitlines()[0]
+    assert rows["validated-sharing"]["threat_model"]

@@ -1,5 +1,6 @@
 import itertools
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from scipy import stats
 
 from securefl import ring
 from securefl.encoding import Encoding
-from securefl.errors import ConfigurationError, InvalidUpdate, ProtocolAbort
+from securefl.errors import ClippingWarning, ConfigurationError, InvalidUpdate, ProtocolAbort
 from securefl.protocols import ValidatedSharing, catalog
 from securefl.protocols.validated import Rejection, engines, field, proof
 from securefl.protocols.validated.messages import ProofSeed, ProofShare
@@ -291,3 +292,63 @@ def test_one_aggregators_view_is_independent_of_the_update():
     raw_table = np.array([np.bincount(_top_bits(raw[name]).astype(np.int64), minlength=16) for name in raw])
     raw_table = raw_table[:, raw_table.sum(axis=0) > 0]
     assert stats.chi2_contingency(raw_table).pvalue < 1e-6
+
+
+# -- the honest client's L2 clip and the cheating prover (SecureAggregator) -----------------------------------
+
+
+def _aggregator_for(bound: float, dimension: int):
+    from securefl.aggregator import SecureAggregator
+
+    protocol = ValidatedSharing(norm_bound=bound, encoding=Encoding(clip=1.0, max_weight=1))
+    return protocol, SecureAggregator(protocol, rng=np.random.default_rng(5))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.5, 40.0])
+def test_honest_updates_at_and_above_the_bound_are_clipped_and_verify(scale):
+    dimension = 400
+    protocol, aggregator = _aggregator_for(0.5, dimension)
+    rng = np.random.default_rng(3)
+    vectors = []
+    for _ in range(3):
+        direction = rng.uniform(-1, 1, dimension)
+        vectors.append(direction / np.linalg.norm(direction) * 0.5 * scale)  # ||x|| = scale B
+    with pytest.warns(ClippingWarning, match="scaled down"):
+        aggregate = aggregator.aggregate_vectors(vectors)
+    assert aggregate.included == (0, 1, 2) and aggregate.metrics["rejected"] == {}
+    assert aggregate.metrics["l2_clipped_clients"] == 3
+    bound = protocol.honest_clip_norm(dimension)
+    assert bound == pytest.approx((np.sqrt(protocol.norm_squared) - np.sqrt(dimension) - 1) / protocol.encoding.scale)
+    assert 0.48 < bound < 0.5
+    expected = np.mean([v * bound / np.linalg.norm(v) for v in vectors], axis=0)
+    assert np.abs(aggregate.mean - expected).max() < 3 * protocol.encoding.step
+
+
+def test_updates_within_the_bound_are_not_clipped():
+    protocol, aggregator = _aggregator_for(10.0, 50)
+    vectors = [np.full(50, 0.01), np.full(50, -0.02)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aggregate = aggregator.aggregate_vectors(vectors)
+    assert aggregate.metrics["l2_clipped_clients"] == 0 and aggregate.included == (0, 1)
+
+
+def test_a_dishonest_client_proves_its_boosted_update_and_the_aggregators_reject_it():
+    protocol, aggregator = _aggregator_for(0.5, 100)
+    honest = [np.full(100, 0.01), np.full(100, -0.01), np.full(100, 0.02)]
+    boosted = np.full(100, 0.5)  # ||x|| = 5 = 10 B, every coordinate within the clip
+    aggregate = aggregator.aggregate_vectors([*honest, boosted], dishonest=[3])
+    assert aggregate.included == (0, 1, 2)
+    assert aggregate.metrics["rejected"] == {3: "norm-exceeded"}
+    assert np.abs(aggregate.mean - np.mean(honest, axis=0)).max() < 2 * protocol.encoding.step
+
+
+def test_a_norm_bound_below_the_rounding_is_refused():
+    protocol = ValidatedSharing(norm_bound=0.01, encoding=Encoding(clip=1.0, max_weight=1))
+    with pytest.raises(ConfigurationError, match="no room for the rounding"):
+        protocol.honest_clip_norm(10_000)
+
+
+def test_cheating_provers_must_be_client_indices():
+    with pytest.raises(ConfigurationError, match="cheating_provers"):
+        ValidatedSharing(cheating_provers=frozenset({-1}))

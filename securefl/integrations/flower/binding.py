@@ -63,9 +63,19 @@ def _is_paillier(protocol: Protocol) -> TypeGuard[Paillier]:
 
 
 def check_supported(protocol: Protocol) -> None:
-    """``ConfigurationError`` unless ``protocol`` is a securefl ``Protocol``."""
+    """``ConfigurationError`` unless ``protocol`` is a securefl ``Protocol`` that runs over Flower.
+
+    ``ValidatedSharing`` does not yet: its aggregators exchange verification
+    values with each other, and over Flower those would travel through the
+    ServerApp unauthenticated.
+    """
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
+    if protocol.name == "validated-sharing":
+        raise ConfigurationError(
+            "validated-sharing does not run over Flower yet: its aggregators exchange verification values with "
+            "each other, which over Flower would pass through the ServerApp unauthenticated; run it in process"
+        )
 
 
 def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = False) -> Protocol:

@@ -576,6 +576,8 @@ def _vector_to_wire(value: Any, ring_bits: int | None, payloads: _Payloads, path
     if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
         raise InvalidMessage(f"{path}: expected a 1-D unsigned ring vector; found {type(value).__name__}")
     bits = ring_bits if ring_bits is not None else value.dtype.itemsize * 8
+    if type(bits) is not int or not 1 <= bits <= ring.MAX_RING_BITS:
+        raise InvalidMessage(f"{path}: ring_bits must be an integer in [1, {ring.MAX_RING_BITS}]; found {bits!r}")
     width = ring.ring_dtype(bits).itemsize
     if value.dtype.itemsize != width:
         raise InvalidMessage(f"{path}: a vector of Z_2^{bits} has {8 * width}-bit coordinates; found {value.dtype}")

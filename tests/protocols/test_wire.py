@@ -169,6 +169,12 @@ def test_ring_bits_mismatch_refused():
         decode_message(_with(_sample(), RING_BITS, 32))
 
 
+@pytest.mark.parametrize("bits", [0, 65, -1, True])
+def test_a_vector_under_an_impossible_ring_is_an_invalid_message(bits):
+    with pytest.raises(InvalidMessage, match="ring_bits must be an integer in"):
+        _sample(ring_bits=bits, vector=np.array([1], dtype=np.uint64)).to_bytes()
+
+
 def test_vectors_without_ring_bits_travel_at_their_dtype_width():
     message = _Bare(os.urandom(16), 0, "p", "client/0", "server", vector=np.arange(4, dtype=np.uint16))
     decoded = decode_message(message.to_bytes())

@@ -252,6 +252,42 @@ def test_field_arithmetic_against_python_integers():
     assert np.array_equal(field.intt(field.ntt(values)), values)
 
 
+
+def test_field_operations_on_edge_values_scalars_aliases_and_long_vectors():
+    p = field.MODULUS
+    edges = [0, 1, 2, 2**32 - 1, 2**32, 2**32 + 1, 2**63, p - 2, p - 1]
+    pairs = list(itertools.product(edges, repeat=2))
+    rng = np.random.default_rng(11)
+    count = 70_000  # longer than one internal block
+    a = np.concatenate([np.array([x for x, _ in pairs], dtype=np.uint64), rng.integers(0, p, count, dtype=np.uint64)])
+    b = np.concatenate([np.array([y for _, y in pairs], dtype=np.uint64), rng.integers(0, p, count, dtype=np.uint64)])
+    ints_a, ints_b = [int(v) for v in a], [int(v) for v in b]
+    assert [int(v) for v in field.mul(a, b)] == [x * y % p for x, y in zip(ints_a, ints_b)]
+    assert [int(v) for v in field.add(a, b)] == [(x + y) % p for x, y in zip(ints_a, ints_b)]
+    assert [int(v) for v in field.sub(a, b)] == [(x - y) % p for x, y in zip(ints_a, ints_b)]
+    for scalar in edges:
+        assert [int(v) for v in field.mul(a, np.uint64(scalar))] == [x * scalar % p for x in ints_a]
+        assert [int(v) for v in field.add(a, np.uint64(scalar))] == [(x + scalar) % p for x in ints_a]
+        assert [int(v) for v in field.sub(a, np.uint64(scalar))] == [(x - scalar) % p for x in ints_a]
+    for operation, reference in ((field.mul, lambda x, y: x * y % p), (field.add, lambda x, y: (x + y) % p),
+                                 (field.sub, lambda x, y: (x - y) % p)):
+        target = a.copy()
+        assert operation(target, b, out=target) is target
+        assert [int(v) for v in target] == [reference(x, y) for x, y in zip(ints_a, ints_b)]
+    grid = rng.integers(0, p, (16, 5), dtype=np.uint64)
+    column = rng.integers(0, p, (16, 1), dtype=np.uint64)
+    assert [[int(v) for v in row] for row in field.mul(grid, column)] == \
+        [[int(x) * int(c[0]) % p for x in row] for row, c in zip(grid, column)]
+    omega = field.root_of_unity(16)
+    naive = [[sum(int(grid[j, col]) * pow(omega, i * j, p) for j in range(16)) % p for col in range(5)]
+             for i in range(16)]
+    assert [[int(v) for v in row] for row in field.ntt(grid)] == naive
+    assert np.array_equal(field.intt(field.ntt(grid)), grid)
+    point = 123456789
+    values = [sum(int(field.lagrange_at(point, 16)[i]) * int(grid[i, 0]) for i in range(16)) % p]
+    coefficients = field.intt(grid)[:, 0]
+    assert values == [sum(int(c) * pow(point, i, p) for i, c in enumerate(coefficients)) % p]
+
 # -- zero knowledge: one aggregator's view of an honest client is independent of its update -----------------
 
 

@@ -34,12 +34,14 @@ def is_canonical(vector: np.ndarray) -> bool:
     return vector.size == 0 or int(vector.max()) < MODULUS
 
 
-def add(a: np.ndarray, b: np.ndarray | np.uint64) -> np.ndarray:
-    """a + b mod p."""
+def add(a: np.ndarray, b: np.ndarray | np.uint64, out: np.ndarray | None = None) -> np.ndarray:
+    """a + b mod p (into ``out`` when given; it may be a or b)."""
     with np.errstate(over="ignore"):
-        total = a + b  # wraps mod 2^64
-        total = total + np.where(total < a, _EPSILON, np.uint64(0))  # 2^64 = 2^32 - 1; no second wrap (a, b < p)
-        result: np.ndarray = np.where(total >= _P, total - _P, total)
+        complement = np.subtract(_P, b)  # p - b in (0, p]
+        below = np.less(a, complement)
+        result = np.empty(np.broadcast_shapes(np.shape(a), np.shape(b)), dtype=DTYPE) if out is None else out
+        np.subtract(a, complement, out=result)  # a + b - p, wrapped when a + b < p
+        np.add(result, _P, out=result, where=below)
         return result
 
 
@@ -48,36 +50,105 @@ def neg(a: np.ndarray) -> np.ndarray:
     return np.where(a == 0, a, _P - a)
 
 
-def sub(a: np.ndarray, b: np.ndarray | np.uint64) -> np.ndarray:
-    """a - b mod p."""
+def sub(a: np.ndarray, b: np.ndarray | np.uint64, out: np.ndarray | None = None) -> np.ndarray:
+    """a - b mod p (into ``out`` when given; it may be a or b)."""
     with np.errstate(over="ignore"):
-        difference = a - b
-        return np.where(a < b, difference + _P, difference)  # wrapped: a - b + 2^64; + p - 2^64 is + p (mod 2^64)
+        below = np.less(a, b)
+        result = np.empty(np.broadcast_shapes(np.shape(a), np.shape(b)), dtype=DTYPE) if out is None else out
+        np.subtract(a, b, out=result)
+        np.add(result, _P, out=result, where=below)  # wrapped: a - b + 2^64; + p - 2^64 is + p (mod 2^64)
+        return result
 
 
-def mul(a: np.ndarray, b: np.ndarray | np.uint64) -> np.ndarray:
-    """a * b mod p, exactly, from 32-bit limbs."""
-    with np.errstate(over="ignore"):
-        a0, a1 = a & _LOW, a >> _SHIFT
-        b0, b1 = np.bitwise_and(b, _LOW), np.right_shift(b, _SHIFT)
-        low = a0 * b0
-        cross = a0 * b1
-        other = a1 * b0
-        middle = cross + other
-        carry_middle = (middle < cross).astype(np.uint64) << _SHIFT
-        high = a1 * b1 + (middle >> _SHIFT) + carry_middle
-        shifted = middle << _SHIFT
-        lo = low + shifted
-        high = high + (lo < low)
-        # x = lo + 2^64 (h0 + 2^32 h1) = lo + h0 (2^32 - 1) - h1 (mod p)
-        h0, h1 = high & _LOW, high >> _SHIFT
-        t = (h0 << _SHIFT) - h0
-        s = lo + t
-        s = s + np.where(s < t, _EPSILON, np.uint64(0))
-        u = s - h1
-        u = u - np.where(s < h1, _EPSILON, np.uint64(0))
-        product: np.ndarray = np.where(u >= _P, u - _P, u)
-        return product
+_BLOCK = 1 << 15  # elements per block: a block's temporaries stay in cache
+
+
+def _scalar_parts(b: np.ndarray | np.uint64 | int) -> tuple[np.uint64, np.uint64] | None:
+    if isinstance(b, np.ndarray) and b.ndim > 0:
+        return None
+    value = int(b)
+    return np.uint64(value & 0xFFFFFFFF), np.uint64(value >> 32)
+
+
+def _reduce_into(lo: np.ndarray, hi: np.ndarray, t: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+    """out = (lo + 2^64 hi) mod p, canonical; lo, hi, t and m (bool) are scratch of out's shape."""
+    # lo + 2^64 (h0 + 2^32 h1) = lo - h1 + h0 (2^32 - 1)  (mod p)
+    np.right_shift(hi, _SHIFT, out=t)  # h1
+    np.less(lo, t, out=m)  # borrow
+    np.subtract(lo, t, out=lo)
+    np.subtract(lo, _EPSILON, out=lo, where=m)  # - 2^64 = - (2^32 - 1); no second wrap
+    np.bitwise_and(hi, _LOW, out=t)  # h0
+    np.left_shift(t, _SHIFT, out=hi)
+    np.subtract(hi, t, out=hi)  # h0 (2^32 - 1) < 2^64
+    np.add(lo, hi, out=out)
+    np.less(out, hi, out=m)  # carry
+    np.add(out, _EPSILON, out=out, where=m)  # + 2^64 = + (2^32 - 1); no second wrap
+    np.greater_equal(out, _P, out=m)
+    np.subtract(out, _P, out=out, where=m)
+
+
+def _mul_flat(a: np.ndarray, b: np.ndarray | None, parts: tuple[np.uint64, np.uint64] | None,
+              out: np.ndarray) -> None:
+    """out = a * b mod p on 1-D contiguous arrays (b an array, or the scalar ``parts`` (low, high))."""
+    size = a.shape[0]
+    width = min(size, _BLOCK)
+    a0, a1, lo, mid, t = (np.empty(width, dtype=DTYPE) for _ in range(5))
+    m = np.empty(width, dtype=bool)
+    if b is not None:
+        b0, b1 = np.empty(width, dtype=DTYPE), np.empty(width, dtype=DTYPE)
+    for start in range(0, size, width):
+        stop = min(start + width, size)
+        n = stop - start
+        av, ov = a[start:stop], out[start:stop]
+        x0, x1, xl, xm, xt, xb = a0[:n], a1[:n], lo[:n], mid[:n], t[:n], m[:n]
+        np.bitwise_and(av, _LOW, out=x0)
+        np.right_shift(av, _SHIFT, out=x1)
+        y0: np.ndarray | np.uint64
+        y1: np.ndarray | np.uint64
+        if b is None:
+            assert parts is not None
+            y0, y1 = parts
+        else:
+            bv = b[start:stop]
+            y0, y1 = b0[:n], b1[:n]
+            np.bitwise_and(bv, _LOW, out=y0)
+            np.right_shift(bv, _SHIFT, out=y1)
+        # schoolbook on 32-bit limbs; no partial sum can wrap
+        np.multiply(x0, y0, out=xl)  # a0 b0
+        np.multiply(x0, y1, out=xm)  # a0 b1
+        np.right_shift(xl, _SHIFT, out=xt)
+        np.add(xm, xt, out=xm)  # <= 2^64 - 2^32
+        np.multiply(x1, y0, out=x0)  # a1 b0
+        np.bitwise_and(xm, _LOW, out=xt)
+        np.add(x0, xt, out=x0)  # <= 2^64 - 2^32
+        np.multiply(x1, y1, out=x1)  # a1 b1
+        np.right_shift(xm, _SHIFT, out=xm)
+        np.add(x1, xm, out=x1)
+        np.right_shift(x0, _SHIFT, out=xt)
+        np.add(x1, xt, out=x1)  # high 64 bits
+        np.bitwise_and(xl, _LOW, out=xl)
+        np.left_shift(x0, _SHIFT, out=x0)
+        np.bitwise_or(xl, x0, out=xl)  # low 64 bits
+        _reduce_into(xl, x1, xt, xb, ov)
+
+
+def mul(a: np.ndarray, b: np.ndarray | np.uint64, out: np.ndarray | None = None) -> np.ndarray:
+    """a * b mod p, exactly, from 32-bit limbs (into ``out`` when given; it may be a or b)."""
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    parts = _scalar_parts(b)
+    left = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=DTYPE), shape)).reshape(-1)
+    right = None if parts is not None else \
+        np.ascontiguousarray(np.broadcast_to(np.asarray(b, dtype=DTYPE), shape)).reshape(-1)
+    result = np.empty(shape, dtype=DTYPE) if out is None else out
+    if result.flags.c_contiguous:
+        with np.errstate(over="ignore"):
+            _mul_flat(left, right, parts, result.reshape(-1))
+    else:
+        flat = np.empty(left.shape[0], dtype=DTYPE)
+        with np.errstate(over="ignore"):
+            _mul_flat(left, right, parts, flat)
+        result[...] = flat.reshape(shape)
+    return result
 
 
 def sum_mod(values: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -145,13 +216,28 @@ def _powers(root: int, count: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=32)
 def _bit_reversal(size: int) -> np.ndarray:
     bits = size.bit_length() - 1
     indices = np.arange(size, dtype=np.int64)
     reversed_ = np.zeros(size, dtype=np.int64)
     for bit in range(bits):
         reversed_ |= ((indices >> bit) & 1) << (bits - 1 - bit)
+    reversed_.flags.writeable = False
     return reversed_
+
+
+@functools.lru_cache(maxsize=64)
+def _stage_twiddles(root: int, size: int) -> tuple[np.ndarray, ...]:
+    """Per stage (half = 2, 4, ..., size / 2): [w^0, ..., w^(half-1)], w = root^(size / (2 half)); read-only."""
+    stages = []
+    half = 2
+    while half < size:
+        twiddles = _powers(pow(root, size // (2 * half), MODULUS), half)
+        twiddles.flags.writeable = False
+        stages.append(twiddles)
+        half *= 2
+    return tuple(stages)
 
 
 def _transform(values: np.ndarray, root: int) -> np.ndarray:
@@ -160,13 +246,23 @@ def _transform(values: np.ndarray, root: int) -> np.ndarray:
     if size & (size - 1):
         raise ValueError(f"NTT size must be a power of two; found {size}")
     tail = values.shape[1:]
-    x: np.ndarray = values[_bit_reversal(size)]
-    half = 1
-    while half < size:
-        twiddles = _powers(pow(root, size // (2 * half), MODULUS), half).reshape((half,) + (1,) * len(tail))
-        blocks = x.reshape((size // (2 * half), 2, half) + tail)
-        even, odd = blocks[:, 0], mul(blocks[:, 1], twiddles)
-        x = np.stack((add(even, odd), sub(even, odd)), axis=1).reshape((size, *tail))
+    x: np.ndarray = np.ascontiguousarray(np.asarray(values, dtype=DTYPE)[_bit_reversal(size)])
+    if size < 2:
+        return x
+    scratch = np.empty((size // 2, *tail), dtype=DTYPE)
+    pairs = x.reshape((size // 2, 2, *tail))
+    even, odd = pairs[:, 0], pairs[:, 1]
+    sub(even, odd, out=scratch)  # the first stage's twiddle is 1
+    add(even, odd, out=even)
+    odd[...] = scratch
+    half = 2
+    for twiddles in _stage_twiddles(root, size):
+        blocks = x.reshape((size // (2 * half), 2, half, *tail))
+        even, odd = blocks[:, 0], blocks[:, 1]
+        product = scratch.reshape((size // (2 * half), half, *tail))
+        mul(odd, twiddles.reshape((half,) + (1,) * len(tail)), out=product)
+        sub(even, product, out=odd)
+        add(even, product, out=even)
         half *= 2
     return x
 

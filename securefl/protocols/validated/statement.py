@@ -142,9 +142,14 @@ class Statement:
     # -- gadgets ----------------------------------------------------------------------------
 
     def _range_gadget(self, values: np.ndarray) -> np.ndarray:
-        product = values
-        for offset in range(1, self.base):
-            product = field.mul(product, field.sub(values, np.uint64(offset)))
+        """prod_{i<beta} (x - i), as prod_{i<beta/2} (y + i (beta-1-i)) with y = x (x - beta + 1)."""
+        top = self.base - 1
+        pivot = field.mul(values, field.sub(values, np.uint64(top)))
+        product: np.ndarray = pivot.copy()
+        factor = np.empty_like(pivot)
+        for offset in range(1, self.base // 2):
+            field.add(pivot, np.uint64(offset * (top - offset)), out=factor)
+            field.mul(product, factor, out=product)
         return product
 
     @staticmethod

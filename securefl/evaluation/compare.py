@@ -475,7 +475,8 @@ def compare(
                                               dp_clip=dp_clip, progress=callback, attack=attack,
                                               norm_bound=norm_bound)
             runs.append(run)
-        assert trainer_protocol is not None  # seeds >= 1
+        if trainer_protocol is None:  # seeds >= 1 is checked above; a row without a run has nothing to report
+            raise ConfigurationError(f"row {contender.name!r} ran no seed")
         results.append(ContenderResult(contender=contender, description=trainer_protocol.describe(),
                                        secure=bool(trainer_protocol.secure), federation=federation, runs=runs))
     settings = {"clients": clients, "rounds": rounds, "dropout": dropout, "seed": seed, "seeds": seeds,

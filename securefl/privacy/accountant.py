@@ -1082,7 +1082,8 @@ class PLDAccountant(_Accountant):
             composed_remove = pair.remove.compose(remove)
             symmetric = pair.add is pair.remove and add is remove
             pair = PrivacyLossPair(composed_remove, composed_remove if symmetric else pair.add.compose(add))
-        assert pair is not None
+        if pair is None:
+            raise ConfigurationError("nothing to compose: the accountant holds no privacy event")
         return pair
 
     def get_epsilon(self, delta: float) -> float:

@@ -14,6 +14,7 @@ import functools
 import numpy as np
 
 from securefl.crypto import prg
+from securefl.errors import ConfigurationError
 
 __all__ = ["MODULUS", "DTYPE", "ELEMENT_BYTES", "add", "sub", "neg", "mul", "power", "inverse", "dot", "sum_mod",
            "from_signed", "to_signed", "root_of_unity", "ntt", "intt", "lagrange_at", "expand", "is_canonical"]
@@ -90,6 +91,11 @@ def _reduce_into(lo: np.ndarray, hi: np.ndarray, t: np.ndarray, m: np.ndarray, o
 def _mul_flat(a: np.ndarray, b: np.ndarray | None, parts: tuple[np.uint64, np.uint64] | None,
               out: np.ndarray) -> None:
     """out = a * b mod p on 1-D contiguous arrays (b an array, or the scalar ``parts`` (low, high))."""
+    scalar_parts: tuple[np.uint64, np.uint64] = (np.uint64(0), np.uint64(0))
+    if b is None:
+        if parts is None:
+            raise ConfigurationError("a field product needs a second factor: an array or a scalar's (low, high) parts")
+        scalar_parts = parts
     size = a.shape[0]
     width = min(size, _BLOCK)
     a0, a1, lo, mid, t = (np.empty(width, dtype=DTYPE) for _ in range(5))
@@ -106,8 +112,7 @@ def _mul_flat(a: np.ndarray, b: np.ndarray | None, parts: tuple[np.uint64, np.ui
         y0: np.ndarray | np.uint64
         y1: np.ndarray | np.uint64
         if b is None:
-            assert parts is not None
-            y0, y1 = parts
+            y0, y1 = scalar_parts
         else:
             bv = b[start:stop]
             y0, y1 = b0[:n], b1[:n]

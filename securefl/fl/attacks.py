@@ -11,7 +11,6 @@ verification is what rejects it.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,11 +39,8 @@ class ModelReplacement:
                 raise ConfigurationError(f"malicious clients must be client indices >= 0; found {client!r}")
         if len(set(clients)) != len(clients):
             raise ConfigurationError(f"malicious clients listed twice: {clients}")
-        boost = float(self.boost)
-        if not math.isfinite(boost) or boost <= 0:
-            raise ConfigurationError(f"boost must be positive and finite; found {self.boost!r}")
         object.__setattr__(self, "clients", tuple(int(c) for c in clients))
-        object.__setattr__(self, "boost", boost)
+        object.__setattr__(self, "boost", validation.positive_float(self.boost, "boost"))
 
     def applies_to(self, client: int) -> bool:
         """Whether ``client`` is malicious."""

@@ -82,11 +82,7 @@ class ExactNoise:
     clients: int
 
     def __post_init__(self) -> None:
-        variance = self.variance
-        if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not math.isfinite(variance) \
-                or variance <= 0:
-            raise ConfigurationError(f"noise variance must be a positive finite number; found {variance!r}")
-        object.__setattr__(self, "variance", float(variance))
+        object.__setattr__(self, "variance", validation.positive_float(self.variance, "noise variance"))
         clients = validation.positive_int(self.clients, "clients")
         kept = validation.positive_int(self.kept, "kept")
         if kept > clients:

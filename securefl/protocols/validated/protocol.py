@@ -87,23 +87,18 @@ class ValidatedSharing(Protocol):
     phases = PHASES
 
     def __post_init__(self) -> None:
-        if not validation.is_integer(self.aggregators) or self.aggregators < 2:
-            raise ConfigurationError(f"aggregators must be an integer >= 2; found {self.aggregators!r}")
-        if not validation.is_integer(self.digit_bits) or not 1 <= self.digit_bits <= 4:
-            raise ConfigurationError(f"digit_bits must be an integer in [1, 4]; found {self.digit_bits!r}")
-        bound = validation.positive_float(self.norm_bound, "norm_bound")
-        if not math.isfinite(bound):
-            raise ConfigurationError(f"norm_bound must be finite; found {self.norm_bound!r}")
-        object.__setattr__(self, "norm_bound", bound)
-        object.__setattr__(self, "aggregators", int(self.aggregators))
-        object.__setattr__(self, "digit_bits", int(self.digit_bits))
+        object.__setattr__(self, "aggregators", validation.integer(self.aggregators, "aggregators", minimum=2))
+        object.__setattr__(self, "digit_bits", validation.integer(self.digit_bits, "digit_bits", minimum=1, maximum=4))
+        object.__setattr__(self, "norm_bound", validation.positive_float(self.norm_bound, "norm_bound"))
         object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
         cheating = frozenset(self.cheating_provers)
         if not all(validation.is_integer(index) and index >= 0 for index in cheating):
             raise ConfigurationError(f"cheating_provers must be client indices >= 0; found {self.cheating_provers!r}")
         object.__setattr__(self, "cheating_provers", frozenset(int(index) for index in cheating))
         if self.norm_squared < 1:
-            raise ConfigurationError(f"norm_bound={bound} is below one quantisation step {self.encoding.step}")
+            raise ConfigurationError(
+                f"norm_bound={self.norm_bound} is below one quantisation step {self.encoding.step}"
+            )
 
     @property
     def norm_squared(self) -> int:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -164,6 +165,24 @@ def calibrate_noise_multiplier(
         raise ConfigurationError(f"accountant must be 'rdp' or 'pld'; found {accountant!r}")
     if not (0.0 < tolerance < 1.0):
         raise ConfigurationError(f"tolerance must be in (0, 1); found {tolerance}")
+    if event_for is None:  # a pure function of its arguments: the same search is done once per process
+        return _calibrated_gaussian(target_epsilon, delta, sample_rate, steps, accountant, tolerance,
+                                    value_discretization_interval)
+    return _bisect(target_epsilon, delta, sample_rate, steps, accountant, tolerance, value_discretization_interval,
+                   event_for)
+
+
+@functools.lru_cache(maxsize=256)
+def _calibrated_gaussian(target_epsilon: float, delta: float, sample_rate: float, steps: int,
+                         accountant: AccountantName, tolerance: float,
+                         value_discretization_interval: float | None) -> float:
+    return _bisect(target_epsilon, delta, sample_rate, steps, accountant, tolerance, value_discretization_interval,
+                   None)
+
+
+def _bisect(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: AccountantName,
+            tolerance: float, value_discretization_interval: float | None, event_for: EventFactory | None) -> float:
+    """The bracket search of :func:`calibrate_noise_multiplier` (arguments already checked)."""
 
     def meets_target(z: float) -> bool:
         with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from securefl import ring
 from securefl.encoding import Encoding
 from securefl.errors import ClippingWarning, ConfigurationError, InvalidUpdate, ProtocolAbort
 from securefl.protocols import ValidatedSharing, catalog
-from securefl.protocols.validated import Rejection, engines, field, proof
+from securefl.protocols.validated import Rejection, engines, field, projection, proof, randomness
 from securefl.protocols.validated.messages import ProofSeed, ProofShare
 from securefl.protocols.validated.statement import Challenge, Query
 from securefl.simulation import run_protocol
@@ -106,31 +106,35 @@ class _Cheat(engines.Client):
     def _accept_input(self, vector):
         return None  # proves a false statement: no honest check
 
+    def _plan(self):
+        return self.forge.get(self._index, {})
+
     def _upload(self, message):
         run = self._run
-        statement = run.statement
         signed = ring.to_signed(self._take_input(), run.ring_bits)
         values, weight = signed[:-1], int(signed[-1])
-        plan = self.forge.get(self._index, {})
+        plan = self._plan()
         if "values" in plan:
             values = plan["values"]
-        witness = statement.witness(values, weight, slack=plan.get("slack", lambda s: None)(statement))
-        if "digit" in plan:
-            witness = witness.copy()
-            witness[0] = plan["digit"]
-        self._witness = witness
-        self._shared = witness
+        self._witness = run.statement.witness(values, weight)
         if "shared" in plan:  # shares of another witness than the one proved
-            shared = witness.copy()
+            shared = self._witness.copy()
             shared[1] = field.add(shared[1:2], np.uint64(1))[0]
             return self._shares(shared, "witness", engines.UPLOAD)
-        return self._shares(witness, "witness", engines.UPLOAD)
+        return self._shares(self._witness, "witness", engines.UPLOAD)
 
-    def _shares(self, vector, what, phase):
-        if what == "proof" and self.forge.get(self._index, {}).get("tamper"):
-            vector = vector.copy()
-            vector[-1] = field.add(vector[-1:], np.uint64(1))[0]
-        return super()._shares(vector, what, phase)
+    def _prove(self, message):
+        run, plan = self._run, self._plan()
+        statement = run.statement
+        challenge = randomness.challenge_for(run.session, run.round, message.joint_seeds)
+        extension = statement.extension(self._witness, challenge, slack=plan.get("slack", lambda s: None)(statement))
+        if "digit" in plan:
+            extension[0] = plan["digit"]
+        blinds = field.expand(os.urandom(32), b"blinds", statement.blind_length)
+        made = statement.prove(self._witness, challenge, blinds, extension=extension)
+        if plan.get("tamper"):
+            made[-1] = field.add(made[-1:], np.uint64(1))[0]
+        return self._shares(made, "proof", engines.PROVE)
 
 
 def _with_cheats(protocol, forge):
@@ -146,19 +150,25 @@ def _with_cheats(protocol, forge):
 
 
 def _norm_violation(statement):
-    """Integer coordinates with ||q|| = B s (1 + 1e-3) (at least one unit above N)."""
+    """Integer coordinates with ||q|| >= B s (1 + 1e-3) (at least one unit above N), spread evenly."""
     target = int(np.sqrt(statement.norm_squared) * (1 + 1e-3)) + 1
+    values = np.full(statement.length, target // int(np.sqrt(statement.length)), dtype=np.int64)
+    while int(np.sum(values**2)) < target**2:
+        values[int(np.argmin(values))] += 1
+    return values
+
+
+def _coordinate_out_of_range(statement):
+    """One coordinate of 2^40 ring units (far beyond any bound; the field does not wrap it), the rest zero."""
     values = np.zeros(statement.length, dtype=np.int64)
-    per = target // int(np.sqrt(statement.length))
-    values[:] = min(per, statement.offset)
-    while int(np.sum(values.astype(np.int64) ** 2)) <= target**2 - 1 and values[0] < statement.offset:
-        values[0] += 1
+    values[3] = 1 << 40
     return values
 
 
 MALFORMED = {
-    "coordinate out of range": ({"digit": 1 << 2 ** 1 + 1}, Rejection.OUT_OF_RANGE),
-    "norm B(1+1e-3)": ({"values": None, "slack": lambda s: 0}, Rejection.NORM_EXCEEDED),
+    "coordinate out of range": ({"values": _coordinate_out_of_range}, Rejection.PROJECTION_MISMATCH),
+    "projection digit out of range": ({"digit": None}, Rejection.OUT_OF_RANGE),
+    "norm B(1+1e-3)": ({"values": _norm_violation, "slack": lambda s: 0}, Rejection.NORM_EXCEEDED),
     "tampered proof share": ({"tamper": True}, Rejection.PROOF_INVALID),
     "shares that do not match the proof": ({"shared": True}, Rejection.PROOF_INVALID),
 }
@@ -171,7 +181,7 @@ def test_a_malformed_contribution_is_rejected_by_both_aggregators(case):
     plan = dict(plan)
     length = 12
     if "values" in plan:
-        plan["values"] = _norm_violation(honest.statement(length + 1))
+        plan["values"] = plan["values"](honest.statement(length + 1))
     if "digit" in plan:
         plan["digit"] = 1 << honest.digit_bits  # the digit base itself: outside [0, base)
     protocol = _with_cheats(honest, {2: plan})
@@ -294,17 +304,18 @@ def test_field_operations_on_edge_values_scalars_aliases_and_long_vectors():
 def _leader_view(statement, values, weight):
     """What aggregator 0 sees of one honest client: its witness and proof shares and the combined verifier."""
     witness = statement.witness(values, weight)
-    challenge = Challenge(field.expand(os.urandom(32), b"rho", statement.range_layout.chunk))
+    challenge = Challenge(os.urandom(32))
     made = statement.prove(witness, challenge, field.expand(os.urandom(32), b"blinds", statement.blind_length))
     helper_witness = field.expand(os.urandom(32), b"w", witness.size)
     helper_proof = field.expand(os.urandom(32), b"p", made.size)
     points = tuple(int(v) for v in field.expand(os.urandom(32), b"t", 2))
-    query = Query(field.expand(os.urandom(32), b"sigma", statement.range_layout.calls), points)
+    gamma = field.expand(os.urandom(32), b"gamma", projection.ROWS)
+    query = Query(field.expand(os.urandom(32), b"sigma", statement.range_layout.calls), points, gamma,
+                  projection.transpose_apply(challenge.projection_seed, gamma, statement.length))
     leader_witness, leader_proof = field.sub(witness, helper_witness), field.sub(made, helper_proof)
-    combined = field.add(
-        statement.verifier_share(leader_witness, leader_proof, leader=True, challenge=challenge, query=query),
-        statement.verifier_share(helper_witness, helper_proof, leader=False, challenge=challenge, query=query))
-    assert statement.decide(combined, challenge) is None
+    combined = field.add(statement.verifier_share(leader_witness, leader_proof, leader=True, query=query),
+                         statement.verifier_share(helper_witness, helper_proof, leader=False, query=query))
+    assert statement.decide(combined) is None
     ranges, norms, _ = statement._layouts()
     wires = np.concatenate([combined[: ranges.chunk], combined[ranges.verifier_length :][: norms.chunk]])
     return np.concatenate([leader_witness, leader_proof, wires]), witness
@@ -375,7 +386,7 @@ def test_a_dishonest_client_proves_its_boosted_update_and_the_aggregators_reject
     boosted = np.full(100, 0.5)  # ||x|| = 5 = 10 B, every coordinate within the clip
     aggregate = aggregator.aggregate_vectors([*honest, boosted], dishonest=[3])
     assert aggregate.included == (0, 1, 2)
-    assert aggregate.metrics["rejected"] == {3: "norm-exceeded"}
+    assert aggregate.metrics["rejected"] == {3: "projection-mismatch"}
     assert np.abs(aggregate.mean - np.mean(honest, axis=0)).max() < 2 * protocol.encoding.step
 
 
@@ -388,3 +399,74 @@ def test_a_norm_bound_below_the_rounding_is_refused():
 def test_cheating_provers_must_be_client_indices():
     with pytest.raises(ConfigurationError, match="cheating_provers"):
         ValidatedSharing(cheating_provers=frozenset({-1}))
+
+
+# -- the projection ---------------------------------------------------------------------------------------
+
+
+def test_the_projection_is_exact_mod_p_for_any_field_vector():
+    seed, length = os.urandom(32), 9000  # longer than one expansion block
+    matrix = projection.matrix(seed, length)
+    assert matrix.shape == (projection.ROWS, length) and set(np.unique(matrix)) == {-1, 0, 1}
+    counts = [int(np.count_nonzero(matrix == value)) for value in (-1, 0, 1)]
+    assert stats.chisquare(counts, np.array([0.25, 0.5, 0.25]) * matrix.size).pvalue > 1e-4
+    small = np.random.default_rng(1).integers(-2**25, 2**25, length)
+    assert np.array_equal(field.to_signed(projection.project(seed, field.from_signed(small))), matrix @ small)
+    p = field.MODULUS
+    anything = field.expand(os.urandom(32), b"q", length)  # elements near p: no float shortcut holds
+    rows = [int(v) for v in projection.project(seed, anything)[:4]]
+    assert rows == [sum(int(r) * int(v) for r, v in zip(matrix[j], anything)) % p for j in range(4)]
+    gamma = field.expand(os.urandom(32), b"gamma", projection.ROWS)
+    columns = [int(v) for v in projection.transpose_apply(seed, gamma, length)[-4:]]
+    assert columns == [sum(int(matrix[j, i]) * int(gamma[j]) for j in range(projection.ROWS)) % p
+                       for i in range(length - 4, length)]
+
+
+def _rows_in_window(statement, values, seed):
+    """How many rows put (R q)_j in the window [-Y, L - Y) the digits can express."""
+    projected = field.to_signed(projection.project(seed, field.from_signed(values)))
+    span = statement.base ** statement.projection_digits
+    return int(np.count_nonzero((projected >= -statement.projection_bound)
+                                & (projected < span - statement.projection_bound)))
+
+
+@pytest.mark.parametrize("shape", ["spread", "two spikes", "one spike"])
+def test_a_long_vector_leaves_the_window_in_a_constant_fraction_of_rows(shape):
+    # The soundness argument: ||q||^2 >= 8 (L - Y)^2 puts a row in the window with probability <= 0.8125.
+    statement = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING).statement(401)
+    reach = statement.base ** statement.projection_digits - statement.projection_bound
+    norm = int(np.ceil(np.sqrt(8) * reach)) + 1
+    values = np.zeros(statement.length, dtype=np.int64)
+    if shape == "spread":
+        values[:] = -(-norm // 20)
+    elif shape == "two spikes":
+        values[:2] = -(-norm // 1.4142)
+    else:
+        values[0] = norm
+    assert int(np.sum(values.astype(object) ** 2)) >= 8 * reach**2
+    inside = sum(_rows_in_window(statement, values, os.urandom(32)) for _ in range(20))
+    assert inside / (20 * projection.ROWS) < 0.8125 - 0.05
+    honest = np.full(statement.length, int(np.sqrt(statement.norm_squared / statement.length)))
+    assert all(_rows_in_window(statement, honest, os.urandom(32)) == projection.ROWS for _ in range(20))
+
+
+def test_a_coordinate_beyond_the_digits_span_fails_half_the_rows():
+    statement = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING).statement(101)
+    values = np.zeros(statement.length, dtype=np.int64)
+    values[7] = statement.base ** statement.projection_digits  # |q_i| >= L
+    inside = sum(_rows_in_window(statement, values, os.urandom(32)) for _ in range(20))
+    assert inside / (20 * projection.ROWS) < 0.5 + 0.05
+
+
+def test_soundness_at_the_benchmark_size_is_below_2_to_the_minus_60():
+    protocol = ValidatedSharing(norm_bound=1.0, encoding=Encoding(value_bits=12, max_weight=1, max_clients=100))
+    statement = protocol.statement(100_001)
+    assert statement.soundness_error < 2.0**-60
+    assert statement.proof_length < 0.25 * statement.length  # the second message: a fifth of the first
+
+
+def test_a_cohort_whose_accepted_sum_could_wrap_the_ring_is_refused():
+    protocol = ValidatedSharing(norm_bound=50.0, encoding=Encoding(clip=1.0, max_weight=256))
+    protocol.setup(clients=3, vector_length=11, session=os.urandom(16), round=0)
+    with pytest.raises(ConfigurationError, match="beyond 2\\^\\(ring_bits-1\\)-1"):
+        protocol.setup(clients=1000, vector_length=11, session=os.urandom(16), round=0)

@@ -52,7 +52,13 @@ from securefl.protocols.validated.messages import (
     from_wire,
     to_wire,
 )
-from securefl.protocols.validated.randomness import challenge_for, query_for, randomness_digest, share_label
+from securefl.protocols.validated.randomness import (
+    challenge_for,
+    query_for,
+    randomness_digest,
+    round_query,
+    share_label,
+)
 from securefl.protocols.validated.statement import Rejection, Statement
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
@@ -75,29 +81,27 @@ class ValidatedRun(RunParameters):
     """The public parameters of one validated-sharing aggregation (the statement's are among them)."""
 
     aggregators: int
-    value_bits: int
     digit_bits: int
     norm_squared: int
     max_weight: int
 
     def _identity(self) -> tuple[bytes | str | int, ...]:
-        return (*super()._identity(), self.aggregators, self.value_bits, self.digit_bits, self.norm_squared,
-                self.max_weight)
+        return (*super()._identity(), self.aggregators, self.digit_bits, self.norm_squared, self.max_weight)
 
     @property
     def statement(self) -> Statement:
         """The statement over the update coordinates (every coordinate but the weight)."""
-        return _statement(self.length - 1, self.value_bits, self.digit_bits, self.norm_squared, self.max_weight)
+        return _statement(self.length - 1, self.digit_bits, self.norm_squared, self.max_weight)
 
 
-_STATEMENTS: dict[tuple[int, int, int, int, int], Statement] = {}
+_STATEMENTS: dict[tuple[int, int, int, int], Statement] = {}
 
 
-def _statement(length: int, value_bits: int, digit_bits: int, norm_squared: int, max_weight: int) -> Statement:
-    key = (length, value_bits, digit_bits, norm_squared, max_weight)
+def _statement(length: int, digit_bits: int, norm_squared: int, max_weight: int) -> Statement:
+    key = (length, digit_bits, norm_squared, max_weight)
     cached = _STATEMENTS.get(key)
     if cached is None:
-        cached = _STATEMENTS[key] = Statement(length, value_bits, digit_bits, norm_squared, max_weight)
+        cached = _STATEMENTS[key] = Statement(length, digit_bits, norm_squared, max_weight)
     return cached
 
 
@@ -207,7 +211,7 @@ class Client(ClientEngine):
         if self._witness is None:
             raise ProtocolViolation("prove request before this client shared a witness")
         statement = run.statement
-        challenge = challenge_for(statement, run.session, run.round, self._index, message.joint_seeds)
+        challenge = challenge_for(run.session, run.round, message.joint_seeds)
         blinds = field.expand(os.urandom(prg.SEED_BYTES), b"blinds", statement.blind_length)
         proof = statement.prove(self._witness, challenge, blinds)
         self._witness = None
@@ -365,12 +369,13 @@ class Aggregator(RespondingEngine):
         if len(seeds) != run.aggregators or seeds[self._index] != self._query_seed:
             raise ProtocolViolation("verify request does not carry this aggregator's query seed in its place")
         shares = []
-        for client in included:
-            witness, proof = self._shares_of(client)
-            challenge = challenge_for(statement, run.session, run.round, client, self._joint_seeds)
-            query = query_for(statement, run.session, run.round, client, seeds)
-            shares.append(statement.verifier_share(witness, proof, leader=self.leader, challenge=challenge,
-                                                   query=query))
+        if included:  # R^T gamma (one pass over R) once per round, then O(d) per client
+            challenge = challenge_for(run.session, run.round, self._joint_seeds)
+            common = round_query(statement, run.session, run.round, challenge, seeds)
+            for client in included:
+                witness, proof = self._shares_of(client)
+                query = query_for(statement, run.session, run.round, client, seeds, common)
+                shares.append(statement.verifier_share(witness, proof, leader=self.leader, query=query))
         self._included, self._query_seeds = tuple(included), seeds
         self._own = np.concatenate(shares) if shares else _EMPTY.copy()
         digest = self._digest()
@@ -403,8 +408,7 @@ class Aggregator(RespondingEngine):
         accepted: list[int] = []
         rejected: dict[int, Rejection] = {}
         for position, client in enumerate(self._included):
-            challenge = challenge_for(statement, run.session, run.round, client, self._joint_seeds)
-            verdict = statement.decide(combined[position * width : (position + 1) * width], challenge)
+            verdict = statement.decide(combined[position * width : (position + 1) * width])
             if verdict is None:
                 accepted.append(client)
             else:
@@ -437,7 +441,7 @@ class Aggregator(RespondingEngine):
                 witness = field.expand(self._witness_seeds[client],
                                        share_label("witness", run.session, run.round, client, self._index),
                                        statement.witness_length)
-            total[:-1] = field.add(total[:-1], statement.coordinates(witness, leader=self.leader))
+            total[:-1] = field.add(total[:-1], statement.coordinates(witness))
             total[-1:] = field.add(total[-1:], statement.weight(witness, leader=self.leader))
         return [AggregateShare(*run.header(AGGREGATE, self.party, SERVER), ring_bits=FIELD_WORD_BITS,
                                vector=to_wire(total))]

@@ -68,11 +68,18 @@ def _next_power(value: int) -> int:
     return 1 << max(value - 1, 0).bit_length()
 
 
-def layout(inputs: int, degree: int) -> Layout:
-    """The layout minimising proof plus verifier size (about 2 sqrt(deg n) elements each)."""
+def layout(inputs: int, degree: int, *, single_slot: bool = False) -> Layout:
+    """The layout minimising proof plus verifier size (about 2 sqrt(deg n) elements each).
+
+    ``single_slot`` lays out one input per call (c = 1): no slot weights, so
+    the inputs may be chosen after every other randomness but the query's.
+    """
     if inputs < 1 or degree < 2:
         raise ValueError(f"a parallel-sum proof needs >= 1 input and degree >= 2; found {inputs}, {degree}")
     stretch = _next_power(degree)
+    if single_slot:
+        wire_size = max(4, _next_power(inputs + 2))
+        return Layout(inputs, degree, 1, inputs, wire_size, stretch * wire_size)
     best: Layout | None = None
     wire_size = 4
     while True:

@@ -136,8 +136,7 @@ class ValidatedSharing(Protocol):
         """The statement for encoded vectors of ``vector_length`` (updates of vector_length - 1 values + weight)."""
         if vector_length < 2:
             raise ConfigurationError(f"vector_length must be >= 2 (values and the weight); found {vector_length}")
-        return Statement(vector_length - 1, self.encoding.value_bits, self.digit_bits, self.norm_squared,
-                         self.encoding.max_weight)
+        return Statement(vector_length - 1, self.digit_bits, self.norm_squared, self.encoding.max_weight)
 
     def run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int,
                        verification_keys: Sequence[bytes] = ()) -> ValidatedRun:
@@ -145,9 +144,27 @@ class ValidatedSharing(Protocol):
                                       verification_keys=verification_keys)
         if base.length > 1:
             self.statement(base.length)  # refuses a length whose squared norm could wrap the field
-        return ValidatedRun(**vars(base), aggregators=self.aggregators, value_bits=self.encoding.value_bits,
-                            digit_bits=self.digit_bits, norm_squared=self.norm_squared,
-                            max_weight=self.encoding.max_weight)
+        self._check_ring_headroom(base.clients)
+        return ValidatedRun(**vars(base), aggregators=self.aggregators, digit_bits=self.digit_bits,
+                            norm_squared=self.norm_squared, max_weight=self.encoding.max_weight)
+
+    def _check_ring_headroom(self, clients: int) -> None:
+        """``ConfigurationError`` unless the accepted sum fits the ring's signed range.
+
+        The statement bounds each accepted coordinate only through the norm,
+        |q_i| <= sqrt(N) w (a dishonest client need not clip coordinates), so
+        clients x W x max(M, isqrt(N)) must stay below 2^(k-1).
+        """
+        encoding = self.encoding
+        largest = max((1 << (encoding.value_bits - 1)) - 1, math.isqrt(self.norm_squared))
+        worst = clients * encoding.max_weight * largest
+        limit = (1 << (encoding.ring_bits - 1)) - 1
+        if worst > limit:
+            raise ConfigurationError(
+                f"{clients} accepted updates of weight up to {encoding.max_weight} and a coordinate up to the norm "
+                f"bound ({largest} ring units) can sum to {worst}, beyond 2^(ring_bits-1)-1 = {limit}: lower "
+                f"norm_bound (now {self.norm_bound:g}, clip {encoding.clip:g}), max_weight or the clients, or raise "
+                f"ring_bits")
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
         run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)

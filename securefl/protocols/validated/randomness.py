@@ -1,30 +1,32 @@
 """Labels of every PRG expansion and the derivation of the joint and query randomness.
 
-Joint randomness (rho) and query randomness (sigma, t1, t2) of client i are
+The projection seed of a round (R) and the query randomness (sigma for client
+i; gamma, t1, t2 for the round) are
 
-    seed = SHA-256(context(label, session, round, i, seed_0, ..., seed_{m-1}))
+    seed = SHA-256(context(label, session, round, [i,] seed_0, ..., seed_{m-1}))
 
 over fresh 32-byte seeds that every aggregator draws from the OS CSPRNG
-after the client's witness (for rho) or proof (for sigma, t) is fixed at
-the aggregators. The client cannot predict them when it commits; a single
+after every witness (for R) or proof (for sigma, gamma, t) is fixed at the
+aggregators. A client cannot predict them when it commits; a single
 aggregator controls at most its own seed, and SHA-256 leaves it no way to
 steer the output short of 2^128 work (e.g. to put t on the domain).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from securefl.crypto.keys import context
-from securefl.protocols.validated import field
+from securefl.protocols.validated import field, projection
 from securefl.protocols.validated.statement import Challenge, Query, Statement
 
-__all__ = ["LABEL", "share_label", "challenge_for", "query_for", "randomness_digest"]
+__all__ = ["LABEL", "share_label", "challenge_for", "round_query", "query_for", "randomness_digest"]
 
-LABEL = "securefl/validated-sharing/v1"
+LABEL = "securefl/validated-sharing/v2"
 
 
 def share_label(what: str, session: bytes, round: int, client: int, aggregator: int) -> bytes:
@@ -36,30 +38,39 @@ def _seed(what: str, session: bytes, round: int, client: int, seeds: Sequence[by
     return hashlib.sha256(context(LABEL, what, session, round, client, len(seeds), *seeds)).digest()
 
 
-def challenge_for(statement: Statement, session: bytes, round: int, client: int,
-                  seeds: Sequence[bytes]) -> Challenge:
-    """rho: the range proof's slot weights, uniform in F_p."""
-    seed = _seed("joint", session, round, client, seeds)
-    return Challenge(slot_weights=field.expand(seed, b"slot-weights", statement.range_layout.chunk))
+def challenge_for(session: bytes, round: int, seeds: Sequence[bytes]) -> Challenge:
+    """The round's projection seed: one R for every client (each witness was fixed before any joint seed)."""
+    return Challenge(projection_seed=_seed("projection", session, round, 0, seeds))
 
 
-def query_for(statement: Statement, session: bytes, round: int, client: int, seeds: Sequence[bytes]) -> Query:
-    """sigma (call weights, per client) and two distinct query points outside every proof's subgroup.
+def round_query(statement: Statement, session: bytes, round: int, challenge: Challenge,
+                seeds: Sequence[bytes]) -> Query:
+    """The query randomness common to a round: two distinct points off every proof domain, gamma and R^T gamma.
 
-    The points are the same for every client of the round (so the Lagrange
-    bases are computed once): each client's proof was fixed before any query seed.
+    Common to every client (so the Lagrange bases and R^T gamma are computed
+    once): each client's proof was fixed before any query seed. The call
+    weights are left empty; :func:`query_for` fills in a client's.
     """
-    weights = field.expand(_seed("query", session, round, client, seeds), b"call-weights",
-                           statement.range_layout.calls)
-    domain = max(statement.range_layout.proof_size, statement.norm_layout.proof_size)
-    candidates = field.expand(_seed("query-points", session, round, 0, seeds), b"points", 8)
+    shared = _seed("query-points", session, round, 0, seeds)
+    domain = max(shape.proof_size for shape in (statement.range_layout, statement.norm_layout))
+    candidates = field.expand(shared, b"points", 8)
     points: list[int] = []
     for value in (int(v) for v in candidates):  # 8 candidates: each is on the domain with prob < 2^-40
         if pow(value, domain, field.MODULUS) != 1 and value not in points:
             points.append(value)
         if len(points) == 2:
             break
-    return Query(call_weights=np.asarray(weights), points=tuple(points))
+    gamma = field.expand(shared, b"projection-weights", projection.ROWS)
+    return Query(call_weights=np.zeros(0, dtype=field.DTYPE), points=tuple(points), projection_weights=gamma,
+                 column_weights=projection.transpose_apply(challenge.projection_seed, gamma, statement.length))
+
+
+def query_for(statement: Statement, session: bytes, round: int, client: int, seeds: Sequence[bytes],
+              common: Query) -> Query:
+    """Client i's query: its call weights sigma (uniform in F_p) with the round's ``common`` randomness."""
+    weights = field.expand(_seed("query", session, round, client, seeds), b"call-weights",
+                           statement.range_layout.calls)
+    return dataclasses.replace(common, call_weights=weights)
 
 
 def randomness_digest(session: bytes, round: int, included: Sequence[int], joint_seeds: Sequence[bytes],

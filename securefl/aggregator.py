@@ -250,12 +250,24 @@ def _norm_bound(protocol: Protocol) -> float | None:
     return protocol.norm_bound if isinstance(protocol, ValidatedSharing) else None
 
 
-def _clip_l2(vector: np.ndarray, bound: float) -> tuple[np.ndarray, bool]:
-    """``vector`` scaled to L2 norm ``bound`` when its norm is above it; (the vector, whether it was scaled)."""
+def _clip_l2(vector: np.ndarray, bound: float, *, kept: int = 0) -> tuple[np.ndarray, bool]:
+    """``vector`` with its first coordinates scaled so that its L2 norm is at most ``bound``; (it, whether scaled).
+
+    The last ``kept`` coordinates (statistics summed beside the update) are
+    never scaled: only the update before them shrinks, to norm
+    sqrt(bound^2 - ||tail||^2). ``InvalidUpdate`` when the tail alone is above the bound.
+    """
     norm = float(np.linalg.norm(vector))
     if norm <= bound:
         return vector, False
-    return vector * (bound / norm), True
+    cut = vector.size - kept
+    head, tail = vector[:cut], vector[cut:]
+    room = bound * bound - float(np.dot(tail, tail))
+    if room <= 0:
+        raise InvalidUpdate(f"the {kept} statistics summed beside the update have an L2 norm of "
+                            f"{np.sqrt(bound * bound - room):.4g}, above the bound {bound:g} by themselves: raise "
+                            f"norm_bound")
+    return np.concatenate([head * (np.sqrt(room) / float(np.linalg.norm(head))), tail]), True
 
 
 def _positions(dishonest: Collection[int], count: int) -> frozenset[int]:
@@ -582,7 +594,8 @@ class SecureAggregator:
         return RoundPlan(round=round, cohort=cohort, protocol=protocol, stages=stages, weights=[1], weight_error=0.0)
 
     def client_input(self, plan: RoundPlan, vector: np.ndarray, *, position: int,
-                     rng: np.random.Generator | None = None, honest: bool = True) -> ClientStage:
+                     rng: np.random.Generator | None = None, honest: bool = True,
+                     statistics: int = 0) -> ClientStage:
         """Client ``position``, before its engine: its flat float update -> the ring vector the protocol sums.
 
         ``rng`` is the client's own generator (rounding, distributed noise);
@@ -591,13 +604,15 @@ class SecureAggregator:
         client first scales an update whose L2 norm is above
         :meth:`~securefl.protocols.ValidatedSharing.honest_clip_norm` down to
         it (``l2_clipped``), so its proof verifies; ``honest=False`` (a
-        poisoning simulation) skips that clip, as a malicious client would.
+        poisoning simulation) skips that clip, as a malicious client would;
+        the last ``statistics`` coordinates (the Flower mod's sums beside the
+        update) are never scaled by it.
         """
         if plan.stages is None:
             encoding = plan.protocol.encoding
             l2_clipped = False
             if honest and isinstance(plan.protocol, ValidatedSharing):
-                vector, l2_clipped = _clip_l2(vector, plan.protocol.honest_clip_norm(vector.size))
+                vector, l2_clipped = _clip_l2(vector, plan.protocol.honest_clip_norm(vector.size), kept=statistics)
             clipped = encoding.count_clipped(vector)
             rounding = self._shared_rng if rng is None else rng
             try:

@@ -688,12 +688,15 @@ class Protocol(ABC):
     ``modular_sum`` is True when the aggregate is the sum of the ring vectors
     modulo 2^k (so inputs may be any ring elements, e.g. distributed-DP noise
     shares), False when inputs must stay within the encoding's bounds
-    (Paillier's packed slots).
+    (Paillier's packed slots); ``helpers_message_each_other`` is True when
+    helper parties send each other messages (validated sharing's verifier
+    shares): over Flower each such helper then signs what it sends its peers.
     """
 
     name: ClassVar[str]
     secure: ClassVar[bool] = True
     modular_sum: ClassVar[bool] = True
+    helpers_message_each_other: ClassVar[bool] = False
     phases: tuple[str, ...]
     encoding: Encoding
     min_clients: int

@@ -611,11 +611,3 @@ def test_a_node_never_plays_two_parties_of_one_session():
 
     assert aggregation.aggregate.included == (0,)
     assert "this session" in aggregation.errors[first] and "'client/0'" in aggregation.errors[first]
-
-
-def test_validated_sharing_is_refused_over_flower_with_the_reason():
-    from securefl.integrations.flower.binding import check_supported
-    from securefl.protocols import ValidatedSharing
-
-    with pytest.raises(ConfigurationError, match="validated-sharing does not run over Flower yet"):
-        check_supported(ValidatedSharing())

@@ -46,7 +46,7 @@ from securefl.integrations.flower.mod import (  # noqa: E402
 from securefl.integrations.flower.server import FlowerDriver  # noqa: E402
 from securefl.integrations.flower.strategy import _GridView  # noqa: E402
 from securefl.privacy.plugins import CentralDP, DistributedDP  # noqa: E402
-from securefl.protocols import Paillier, Plaintext, SecretSharing  # noqa: E402
+from securefl.protocols import Paillier, Plaintext, SecretSharing, ValidatedSharing  # noqa: E402
 from securefl.protocols.secagg import SecAgg  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
 
@@ -556,6 +556,7 @@ def test_a_statistic_beyond_the_bound_is_refused():
 HELPER_PROTOCOLS = {
     "secret-sharing": (SecretSharing(min_clients=3), ("aggregator/0", "aggregator/1")),
     "paillier": (Paillier(key_bits=512, encoding=Encoding(max_clients=8), min_clients=3), ("decryptor",)),
+    "validated-sharing": (ValidatedSharing(min_clients=3), ("aggregator/0", "aggregator/1")),
 }
 
 
@@ -625,3 +626,28 @@ def test_the_distributed_dp_rotation_is_public_and_the_same_on_node_and_server()
     other = node.begin_round(3, cohort=NODES, public_seed=bytes(16)).signs
     np.testing.assert_array_equal(same[0], same[1])
     assert not np.array_equal(same[0], other)
+
+
+def test_under_validated_sharing_an_update_above_the_bound_is_scaled_but_its_statistics_sum_exactly():
+    bound = 0.6  # below four nodes' update norms, above every node's statistics' (at most 0.52)
+    protocol = ValidatedSharing(norm_bound=bound, min_clients=3)
+    clients = [({"partition-id": p, "num-partitions": NODES}, numpy_app([securefl_mod(protocol)]))
+               for p in range(NODES)]
+    helpers = [({"securefl-role": role}, numpy_app([securefl_mod(protocol)])) for role in protocol.helper_parties()]
+    plain = run(fake_grid(lambda p: numpy_app()), FedAvg(min_available_nodes=NODES), rounds=1)
+    secure = SecureAggregation(FedAvg(min_available_nodes=NODES), protocol, timeout=5)
+
+    grid = FakeGrid(clients + helpers)
+    result = run(grid, secure, rounds=1)
+
+    assert secure.reports[0].aborted is None and secure.reports[0].included == tuple(sorted(grid.apps)[:NODES])
+    theirs, ours = plain.train_metrics_clientapp[1], result.train_metrics_clientapp[1]
+    assert ours["loss"] == pytest.approx(theirs["loss"], abs=2**-20)
+    assert ours["per-class"] == pytest.approx(theirs["per-class"], abs=2**-20)
+    counts = [examples_of(p) for p in range(NODES)]
+    moved = [np.concatenate([u.ravel() for u in update_for(p)]) for p in range(NODES)]
+    assert sum(np.linalg.norm(u) > bound for u in moved) == 4  # 0.90, 0.73, 0.71, 0.47, 0.78
+    start = np.concatenate([a.ravel() for a in initial_arrays().to_numpy_ndarrays()])
+    step = np.concatenate([a.ravel() for a in result.arrays.to_numpy_ndarrays()]) - start
+    unclipped = np.average(moved, axis=0, weights=counts)
+    assert np.linalg.norm(step) < 0.9 * np.linalg.norm(unclipped)  # the nodes' scaled updates moved it less

@@ -20,6 +20,11 @@ makes its key pair on its own node and publishes the public context
 (parameters and public key, no secret key); the server and the clients
 load it only after checking it carries exactly their configured parameters.
 
+Validated sharing's aggregators send each other verifier shares: each
+aggregator node makes an Ed25519 signing key and publishes its verification
+key as its parameters (covered by its fingerprint), and seals what it sends
+a peer to that peer's transport key, signed, as a client seals its shares.
+
 Protocols with no dealt material (plaintext, secret sharing, SecAgg in
 semi-honest mode) publish nothing and bind to themselves.
 """
@@ -33,6 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from securefl.crypto.keys import SigningKey
 from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import Protocol
@@ -63,19 +69,9 @@ def _is_paillier(protocol: Protocol) -> TypeGuard[Paillier]:
 
 
 def check_supported(protocol: Protocol) -> None:
-    """``ConfigurationError`` unless ``protocol`` is a securefl ``Protocol`` that runs over Flower.
-
-    ``ValidatedSharing`` does not yet: its aggregators exchange verification
-    values with each other, and over Flower those would travel through the
-    ServerApp unauthenticated.
-    """
+    """``ConfigurationError`` unless ``protocol`` is a securefl ``Protocol`` (every one runs over Flower)."""
     if not isinstance(protocol, Protocol):
         raise ConfigurationError(f"protocol must be a securefl Protocol; found {type(protocol).__name__}")
-    if protocol.name == "validated-sharing":
-        raise ConfigurationError(
-            "validated-sharing does not run over Flower yet: its aggregators exchange verification values with "
-            "each other, which over Flower would pass through the ServerApp unauthenticated; run it in process"
-        )
 
 
 def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = False) -> Protocol:
@@ -116,8 +112,13 @@ def against_malicious_server(protocol: Protocol, *, semi_honest_server: bool = F
     return protocol
 
 
-def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> tuple[Protocol, bytes]:
+def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None,
+            signing_key: SigningKey | None = None) -> tuple[Protocol, bytes]:
     """On helper ``party``'s node: (the protocol it runs, the public parameters it publishes).
+
+    A helper of a protocol whose helpers message each other (validated
+    sharing) publishes the Ed25519 verification key of ``signing_key``, with
+    which it signs what it seals to its peers.
 
     Paillier's decryptor makes its key pair here (``key_bits`` bits, or the
     ``key_holder`` configured on that node) and publishes the modulus n.
@@ -125,6 +126,11 @@ def publish(protocol: Protocol, party: str, *, key_dir: Path | None = None) -> t
     (made on first use, owner-only), so that it -- and the fingerprint clients
     pin -- survives from run to run.
     """
+    if protocol.helpers_message_each_other:
+        if signing_key is None:
+            raise ConfigurationError(f"{protocol.name}'s helper {party!r} signs what it sends its peers: it needs a "
+                                     "signing key")
+        return protocol, signing_key.public_bytes
     if _is_paillier(protocol) and party == DECRYPTOR:
         holder = protocol.key_holder
         if holder is None:

@@ -391,7 +391,7 @@ class SecureFLMod:
                 statistics = np.array([count, clipped, *(value * count for value in values)],
                                       dtype=np.float64) / plan.weights[0]
                 vector = np.concatenate([update, split_digits(statistics, encoding=encoding)])
-            stored = self._encode(plan, vector)
+            stored = self._encode(plan, vector, statistics=vector.size - update.size)
             if stored.size != vector_layout.length:
                 raise ConfigurationError(f"the encoded update has {stored.size} coordinates, not "
                                          f"{vector_layout.length}")
@@ -408,9 +408,11 @@ class SecureFLMod:
         acknowledgement = {"ticket": token, "round": round, **vector_layout.to_config()}
         return Message(RecordDict({ACK_KEY: ConfigRecord(acknowledgement)}), reply_to=message)
 
-    def _encode(self, plan: RoundPlan, vector: np.ndarray) -> np.ndarray:
-        """This node's client stage (clip, DP, encoding) of its flat update: the ring vector it contributes."""
-        stage = self.aggregator.client_input(plan, vector, position=0, rng=np.random.default_rng())
+    def _encode(self, plan: RoundPlan, vector: np.ndarray, *, statistics: int = 0) -> np.ndarray:
+        """This node's client stage (clip, DP, encoding) of its flat update and its ``statistics`` last
+        coordinates (never scaled by an L2 clip): the ring vector it contributes."""
+        stage = self.aggregator.client_input(plan, vector, position=0, rng=np.random.default_rng(),
+                                             statistics=statistics)
         if stage.clipped_coordinates or stage.l2_clipped:
             # Reported on the node only (and, without DP, as a count inside the secure sum).
             _log(WARNING, "securefl: %d coordinates of this update were cut to the encoding's clip %g%s",

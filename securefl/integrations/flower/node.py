@@ -412,7 +412,9 @@ class SecureFLNode:
         if role != CLIENT:
             key_dir = _key_dir(context)
             state.transport = _node_key(KeyPair, key_dir, "transport.key")
-            published, state.parameters = publish(protocol, role, key_dir=key_dir)
+            if protocol.helpers_message_each_other:  # it signs what it sends its peers; they pin its parameters
+                state.signing = _node_key(SigningKey, key_dir, "signing.key")
+            published, state.parameters = publish(protocol, role, key_dir=key_dir, signing_key=state.signing)
             state.key_holder = published.key_holder if isinstance(published, (Paillier, BFV)) else None
             fingerprint = wire.helper_fingerprint(role, state.transport.public_bytes, state.parameters)
             _log("securefl: this SuperNode is %s; fingerprint %s (clients pin it)", role, fingerprint)
@@ -472,6 +474,9 @@ class SecureFLNode:
             engine = restored
         state.digest = digest
         state.session, state.party = session, party
+        peers = self._peer_helpers(context, control, state, protocol)
+        if peers:
+            state.helper_keys = {peer: transport for peer, (transport, _) in peers.items()}
         outgoing: list[wire.Entry] = []
         started = time.perf_counter()
         senders: Callable[[str], bytes] | None = None
@@ -480,7 +485,7 @@ class SecureFLNode:
                 if entry.sealed:
                     if state.transport is None:
                         raise InvalidMessage(f"{party} holds no transport key; it cannot open a sealed message")
-                    senders = senders or self._sender_keys(context, control, run.clients)
+                    senders = senders or self._sender_keys(context, control, run.clients, peers)
                     sender, payload = wire.open_envelope(entry.data, state.transport, session=session, round=round,
                                                          recipient=party, sender_keys=senders)
                 else:
@@ -499,7 +504,7 @@ class SecureFLNode:
                 for reply in engine.handle(inbound):
                     data = reply.to_bytes()
                     helper_key = state.helper_keys.get(reply.recipient)
-                    if (role == CLIENT and not self.semi_honest_for(context) and not helper_key
+                    if (not self.semi_honest_for(context) and not helper_key
                             and reply.recipient != SERVER and not reply.recipient.startswith("client/")):
                         # Never in the clear to a helper: the server would read it (hosted helpers: tests only).
                         raise InvalidMessage(f"{reply.recipient!r} published no transport key; this node "
@@ -522,18 +527,62 @@ class SecureFLNode:
         """Record ``model`` as contributed, refusing if another run of this node already did (one lock)."""
         Ledger.update(context, _key_dir(context), lambda ledger: ledger.claim_model(model))
 
-    def _sender_keys(self, context: Context, control: dict, clients: int) -> Callable[[str], bytes]:
-        """A helper's lookup of the key that signs a client's envelopes, from the list the server relays."""
+    def _sender_keys(self, context: Context, control: dict, clients: int,
+                     peers: Mapping[str, tuple[bytes, bytes]]) -> Callable[[str], bytes]:
+        """A helper's lookup of the key that signs an envelope: a client's from the list the server relays,
+        a peer helper's from its published parameters (``peers``, checked against this node's pins)."""
         keys = checked_client_keys(control.get("client-keys"), clients=clients,
                                    client_pins=self.client_pins_for(context))
 
         def key_of(sender: str) -> bytes:
-            index = client_index(sender)  # InvalidMessage unless "client/<i>": only clients seal to helpers
+            if sender in peers:
+                return peers[sender][1]
+            index = client_index(sender)  # InvalidMessage unless "client/<i>": only clients and peers seal
             if not 0 <= index < len(keys) or client_id(index) != sender:
                 raise InvalidMessage(f"an envelope names the sender {sender!r}, which this aggregation does not list")
             return keys[index]
 
         return key_of
+
+    def _check_helper_pins(self, context: Context, keys: Mapping[str, bytes], parameters: Mapping[str, bytes],
+                           *, skip: str = "") -> None:
+        """``InvalidMessage`` unless every helper this node pinned (but ``skip``, itself) has the relayed key and
+        parameters of its fingerprint."""
+        for pinned, fingerprint in self.pins_for(context).items():
+            if pinned.startswith(CLIENT_PIN_PREFIX) or pinned == skip:
+                continue
+            if pinned not in keys or (
+                wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint
+            ):
+                raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
+
+    def _peer_helpers(self, context: Context, control: dict, state: _NodeState,
+                      protocol: Protocol) -> dict[str, tuple[bytes, bytes]]:
+        """A helper's peers (the other helpers of the aggregation) as {party: (transport key, verification key)}.
+
+        Only for a protocol whose helpers message each other: each published
+        its Ed25519 verification key as its parameters, and what the server
+        relays must match this node's pins. Empty on a client.
+        """
+        if state.role == CLIENT or not protocol.helpers_message_each_other:
+            return {}
+        helpers = list(control.get("helpers", []))
+        keys = dict(zip(helpers, control.get("helper-keys", [])))
+        parameters = dict(zip(helpers, control.get("helper-parameters", [])))
+        if not len(keys) == len(parameters) == len(helpers) or state.role not in keys:
+            raise InvalidMessage("helper keys and parameters do not match the helper list, or omit this helper")
+        if state.transport is None or keys[state.role] != state.transport.public_bytes \
+                or parameters[state.role] != state.parameters:
+            raise InvalidMessage(f"the server relays another key or parameters for {state.role!r}, this node")
+        self._check_helper_pins(context, keys, parameters, skip=state.role)
+        peers: dict[str, tuple[bytes, bytes]] = {}
+        for peer in helpers:
+            if peer == state.role:
+                continue
+            if len(keys[peer]) != PUBLIC_KEY_BYTES or len(parameters[peer]) != PUBLIC_KEY_BYTES:
+                raise InvalidMessage(f"the server relays no transport key or verification key for {peer!r}")
+            peers[peer] = (keys[peer], parameters[peer])
+        return peers
 
     def _bound_protocol(self, context: Context, control: dict, state: _NodeState) -> Protocol:
         """The protocol this node runs in this aggregation: its own configuration, around the helpers'
@@ -606,14 +655,8 @@ class SecureFLNode:
         parameters = dict(zip(helpers, control.get("helper-parameters", [])))
         if not len(keys) == len(parameters) == len(helpers):
             raise InvalidMessage("helper keys and parameters do not match the helper list")
-        pins = self.pins_for(context)
-        helper_pins = {name: value for name, value in pins.items() if not name.startswith(CLIENT_PIN_PREFIX)}
+        self._check_helper_pins(context, keys, parameters)
         client_pins = self.client_pins_for(context)
-        for pinned, fingerprint in helper_pins.items():
-            if pinned not in keys or (
-                wire.helper_fingerprint(pinned, keys[pinned], parameters[pinned]) != fingerprint
-            ):
-                raise InvalidMessage(f"helper {pinned!r} does not match the fingerprint this node pinned")
         state.helper_keys = {party_id: key for party_id, key in keys.items() if key}
         index = client_index(party)
         if not 0 <= index < run.clients or client_id(index) != party:

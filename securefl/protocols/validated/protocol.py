@@ -84,6 +84,7 @@ class ValidatedSharing(Protocol):
     name = "validated-sharing"
     secure = True
     modular_sum = False
+    helpers_message_each_other = True
     phases = PHASES
 
     def __post_init__(self) -> None:

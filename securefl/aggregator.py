@@ -270,6 +270,27 @@ def _clip_l2(vector: np.ndarray, bound: float, *, kept: int = 0) -> tuple[np.nda
     return np.concatenate([head * (np.sqrt(room) / float(np.linalg.norm(head))), tail]), True
 
 
+def _check_dp_within_the_bound(dp: DifferentialPrivacy, protocol: ValidatedSharing) -> None:
+    """``ConfigurationError`` unless every honest client's DP stage output verifies under the norm bound.
+
+    Central DP clips to C - sqrt(d) step, so the encoded update has
+    ||q|| < s C (s the encoding's scale): it verifies when s C + 1 <= sqrt(N),
+    the extra unit for float rounding. Distributed DP adds each client's
+    noise share before the client proves its update, so the noise (about
+    sqrt(d) sigma) would have to fit the bound: refused.
+    """
+    if dp.kind != "central":
+        raise ConfigurationError(
+            f"{protocol.name} runs with central DP only: under distributed DP each client adds its noise share "
+            "before it proves the norm bound, so the bound would have to hold the noise; use CentralDP")
+    scale = protocol.encoding.scale
+    largest = (math.sqrt(protocol.norm_squared) - 1.0) / scale
+    if dp.clip > largest:
+        raise ConfigurationError(
+            f"the DP clip C={dp.clip:g} is above what {protocol.name}'s norm bound B={protocol.norm_bound:g} "
+            f"verifies after rounding ({largest:.6g}): lower the clip to at most that, or raise norm_bound")
+
+
 def _positions(dishonest: Collection[int], count: int) -> frozenset[int]:
     """The positions of ``dishonest``, checked against the ``count`` updates of the round."""
     positions = frozenset(int(position) for position in dishonest)
@@ -360,10 +381,7 @@ class SecureAggregator:
         if self.dp is not None and not isinstance(self.dp, DifferentialPrivacy):
             raise ConfigurationError(f"dp must be CentralDP, DistributedDP or None; found {type(self.dp).__name__}")
         if self.dp is not None and isinstance(self.protocol, ValidatedSharing):
-            # The DP stage clips and encodes (and distributed DP adds noise) without the norm bound in view,
-            # so an honest client's proof could fail: refused rather than honest clients silently left out.
-            raise ConfigurationError(f"{self.protocol.name} does not run with a DP plugin yet: the DP client stage "
-                                     "does not keep updates within the protocol's norm bound")
+            _check_dp_within_the_bound(self.dp, self.protocol)
         if self.buffers not in ("skip", "error"):
             raise ConfigurationError(f"buffers must be 'skip' or 'error'; found {self.buffers!r}")
         if self.rng is None:
@@ -604,11 +622,12 @@ class SecureAggregator:
         client first scales an update whose L2 norm is above
         :meth:`~securefl.protocols.ValidatedSharing.honest_clip_norm` down to
         it (``l2_clipped``), so its proof verifies; ``honest=False`` (a
-        poisoning simulation) skips that clip, as a malicious client would;
-        the last ``statistics`` coordinates (the Flower mod's sums beside the
-        update) are never scaled by it.
+        poisoning simulation) skips that clip, and under DP the whole DP stage
+        (its L2 clip and noise), as a malicious client would; the last
+        ``statistics`` coordinates (the Flower mod's sums beside the update)
+        are never scaled by it.
         """
-        if plan.stages is None:
+        if plan.stages is None or not honest:
             encoding = plan.protocol.encoding
             l2_clipped = False
             if honest and isinstance(plan.protocol, ValidatedSharing):

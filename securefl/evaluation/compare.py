@@ -94,7 +94,7 @@ CONTENDERS: tuple[Contender, ...] = (
         "validated-sharing", "validated-sharing",
         threat_model=(
             "Secret sharing to two aggregators, with a zero-knowledge proof from each client that its encoded "
-            "update has L2 norm at most B (--norm-bound, default 10) and in-range coordinates; the aggregators "
+            "update has L2 norm at most B (--norm-bound, default 10) and a weight in range; the aggregators "
             "verify it on their shares and exclude every client whose proof fails, so a boosted (poisoned) "
             "update is rejected without being seen. Private while one aggregator does not collude with the "
             "server; robust while both aggregators are honest; an update within B is not stopped."

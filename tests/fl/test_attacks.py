@@ -46,10 +46,11 @@ def test_validated_sharing_rejects_the_boosted_client_every_round_and_plain_shar
     assert validated.records[0].to_dict()["rejected"] == {"2": "norm-exceeded"}
 
 
-def test_validated_sharing_with_a_dp_plugin_is_refused_up_front():
-    from securefl import CentralDP, SecureAggregator
-    from securefl.errors import ConfigurationError
-    from securefl.protocols import ValidatedSharing
+def test_validated_sharing_under_central_dp_still_rejects_the_boosted_client():
+    from securefl import CentralDP
 
-    with pytest.raises(ConfigurationError, match="does not run with a DP plugin yet"):
-        SecureAggregator(ValidatedSharing(), dp=CentralDP(noise_multiplier=1.0, clip=1.0))
+    config = FedAvgConfig(clients=4, rounds=1, local_epochs=1, seed=1)
+    dp = CentralDP(noise_multiplier=0.5, clip=1.0, rng=__import__("numpy").random.default_rng(3))
+    run = FedAvg(make_protocol("validated-sharing"), config, dp=dp,
+                 attack=ModelReplacement(clients=(2,), boost=100.0)).run()
+    assert run.records[0].rejected == {2: "norm-exceeded"} and run.records[0].included == (0, 1, 3)

@@ -116,6 +116,7 @@ class _Cheat(engines.Client):
         plan = self._plan()
         if "values" in plan:
             values = plan["values"]
+        weight = plan.get("weight", weight)
         self._witness = run.statement.witness(values, weight)
         if "shared" in plan:  # shares of another witness than the one proved
             shared = self._witness.copy()
@@ -158,6 +159,32 @@ def _norm_violation(statement):
     return values
 
 
+def _square_root_mod_p(value):
+    """A square root of ``value`` mod p (Tonelli-Shanks; p - 1 = 2^32 (2^32 - 1))."""
+    p = field.MODULUS
+    odd, twos = p - 1, 0
+    while odd % 2 == 0:
+        odd, twos = odd // 2, twos + 1
+    non_residue = next(z for z in range(2, 100) if pow(z, (p - 1) // 2, p) == p - 1)
+    c, root, t, m = pow(non_residue, odd, p), pow(value, (odd + 1) // 2, p), pow(value, odd, p), twos
+    while t != 1:
+        i, t2 = 0, t
+        while t2 != 1:
+            t2, i = t2 * t2 % p, i + 1
+        b = pow(c, 1 << (m - i - 1), p)
+        root, c, t, m = root * b % p, b * b % p, t * b * b % p, i
+    return root
+
+
+def _square_that_wraps_the_field(statement):
+    """One coordinate r with r^2 = 5 (mod p), |r| ~ 2^63: sum q_i^2 = 5 mod p passes the norm identity."""
+    root = _square_root_mod_p(5)
+    assert root * root % field.MODULUS == 5 and min(root, field.MODULUS - root) > 1 << 62
+    values = np.zeros(statement.length, dtype=np.int64)
+    values[5] = min(root, field.MODULUS - root)
+    return values
+
+
 def _coordinate_out_of_range(statement):
     """One coordinate of 2^40 ring units (far beyond any bound; the field does not wrap it), the rest zero."""
     values = np.zeros(statement.length, dtype=np.int64)
@@ -166,7 +193,9 @@ def _coordinate_out_of_range(statement):
 
 
 MALFORMED = {
-    "coordinate out of range": ({"values": _coordinate_out_of_range}, Rejection.PROJECTION_MISMATCH),
+    "coordinate out of range": ({"values": _coordinate_out_of_range}, Rejection.NORM_EXCEEDED),
+    "a square that wraps the field": ({"values": _square_that_wraps_the_field,
+                                       "slack": lambda s: s.norm_squared - 5}, Rejection.PROJECTION_MISMATCH),
     "projection digit out of range": ({"digit": None}, Rejection.OUT_OF_RANGE),
     "norm B(1+1e-3)": ({"values": _norm_violation, "slack": lambda s: 0}, Rejection.NORM_EXCEEDED),
     "tampered proof share": ({"tamper": True}, Rejection.PROOF_INVALID),
@@ -190,6 +219,17 @@ def test_a_malformed_contribution_is_rejected_by_both_aggregators(case):
     assert aggregate.included == (0, 1, 3)
     assert aggregate.rejected == {2: reason}
     np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, [0, 1, 3], ENCODING.ring_bits))
+
+
+def test_a_weight_above_max_weight_is_rejected_though_its_digits_could_hold_it():
+    encoding = Encoding(value_bits=8, max_clients=16, max_weight=3)  # one base-4 digit holds w - 1 up to 3
+    honest = ValidatedSharing(norm_bound=BOUND, encoding=encoding)
+    assert honest.statement(13).base ** honest.statement(13).weight_digits > encoding.max_weight
+    protocol = _with_cheats(honest, {1: {"weight": 4}})
+    inputs = encoded(honest, updates(4, 12, seed=4))
+    aggregate, _, _ = run_protocol(protocol, inputs)
+    assert aggregate.rejected == {1: Rejection.OUT_OF_RANGE} and aggregate.included == (0, 2, 3)
+    np.testing.assert_array_equal(aggregate.total, ring_sum(inputs, [0, 2, 3], encoding.ring_bits))
 
 
 def test_the_statement_a_cheat_proves_is_really_false():
@@ -386,7 +426,7 @@ def test_a_dishonest_client_proves_its_boosted_update_and_the_aggregators_reject
     boosted = np.full(100, 0.5)  # ||x|| = 5 = 10 B, every coordinate within the clip
     aggregate = aggregator.aggregate_vectors([*honest, boosted], dishonest=[3])
     assert aggregate.included == (0, 1, 2)
-    assert aggregate.metrics["rejected"] == {3: "projection-mismatch"}
+    assert aggregate.metrics["rejected"] == {3: "norm-exceeded"}
     assert np.abs(aggregate.mean - np.mean(honest, axis=0)).max() < 2 * protocol.encoding.step
 
 

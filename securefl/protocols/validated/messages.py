@@ -38,7 +38,7 @@ def from_wire(words: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UploadRequest(Message):
-    """Server -> client: share your witness (the digits of your update and of its norm slack)."""
+    """Server -> client: share your witness (your encoded update and the digits of your weight)."""
 
     KIND = "validated-sharing/upload-request"
 

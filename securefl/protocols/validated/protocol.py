@@ -1,13 +1,13 @@
 """``ValidatedSharing``: additive secret sharing whose aggregators verify each update is norm-bounded.
 
-Each client secret-shares a digit witness of its encoded update and a fully
-linear proof (:mod:`.statement`, :mod:`.proof`) that its weight w is in
-[1, W], every coordinate of q = SR(w s x) is within the encoding's headroom
-W M (M = 2^(b-1) - 1) and ||q||_2^2 <= w^2 N, N = floor((B s)^2) (B the
-public norm bound, s the encoding scale): the weighted contribution obeys
-||x||_2 <= B up to rounding. The aggregators verify with randomness drawn after each commitment
-and sum only the clients whose proof verifies; the others are excluded with
-a typed :class:`Rejection`.
+Each client secret-shares its encoded update q = SR(w s x) and its weight
+digits, then (after the aggregators' joint randomness) the digits of a
+random projection of q and fully linear proofs (:mod:`.statement`,
+:mod:`.proof`) that its weight w is in [1, W] and ||q||_2^2 <= w^2 N,
+N = floor((B s)^2) (B the public norm bound, s the encoding scale): the
+weighted contribution obeys ||x||_2 <= B up to rounding. The aggregators
+verify with randomness drawn after each commitment and sum only the clients
+whose proof verifies; the others are excluded with a typed :class:`Rejection`.
 
 Threat model: clients may be malicious (any bytes); aggregators and the
 server semi-honest, at least one aggregator not colluding with the server
@@ -66,9 +66,10 @@ DEFAULT_NORM_BOUND = 10.0
 class ValidatedSharing(Protocol):
     """Secret sharing to ``aggregators`` aggregators that drop every update with ||x||_2 > ``norm_bound``.
 
-    ``digit_bits`` s: coordinates are proved in base 2^s (1..4); larger s
-    shrinks the upload (b / s digits per coordinate) and costs the prover
-    more (a degree-2^s range gadget). ``cheating_provers`` (attack
+    ``digit_bits`` s: the weight, projection and slack digits are in base
+    2^s (1..4); larger s means fewer digits but a degree-2^s range gadget,
+    whose single-slot proof grows with the degree (base 4 is the smallest
+    upload at d = 10^5). ``cheating_provers`` (attack
     simulation only, see :meth:`with_cheating_provers`) are the client
     indices whose engines prove any input instead of refusing a false
     statement.

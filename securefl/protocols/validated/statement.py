@@ -4,19 +4,20 @@ Public: d coordinates, the digit base beta = 2^s, N = floor((B s_enc)^2)
 (the squared norm bound in ring units) and the largest weight W. The client
 sends, in two messages,
 
-    witness:   q in F_p^d and the kw digits of w - 1               (before R is drawn)
+    witness:   q in F_p^d, the kw digits of w - 1 and of W - w     (before R is drawn)
     extension: the ky digits of y_j + Y, y = R q (ROWS rows)          (after R is drawn)
                and the m digits of the slack t = N w^2 - ||q||^2
 
 with R the ternary projection of :mod:`.projection` (expanded from joint
 randomness drawn after every witness is fixed), Y = ceil(sqrt(101.2 N W^2))
-and L = beta^ky > 2 Y. Three parallel-sum proofs (:mod:`.proof`) and one
-linear check follow:
+and L = beta^ky > 2 Y. Three parallel-sum proofs (:mod:`.proof`) and two
+linear checks follow:
 
     range:       sum_k sigma_k g(z_k) = 0 over every digit z (single-slot calls), g(x) = x (x-1) ... (x-beta+1)
     weight:      its output is w^2                                 (g(x) = x^2, one input)
     norm:        sum_i q_i^2 + t - N w^2 = 0                       (g(x) = x^2)
     consistency: sum_j gamma_j (ybar_j - Y) - <R^T gamma, q> = 0   (ybar_j recombined from its digits)
+    weight:      (w - 1) + (W - w) = W - 1 over the two recombined digit sets, so 1 <= w <= W
 
 Soundness (q read as integers in (-p/2, p/2); L' = L - Y): if some
 |q_i| >= L, each row of R puts (R q)_j outside [-Y, L') with probability >= 1/2
@@ -54,9 +55,10 @@ class Rejection(enum.Enum):
     """Why the aggregators excluded a client whose contribution arrived."""
 
     PROOF_INVALID = "proof-invalid"  # a polynomial identity failed: the proof does not match the shares
-    OUT_OF_RANGE = "out-of-range"  # a digit (of the weight, a projection or the slack) is outside [0, beta)
-    PROJECTION_MISMATCH = "projection-mismatch"  # the projection digits are not R q + Y: ||q|| far above the bound
+    OUT_OF_RANGE = "out-of-range"  # a digit is outside [0, beta), or the weight outside [1, W]
     NORM_EXCEEDED = "norm-exceeded"  # sum q_i^2 + t != N w^2: the squared norm is above the bound
+    PROJECTION_MISMATCH = "projection-mismatch"  # the projection digits are not R q + Y: the norm identity held
+    # only modulo p (a sum of squares that wraps the field), ||q|| far above the bound
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Statement:
 
     @property
     def weight_digits(self) -> int:
-        """kw: digits of w - 1 in [0, beta^kw), beta^kw >= W."""
+        """kw: digits of w - 1 (and of W - w) in [0, beta^kw), beta^kw >= W."""
         return self._digits_for(self.max_weight - 1)
 
     @property
@@ -136,8 +138,8 @@ class Statement:
 
     @property
     def witness_length(self) -> int:
-        """The first message: q and the weight digits."""
-        return self.length + self.weight_digits
+        """The first message: q and the two weight digit sets."""
+        return self.length + 2 * self.weight_digits
 
     @property
     def extension_length(self) -> int:
@@ -146,7 +148,7 @@ class Statement:
 
     @property
     def range_inputs(self) -> int:
-        return self.weight_digits + self.extension_length
+        return 2 * self.weight_digits + self.extension_length
 
     @cached_property
     def range_layout(self) -> proof.Layout:
@@ -170,8 +172,8 @@ class Statement:
 
     @property
     def verifier_length(self) -> int:
-        """One verifier share: the three proofs' and the consistency check's element."""
-        return sum(shape.verifier_length for shape in self._layouts()) + 1
+        """One verifier share: the three proofs' and one element each for the consistency and weight checks."""
+        return sum(shape.verifier_length for shape in self._layouts()) + 2
 
     @property
     def blind_length(self) -> int:
@@ -225,9 +227,11 @@ class Statement:
         return ((values[:, None] >> shifts[None, :]) & (self.base - 1)).reshape(-1).astype(field.DTYPE)
 
     def witness(self, signed: np.ndarray, weight: int) -> np.ndarray:
-        """The first message from the signed coordinates q and the weight w: (q mod p, digits of w - 1)."""
-        weight_part = np.array([(weight - 1) % self.base ** self.weight_digits], dtype=np.int64)
-        return np.concatenate([field.from_signed(signed), self._digits(weight_part, self.weight_digits)])
+        """The first message from the signed coordinates q and the weight w: (q mod p, digits of w - 1 and of
+        W - w; a weight outside [1, W] wraps its digits and fails the weight check)."""
+        span = self.base ** self.weight_digits
+        weight_parts = np.array([(weight - 1) % span, (self.max_weight - weight) % span], dtype=np.int64)
+        return np.concatenate([field.from_signed(signed), self._digits(weight_parts, self.weight_digits)])
 
     def extension(self, witness: np.ndarray, challenge: Challenge, *, slack: int | None = None) -> np.ndarray:
         """The projection digits of y + Y (reduced mod L: a false claim is caught) and the slack digits.
@@ -239,7 +243,7 @@ class Statement:
         span = self.base ** self.projection_digits
         shifted = (projected % span + self.projection_bound) % span
         if slack is None:
-            weight = self._recombine(witness[self.length :], self.weight_digits)
+            weight = self._recombine(witness[self.length : self.length + self.weight_digits], self.weight_digits)
             signed = field.to_signed(coordinates)
             slack = self.norm_squared * (int(weight[0]) + 1) ** 2 - _squared_norm(signed)
         reduced = slack % self.base ** self.slack_digits
@@ -275,8 +279,8 @@ class Statement:
         return witness_share[: self.length]
 
     def weight(self, witness_share: np.ndarray, *, leader: bool) -> np.ndarray:
-        """A share of w: sum_j z_j beta^j (plus 1 on the leader's share)."""
-        share = self._recombine(witness_share[self.length :], self.weight_digits)
+        """A share of w: sum_j z_j beta^j over the digits of w - 1 (plus 1 on the leader's share)."""
+        share = self._recombine(witness_share[self.length : self.length + self.weight_digits], self.weight_digits)
         return field.add(share, np.uint64(1)) if leader else share
 
     def verifier_share(self, witness_share: np.ndarray, proof_share: np.ndarray, *, leader: bool,
@@ -307,7 +311,11 @@ class Statement:
         if leader:
             consistency = (consistency - self.projection_bound * int(field.sum_mod(query.projection_weights))) \
                 % field.MODULUS
-        return np.concatenate([range_share, norm_share, weight_share, np.array([consistency], dtype=field.DTYPE)])
+        both = self._recombine(witness_share[self.length : self.length + 2 * self.weight_digits],
+                               self.weight_digits)
+        weight_sum = (int(both[0]) + int(both[1]) - (self.max_weight - 1 if leader else 0)) % field.MODULUS
+        return np.concatenate([range_share, norm_share, weight_share,
+                               np.array([consistency, weight_sum], dtype=field.DTYPE)])
 
     def decide(self, combined: np.ndarray) -> Rejection | None:
         """None when the summed verifier shares accept; else the first check that failed."""
@@ -320,12 +328,12 @@ class Statement:
                 and proof.identity_holds(norms, norm_part, self._square, self._ones(norms.chunk))
                 and proof.identity_holds(weights, weight_part, self._square, self._ones(1))):
             return Rejection.PROOF_INVALID
-        if proof.output_of(ranges, range_part) != 0:
+        if proof.output_of(ranges, range_part) != 0 or int(combined[cut3 + 1]) != 0:
             return Rejection.OUT_OF_RANGE
-        if int(combined[cut3]) != 0:
-            return Rejection.PROJECTION_MISMATCH
         if proof.output_of(norms, norm_part) != 0:
             return Rejection.NORM_EXCEEDED
+        if int(combined[cut3]) != 0:  # the norm identity held only mod p: a square that wraps the field
+            return Rejection.PROJECTION_MISMATCH
         return None
 
 

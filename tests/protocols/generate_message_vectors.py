@@ -176,10 +176,12 @@ def _canonical_messages() -> list[tuple[str, Message]]:
             **_header("upload", c1, a0), ring_bits=32, vector=_ring([0, 0, 1, 0, 0, 2**32 - 1], 32))),
         ("32-byte seed", validated.WitnessSeed(**_header("upload", c1, a1), seed=_bytes("witness seed 1", 32))),
         ("request", validated.ChallengeRequest(**_header("challenge", SERVER, a0))),
-        ("two clients and a seed", validated.ChallengeSeed(
-            **_header("challenge", a1, SERVER), clients=(0, 2), seed=_bytes("joint seed 1", 32))),
-        ("two aggregators' seeds", validated.ProveRequest(
-            **_header("prove", SERVER, c2), joint_seeds=(_bytes("joint seed 0", 32), _bytes("joint seed 1", 32)))),
+        ("two clients, a seed and its signature", validated.ChallengeSeed(
+            **_header("challenge", a1, SERVER), clients=(0, 2), seed=_bytes("joint seed 1", 32),
+            signature=_bytes("joint seed signature 1", 64))),
+        ("two aggregators' seeds and signatures", validated.ProveRequest(
+            **_header("prove", SERVER, c2), joint_seeds=(_bytes("joint seed 0", 32), _bytes("joint seed 1", 32)),
+            signatures=(_bytes("joint seed signature 0", 64), _bytes("joint seed signature 1", 64)))),
         ("two field elements", validated.ProofShare(
             **_header("prove", c2, a0), ring_bits=32, vector=_ring([7, 0, 0, 2**31], 32))),
         ("32-byte seed", validated.ProofSeed(**_header("prove", c2, a1), seed=_bytes("proof seed 2", 32))),

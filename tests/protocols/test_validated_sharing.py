@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import os
 import warnings
@@ -510,3 +511,52 @@ def test_a_cohort_whose_accepted_sum_could_wrap_the_ring_is_refused():
     protocol.setup(clients=3, vector_length=11, session=os.urandom(16), round=0)
     with pytest.raises(ConfigurationError, match="beyond 2\\^\\(ring_bits-1\\)-1"):
         protocol.setup(clients=1000, vector_length=11, session=os.urandom(16), round=0)
+
+
+# -- a server that deviates: other joint seeds for one client --------------------------------------------------
+
+
+@pytest.mark.parametrize("zero_update", [False, True])
+def test_a_client_refuses_joint_seeds_its_aggregators_did_not_sign(zero_update):
+    # With another R than the aggregators', a client's projection would match theirs only for q = 0: the
+    # accept/reject outcome would tell the server whether the update is zero. The client refuses first.
+    from securefl.errors import ProtocolViolation
+    from securefl.protocols.validated.messages import ProveRequest
+
+    protocol = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING)
+    run = Run(protocol, clients=4, length=9)
+    if zero_update:
+        run.clients[1] = type(run.clients[1])(1, run.server.run)
+        run.engines["client/1"] = run.clients[1]
+        run.inputs[1] = ring.from_signed(np.append(np.zeros(8, dtype=np.int64), 1), ENCODING.ring_bits)
+        run.clients[1].provide_input(run.inputs[1])
+    refusals = []
+
+    def substitute(run, message):
+        if isinstance(message, ProveRequest) and message.recipient == "client/1":
+            forged = dataclasses.replace(message, joint_seeds=(os.urandom(32), *message.joint_seeds[1:]))
+            with pytest.raises(ProtocolViolation, match="is not one it signed") as refused:
+                run.deliver(forged)
+            refusals.append(refused.value)
+            return []
+        return None
+
+    run.play(intercept=substitute)
+    aggregate = run.server.result()
+    assert len(refusals) == 1 and aggregate.included == (0, 2, 3) and aggregate.rejected == {}
+    assert np.array_equal(aggregate.total, run.expected_sum([0, 2, 3]))
+
+
+def test_a_server_refuses_a_joint_seed_without_its_aggregators_signature():
+    from securefl.errors import InvalidMessage
+    from securefl.protocols.validated.messages import ChallengeSeed
+
+    run = Run(ValidatedSharing(norm_bound=BOUND, encoding=ENCODING), clients=3, length=5)
+
+    def resign(run, message):
+        if isinstance(message, ChallengeSeed) and message.sender == "aggregator/1":
+            with pytest.raises(InvalidMessage, match="signature"):
+                run.deliver(dataclasses.replace(message, seed=os.urandom(32)))
+        return None
+
+    run.play(phases=2, intercept=resign)

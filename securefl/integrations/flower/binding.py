@@ -43,10 +43,12 @@ from securefl.encoding import Encoding
 from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import Protocol
 from securefl.protocols.lattice import BFV, BFVParameters, LatticeKeyHolder  # TenSEAL is imported on first use
+from securefl.protocols.validated import ValidatedSharing
 
 __all__ = [
     "publish",
     "bind",
+    "bind_peer",
     "check_supported",
     "against_malicious_server",
     "protocol_from_config",
@@ -187,7 +189,10 @@ def bind(protocol: Protocol, parameters: Mapping[str, bytes]) -> Protocol:
     would otherwise make every client's pool on every node. BFV: a key holder
     around the published public context, checked against this party's own
     parameters (``InvalidMessage`` for any other, or one carrying a secret key).
+    Validated sharing: the verification keys its aggregators published.
     """
+    if isinstance(protocol, ValidatedSharing):
+        return protocol.with_aggregator_keys(parameters)
     if isinstance(protocol, BFV):
         context = parameters.get(DECRYPTOR)
         if not context:
@@ -205,6 +210,19 @@ def bind(protocol: Protocol, parameters: Mapping[str, bytes]) -> Protocol:
             f"for key_bits={protocol.key_bits}"
         )
     return dataclasses.replace(protocol, key_holder=KeyHolder.public_only(public_key), precompute=False)
+
+
+def bind_peer(protocol: Protocol, party: str, parameters: Mapping[str, bytes],
+              signing_key: SigningKey | None) -> Protocol:
+    """On helper ``party``'s node, for a protocol whose helpers message each other: ``protocol`` around every
+    helper's published parameters (:func:`bind`) and this node's own ``signing_key``."""
+    if not isinstance(protocol, ValidatedSharing):
+        raise ConfigurationError(f"{protocol.name}'s helpers send each other nothing")
+    if signing_key is None:
+        raise InvalidMessage(f"{party} made no signing key at discovery; the server must discover it first")
+    if parameters.get(party) != signing_key.public_bytes:
+        raise InvalidMessage(f"the server relays another key or parameters for {party!r}, this node")
+    return protocol.with_aggregator_keys(parameters).with_signing_key(party, signing_key)
 
 
 def _snake(key: str) -> str:

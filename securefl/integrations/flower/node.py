@@ -67,6 +67,7 @@ from securefl.integrations.flower import wire
 from securefl.integrations.flower.binding import (
     against_malicious_server,
     bind,
+    bind_peer,
     check_supported,
     protocol_from_config,
     publish,
@@ -446,6 +447,9 @@ class SecureFLNode:
 
         metrics: dict[str, float] = {}
         protocol = self._bound_protocol(context, control, state)
+        peers = self._peer_helpers(context, control, state, protocol)  # before any engine: its own keys checked
+        if peers:
+            state.helper_keys = {peer: transport for peer, (transport, _) in peers.items()}
         digest, model = self._round_digest(message, context, control, state)
         session = wire.bound_session(session, digest)
         run = self._run_parameters(protocol, control, session)
@@ -474,9 +478,6 @@ class SecureFLNode:
             engine = restored
         state.digest = digest
         state.session, state.party = session, party
-        peers = self._peer_helpers(context, control, state, protocol)
-        if peers:
-            state.helper_keys = {peer: transport for peer, (transport, _) in peers.items()}
         outgoing: list[wire.Entry] = []
         started = time.perf_counter()
         senders: Callable[[str], bytes] | None = None
@@ -603,6 +604,10 @@ class SecureFLNode:
                     raise InvalidMessage(f"this node published a {scheme.__name__} key; it is configured for "
                                          f"{protocol.name}")
                 protocol = dataclasses.replace(protocol, key_holder=state.key_holder)  # type: ignore[arg-type]
+            if protocol.helpers_message_each_other:
+                helpers = list(control.get("helpers", []))
+                parameters = dict(zip(helpers, control.get("helper-parameters", [])))
+                protocol = bind_peer(protocol, state.role, parameters, state.signing)
         if control.get("protocol") != protocol.name:
             raise ConfigurationError(
                 f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"

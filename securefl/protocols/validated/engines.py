@@ -19,6 +19,7 @@ import numpy as np
 
 from securefl import ring
 from securefl.crypto import prg
+from securefl.crypto.keys import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify_signature
 from securefl.errors import ConfigurationError, InvalidMessage, ProtocolAbort, ProtocolViolation
 from securefl.protocols.base import (
     SERVER_ONLY,
@@ -54,6 +55,7 @@ from securefl.protocols.validated.messages import (
 )
 from securefl.protocols.validated.randomness import (
     challenge_for,
+    joint_seed_statement,
     query_for,
     randomness_digest,
     round_query,
@@ -84,9 +86,18 @@ class ValidatedRun(RunParameters):
     digit_bits: int
     norm_squared: int
     max_weight: int
+    aggregator_keys: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        keys = self.aggregator_keys
+        if len(keys) != self.aggregators or len(set(keys)) != len(keys) \
+                or any(not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES for key in keys):
+            raise ConfigurationError(f"validated sharing needs one distinct 32-byte Ed25519 verification key per "
+                                     f"aggregator ({self.aggregators}); found {len(keys)}")
 
     def _identity(self) -> tuple[bytes | str | int, ...]:
-        return (*super()._identity(), self.aggregators, self.digit_bits, self.norm_squared, self.max_weight)
+        return (*super()._identity(), self.aggregators, self.digit_bits, self.norm_squared, self.max_weight,
+                *self.aggregator_keys)
 
     @property
     def statement(self) -> Statement:
@@ -205,9 +216,18 @@ class Client(ClientEngine):
     def _prove(self, message: Message) -> list[Message]:
         message = received(message, ProveRequest)
         run = self._run
-        if len(message.joint_seeds) != run.aggregators:
-            raise ProtocolViolation(f"prove request carries {len(message.joint_seeds)} seeds; "
-                                    f"{run.aggregators} aggregators drew one each")
+        if len(message.joint_seeds) != run.aggregators or len(message.signatures) != run.aggregators:
+            raise ProtocolViolation(f"prove request carries {len(message.joint_seeds)} seeds and "
+                                    f"{len(message.signatures)} signatures; {run.aggregators} aggregators drew one "
+                                    "each")
+        for index, (seed, signature) in enumerate(zip(message.joint_seeds, message.signatures)):
+            try:
+                verify_signature(run.aggregator_keys[index], signature,
+                                 joint_seed_statement(run.session, run.round, index, seed))
+            except InvalidMessage:
+                raise ProtocolViolation(f"the joint seed relayed for {aggregator_id(index)} is not one it signed: "
+                                        "this client proves nothing under randomness its aggregators did not "
+                                        "draw") from None
         if self._witness is None:
             raise ProtocolViolation("prove request before this client shared a witness")
         statement = run.statement
@@ -240,8 +260,12 @@ class Aggregator(RespondingEngine):
     STATE_KIND = "validated-sharing/aggregator"
     _run: ValidatedRun
 
-    def __init__(self, index: int, run: ValidatedRun) -> None:
+    def __init__(self, index: int, run: ValidatedRun, signing_key: SigningKey) -> None:
+        if not isinstance(signing_key, SigningKey) or signing_key.public_bytes != run.aggregator_keys[index]:
+            raise ConfigurationError(f"{aggregator_id(index)}'s signing key is not the one whose verification key "
+                                     "the run lists for it")
         self._index = index
+        self._signing_key = signing_key
         self._witnesses: dict[int, np.ndarray] = {}
         self._witness_seeds: dict[int, bytes] = {}
         self._proofs: dict[int, np.ndarray] = {}
@@ -260,7 +284,11 @@ class Aggregator(RespondingEngine):
     @classmethod
     def _restore_engine(cls, party: str, run: RunParameters, reader: StateReader) -> Aggregator:
         run = checked_run(run)
-        return cls(aggregator_index(party, run), run)
+        signing_key = SigningKey.from_private_bytes(reader.blob("signing-key", sizes=(PRIVATE_KEY_BYTES,)))
+        index = aggregator_index(party, run)
+        reader.require(signing_key.public_bytes == run.aggregator_keys[index],
+                       "holds a signing key the run does not list for it")
+        return cls(index, run, signing_key)
 
     @property
     def leader(self) -> bool:
@@ -337,10 +365,13 @@ class Aggregator(RespondingEngine):
     # -- randomness ----------------------------------------------------------------------------------
 
     def _challenge(self, message: Message) -> list[Message]:
+        run = self._run
         self._joint_seed = os.urandom(prg.SEED_BYTES)
         clients = tuple(sorted(self._witness_holders()))
-        return [ChallengeSeed(*self._run.header(CHALLENGE, self.party, SERVER), clients=clients,
-                              seed=self._joint_seed)]
+        signature = self._signing_key.sign(joint_seed_statement(run.session, run.round, self._index,
+                                                                self._joint_seed))
+        return [ChallengeSeed(*run.header(CHALLENGE, self.party, SERVER), clients=clients, seed=self._joint_seed,
+                              signature=signature)]
 
     def _query(self, message: Message) -> list[Message]:
         message = received(message, QueryRequest)
@@ -458,6 +489,7 @@ class Aggregator(RespondingEngine):
         rejected = sorted(self._rejected)
         del statement
         return {
+            "signing-key": self._signing_key.private_bytes,
             "witness-senders": witness_senders,
             "witnesses": np.concatenate([self._witnesses[i] for i in witness_senders]) if witness_senders else _EMPTY,
             "proof-senders": proof_senders,
@@ -545,7 +577,9 @@ class Server(ServerEngine):
         self._aggregators = [aggregator_id(j) for j in range(run.aggregators)]
         self._holders: dict[str, tuple[int, ...]] = {}
         self._seeds: dict[str, bytes] = {}
+        self._signatures: dict[str, bytes] = {}
         self._joint_seeds: tuple[bytes, ...] = ()
+        self._joint_signatures: tuple[bytes, ...] = ()
         self._witnessed: tuple[int, ...] = ()
         self._proved: tuple[int, ...] = ()
         self._reports: dict[str, tuple[tuple[int, ...], dict[int, str]]] = {}
@@ -575,15 +609,21 @@ class Server(ServerEngine):
         return [UploadRequest(*run.header(UPLOAD, SERVER, client_id(i))) for i in range(run.clients)]
 
     def _request_challenge(self) -> list[Message]:
-        self._holders, self._seeds = {}, {}
+        self._holders, self._seeds, self._signatures = {}, {}, {}
         return [ChallengeRequest(*self._run.header(CHALLENGE, SERVER, a)) for a in self._aggregators]
 
     def _receive_seed(self, message: Message) -> list[Message]:
         if not isinstance(message, (ChallengeSeed, QuerySeed)):
             raise InvalidMessage(f"expected an aggregator's seed; found {type(message).__name__}")
+        run = self._run
         clients = message.clients
-        if list(clients) != sorted(set(clients)) or any(not 0 <= i < self._run.clients for i in clients):
+        if list(clients) != sorted(set(clients)) or any(not 0 <= i < run.clients for i in clients):
             raise InvalidMessage(f"{message.sender} lists unknown clients, or a client twice")
+        if isinstance(message, ChallengeSeed):  # the clients check it too; an honest server refuses a bad one first
+            index = aggregator_index(message.sender, run)
+            verify_signature(run.aggregator_keys[index], message.signature,
+                             joint_seed_statement(run.session, run.round, index, message.seed))
+            self._signatures[message.sender] = message.signature
         self._holders[message.sender], self._seeds[message.sender] = tuple(clients), message.seed
         return []
 
@@ -603,14 +643,15 @@ class Server(ServerEngine):
     def _close_challenge(self) -> None:
         self._witnessed = self._common(CHALLENGE, None)
         self._joint_seeds = tuple(self._seeds[a] for a in self._aggregators)
+        self._joint_signatures = tuple(self._signatures[a] for a in self._aggregators)
 
     def _request_proofs(self) -> list[Message]:
         run = self._run
-        return [ProveRequest(*run.header(PROVE, SERVER, client_id(i)), joint_seeds=self._joint_seeds)
-                for i in self._witnessed]
+        return [ProveRequest(*run.header(PROVE, SERVER, client_id(i)), joint_seeds=self._joint_seeds,
+                             signatures=self._joint_signatures) for i in self._witnessed]
 
     def _request_query(self) -> list[Message]:
-        self._holders, self._seeds = {}, {}
+        self._holders, self._seeds, self._signatures = {}, {}, {}
         return [QueryRequest(*self._run.header(QUERY, SERVER, a), joint_seeds=self._joint_seeds)
                 for a in self._aggregators]
 
@@ -688,7 +729,10 @@ class Server(ServerEngine):
             "holder-clients": [i for a in holders for i in self._holders[a]],
             "seed-holders": sorted(self._seeds),
             "seeds": [self._seeds[a] for a in sorted(self._seeds)],
+            "signature-holders": sorted(self._signatures),
+            "signatures": [self._signatures[a] for a in sorted(self._signatures)],
             "joint-seeds": list(self._joint_seeds),
+            "joint-signatures": list(self._joint_signatures),
             "witnessed": list(self._witnessed),
             "proved": list(self._proved),
             "reporters": reporters,
@@ -733,9 +777,16 @@ class Server(ServerEngine):
         seeds = reader.blobs("seeds", size=prg.SEED_BYTES)
         reader.require(len(seeds) == len(seed_holders), "has seeds of the wrong count")
         self._seeds = dict(zip(seed_holders, seeds))
+        signature_holders = parties("signature-holders")
+        signatures = reader.blobs("signatures", size=SIGNATURE_BYTES)
+        reader.require(len(signatures) == len(signature_holders) and set(signature_holders) <= set(seed_holders),
+                       "has signatures of the wrong count, or without their seeds")
+        self._signatures = dict(zip(signature_holders, signatures))
         joint = reader.blobs("joint-seeds", size=prg.SEED_BYTES)
-        reader.require(len(joint) in (0, run.aggregators), "holds joint seeds of another number of aggregators")
-        self._joint_seeds = tuple(joint)
+        joint_signatures = reader.blobs("joint-signatures", size=SIGNATURE_BYTES)
+        reader.require(len(joint) in (0, run.aggregators) and len(joint_signatures) == len(joint),
+                       "holds joint seeds of another number of aggregators, or without their signatures")
+        self._joint_seeds, self._joint_signatures = tuple(joint), tuple(joint_signatures)
         self._witnessed = tuple(reader.integers("witnessed", minimum=0, maximum=last))
         self._proved = tuple(reader.integers("proved", minimum=0, maximum=last))
         reporters = parties("reporters")

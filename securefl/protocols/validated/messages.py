@@ -1,4 +1,4 @@
-"""Messages of validated sharing: shares of a digit witness and its proof, randomness, verifier shares.
+"""Messages of validated sharing: shares of the witness and the proof, signed randomness, verifier shares.
 
 A vector of F_p travels as a ring vector with ``ring_bits`` = 32 holding
 each element as two little-endian 32-bit words, low word first: exactly the
@@ -15,13 +15,15 @@ from typing import Annotated
 import numpy as np
 
 from securefl.crypto import prg
+from securefl.crypto.keys import SIGNATURE_BYTES
 from securefl.protocols.wire import Message, RingVector, Size
 
 __all__ = ["UploadRequest", "WitnessShare", "WitnessSeed", "ChallengeRequest", "ChallengeSeed", "ProveRequest",
            "ProofShare", "ProofSeed", "QueryRequest", "QuerySeed", "VerifyRequest", "VerifierShare", "VerifyReport",
-           "AggregateRequest", "AggregateShare", "Seed", "WORD_BITS", "to_wire", "from_wire"]
+           "AggregateRequest", "AggregateShare", "Seed", "Signature", "WORD_BITS", "to_wire", "from_wire"]
 
 Seed = Annotated[bytes, Size(prg.SEED_BYTES)]
+Signature = Annotated[bytes, Size(SIGNATURE_BYTES)]
 WORD_BITS = 32
 """The ``ring_bits`` of every field vector on the wire: two 32-bit words per element."""
 
@@ -69,19 +71,22 @@ class ChallengeRequest(Message):
 
 @dataclass(frozen=True)
 class ChallengeSeed(Message):
-    """Aggregator -> server: the clients whose witness it holds and its fresh joint-randomness seed."""
+    """Aggregator -> server: the clients whose witness it holds, its fresh joint-randomness seed and its
+    Ed25519 signature over the seed (``randomness.joint_seed_statement``), which every client checks."""
 
     KIND = "validated-sharing/challenge-seed"
     clients: tuple[int, ...]
     seed: Seed
+    signature: Signature
 
 
 @dataclass(frozen=True)
 class ProveRequest(Message):
-    """Server -> client: every aggregator's joint seed (in aggregator order); prove your witness."""
+    """Server -> client: every aggregator's joint seed and its signature (in aggregator order); prove your witness."""
 
     KIND = "validated-sharing/prove-request"
     joint_seeds: tuple[Seed, ...]
+    signatures: tuple[Signature, ...]
 
 
 @dataclass(frozen=True)

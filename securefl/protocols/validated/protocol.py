@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from securefl import validation
+from securefl.crypto.keys import PUBLIC_KEY_BYTES, SigningKey
 from securefl.encoding import Encoding
-from securefl.errors import ConfigurationError
+from securefl.errors import ConfigurationError, InvalidMessage
 from securefl.protocols.base import (
     DEFAULT_MIN_CLIENTS,
     ClientEngine,
@@ -52,9 +52,6 @@ from securefl.protocols.validated.engines import (
 )
 from securefl.protocols.validated.statement import Statement
 from securefl.protocols.wire import SERVER
-
-if TYPE_CHECKING:
-    from securefl.crypto.keys import SigningKey
 
 __all__ = ["ValidatedSharing", "DEFAULT_NORM_BOUND"]
 
@@ -81,6 +78,9 @@ class ValidatedSharing(Protocol):
     min_clients: int = DEFAULT_MIN_CLIENTS
     encoding: Encoding = field(default_factory=Encoding)
     cheating_provers: frozenset[int] = frozenset()
+    aggregator_keys: tuple[bytes, ...] = ()
+    signing_keys: Mapping[str, SigningKey] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, dict[str, SigningKey]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     name = "validated-sharing"
     secure = True
@@ -93,6 +93,18 @@ class ValidatedSharing(Protocol):
         object.__setattr__(self, "digit_bits", validation.integer(self.digit_bits, "digit_bits", minimum=1, maximum=4))
         object.__setattr__(self, "norm_bound", validation.positive_float(self.norm_bound, "norm_bound"))
         object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
+        keys = tuple(self.aggregator_keys)
+        if keys and (len(keys) != self.aggregators or len(set(keys)) != len(keys)
+                     or any(not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES for key in keys)):
+            raise ConfigurationError(f"aggregator_keys must be {self.aggregators} distinct 32-byte Ed25519 "
+                                     "verification keys, one per aggregator, or empty")
+        object.__setattr__(self, "aggregator_keys", keys)
+        parties = self.helper_parties()
+        for party, key in self.signing_keys.items():
+            if party not in parties or not isinstance(key, SigningKey):
+                raise ConfigurationError(f"signing_keys maps aggregators {parties} to SigningKeys; found {party!r}")
+            if keys and key.public_bytes != keys[parties.index(party)]:
+                raise ConfigurationError(f"the signing key given for {party} is not the one aggregator_keys lists")
         cheating = frozenset(self.cheating_provers)
         if not all(validation.is_integer(index) and index >= 0 for index in cheating):
             raise ConfigurationError(f"cheating_provers must be client indices >= 0; found {self.cheating_provers!r}")
@@ -142,13 +154,48 @@ class ValidatedSharing(Protocol):
 
     def run_parameters(self, *, clients: int, vector_length: int, session: bytes, round: int,
                        verification_keys: Sequence[bytes] = ()) -> ValidatedRun:
+        """The run's public parameters; ``aggregator_keys`` must be set (``setup`` deals them in process; over
+        Flower each aggregator publishes its own and :meth:`with_aggregator_keys` binds them)."""
         base = super().run_parameters(clients=clients, vector_length=vector_length, session=session, round=round,
                                       verification_keys=verification_keys)
         if base.length > 1:
             self.statement(base.length)  # refuses a length whose squared norm could wrap the field
         self._check_ring_headroom(base.clients)
         return ValidatedRun(**vars(base), aggregators=self.aggregators, digit_bits=self.digit_bits,
-                            norm_squared=self.norm_squared, max_weight=self.encoding.max_weight)
+                            norm_squared=self.norm_squared, max_weight=self.encoding.max_weight,
+                            aggregator_keys=self._public_keys())
+
+    def _private_keys(self) -> Mapping[str, SigningKey]:
+        """The aggregators' signing keys this process holds: ``signing_keys``, else (unbound, in process) a key
+        pair per aggregator made once, on first use, as a dealer would."""
+        if self.signing_keys or self.aggregator_keys:
+            return self.signing_keys
+        dealt = self._cache.get("keys")
+        if dealt is None:
+            dealt = self._cache["keys"] = {party: SigningKey.generate() for party in self.helper_parties()}
+        return dealt
+
+    def _public_keys(self) -> tuple[bytes, ...]:
+        """The aggregators' verification keys: as bound (``aggregator_keys``), else those of the held keys."""
+        if self.aggregator_keys:
+            return tuple(self.aggregator_keys)
+        held = self._private_keys()
+        if set(held) != set(self.helper_parties()):
+            raise ConfigurationError(f"{self.name} needs every aggregator's verification key: bind the published "
+                                     "ones (with_aggregator_keys) or hold every signing key")
+        return tuple(held[party].public_bytes for party in self.helper_parties())
+
+    def with_aggregator_keys(self, published: Mapping[str, bytes]) -> ValidatedSharing:
+        """This protocol around the verification keys its aggregators published ({"aggregator/j": key})."""
+        keys = tuple(published.get(party, b"") for party in self.helper_parties())
+        missing = [party for party, key in zip(self.helper_parties(), keys) if len(key) != PUBLIC_KEY_BYTES]
+        if missing:
+            raise InvalidMessage(f"{', '.join(missing)} published no 32-byte Ed25519 verification key")
+        return dataclasses.replace(self, aggregator_keys=keys)
+
+    def with_signing_key(self, party: str, key: SigningKey) -> ValidatedSharing:
+        """This protocol holding aggregator ``party``'s own signing key (its node's)."""
+        return dataclasses.replace(self, signing_keys={**self.signing_keys, party: key})
 
     def _check_ring_headroom(self, clients: int) -> None:
         """``ConfigurationError`` unless the accepted sum fits the ring's signed range.
@@ -169,10 +216,11 @@ class ValidatedSharing(Protocol):
                 f"ring_bits")
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
+        """Every engine, the aggregators' with the signing keys this process holds (dealt once when unbound)."""
         run = self.run_parameters(clients=clients, vector_length=vector_length, session=session, round=round)
         return Parties(server=Server(run),
                        clients=[Client(i, run, cheating_prover=i in self.cheating_provers) for i in range(run.clients)],
-                       helpers=[Aggregator(j, run) for j in range(self.aggregators)])
+                       helpers=[self.helper_engine(party, run) for party in self.helper_parties()])
 
     def client_engine(self, index: int, run: RunParameters, *, signing_key: SigningKey | None = None) -> ClientEngine:
         index, checked = self._client_run(index, run, signing_key, ValidatedRun)
@@ -185,7 +233,11 @@ class ValidatedSharing(Protocol):
         checked = checked_run(run)
         if party not in {aggregator_id(j) for j in range(checked.aggregators)}:
             raise ConfigurationError(f"validated-sharing with {checked.aggregators} aggregators has no party {party!r}")
-        return Aggregator(aggregator_index(party, checked), checked)
+        key = self._private_keys().get(party)
+        if key is None:
+            raise ConfigurationError(f"{party} signs its joint seeds: build its engine from a protocol holding its "
+                                     "signing key (with_signing_key; its node makes one at discovery)")
+        return Aggregator(aggregator_index(party, checked), checked, key)
 
     def server_engine(self, run: RunParameters) -> ServerEngine:
         return Server(checked_run(run))

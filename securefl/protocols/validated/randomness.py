@@ -24,7 +24,8 @@ from securefl.crypto.keys import context
 from securefl.protocols.validated import field, projection
 from securefl.protocols.validated.statement import Challenge, Query, Statement
 
-__all__ = ["LABEL", "share_label", "challenge_for", "round_query", "query_for", "randomness_digest"]
+__all__ = ["LABEL", "share_label", "joint_seed_statement", "challenge_for", "round_query", "query_for",
+           "randomness_digest"]
 
 LABEL = "securefl/validated-sharing/v2"
 
@@ -36,6 +37,11 @@ def share_label(what: str, session: bytes, round: int, client: int, aggregator: 
 
 def _seed(what: str, session: bytes, round: int, client: int, seeds: Sequence[bytes]) -> bytes:
     return hashlib.sha256(context(LABEL, what, session, round, client, len(seeds), *seeds)).digest()
+
+
+def joint_seed_statement(session: bytes, round: int, aggregator: int, seed: bytes) -> bytes:
+    """What aggregator j signs with its joint seed: a client then uses only seeds its aggregators drew."""
+    return context(LABEL, "joint-seed", session, round, aggregator, seed)
 
 
 def challenge_for(session: bytes, round: int, seeds: Sequence[bytes]) -> Challenge:

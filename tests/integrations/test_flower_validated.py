@@ -25,6 +25,7 @@ from securefl.protocols.validated import Rejection  # noqa: E402
 from securefl.protocols.wire import decode_message  # noqa: E402
 from tests.integrations.flower_fakes import FakeGrid  # noqa: E402
 from tests.integrations.test_flower_malicious_server import error_replies  # noqa: E402
+from tests.protocols.helpers import ring_sum  # noqa: E402
 
 pytestmark = pytest.mark.flower
 
@@ -46,11 +47,8 @@ def input_fn(job):
     return client_input(job.partition)
 
 
-def ring_sum(partitions) -> np.ndarray:
-    total = np.zeros(LENGTH, dtype=np.uint32)
-    for partition in partitions:
-        ring.add(total, client_input(partition), 32)
-    return total
+def expected_sum(partitions) -> np.ndarray:
+    return ring_sum([client_input(p) for p in range(CLIENTS)], partitions, 32)
 
 
 def validated_federation(protocol=PROTOCOL, *, clients=CLIENTS):
@@ -76,7 +74,7 @@ def test_validated_sharing_sums_exactly_over_flower_with_every_exchange_sealed()
 
     partitions = [driver.federation.nodes[node].partition for node in clients]
     assert aggregation.aggregate.included == tuple(range(len(clients))) and aggregation.aggregate.rejected == {}
-    assert np.array_equal(aggregation.aggregate.total, ring_sum(partitions))
+    assert np.array_equal(aggregation.aggregate.total, expected_sum(partitions))
     for node in driver.federation.helpers.values():
         assert len(driver.federation.nodes[node].parameters) == PUBLIC_KEY_BYTES  # its verification key
     plain, routes = [], []
@@ -101,7 +99,7 @@ def test_a_client_proving_a_boosted_update_over_flower_is_rejected_and_the_other
 
     assert aggregation.aggregate.rejected == {BOOSTED: Rejection.NORM_EXCEEDED}
     assert aggregation.aggregate.included == tuple(i for i in range(CLIENTS) if i != BOOSTED)
-    assert np.array_equal(aggregation.aggregate.total, ring_sum([i for i in range(CLIENTS) if i != BOOSTED]))
+    assert np.array_equal(aggregation.aggregate.total, expected_sum([i for i in range(CLIENTS) if i != BOOSTED]))
 
 
 def test_a_verifier_share_the_server_seals_in_an_aggregators_name_is_refused_by_its_peer():

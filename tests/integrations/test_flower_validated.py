@@ -157,3 +157,26 @@ def test_an_aggregator_refuses_a_relayed_key_for_itself_that_is_not_its_own():
         driver.aggregate(honest_partitions(driver), vector_length=LENGTH, round=1)
     refusals = error_replies(grid, {helpers["aggregator/0"]})
     assert refusals and all("another key or parameters for 'aggregator/0'" in r for r in refusals.values())
+
+
+def test_an_aggregator_refuses_a_helper_list_naming_a_client():
+    # A "peer" named client/2 with the server's keys would let the server sign envelopes in client/2's name.
+    grid, driver = validated_federation()
+    helpers = driver.federation.helpers
+    sybil = SigningKey.generate()
+
+    def add_a_peer(messages):
+        for message in messages:
+            if message.metadata.dst_node_id not in helpers.values():
+                continue
+            control, entries = wire.unpack(message.content)
+            control = {**control, "helpers": [*control["helpers"], "client/2"],
+                       "helper-keys": [*control["helper-keys"], control["helper-keys"][0]],
+                       "helper-parameters": [*control["helper-parameters"], sybil.public_bytes]}
+            wire.pack(control, entries, extra=message.content)
+
+    grid.on_push = add_a_peer
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(honest_partitions(driver), vector_length=LENGTH, round=1)
+    refusals = error_replies(grid, set(helpers.values()))
+    assert len(refusals) == 2 and all("the server lists the helpers" in r for r in refusals.values())

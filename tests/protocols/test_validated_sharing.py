@@ -560,3 +560,39 @@ def test_a_server_refuses_a_joint_seed_without_its_aggregators_signature():
         return None
 
     run.play(phases=2, intercept=resign)
+
+
+def test_the_ring_headroom_counts_the_largest_coordinate_at_the_largest_weight():
+    # isqrt(N W^2) = 10,925 exceeds W isqrt(N) = 10,912: three accepted coordinates of 10,925 at weight 16 sum
+    # to 32,775, past the 16-bit ring's 32,767, although 3 x 16 x isqrt(N) = 32,736 fits.
+    encoding = Encoding(value_bits=4, ring_bits=16, max_weight=16, max_clients=3, clip=1.0)
+    protocol = ValidatedSharing(norm_bound=np.sqrt(466_299.5) / 7, encoding=encoding)
+    assert protocol.norm_squared == 466_299
+    protocol.setup(clients=2, vector_length=5, session=os.urandom(16), round=0)
+    with pytest.raises(ConfigurationError, match="can sum to 32775"):
+        protocol.setup(clients=3, vector_length=5, session=os.urandom(16), round=0)
+
+
+def test_the_aggregators_never_reconstruct_a_clients_weight():
+    statement = ValidatedSharing(norm_bound=BOUND, encoding=ENCODING).statement(7)
+    # Without the zeroing, the summed weight output is w^2: 1, 4, 9, 16.
+    assert {_combined_weight_output(statement, weight) for weight in (1, 2, 3, 4)} == {0}
+
+
+def _combined_weight_output(statement, weight):
+    """The weight proof's output in the summed verifier shares of an honest client of weight ``weight``."""
+    witness = statement.witness(np.zeros(statement.length, dtype=np.int64), weight)
+    challenge = Challenge(os.urandom(32))
+    made = statement.prove(witness, challenge, field.expand(os.urandom(32), b"blinds", statement.blind_length))
+    helper_witness = field.expand(os.urandom(32), b"w", witness.size)
+    helper_proof = field.expand(os.urandom(32), b"p", made.size)
+    gamma = field.expand(os.urandom(32), b"gamma", projection.ROWS)
+    query = Query(field.expand(os.urandom(32), b"sigma", statement.range_layout.calls), (12345, 67890), gamma,
+                  projection.transpose_apply(challenge.projection_seed, gamma, statement.length))
+    combined = field.add(
+        statement.verifier_share(field.sub(witness, helper_witness), field.sub(made, helper_proof), leader=True,
+                                 query=query),
+        statement.verifier_share(helper_witness, helper_proof, leader=False, query=query))
+    assert statement.decide(combined) is None
+    ranges, norms, weights = statement._layouts()
+    return int(combined[ranges.verifier_length + norms.verifier_length + weights.verifier_length - 1])

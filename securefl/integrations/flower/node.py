@@ -568,6 +568,10 @@ class SecureFLNode:
         if state.role == CLIENT or not protocol.helpers_message_each_other:
             return {}
         helpers = list(control.get("helpers", []))
+        if sorted(helpers) != sorted(protocol.helper_parties()):
+            # A "helper" named like a client would let the server sign envelopes in that client's name.
+            raise InvalidMessage(f"the server lists the helpers {helpers}; {protocol.name} has exactly "
+                                 f"{list(protocol.helper_parties())}")
         keys = dict(zip(helpers, control.get("helper-keys", [])))
         parameters = dict(zip(helpers, control.get("helper-parameters", [])))
         if not len(keys) == len(parameters) == len(helpers) or state.role not in keys:

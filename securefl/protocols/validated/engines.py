@@ -537,6 +537,10 @@ class Aggregator(RespondingEngine):
         for seeds in (joint, query):
             reader.require(len(seeds) in (0, run.aggregators), "holds seeds of another number of aggregators")
         self._joint_seeds, self._query_seeds = tuple(joint), tuple(query)
+        reader.require(not joint or joint[self._index] == self._joint_seed,
+                       "holds joint seeds without its own in its place")
+        reader.require(not query or query[self._index] == self._query_seed,
+                       "holds query seeds without its own in its place")
         verifying = reader.boolean("verifying")
         included = reader.integers("included", minimum=0, maximum=last)
         reader.require(verifying or not included, "lists verified clients before verification")
@@ -549,6 +553,9 @@ class Aggregator(RespondingEngine):
         reader.require(self._index not in peers, "holds a verifier share from itself")
         width = len(included) * statement.verifier_length
         peer_values = reader.vector("peer-shares", dtype=field.DTYPE, length=len(peers) * width)
+        reader.require(field.is_canonical(own) and field.is_canonical(peer_values),
+                       "holds verifier shares outside F_p")
+        reader.require(verifying or not (has_own or peers), "holds verifier shares before verification")
         self._peer_shares = {j: peer_values[k * width : (k + 1) * width] for k, j in enumerate(peers)}
         decided = reader.boolean("decided")
         accepted = reader.integers("accepted", minimum=0, maximum=last)
@@ -557,6 +564,9 @@ class Aggregator(RespondingEngine):
         reader.require(len(reasons) == len(rejected) and all(r in _REASONS for r in reasons),
                        "has rejections without a known reason")
         reader.require(decided or not (accepted or rejected), "has verdicts before deciding")
+        reader.require(verifying or not decided, "decided before it verified")
+        reader.require(set(accepted) | set(rejected) == (set(included) if decided else set()),
+                       "has verdicts for other clients than those it verified")
         reader.require(not set(accepted) & set(rejected), "both accepted and rejected a client")
         self._accepted = tuple(accepted) if decided else None
         self._rejected = {i: Rejection(r) for i, r in zip(rejected, reasons)}

@@ -3,13 +3,14 @@
 Entry R_{j,i} = a - b for two independent uniform bits, so it is 0 with
 probability 1/2 and +-1 with probability 1/4 each (E r = 0, E r^2 = E r^4 = 1/2).
 Column i is 64 bytes of AES-CTR keystream from the round's projection seed
-(bits 0..255 the a's of its ROWS entries, bits 256..511 the b's), expanded
-block by block so R is never held whole.
+(bits 0..255 the a's of its ROWS entries, bits 256..511 the b's, most
+significant bit of each byte first). The keystream (64 d bytes) is drawn at
+once; R is unpacked from it to float64 one block of 8,192 columns at a time.
 
 Both products are exact mod p for any input: the field operand is split
 into four 16-bit limbs, each limb product is summed in float64 (at most
-d 2^16 < 2^53 for R q, 256 2^16 for R^T gamma), and the limbs are recombined
-in F_p.
+d 2^16 < 2^53 for R q, d < 2^36 checked; 256 2^16 for R^T gamma), and the
+limbs are recombined in F_p.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from securefl.crypto import prg
+from securefl.errors import ConfigurationError
 from securefl.protocols.validated import field
 
 __all__ = ["ROWS", "project", "transpose_apply", "matrix"]
@@ -29,6 +31,7 @@ _BLOCK_COLUMNS = 8192
 _LIMBS = 4
 _LIMB_BITS = 16
 _LABEL = b"projection"
+_MAX_LENGTH = 1 << 36  # d 2^16 limb sums stay below 2^53
 
 
 def _limbs(elements: np.ndarray) -> np.ndarray:
@@ -49,6 +52,8 @@ def _recombine(limb_sums: np.ndarray) -> np.ndarray:
 
 def _blocks(seed: bytes, length: int) -> Iterator[tuple[int, np.ndarray]]:
     """(first column, R^T block as float64 of shape (columns, ROWS)), one block held at a time."""
+    if length >= _MAX_LENGTH:
+        raise ConfigurationError(f"a projection of {length} coordinates could lose float64 exactness (limit 2^36)")
     stream = prg.keystream_bytes(seed, _LABEL, _COLUMN_BYTES * length).reshape(length, _COLUMN_BYTES)
     for start in range(0, length, _BLOCK_COLUMNS):
         bits = np.unpackbits(stream[start : start + _BLOCK_COLUMNS], axis=1)

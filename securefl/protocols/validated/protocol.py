@@ -201,19 +201,20 @@ class ValidatedSharing(Protocol):
         """``ConfigurationError`` unless the accepted sum fits the ring's signed range.
 
         The statement bounds each accepted coordinate only through the norm,
-        |q_i| <= sqrt(N) w (a dishonest client need not clip coordinates), so
-        clients x W x max(M, isqrt(N)) must stay below 2^(k-1).
+        q_i^2 <= ||q||^2 <= N w^2 (a dishonest client need not clip
+        coordinates), so clients x max(W M, isqrt(N W^2)) must stay below 2^(k-1).
         """
         encoding = self.encoding
-        largest = max((1 << (encoding.value_bits - 1)) - 1, math.isqrt(self.norm_squared))
-        worst = clients * encoding.max_weight * largest
+        weight = encoding.max_weight
+        largest = max(weight * ((1 << (encoding.value_bits - 1)) - 1), math.isqrt(self.norm_squared * weight * weight))
+        worst = clients * largest
         limit = (1 << (encoding.ring_bits - 1)) - 1
         if worst > limit:
             raise ConfigurationError(
-                f"{clients} accepted updates of weight up to {encoding.max_weight} and a coordinate up to the norm "
-                f"bound ({largest} ring units) can sum to {worst}, beyond 2^(ring_bits-1)-1 = {limit}: lower "
-                f"norm_bound (now {self.norm_bound:g}, clip {encoding.clip:g}), max_weight or the clients, or raise "
-                f"ring_bits")
+                f"{clients} accepted updates of weight up to {weight} and a coordinate up to the norm bound "
+                f"({largest} ring units at weight {weight}) can sum to {worst}, beyond 2^(ring_bits-1)-1 = {limit}: "
+                f"lower norm_bound (now {self.norm_bound:g}, clip {encoding.clip:g}), max_weight or the clients, or "
+                "raise ring_bits")
 
     def setup(self, *, clients: int, vector_length: int, session: bytes, round: int) -> Parties:
         """Every engine, the aggregators' with the signing keys this process holds (dealt once when unbound)."""

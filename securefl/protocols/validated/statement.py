@@ -287,9 +287,11 @@ class Statement:
                        query: Query) -> np.ndarray:
         """This aggregator's verifier share of one client (linear in its shares).
 
-        The weight proof's output share is a share of w^2; the norm proof's
-        output share is ||q||^2 + t - N w^2 and the last element
-        gamma . (ybar - Y) - <R^T gamma, q>: both zero for a true statement.
+        The weight proof's output share, a share of w^2, enters the norm
+        offset and is sent as 0 (the sum would reveal w); the norm proof's
+        output share is ||q||^2 + t - N w^2, then come the consistency element
+        gamma . (ybar - Y) - <R^T gamma, q> and the weight-range element: all
+        zero for a true statement.
         """
         ranges, norms, weights = self._layouts()
         extension = proof_share[: self.extension_length]
@@ -304,6 +306,7 @@ class Statement:
         rows = projection.ROWS * self.projection_digits
         slack = self._recombine(extension[rows:], self.slack_digits)
         offset = field.sub(slack, field.mul(weight_share[-1:], np.uint64(self.norm_squared)))
+        weight_share[-1] = 0  # the share of w^2 stays here (it entered the offset): summed, it would reveal w
         norm_share = proof.verifier_share(norms, coordinates, proofs[cut:cut2], query.points, None, offset)
         projected = self._recombine(extension[:rows], self.projection_digits)
         consistency = (field.dot(projected, query.projection_weights)

@@ -130,32 +130,33 @@ def test_a_verifier_share_the_server_seals_in_an_aggregators_name_is_refused_by_
     assert len(refusals) == 1 and "signature" in next(iter(refusals.values()))
 
 
+def refusals_when_the_server_substitutes(grid, driver, victim: str, watcher: str) -> dict[int, str]:
+    """The server relays a verification key of its own for aggregator ``victim``; ``watcher``'s refusals."""
+    helpers = driver.federation.helpers
+    nodes = dict(driver.federation.nodes)
+    nodes[helpers[victim]] = dataclasses.replace(nodes[helpers[victim]], parameters=SigningKey.generate().public_bytes)
+    driver.federation = flower.Federation(nodes)
+    with pytest.raises(ProtocolAbort):
+        driver.aggregate(honest_partitions(driver), vector_length=LENGTH, round=1)
+    return error_replies(grid, {helpers[watcher]})
+
+
 def test_an_aggregator_refuses_a_peer_key_the_server_substitutes_when_its_operator_pinned_the_peer():
     grid, driver = validated_federation()
     helpers = driver.federation.helpers
     peer = driver.federation.nodes[helpers["aggregator/1"]]
     grid.contexts[helpers["aggregator/0"]].node_config["securefl-pins"] = f"aggregator/1={peer.fingerprint}"
-    nodes = dict(driver.federation.nodes)  # the server relays a verification key of its own for aggregator/1
-    nodes[helpers["aggregator/1"]] = dataclasses.replace(peer, parameters=SigningKey.generate().public_bytes)
-    driver.federation = flower.Federation(nodes)
 
-    with pytest.raises(ProtocolAbort):
-        driver.aggregate(honest_partitions(driver), vector_length=LENGTH, round=1)
-    refusals = error_replies(grid, {helpers["aggregator/0"]})
+    refusals = refusals_when_the_server_substitutes(grid, driver, "aggregator/1", "aggregator/0")
+
     assert refusals and all("'aggregator/1' does not match the fingerprint" in r for r in refusals.values())
 
 
 def test_an_aggregator_refuses_a_relayed_key_for_itself_that_is_not_its_own():
     grid, driver = validated_federation()
-    helpers = driver.federation.helpers
-    nodes = dict(driver.federation.nodes)
-    nodes[helpers["aggregator/0"]] = dataclasses.replace(nodes[helpers["aggregator/0"]],
-                                                         parameters=SigningKey.generate().public_bytes)
-    driver.federation = flower.Federation(nodes)
 
-    with pytest.raises(ProtocolAbort):
-        driver.aggregate(honest_partitions(driver), vector_length=LENGTH, round=1)
-    refusals = error_replies(grid, {helpers["aggregator/0"]})
+    refusals = refusals_when_the_server_substitutes(grid, driver, "aggregator/0", "aggregator/0")
+
     assert refusals and all("another key or parameters for 'aggregator/0'" in r for r in refusals.values())
 
 

@@ -78,8 +78,8 @@ def register(subparsers: Any) -> None:
                          help="target epsilon of the DP rows (central and distributed DP) after all rounds")
     compare.add_argument("--delta", type=open_unit, default=1e-5, metavar="DELTA", help="target delta of the DP rows")
     compare.add_argument("--poison", type=non_negative_int, default=0, metavar="K",
-                         help="K clients of the rows without DP are model-replacement attackers boosting their "
-                              "update by --boost (default 0: no attack; 1 for the demo)")
+                         help="K clients of every row are model-replacement attackers boosting their update by "
+                              "--boost, skipping any clip (default 0: no attack; 1 for the demo)")
     compare.add_argument("--boost", type=positive_float, default=100.0, metavar="F",
                          help="the attackers' boost factor, with --poison")
     compare.add_argument("--norm-bound", type=positive_float, default=None, metavar="B",
@@ -103,7 +103,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.norm_bound is not None and not any(c.protocol == "validated-sharing" for c in chosen):
         raise ConfigurationError("--norm-bound applies to the validated-sharing row, which is not selected")
     try:
-        poisoning(args.poison, args.boost, args.clients)
+        poisoning(args.poison, args.boost, min(args.clients if c.dp == "none" else args.dp_clients for c in chosen))
     except ConfigurationError as error:
         raise ConfigurationError(f"--poison {args.poison}: {error}") from None
     for contender in chosen:

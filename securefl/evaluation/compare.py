@@ -395,8 +395,7 @@ def _run_seed(contender: Contender, federation: Federation, seed: int, *, epsilo
     protocol = make_contender_protocol(contender, norm_bound=norm_bound)
     config = FedAvgConfig(clients=federation.clients, rounds=federation.rounds, dropout=federation.dropout,
                           hidden=federation.hidden, seed=seed)
-    trainer = FedAvg(protocol, config, dp=plugin(),  # FedAvg seeds the plugin from config.seed
-                     attack=attack if contender.dp == "none" else None)
+    trainer = FedAvg(protocol, config, dp=plugin(), attack=attack)  # FedAvg seeds the plugin from config.seed
     built = time.perf_counter() - started
     history = trainer.run(progress=progress)
     probing = time.perf_counter()
@@ -449,12 +448,14 @@ def compare(
     over those rounds. ``model_parameters``
     sizes every row's model to about that many parameters. ``progress(name,
     seed, record)`` is called after each round. ``poison`` K > 0: clients
-    0..K-1 of the rows without DP are model-replacement attackers boosting
-    their update by ``boost`` (:class:`~securefl.fl.attacks.ModelReplacement`);
-    ``norm_bound`` is validated-sharing's B (None: the catalog's default).
+    0..K-1 of every row are model-replacement attackers boosting their
+    update by ``boost`` (:class:`~securefl.fl.attacks.ModelReplacement`;
+    under DP they skip the DP stage, its clip included, as a malicious client
+    would); ``norm_bound`` is validated-sharing's B (None: the catalog's default).
     """
     chosen = _select(protocols)
-    attack = poisoning(poison, boost, clients)
+    smallest = min(clients if contender.dp == "none" else dp_clients for contender in chosen)
+    attack = poisoning(poison, boost, smallest)
     seeds = validation.positive_int(seeds, "seeds")
     plain_hidden = FedAvgConfig.hidden if model_parameters is None else hidden_for_parameters(model_parameters)
     dp_hidden = 16 if model_parameters is None else plain_hidden

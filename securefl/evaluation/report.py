@@ -164,10 +164,11 @@ def _report_markdown(data: dict[str, Any]) -> str:
         f"calibrated to epsilon = {settings['epsilon_target']} at delta = {settings['delta']:g} "
         f"(clip {settings['dp_clip']}); the clients are sampled from the simulation's seeded generator."]
           if any(r["dp"] != "none" for r in data["protocols"]) else []),
-        *([f"* Poisoning: client(s) {', '.join(map(str, settings['poison']['clients']))} of the rows without DP "
-           f"are model-replacement attackers (Bagdasaryan et al. 2020) sending reference + "
-           f"{settings['poison']['boost']:g} x (local - reference); `accuracy` is with them, `rejected` counts "
-           "the contributions the aggregators excluded after verification (validated-sharing)."]
+        *([f"* Poisoning: client(s) {', '.join(map(str, settings['poison']['clients']))} of every row are "
+           f"model-replacement attackers (Bagdasaryan et al. 2020) sending reference + "
+           f"{settings['poison']['boost']:g} x (local - reference) and skipping every clip (the DP stage's "
+           "too); `accuracy` is with them, `rejected` counts the contributions the aggregators excluded after "
+           "verification (validated-sharing)."]
           if settings.get("poison", {}).get("clients") else []),
         "",
         _markdown_table(data),

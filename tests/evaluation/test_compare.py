@@ -179,3 +179,19 @@ def test_compare_poison_rejected_by_validated_sharing_only():
     assert comparison.settings["poison"] == {"attack": "model-replacement", "clients": [0], "boost": 100.0}
     assert "rejected" in format_table(comparison).splitlines()[0]
     assert rows["validated-sharing"]["threat_model"]
+
+
+def test_compare_poisons_the_dp_rows_too_and_the_dp_clip_does_not_stop_the_attacker():
+    import warnings
+
+    from securefl.errors import ClippingWarning
+    from securefl.evaluation.compare import compare
+
+    options = dict(protocols=["secagg+central-dp"], seeds=1, dp_clients=10, dp_rounds=4, sample_rate=1.0,
+                   model_parameters=1000, epsilon=50.0)  # 0.81 clean, 0.68 with the attacker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClippingWarning)
+        clean = compare(**options).results[0].to_dict()["seeds"][0]
+        poisoned = compare(**options, poison=1, boost=100.0).results[0].to_dict()["seeds"][0]
+    assert poisoned["rejected"] == 0
+    assert poisoned["final_accuracy"] < clean["final_accuracy"] - 0.1

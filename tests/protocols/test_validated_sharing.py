@@ -342,8 +342,8 @@ def test_field_operations_on_edge_values_scalars_aliases_and_long_vectors():
 # -- zero knowledge: one aggregator's view of an honest client is independent of its update -----------------
 
 
-def _leader_view(statement, values, weight):
-    """What aggregator 0 sees of one honest client: its witness and proof shares and the combined verifier."""
+def _honest_round(statement, values, weight):
+    """One honest client's witness, aggregator 0's witness and proof shares, and the summed verifier shares."""
     witness = statement.witness(values, weight)
     challenge = Challenge(os.urandom(32))
     made = statement.prove(witness, challenge, field.expand(os.urandom(32), b"blinds", statement.blind_length))
@@ -357,6 +357,12 @@ def _leader_view(statement, values, weight):
     combined = field.add(statement.verifier_share(leader_witness, leader_proof, leader=True, query=query),
                          statement.verifier_share(helper_witness, helper_proof, leader=False, query=query))
     assert statement.decide(combined) is None
+    return witness, leader_witness, leader_proof, combined
+
+
+def _leader_view(statement, values, weight):
+    """What aggregator 0 sees of one honest client: its witness and proof shares and the combined verifier."""
+    witness, leader_witness, leader_proof, combined = _honest_round(statement, values, weight)
     ranges, norms, _ = statement._layouts()
     wires = np.concatenate([combined[: ranges.chunk], combined[ranges.verifier_length :][: norms.chunk]])
     return np.concatenate([leader_witness, leader_proof, wires]), witness
@@ -581,18 +587,6 @@ def test_the_aggregators_never_reconstruct_a_clients_weight():
 
 def _combined_weight_output(statement, weight):
     """The weight proof's output in the summed verifier shares of an honest client of weight ``weight``."""
-    witness = statement.witness(np.zeros(statement.length, dtype=np.int64), weight)
-    challenge = Challenge(os.urandom(32))
-    made = statement.prove(witness, challenge, field.expand(os.urandom(32), b"blinds", statement.blind_length))
-    helper_witness = field.expand(os.urandom(32), b"w", witness.size)
-    helper_proof = field.expand(os.urandom(32), b"p", made.size)
-    gamma = field.expand(os.urandom(32), b"gamma", projection.ROWS)
-    query = Query(field.expand(os.urandom(32), b"sigma", statement.range_layout.calls), (12345, 67890), gamma,
-                  projection.transpose_apply(challenge.projection_seed, gamma, statement.length))
-    combined = field.add(
-        statement.verifier_share(field.sub(witness, helper_witness), field.sub(made, helper_proof), leader=True,
-                                 query=query),
-        statement.verifier_share(helper_witness, helper_proof, leader=False, query=query))
-    assert statement.decide(combined) is None
+    combined = _honest_round(statement, np.zeros(statement.length, dtype=np.int64), weight)[3]
     ranges, norms, weights = statement._layouts()
     return int(combined[ranges.verifier_length + norms.verifier_length + weights.verifier_length - 1])

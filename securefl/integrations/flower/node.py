@@ -567,17 +567,13 @@ class SecureFLNode:
         """
         if state.role == CLIENT or not protocol.helpers_message_each_other:
             return {}
-        helpers = list(control.get("helpers", []))
+        helpers, keys, parameters = _relayed_helpers(control)
         if sorted(helpers) != sorted(protocol.helper_parties()):
             # A "helper" named like a client would let the server sign envelopes in that client's name.
             raise InvalidMessage(f"the server lists the helpers {helpers}; {protocol.name} has exactly "
                                  f"{list(protocol.helper_parties())}")
-        keys = dict(zip(helpers, control.get("helper-keys", [])))
-        parameters = dict(zip(helpers, control.get("helper-parameters", [])))
-        if not len(keys) == len(parameters) == len(helpers) or state.role not in keys:
-            raise InvalidMessage("helper keys and parameters do not match the helper list, or omit this helper")
-        if state.transport is None or keys[state.role] != state.transport.public_bytes \
-                or parameters[state.role] != state.parameters:
+        # Its own parameters were checked by bind_peer; its transport key is checked here.
+        if state.transport is None or keys.get(state.role) != state.transport.public_bytes:
             raise InvalidMessage(f"the server relays another key or parameters for {state.role!r}, this node")
         self._check_helper_pins(context, keys, parameters, skip=state.role)
         peers: dict[str, tuple[bytes, bytes]] = {}
@@ -593,11 +589,7 @@ class SecureFLNode:
         """The protocol this node runs in this aggregation: its own configuration, around the helpers'
         published parameters (a client) or its own published secret (a helper)."""
         if state.role == CLIENT:
-            helpers = list(control.get("helpers", []))
-            parameters = dict(zip(helpers, control.get("helper-parameters", [])))
-            if len(parameters) != len(helpers):
-                raise InvalidMessage("helper keys and parameters do not match the helper list")
-            protocol = bind(self.protocol_for(context), parameters)
+            protocol = bind(self.protocol_for(context), _relayed_helpers(control)[2])
         else:
             if state.transport is None:
                 raise InvalidMessage(f"helper {state.role!r} was asked to run before the server discovered it")
@@ -609,9 +601,7 @@ class SecureFLNode:
                                          f"{protocol.name}")
                 protocol = dataclasses.replace(protocol, key_holder=state.key_holder)  # type: ignore[arg-type]
             if protocol.helpers_message_each_other:
-                helpers = list(control.get("helpers", []))
-                parameters = dict(zip(helpers, control.get("helper-parameters", [])))
-                protocol = bind_peer(protocol, state.role, parameters, state.signing)
+                protocol = bind_peer(protocol, state.role, _relayed_helpers(control)[2], state.signing)
         if control.get("protocol") != protocol.name:
             raise ConfigurationError(
                 f"the server runs {control.get('protocol')!r}; this node is configured for {protocol.name!r}"
@@ -659,11 +649,7 @@ class SecureFLNode:
         party = control["party"]
         if state.role != CLIENT:
             return protocol.helper_engine(party, run)
-        helpers = list(control.get("helpers", []))
-        keys = dict(zip(helpers, control.get("helper-keys", [])))
-        parameters = dict(zip(helpers, control.get("helper-parameters", [])))
-        if not len(keys) == len(parameters) == len(helpers):
-            raise InvalidMessage("helper keys and parameters do not match the helper list")
+        _, keys, parameters = _relayed_helpers(control)
         self._check_helper_pins(context, keys, parameters)
         client_pins = self.client_pins_for(context)
         state.helper_keys = {party_id: key for party_id, key in keys.items() if key}
@@ -709,6 +695,17 @@ _CONTROL_TYPES: dict[str, type | tuple[type, ...]] = {
 _CONTROL_LISTS: dict[str, type] = {
     "helpers": str, "helper-keys": bytes, "helper-parameters": bytes, "client-keys": bytes, "verification-keys": bytes,
 }
+
+
+def _relayed_helpers(control: dict) -> tuple[list[str], dict[str, bytes], dict[str, bytes]]:
+    """(helper parties, {party: transport key}, {party: parameters}) as the server relays them
+    (``InvalidMessage`` unless one of each per helper; the types were checked by :func:`_check_control`)."""
+    helpers = list(control.get("helpers", []))
+    keys = dict(zip(helpers, control.get("helper-keys", [])))
+    parameters = dict(zip(helpers, control.get("helper-parameters", [])))
+    if not len(keys) == len(parameters) == len(helpers):
+        raise InvalidMessage("helper keys and parameters do not match the helper list")
+    return helpers, keys, parameters
 
 
 def _check_control(control: Mapping[str, object]) -> None:

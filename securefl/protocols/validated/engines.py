@@ -65,7 +65,7 @@ from securefl.protocols.validated.statement import Rejection, Statement
 from securefl.protocols.wire import SERVER, Message, client_id, client_index
 
 __all__ = ["UPLOAD", "CHALLENGE", "PROVE", "QUERY", "VERIFY", "EXCHANGE", "AGGREGATE", "PHASES", "ValidatedRun",
-           "ValidatedAggregate", "aggregator_id", "Client", "Aggregator", "Server"]
+           "ValidatedAggregate", "aggregator_id", "valid_aggregator_keys", "Client", "Aggregator", "Server"]
 
 UPLOAD, CHALLENGE, PROVE, QUERY = "upload", "challenge", "prove", "query"
 VERIFY, EXCHANGE, AGGREGATE = "verify", "exchange", "aggregate"
@@ -76,6 +76,12 @@ _REASONS = tuple(reason.value for reason in Rejection)
 
 def aggregator_id(index: int) -> str:
     return f"aggregator/{int(index)}"
+
+
+def valid_aggregator_keys(keys: tuple[bytes, ...], aggregators: int) -> bool:
+    """Whether ``keys`` are ``aggregators`` distinct 32-byte Ed25519 verification keys."""
+    return len(keys) == aggregators and len(set(keys)) == len(keys) \
+        and all(isinstance(key, bytes) and len(key) == PUBLIC_KEY_BYTES for key in keys)
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,9 @@ class ValidatedRun(RunParameters):
     aggregator_keys: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
-        keys = self.aggregator_keys
-        if len(keys) != self.aggregators or len(set(keys)) != len(keys) \
-                or any(not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES for key in keys):
+        if not valid_aggregator_keys(self.aggregator_keys, self.aggregators):
             raise ConfigurationError(f"validated sharing needs one distinct 32-byte Ed25519 verification key per "
-                                     f"aggregator ({self.aggregators}); found {len(keys)}")
+                                     f"aggregator ({self.aggregators}); found {len(self.aggregator_keys)}")
 
     def _identity(self) -> tuple[bytes | str | int, ...]:
         return (*super()._identity(), self.aggregators, self.digit_bits, self.norm_squared, self.max_weight,

@@ -49,6 +49,7 @@ from securefl.protocols.validated.engines import (
     aggregator_id,
     aggregator_index,
     checked_run,
+    valid_aggregator_keys,
 )
 from securefl.protocols.validated.statement import Statement
 from securefl.protocols.wire import SERVER
@@ -94,8 +95,7 @@ class ValidatedSharing(Protocol):
         object.__setattr__(self, "norm_bound", validation.positive_float(self.norm_bound, "norm_bound"))
         object.__setattr__(self, "min_clients", check_min_clients(self.min_clients, self.encoding))
         keys = tuple(self.aggregator_keys)
-        if keys and (len(keys) != self.aggregators or len(set(keys)) != len(keys)
-                     or any(not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES for key in keys)):
+        if keys and not valid_aggregator_keys(keys, self.aggregators):
             raise ConfigurationError(f"aggregator_keys must be {self.aggregators} distinct 32-byte Ed25519 "
                                      "verification keys, one per aggregator, or empty")
         object.__setattr__(self, "aggregator_keys", keys)

@@ -243,9 +243,8 @@ class Statement:
         span = self.base ** self.projection_digits
         shifted = (projected % span + self.projection_bound) % span
         if slack is None:
-            weight = self._recombine(witness[self.length : self.length + self.weight_digits], self.weight_digits)
-            signed = field.to_signed(coordinates)
-            slack = self.norm_squared * (int(weight[0]) + 1) ** 2 - _squared_norm(signed)
+            weight = int(self.weight(witness, leader=True)[0])
+            slack = self.norm_squared * weight * weight - _squared_norm(field.to_signed(coordinates))
         reduced = slack % self.base ** self.slack_digits
         slack_digits = [(reduced >> (self.digit_bits * j)) & (self.base - 1) for j in range(self.slack_digits)]
         return np.concatenate([self._digits(shifted, self.projection_digits),
